@@ -1,0 +1,1 @@
+"""Data: COCO-format reading, crop geometry, heatmap targets and decoding."""
