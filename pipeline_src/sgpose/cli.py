@@ -1,0 +1,68 @@
+"""`sgpose <stage>`: one subcommand per pipeline stage, each a thin module in sgpose.stages.
+
+Every stage reads params.yaml (validated), accepts `--set key=value` overrides, and writes its
+outputs atomically to the paths of sgpose.config.Paths (the same paths dvc.yaml and the
+Snakefile declare).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from sgpose.config import ParamsError, Paths, load_params
+
+# stage name -> (module, one-line help). Order is the DAG's order.
+STAGES: dict[str, tuple[str, str]] = {
+    "download": ("sgpose.stages.download", "fetch the dataset files named in the manifest (URLs or SGPOSE_MIRROR), verify sha256"),
+    "prepare": ("sgpose.stages.prepare", "person instances per split (boxes, crops), split ground truth"),
+    "train_backbone": ("sgpose.stages.train_backbone", "train the SimpleBaseline backbone where no official checkpoint is used"),
+    "cache": ("sgpose.stages.cache", "run the frozen backbone once; write features, Y0, targets, crop meta to HDF5"),
+    "train_refiner": ("sgpose.stages.train_refiner", "train the structure-guided UNet from the cache (SPEC 4)"),
+    "infer": ("sgpose.stages.infer", "refine the cached val heatmaps and write COCO results JSON (SPEC 5)"),
+    "evaluate": ("sgpose.stages.evaluate", "OKS keypoint AP with pycocotools; writes metrics.json"),
+    "report": ("sgpose.stages.report", "tables (paper numbers beside ours) and figures from results/"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sgpose",
+        description="Structure-guided multi-step pose refinement: one subcommand per pipeline stage. "
+        "Run the whole DAG with `dvc repro` or `snakemake --cores N`.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
+    for name, (module, help_text) in STAGES.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--params", default="params.yaml", help="parameter file (default: %(default)s)")
+        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override one parameter, e.g. --set train_refiner.epochs=2 (repeatable)")
+        mod = importlib.import_module(module)
+        if hasattr(mod, "add_arguments"):
+            mod.add_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        params = load_params(args.params, args.overrides)
+    except ParamsError as err:
+        print(f"sgpose: {err}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(STAGES[args.stage][0])
+    try:
+        module.main(params, Paths(params), args)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"sgpose {args.stage}: error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

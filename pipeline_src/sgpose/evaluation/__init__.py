@@ -1,0 +1,1 @@
+"""OKS keypoint evaluation."""

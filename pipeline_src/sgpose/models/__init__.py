@@ -1,0 +1,1 @@
+"""Backbones (SimpleBaseline) and the structure-guided UNet refiner."""
