@@ -113,6 +113,7 @@ class ReportParams(_Section):
 class Params(_Section):
     dataset: str
     layout: Literal["coco", "crowdpose"] = "coco"
+    variants: list[Literal["ours"]] = ["ours"]
     data: DataParams
     prepare: PrepareParams = PrepareParams()
     backbone: BackboneParams

@@ -1,0 +1,92 @@
+"""The structure-guided UNet of SPEC section 3.
+
+    input     H(t) (K channels) is concatenated with the heatmap-resolution feature F_0, then a conv
+    encoder   level i runs at the resolution of F_i; levels i >= 1 downsample and fuse F_i
+              (concatenate + 1x1 conv)
+    step      t -> sinusoidal position embedding -> MLP -> added inside every residual block
+    middle    two residual blocks at the lowest resolution
+    decoder   upsample, concatenate the encoder skip, residual block, back to F_0's resolution
+    output    a 1x1 conv to K heatmaps
+Works for any feature list whose resolutions halve (SimpleBaseline: 3, HRNet: 4).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+
+def step_embedding(t: Tensor, dim: int) -> Tensor:
+    """Sinusoidal position embedding of integer steps t (B,) -> (B, dim) (Transformer / DDPM)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    args = t.float()[:, None] * freqs[None]
+    return torch.cat([torch.sin(args), torch.cos(args)], dim=-1)
+
+
+def _norm(channels: int) -> nn.GroupNorm:
+    return nn.GroupNorm(math.gcd(8, channels), channels)
+
+
+class ResBlock(nn.Module):
+    """Norm-act-conv twice, with the step embedding added between (diffusion-UNet style)."""
+
+    def __init__(self, cin: int, cout: int, time_dim: int):
+        super().__init__()
+        self.norm1, self.conv1 = _norm(cin), nn.Conv2d(cin, cout, 3, padding=1)
+        self.time = nn.Linear(time_dim, cout)
+        self.norm2, self.conv2 = _norm(cout), nn.Conv2d(cout, cout, 3, padding=1)
+        self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
+
+    def forward(self, x: Tensor, temb: Tensor) -> Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = h + self.time(temb)[:, :, None, None]
+        h = self.conv2(F.silu(self.norm2(h)))
+        return h + self.skip(x)
+
+
+class StructureGuidedUNet(nn.Module):
+    """UNet(features, guidance H(t), step t) -> K refined heatmaps at F_0's resolution."""
+
+    def __init__(self, num_joints: int, feature_channels: list[int], base_channels: int = 32,
+                 channel_mults: list[int] | None = None, time_dim: int = 64):
+        super().__init__()
+        levels = len(feature_channels)
+        mults = list(channel_mults) if channel_mults else [2**i for i in range(levels)]
+        if len(mults) != levels:
+            raise ValueError(f"channel_mults {mults} must have one entry per backbone feature ({levels})")
+        widths = [base_channels * m for m in mults]
+        self.time_dim = time_dim
+        self.time_mlp = nn.Sequential(nn.Linear(time_dim, time_dim * 2), nn.SiLU(), nn.Linear(time_dim * 2, time_dim))
+        # input: guidance map concatenated with the heatmap-resolution feature, then a conv
+        self.stem = nn.Conv2d(num_joints + feature_channels[0], widths[0], 3, padding=1)
+        self.down = nn.ModuleList(nn.Conv2d(widths[i - 1], widths[i - 1], 3, stride=2, padding=1) for i in range(1, levels))
+        # per-level injection of the backbone feature of matching resolution (levels >= 1)
+        self.fuse = nn.ModuleList(nn.Conv2d(widths[i - 1] + feature_channels[i], widths[i], 1) for i in range(1, levels))
+        self.enc = nn.ModuleList(ResBlock(w, w, time_dim) for w in widths)
+        self.mid = nn.ModuleList([ResBlock(widths[-1], widths[-1], time_dim), ResBlock(widths[-1], widths[-1], time_dim)])
+        # decoder level i sees its upsampled input concatenated with encoder skip i
+        self.dec = nn.ModuleList(ResBlock(2 * w, w, time_dim) for w in widths)
+        self.up = nn.ModuleList(nn.Conv2d(widths[i + 1], widths[i], 1) for i in range(levels - 1))
+        self.head = nn.Sequential(_norm(widths[0]), nn.SiLU(), nn.Conv2d(widths[0], num_joints, 1))
+
+    def forward(self, features: list[Tensor], guidance: Tensor, t: Tensor) -> Tensor:
+        temb = self.time_mlp(step_embedding(t, self.time_dim))
+        x = self.stem(torch.cat([guidance, features[0]], dim=1))
+        skips = []
+        for i, block in enumerate(self.enc):
+            if i > 0:
+                x = self.down[i - 1](x)
+                x = self.fuse[i - 1](torch.cat([x, features[i]], dim=1))
+            x = block(x, temb)
+            skips.append(x)
+        for block in self.mid:
+            x = block(x, temb)
+        for i in reversed(range(len(self.dec))):
+            if i < len(self.dec) - 1:
+                x = self.up[i](F.interpolate(x, size=skips[i].shape[-2:], mode="nearest"))
+            x = self.dec[i](torch.cat([x, skips[i]], dim=1), temb)
+        return self.head(x)

@@ -1,0 +1,86 @@
+"""report.paper / tables / figures as functions."""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib.image as mpimg
+import numpy as np
+import pandas as pd
+import pytest
+
+from sgpose.guidance import guidance_sequence
+from sgpose.keypoints import COCO
+from sgpose.report import paper
+from sgpose.report.figures import fig_guidance_sequence
+from sgpose.report.tables import PAPER_COLUMN, TABLE1_COLUMNS, table1, to_markdown
+
+
+def fake_metrics(ap: float) -> dict:
+    keys = ["AP", "AP50", "AP75", "APM", "APL", "AR", "AR50", "AR75", "ARM", "ARL"]
+    return {k: ap + 0.01 * i for i, k in enumerate(keys)} | {"num_images": 3, "num_instances": 5}
+
+
+def test_paper_numbers_are_spec_section_6():
+    assert {v: ap for v, (_, ap) in paper.TABLE1.items()} == {
+        "baseline": 72.3, "A1": 72.8, "A2": 73.0, "A3": 73.2, "A4": 73.3, "ours": 73.7}
+    assert paper.TABLE2["HRNet-W48"] == (77.1, 77.6)
+    assert paper.FIG5_S_SWEEP == {3: 73.7, 5: 73.7, 8: 73.3}
+    assert paper.FIG6_SCHEDULE == {"cosine": 73.7, "linear": 73.4}
+    assert paper.TABLE3_CROWDPOSE["ours (HRNet-W48)"] == 77.6
+    assert paper.TABLE4_COCO_DET["ViTPose-B"] == 75.8
+    assert "quoted" in paper.SOURCE
+    assert paper.paper_ap("ours_S5")[1] == 73.7 and paper.paper_ap("ours_S4")[1] is None
+    assert paper.paper_ap("ours_linear")[1] == 73.4 and paper.paper_ap("mystery") == ("", None)
+
+
+def test_table1_rows_order_and_values():
+    df = table1({"ours": fake_metrics(0.5), "baseline": fake_metrics(0.4), "ours_S8": fake_metrics(0.3)})
+    assert list(df.columns) == TABLE1_COLUMNS
+    assert list(df["variant"]) == ["baseline", "ours", "ours_S8"]
+    assert df.loc[0, "AP (this run)"] == pytest.approx(40.0)
+    assert df.loc[1, "AP50"] == pytest.approx(51.0)
+    assert list(df[PAPER_COLUMN]) == [72.3, 73.7, 73.3]
+
+
+def test_markdown_formatter():
+    df = table1({"A1": fake_metrics(0.25), "other": fake_metrics(0.1)})
+    md = to_markdown(df).splitlines()
+    assert md[0].startswith("| variant | description | AP (this run) |")
+    assert md[1] == "|" + "---|" * len(TABLE1_COLUMNS)
+    assert md[2].startswith("| A1 | UNet on features only | 25 |") and md[2].endswith("| 72.8 |")
+    assert md[3].endswith("| - |")  # no paper number for an unknown variant
+    assert len(md) == 4
+
+
+def test_table1_empty():
+    df = table1({})
+    assert list(df.columns) == TABLE1_COLUMNS and len(df) == 0
+    assert len(to_markdown(df).splitlines()) == 2
+
+
+@pytest.mark.parametrize("S,schedule", [(3, "cosine"), (5, "linear")])
+def test_fig_guidance_sequence(tmp_path, S, schedule):
+    size = (32, 24)
+    start = COCO.canonical_pose(size)
+    pred = start + np.array([4.0, -3.0], dtype=np.float32)
+    joint = COCO.index("left_wrist")
+    peaks = fig_guidance_sequence(start, pred, joint, S, schedule, 1.0, size, tmp_path / "fig2.png")
+    img = mpimg.imread(tmp_path / "fig2.png")
+    assert img.ndim == 3 and img.shape[0] > 50 and img.shape[1] > 100
+    assert img[..., :3].std() > 0.05  # not blank
+    csv = pd.read_csv(tmp_path / "fig2.csv")
+    assert len(csv) == S + 2 and list(csv.columns) == ["t", "peak_value", "peak_x", "peak_y"]
+    pd.testing.assert_frame_equal(csv, peaks, check_dtype=False)
+    H = guidance_sequence(torch_tensor(start), torch_tensor(pred)[None], S, schedule, 1.0, size)[0, :, joint]
+    assert np.allclose(csv["peak_value"], H.amax(dim=(-1, -2)).numpy(), atol=1e-6)
+    # t = 0 peaks at the start pose, t = T-1 at the prediction
+    assert (csv.loc[0, "peak_x"], csv.loc[0, "peak_y"]) == tuple(np.round(start[joint]).astype(int))
+    assert (csv.iloc[-1]["peak_x"], csv.iloc[-1]["peak_y"]) == tuple(np.round(pred[joint]).astype(int))
+    assert math.isclose(csv.loc[0, "peak_value"], 1.0, abs_tol=0.2)
+
+
+def torch_tensor(a):
+    import torch
+
+    return torch.from_numpy(np.asarray(a, dtype=np.float32))

@@ -1,0 +1,83 @@
+"""HDF5 cache: round trip, dtypes, chunking, completeness mark, atomic writes."""
+
+import h5py
+import numpy as np
+import pytest
+
+from sgpose.cache import cache_attrs, cache_writer, load_cache, open_cache, write_cache
+
+N, K = 5, 17
+
+
+def arrays(rng=np.random.default_rng(0)):
+    return {
+        "heatmaps": rng.random((N, K, 16, 12)), "feat/0": rng.random((N, 8, 16, 12)),
+        "feat/1": rng.random((N, 8, 8, 6)), "feat/2": rng.random((N, 8, 4, 3)),
+        "target": rng.random((N, K, 16, 12)), "target_weight": rng.integers(0, 2, (N, K)).astype(float),
+        "joints": rng.random((N, K, 3)) * 10, "meta/center": rng.random((N, 2)) * 600,
+        "meta/scale": rng.random((N, 2)) * 300, "meta/bbox": rng.random((N, 4)) * 300,
+        "meta/image_id": np.arange(N) + 785, "meta/ann_id": np.arange(N) * 1000,
+        "meta/score": rng.random(N),
+    }
+
+
+ATTRS = {"layout": "coco", "input_size": [64, 48], "heatmap_size": [16, 12], "num_joints": K,
+         "backbone": {"name": "t", "depth": 18}, "checkpoint_sha256": "ab" * 32}
+
+
+def test_round_trip(tmp_path):
+    path = tmp_path / "c" / "val.h5"
+    data = arrays()
+    write_cache(path, data, ATTRS)
+    back = load_cache(path)
+    assert list(back) == ["feat/0", "feat/1", "feat/2", "heatmaps", "joints", "meta/ann_id", "meta/bbox",
+                          "meta/center", "meta/image_id", "meta/scale", "meta/score", "target", "target_weight"]
+    for key, value in data.items():
+        tol = 1e-3 if back[key].dtype == np.float16 else 1e-6
+        np.testing.assert_allclose(back[key], value, rtol=tol, atol=tol)
+    assert back["heatmaps"].dtype == np.float16 and back["feat/1"].dtype == np.float16
+    assert back["target_weight"].dtype == np.float32 and back["meta/ann_id"].dtype == np.int64
+    with open_cache(path) as h5:
+        assert h5["feat/0"].chunks == (1, 8, 16, 12)
+        attrs = cache_attrs(h5)
+    assert attrs["complete"] is True and attrs["backbone"] == {"name": "t", "depth": 18}
+    assert attrs["input_size"] == [64, 48] and attrs["num_joints"] == K and attrs["layout"] == "coco"
+    assert list(load_cache(path, ["meta/score"])) == ["meta/score"]
+
+
+def test_batches_and_float32(tmp_path):
+    path = tmp_path / "train.h5"
+    data = arrays()
+    with cache_writer(path, N, ATTRS, dtype="float32") as w:
+        w.append({k: v[:2] for k, v in data.items()})
+        w.append({k: v[2:] for k, v in data.items()})
+    back = load_cache(path, ["heatmaps"])
+    assert back["heatmaps"].dtype == np.float32
+    np.testing.assert_allclose(back["heatmaps"], data["heatmaps"], rtol=1e-6)
+
+
+def test_incomplete_and_foreign_files_rejected(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.h5"):
+        open_cache(tmp_path / "nope.h5")
+    (tmp_path / "text.h5").write_text("hello")
+    with pytest.raises(ValueError, match="text.h5.*not an HDF5"):
+        open_cache(tmp_path / "text.h5")
+    with h5py.File(tmp_path / "half.h5", "w") as h5:
+        h5["heatmaps"] = np.zeros((1, 2, 3, 4))
+    with pytest.raises(ValueError, match="half.h5.*incomplete"):
+        load_cache(tmp_path / "half.h5")
+
+
+def test_interrupted_write_leaves_nothing(tmp_path):
+    path = tmp_path / "val.h5"
+    data = arrays()
+    with pytest.raises(RuntimeError):
+        with cache_writer(path, N, ATTRS) as w:
+            w.append({k: v[:2] for k, v in data.items()})
+            raise RuntimeError("killed")
+    assert list(tmp_path.iterdir()) == []
+    # too few samples is an error at finish, also leaving nothing
+    with pytest.raises(ValueError, match="2 samples, expected 5"):
+        with cache_writer(path, N, ATTRS) as w:
+            w.append({k: v[:2] for k, v in data.items()})
+    assert list(tmp_path.iterdir()) == []
