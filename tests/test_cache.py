@@ -3,7 +3,6 @@
 import h5py
 import numpy as np
 import pytest
-
 from sgpose.cache import cache_attrs, cache_writer, load_cache, open_cache, write_cache
 
 N, K = 5, 17

@@ -1,7 +1,6 @@
 from pathlib import Path
 
 import pytest
-
 from sgpose.config import ParamsError, Paths, load_params
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -4,7 +4,6 @@ import math
 
 import pytest
 import torch
-
 from sgpose.guidance import alphas, fusion_weights, guidance_sequence, interpolate, render_gaussians
 
 

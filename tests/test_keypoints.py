@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-
 from sgpose.keypoints import COCO, CROWDPOSE, get_layout
 
 

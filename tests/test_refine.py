@@ -3,7 +3,6 @@
 from pathlib import Path
 
 import torch
-
 from sgpose import guidance
 from sgpose.config import load_params
 from sgpose.refine import build_unet, guidance_spec, refine_static, training_loss

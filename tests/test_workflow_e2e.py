@@ -15,7 +15,8 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-MIRROR = Path(os.environ.get("SGPOSE_MIRROR", ROOT.parent / "shared" / "data")).resolve()
+from conftest import MIRROR
+
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(not (MIRROR / "fixtures" / "coco").is_dir(),
                                                   reason="SGPOSE_MIRROR with fixtures/coco is needed")]
 
@@ -23,7 +24,7 @@ TINY = {
     "data": {"manifest": "tests/fixtures/tiny_coco_manifest.tsv", "raw_dir": "data/raw",
              "images_dir": "data/raw/fixtures/coco", "annotations": "data/raw/fixtures/coco/test_coco.json"},
     "prepare": {"val_fraction": 0.25},
-    "backbone": {"depth": 18, "deconv_channels": 16, "input_size": [64, 48], "heatmap_size": [16, 12]},
+    "backbone": {"depth": 18, "deconv_channels": 16, "input_size": [96, 64], "heatmap_size": [24, 16]},
     "train_backbone": {"epochs": 1, "batch_size": 8, "lr_steps": []},
     "cache": {"batch_size": 8},
     "refiner": {"base_channels": 8, "time_dim": 16},

@@ -44,6 +44,8 @@ class BackboneParams(_Section):
     @model_validator(mode="after")
     def _stride_four(self) -> "BackboneParams":
         h, w = self.input_size
+        if h % 32 or w % 32:
+            raise ValueError(f"input_size {self.input_size} must be multiples of 32 (ResNet stride 32, three x2 deconvs)")
         if (h // 4, w // 4) != tuple(self.heatmap_size):
             raise ValueError(f"heatmap_size {self.heatmap_size} must be input_size {self.input_size} / 4")
         return self

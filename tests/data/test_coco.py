@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import random
 from pathlib import Path
 
 import pytest
-
-from sgpose.data.coco import (INSTANCE_COLUMNS, instances_from_gt, load_coco, sanitize_bbox, split_images,
-                              subset_annotations, validate_coco)
+from sgpose.data.coco import (
+    INSTANCE_COLUMNS,
+    instances_from_gt,
+    load_coco,
+    sanitize_bbox,
+    split_images,
+    subset_annotations,
+    validate_coco,
+)
 from sgpose.keypoints import get_layout
 
 REPO = Path(__file__).resolve().parents[2]
-MIRROR = Path(os.environ.get("SGPOSE_MIRROR") or REPO.parent / "shared" / "data")
+from conftest import MIRROR
+
 SAMPLE = MIRROR / "coco_sample/annotations/person_keypoints_sample.json"
 FIXTURE = MIRROR / "fixtures/coco/test_coco.json"
 COCO = get_layout("coco")

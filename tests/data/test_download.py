@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import hashlib
 import http.server
-import os
 import threading
 from pathlib import Path
 
 import pytest
-
 from sgpose.data.download import DownloadError, Entry, fetch, fetch_all, read_manifest, sha256_file
 
 REPO = Path(__file__).resolve().parents[2]
-MIRROR = Path(os.environ.get("SGPOSE_MIRROR") or REPO.parent / "shared" / "data")
+from conftest import MIRROR
+
 PAYLOAD = bytes(range(256)) * 40  # 10240 bytes
 
 

@@ -1,10 +1,16 @@
 import numpy as np
 import pytest
 import torch
-
 from sgpose.data.heatmaps import argmax_coords, decode, encode_targets, predicted_pose
-from sgpose.data.transforms import (affine_matrix, apply_affine, box_to_center_scale, flip_joints,
-                                    heatmap_to_image, image_to_heatmap, warp_crop)
+from sgpose.data.transforms import (
+    affine_matrix,
+    apply_affine,
+    box_to_center_scale,
+    flip_joints,
+    heatmap_to_image,
+    image_to_heatmap,
+    warp_crop,
+)
 
 
 def test_box_to_center_scale_fixes_aspect_and_pads():

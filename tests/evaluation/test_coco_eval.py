@@ -6,19 +6,17 @@ import contextlib
 import copy
 import io
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import MIRROR
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
-
 from sgpose.evaluation.coco_eval import METRIC_NAMES, evaluate_keypoints
 from sgpose.evaluation.results import to_coco_results
 from sgpose.keypoints import COCO as COCO_LAYOUT
 
-MIRROR = Path(os.environ.get("SGPOSE_MIRROR", "/work/shared/data"))
 SAMPLE = MIRROR / "coco_sample" / "annotations" / "person_keypoints_sample.json"
 FIXTURE = MIRROR / "fixtures" / "coco" / "test_coco.json"
 SIGMAS = COCO_LAYOUT.sigmas

@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-
 from sgpose.models.unet import StructureGuidedUNet, step_embedding
 
 SIMPLE_BASELINE = [(256, 64, 48), (256, 32, 24), (256, 16, 12)]

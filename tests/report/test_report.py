@@ -8,7 +8,6 @@ import matplotlib.image as mpimg
 import numpy as np
 import pandas as pd
 import pytest
-
 from sgpose.guidance import guidance_sequence
 from sgpose.keypoints import COCO
 from sgpose.report import paper

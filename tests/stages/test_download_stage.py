@@ -8,7 +8,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from sgpose.cli import main as cli
 
 REPO = Path(__file__).resolve().parents[2]
@@ -18,8 +17,6 @@ REPO = Path(__file__).resolve().parents[2]
 def _only_data_stages(monkeypatch):
     """cli.build_parser imports every stage module; keep download/prepare only so these tests do not
     depend on (or break with) the model stages, which are exercised by their own tests."""
-    import sgpose.cli
-    monkeypatch.setattr(sgpose.cli, "STAGES", {k: sgpose.cli.STAGES[k] for k in ("download", "prepare")})
 
 
 def _setup(tmp_path: Path, monkeypatch) -> Path:

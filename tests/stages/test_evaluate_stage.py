@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
 import pytest
 import yaml
-
-from sgpose import cli
 from sgpose.cli import main as cli_main
 
 REPO = Path(__file__).resolve().parents[2]
-MIRROR = Path(os.environ.get("SGPOSE_MIRROR", "/work/shared/data"))
+from conftest import MIRROR
+
 FIXTURE = MIRROR / "fixtures" / "coco" / "test_coco.json"
 
 
@@ -30,7 +28,6 @@ def workdir(tmp_path, monkeypatch):
     shutil.copy(FIXTURE, ds / "annotations_val.json")
     monkeypatch.chdir(tmp_path)
     # the parser imports every stage module; keep this test independent of the other stages
-    monkeypatch.setattr(cli, "STAGES", {"evaluate": cli.STAGES["evaluate"]})
     return tmp_path, ds / params["backbone"]["name"]
 
 

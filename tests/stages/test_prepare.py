@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from sgpose.cli import main as cli
 from sgpose.config import Paths, load_params
 from sgpose.data.coco import INSTANCE_COLUMNS
 
 REPO = Path(__file__).resolve().parents[2]
-MIRROR = Path(os.environ.get("SGPOSE_MIRROR") or REPO.parent / "shared" / "data")
+from conftest import MIRROR
+
 SAMPLE = MIRROR / "coco_sample/annotations/person_keypoints_sample.json"
 FIXTURE = MIRROR / "fixtures/coco/test_coco.json"
 
@@ -24,8 +23,6 @@ FIXTURE = MIRROR / "fixtures/coco/test_coco.json"
 def _only_data_stages(monkeypatch):
     """cli.build_parser imports every stage module; keep download/prepare only so these tests do not
     depend on (or break with) the model stages, which are exercised by their own tests."""
-    import sgpose.cli
-    monkeypatch.setattr(sgpose.cli, "STAGES", {k: sgpose.cli.STAGES[k] for k in ("download", "prepare")})
 
 
 def _setup(tmp_path: Path, monkeypatch, annotations: Path) -> list[str]:

@@ -11,8 +11,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-
-from sgpose import cli
 from sgpose.cli import main as cli_main
 
 REPO = Path(__file__).resolve().parents[2]
@@ -25,7 +23,6 @@ def workdir(tmp_path, monkeypatch):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     monkeypatch.chdir(tmp_path)
     # the parser imports every stage module; keep this test independent of the other stages
-    monkeypatch.setattr(cli, "STAGES", {"report": cli.STAGES["report"]})
     return tmp_path, params, tmp_path / "results" / params["dataset"] / params["backbone"]["name"]
 
 

@@ -1,0 +1,148 @@
+"""HDF5 cache of the frozen backbone's outputs (docs/architecture.md, "HDF5 cache").
+
+One file per (dataset, backbone, split). Datasets: `heatmaps`, `feat/0..n-1` (highest
+resolution first), `target` in the cache dtype; `target_weight`, `joints`, `meta/*`. Chunks hold
+one sample (the refiner reads random samples). The file is written under a temporary name and
+renamed when complete, and the `complete` attribute is set last: a half-written cache is never
+mistaken for a finished one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import h5py
+import numpy as np
+
+from sgpose.io import atomic_path
+
+# datasets stored in the cache dtype (fp16 by default); everything else has a fixed dtype
+LARGE = ("heatmaps", "target")
+FIXED_DTYPES = {
+    "target_weight": np.float32, "joints": np.float32, "meta/center": np.float64,
+    "meta/scale": np.float64, "meta/bbox": np.float64, "meta/image_id": np.int64,
+    "meta/ann_id": np.int64, "meta/score": np.float32,
+}
+REQUIRED = (*LARGE, *FIXED_DTYPES)
+
+
+def _dtype(key: str, cache_dtype: str) -> np.dtype:
+    if key in LARGE or key.startswith("feat/"):
+        return np.dtype(cache_dtype)
+    if key not in FIXED_DTYPES:
+        raise KeyError(f"unknown cache dataset {key!r}; expected {', '.join(REQUIRED)} or feat/<i>")
+    return np.dtype(FIXED_DTYPES[key])
+
+
+class CacheWriter:
+    """Preallocates N samples on the first batch and appends batches of arrays keyed by dataset name."""
+
+    def __init__(self, h5: h5py.File, num_samples: int, dtype: str = "float16"):
+        self.h5 = h5
+        self.n = num_samples
+        self.dtype = dtype
+        self.count = 0
+
+    def _create(self, batch: Mapping[str, np.ndarray]) -> None:
+        for key, arr in batch.items():
+            dt = _dtype(key, self.dtype)
+            shape = (self.n, *arr.shape[1:])
+            big = arr[0].size > 64
+            self.h5.create_dataset(key, shape=shape, dtype=dt, chunks=(1, *arr.shape[1:]) if big else None,
+                                   compression="gzip" if big else None, compression_opts=1 if big else None)
+
+    def append(self, batch: Mapping[str, np.ndarray]) -> None:
+        """Write the next len(batch) samples; every batch has the same keys."""
+        if self.count == 0:
+            self._create(batch)
+        sizes = {len(v) for v in batch.values()}
+        if len(sizes) != 1:
+            raise ValueError(f"cache batch with unequal lengths {sizes}")
+        b = sizes.pop()
+        if self.count + b > self.n:
+            raise ValueError(f"cache overflow: {self.count + b} samples for {self.n} preallocated")
+        for key, arr in batch.items():
+            self.h5[key][self.count:self.count + b] = np.asarray(arr)
+        self.count += b
+
+    def finish(self, attrs: Mapping[str, Any]) -> None:
+        """Check completeness, write the attributes, and mark the file complete (last)."""
+        if self.count != self.n:
+            raise ValueError(f"cache holds {self.count} samples, expected {self.n}")
+        missing = [k for k in REQUIRED if k not in self.h5]
+        if self.n and (missing or "feat" not in self.h5):
+            raise ValueError(f"cache lacks datasets {missing or ['feat/*']}")
+        for key, value in attrs.items():
+            self.h5.attrs[key] = json.dumps(value) if isinstance(value, dict) else value  # lists: arrays
+        self.h5.attrs["num_samples"] = self.n
+        self.h5.attrs["complete"] = True
+
+
+@contextlib.contextmanager
+def cache_writer(path: str | Path, num_samples: int, attrs: Mapping[str, Any],
+                 dtype: str = "float16") -> Iterator[CacheWriter]:
+    """Open a CacheWriter on a temporary file; on success the file is finished and renamed to `path`."""
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as h5:
+            writer = CacheWriter(h5, num_samples, dtype)
+            yield writer
+            writer.finish(attrs)
+
+
+def write_cache(path: str | Path, arrays: Mapping[str, np.ndarray], attrs: Mapping[str, Any],
+                dtype: str = "float16") -> None:
+    """Write whole arrays (keys as in the file: `heatmaps`, `feat/0`, `meta/center`, ...) at once."""
+    n = len(next(iter(arrays.values())))
+    with cache_writer(path, n, attrs, dtype) as writer:
+        writer.append(arrays)
+
+
+def open_cache(path: str | Path) -> h5py.File:
+    """A finished cache opened read-only; a missing, non-HDF5 or incomplete file is an error naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: cache not found (has the cache stage run?)")
+    if not h5py.is_hdf5(path):
+        raise ValueError(f"{path}: not an HDF5 file")
+    h5 = h5py.File(path, "r")
+    if not bool(h5.attrs.get("complete", False)):
+        h5.close()
+        raise ValueError(f"{path}: incomplete cache (no 'complete' mark); rerun the cache stage")
+    return h5
+
+
+def cache_attrs(h5: h5py.File) -> dict[str, Any]:
+    """Attributes as Python values: JSON-encoded dicts decoded, arrays as lists."""
+    out = {}
+    for key, value in h5.attrs.items():
+        if isinstance(value, str) and value[:1] == "{":
+            value = json.loads(value)
+        elif isinstance(value, (np.generic, np.ndarray)):
+            value = value.tolist()
+        out[key] = value
+    return out
+
+
+def dataset_keys(h5: h5py.File) -> list[str]:
+    """All dataset names, nested ones as `feat/0`, `meta/center`; features in index order."""
+    keys: list[str] = []
+    h5.visititems(lambda name, obj: keys.append(name) if isinstance(obj, h5py.Dataset) else None)
+    return sorted(keys, key=lambda k: (k.split("/")[0], int(k.split("/")[1]) if k.startswith("feat/") else k))
+
+
+def load_cache(path: str | Path, keys: list[str] | None = None) -> dict[str, np.ndarray]:
+    """Read datasets fully into memory (all by default)."""
+    with open_cache(path) as h5:
+        names = dataset_keys(h5) if keys is None else keys
+        missing = [k for k in names if k not in h5]
+        if missing:
+            raise KeyError(f"{path}: cache has no datasets {missing}")
+        return {k: h5[k][()] for k in names}
+
+
+def num_features(h5: h5py.File) -> int:
+    """How many feature levels `feat/0..n-1` the cache holds."""
+    return len(h5["feat"]) if "feat" in h5 else 0

@@ -1,0 +1,122 @@
+"""Training/inference crops: one person per item, as SimpleBaseline's JointsDataset.
+
+An item is read from the instance table (docs/architecture.md), augmented when training
+(random scale, rotation, horizontal flip), warped to the input size, and given Gaussian heatmap
+targets at the heatmap size. Joint coordinates go through the same affine matrices as the pixels.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from sgpose.data.heatmaps import encode_targets
+from sgpose.data.transforms import affine_matrix, apply_affine, flip_joints, warp_crop
+from sgpose.keypoints import KeypointLayout
+
+
+class ImageNorm:
+    """ImageNet normalisation of RGB images in [0, 1] (what the official backbones were trained on)."""
+
+    MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+    STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+
+    @classmethod
+    def to_tensor(cls, rgb: np.ndarray) -> Tensor:
+        """uint8 (h, w, 3) RGB -> normalised float (3, h, w)."""
+        x = (rgb.astype(np.float32) / 255.0 - cls.MEAN) / cls.STD
+        return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
+
+
+def read_rgb(path: str | Path) -> np.ndarray:
+    """An image as uint8 RGB (H, W, 3); a missing or undecodable file is an error naming it."""
+    path = Path(path)
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    if image is None:
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: image not found (has the download stage run?)")
+        raise ValueError(f"{path}: not a decodable image")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+class CropDataset(Dataset):
+    """Person crops and heatmap targets from an instance table.
+
+    train=True draws, per item, scale s * clip(N(1, f), 1-f, 1+f), rotation clip(N(0, r), -2r, 2r)
+    with probability 0.6, and a horizontal flip with probability flip_prob (SimpleBaseline).
+    Draws come from a generator seeded by (seed, epoch, index): reproducible for any worker count;
+    call `set_epoch` to get new draws each epoch.
+    """
+
+    def __init__(self, instances: pd.DataFrame, images_dir: str | Path, input_size: tuple[int, int],
+                 heatmap_size: tuple[int, int], sigma: float, layout: KeypointLayout, train: bool = False,
+                 flip_prob: float = 0.5, scale_factor: float = 0.35, rotation_factor: float = 45.0,
+                 seed: int = 0):
+        self.rows = instances.reset_index(drop=True)
+        self.images_dir = Path(images_dir)
+        self.input_size = tuple(input_size)
+        self.heatmap_size = tuple(heatmap_size)
+        self.sigma = sigma
+        self.layout = layout
+        self.train = train
+        self.flip_prob = flip_prob
+        self.scale_factor = scale_factor
+        self.rotation_factor = rotation_factor
+        self.seed = seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _augment(self, index: int, image: np.ndarray, joints: np.ndarray, center: np.ndarray,
+                 scale: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+        """Random scale, rotation and flip; returns (image, joints, center, scale, rotation)."""
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        sf, rf = self.scale_factor, self.rotation_factor
+        scale = scale * np.clip(rng.standard_normal() * sf + 1, 1 - sf, 1 + sf)
+        rot = float(np.clip(rng.standard_normal() * rf, -2 * rf, 2 * rf)) if rng.random() <= 0.6 else 0.0
+        if rng.random() < self.flip_prob:
+            width = image.shape[1]
+            image = image[:, ::-1]
+            joints = flip_joints(joints, width, self.layout.flip_permutation())
+            center = np.array([width - 1 - center[0], center[1]])
+        return image, joints, center, scale, rot
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        row = self.rows.iloc[index]
+        image = read_rgb(self.images_dir / row["file_name"])
+        joints = np.array(row["keypoints"], dtype=np.float64).reshape(-1, 3)  # a writable copy
+        if len(joints) != self.layout.num_joints:
+            raise ValueError(f"ann {row['ann_id']}: {len(joints)} keypoints, layout "
+                             f"{self.layout.name!r} has {self.layout.num_joints}")
+        center = np.array([row["center_x"], row["center_y"]], dtype=np.float64)
+        scale = np.array([row["scale_w"], row["scale_h"]], dtype=np.float64)
+        rot = 0.0
+        if self.train:
+            image, joints, center, scale, rot = self._augment(index, image, joints, center, scale)
+        crop = warp_crop(np.ascontiguousarray(image), center, scale, rot, self.input_size)
+        to_heatmap = affine_matrix(center, scale, rot, self.heatmap_size)
+        hm_joints = torch.from_numpy(apply_affine(joints[:, :2], to_heatmap)).float()
+        visible = torch.from_numpy(joints[:, 2]).float()
+        target, weight = encode_targets(hm_joints[None], visible[None], self.heatmap_size, self.sigma)
+        return {
+            "image": ImageNorm.to_tensor(crop),
+            "target": target[0],
+            "target_weight": weight[0],
+            "joints": torch.cat([hm_joints, visible[:, None]], dim=1),
+            "center": torch.from_numpy(center).float(),
+            "scale": torch.from_numpy(scale).float(),
+            "image_id": torch.tensor(int(row["image_id"])),
+            "ann_id": torch.tensor(int(row["ann_id"])),
+            "score": torch.tensor(float(row["score"])),
+            "bbox": torch.tensor([row["bbox_x"], row["bbox_y"], row["bbox_w"], row["bbox_h"]], dtype=torch.float32),
+        }

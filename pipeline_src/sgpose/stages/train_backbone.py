@@ -1,0 +1,126 @@
+"""`sgpose train_backbone`: train SimpleBaseline on the train crops where no official checkpoint is used.
+
+Adam + MultiStepLR (x0.1 at `lr_steps`) on SimpleBaseline's JointsMSELoss. Resumable: after
+every epoch the model, optimizer, scheduler and log so far go to `backbone.pt.last` (atomically);
+a rerun continues from it when it was made with the same parameters. Outputs: `backbone.pt`
+({"state_dict", "backbone", "num_joints", "epochs"}) and the per-epoch log CSV.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from sgpose.config import Params, Paths
+from sgpose.data.dataset import CropDataset
+from sgpose.io import atomic_path
+from sgpose.keypoints import get_layout
+from sgpose.models.simple_baseline import build_backbone
+
+log = logging.getLogger(__name__)
+
+
+def joints_mse_loss(pred: Tensor, target: Tensor, weight: Tensor) -> Tensor:
+    """SimpleBaseline's JointsMSELoss: 0.5 * mean over joints of MSE(pred * w, target * w)."""
+    w = weight[..., None, None]
+    return 0.5 * ((pred - target) * w).pow(2).mean()
+
+
+def read_instances(path: Path) -> pd.DataFrame:
+    """The instance table of one split; a missing file names the stage that writes it."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: instance table not found (has the prepare stage run?)")
+    return pd.read_parquet(path)
+
+
+def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
+                    device: torch.device, desc: str) -> float:
+    """One pass over the loader; returns the sample-weighted mean loss."""
+    model.train()
+    total, count = 0.0, 0
+    for batch in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True):
+        heatmaps, _ = model(batch["image"].to(device))
+        loss = joints_mse_loss(heatmaps, batch["target"].to(device), batch["target_weight"].to(device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += loss.item() * len(batch["image"])
+        count += len(batch["image"])
+    return total / max(count, 1)
+
+
+def _fingerprint(params: Params, num_joints: int) -> dict:
+    """What a resume checkpoint must have been made with to be continued (any `epochs` not below its own)."""
+    train = params.train_backbone.model_dump(mode="json", exclude={"epochs", "num_workers"})
+    return {"backbone": params.backbone.model_dump(mode="json"), "train": train,
+            "layout": params.layout, "num_joints": num_joints}
+
+
+def _try_resume(last: Path, fingerprint: dict, epochs: int, model, optimizer, scheduler) -> tuple[int, list[dict]]:
+    """Load `last` into the training state if compatible; returns (epochs done, log rows)."""
+    if not last.is_file():
+        return 0, []
+    try:
+        state = torch.load(last, map_location="cpu", weights_only=True)
+        if state.get("fingerprint") != fingerprint or state["epoch"] > epochs:
+            log.warning("%s: made with other parameters; starting from scratch", last)
+            return 0, []
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+    except Exception as err:  # a corrupt or foreign file must not block a fresh run
+        log.warning("%s: cannot resume (%s); starting from scratch", last, err)
+        return 0, []
+    log.info("resuming from %s after epoch %d", last, state["epoch"])
+    return int(state["epoch"]), list(state["log"])
+
+
+def main(params: Params, paths: Paths, args: argparse.Namespace) -> None:
+    if params.backbone.checkpoint:
+        raise ValueError(f"backbone.checkpoint is set ({params.backbone.checkpoint}): official checkpoints "
+                         "are loaded by the cache stage directly; there is nothing to train")
+    tp, bp = params.train_backbone, params.backbone
+    layout = get_layout(params.layout)
+    torch.manual_seed(tp.seed)
+    dataset = CropDataset(read_instances(paths.instances("train")), params.data.images_dir, bp.input_size,
+                          bp.heatmap_size, bp.heatmap_sigma, layout, train=True, flip_prob=tp.flip_prob,
+                          scale_factor=tp.scale_factor, rotation_factor=tp.rotation_factor, seed=tp.seed)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = build_backbone(bp, layout.num_joints).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=tp.lr)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=tp.lr_steps, gamma=0.1)
+    last = paths.backbone.with_name(paths.backbone.name + ".last")
+    fingerprint = _fingerprint(params, layout.num_joints)
+    start, rows = _try_resume(last, fingerprint, tp.epochs, model, optimizer, scheduler)
+
+    for epoch in range(start, tp.epochs):
+        dataset.set_epoch(epoch)
+        loader = DataLoader(dataset, batch_size=tp.batch_size, shuffle=True, num_workers=tp.num_workers,
+                            generator=torch.Generator().manual_seed(tp.seed * 1000 + epoch), drop_last=False)
+        lr = optimizer.param_groups[0]["lr"]
+        t0 = time.perf_counter()
+        loss = train_one_epoch(model, loader, optimizer, device, f"backbone epoch {epoch + 1}/{tp.epochs}")
+        scheduler.step()
+        rows.append({"epoch": epoch + 1, "loss": loss, "lr": lr, "seconds": time.perf_counter() - t0})
+        log.info("epoch %d/%d loss %.6g lr %.3g (%.1f s)", epoch + 1, tp.epochs, loss, lr, rows[-1]["seconds"])
+        with atomic_path(last) as tmp:
+            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "log": rows,
+                        "fingerprint": fingerprint}, tmp)
+
+    with atomic_path(paths.backbone) as tmp:
+        torch.save({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
+                    "backbone": bp.model_dump(mode="json"), "num_joints": layout.num_joints,
+                    "epochs": tp.epochs}, tmp)
+    with atomic_path(paths.backbone_log) as tmp:
+        pd.DataFrame(rows, columns=["epoch", "loss", "lr", "seconds"]).to_csv(tmp, index=False)
+    last.unlink(missing_ok=True)
+    log.info("wrote %s and %s", paths.backbone, paths.backbone_log)

@@ -1,0 +1,89 @@
+"""CropDataset on the real COCO fixture images: targets where keypoints map, flips, errors."""
+
+
+import numpy as np
+import pytest
+import torch
+from conftest import FIXTURE_COCO as FIXTURE
+from conftest import fixture_instances
+from sgpose.data.dataset import CropDataset, ImageNorm
+from sgpose.data.heatmaps import argmax_coords
+from sgpose.data.transforms import image_to_heatmap
+from sgpose.keypoints import COCO
+
+INPUT, HEATMAP = (256, 192), (64, 48)
+
+
+@pytest.fixture(scope="module")
+def table():
+    return fixture_instances(INPUT)
+
+
+def make(table, **kw):
+    return CropDataset(table, FIXTURE, INPUT, HEATMAP, sigma=2.0, layout=COCO, **kw)
+
+
+def test_item_shapes_and_normalisation(table):
+    item = make(table)[0]
+    assert item["image"].shape == (3, 256, 192) and item["image"].dtype == torch.float32
+    assert item["target"].shape == (17, 64, 48) and item["target_weight"].shape == (17,)
+    assert item["joints"].shape == (17, 3)
+    assert item["center"].shape == (2,) and item["scale"].shape == (2,) and item["bbox"].shape == (4,)
+    assert int(item["ann_id"]) == int(table.ann_id[0]) and float(item["score"]) == 1.0
+    # normalised: roughly zero-mean, values within the ImageNet-normalised range of [0, 1] pixels
+    lo = (0 - ImageNorm.MEAN) / ImageNorm.STD
+    hi = (1 - ImageNorm.MEAN) / ImageNorm.STD
+    img = item["image"].numpy()
+    assert (img >= lo[:, None, None] - 1e-5).all() and (img <= hi[:, None, None] + 1e-5).all()
+
+
+def test_target_peaks_where_keypoints_map(table):
+    ds = make(table)
+    for i in range(len(ds)):
+        item, row = ds[i], table.iloc[i]
+        kps = np.asarray(row.keypoints).reshape(17, 3)
+        expected = image_to_heatmap(kps[None, :, :2], np.array([[row.center_x, row.center_y]]),
+                                    np.array([[row.scale_w, row.scale_h]]), HEATMAP)[0]
+        np.testing.assert_allclose(item["joints"][:, :2].numpy(), expected, atol=1e-3)
+        peaks, maxvals = argmax_coords(item["target"][None])
+        on = item["target_weight"] > 0
+        assert on.sum() > 0
+        assert ((peaks[0][on] - torch.from_numpy(expected).float()[on]).abs() <= 0.5 + 1e-4).all()
+        assert (maxvals[0][on] > 0.9).all() and (item["target"][~on] == 0).all()
+        assert torch.equal(on, (torch.from_numpy(kps[:, 2]) > 0) & (maxvals[0] > 0.9))
+
+
+def test_flip_mirrors_image_and_swaps_joints(table):
+    plain = make(table)[0]
+    flipped = make(table, train=True, flip_prob=1.0, scale_factor=0.0, rotation_factor=0.0)[0]
+    # crops map x -> (x - c) w / s + w / 2, so the flipped crop (pixel u = original w - u) is the mirror shifted by one
+    mirror = plain["image"].flip(-1)
+    assert (flipped["image"][..., 1:] - mirror[..., :-1]).abs().max() < 0.05  # uint8 rounding
+    perm = COCO.flip_permutation()
+    w = HEATMAP[1]
+    j0, j1 = plain["joints"].numpy(), flipped["joints"].numpy()
+    np.testing.assert_allclose(j1[:, 2], j0[perm, 2])
+    # left joints of the flip are the mirrored right joints of the original (same convention: x -> w - x)
+    np.testing.assert_allclose(j1[:, 1], j0[perm, 1], atol=1e-3)
+    np.testing.assert_allclose(j1[:, 0], w - j0[perm, 0], atol=1e-3)
+
+
+def test_augmentation_reproducible_and_varies_by_epoch(table):
+    ds = make(table, train=True, seed=3)
+    a, b = ds[1], ds[1]
+    assert torch.equal(a["image"], b["image"]) and torch.equal(a["joints"], b["joints"])
+    ds.set_epoch(1)
+    assert not torch.equal(a["joints"], ds[1]["joints"])
+
+
+def test_missing_image_names_file(table, tmp_path):
+    broken = table.copy()
+    broken.loc[0, "file_name"] = "no_such_image.jpg"
+    with pytest.raises(FileNotFoundError, match="no_such_image.jpg"):
+        make(broken)[0]
+    (tmp_path / "garbage.jpg").write_bytes(b"not a jpeg")
+    bad = table.copy()
+    bad.loc[0, "file_name"] = "garbage.jpg"
+    ds = CropDataset(bad, tmp_path, INPUT, HEATMAP, 2.0, COCO)
+    with pytest.raises(ValueError, match="garbage.jpg"):
+        ds[0]
