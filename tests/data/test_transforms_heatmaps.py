@@ -64,3 +64,14 @@ def test_predicted_pose_threshold_marks_missing():
     coords, _ = argmax_coords(hm)
     assert coords[0, 0].tolist() == [4, 3]
     assert predicted_pose(hm, 0.2)[0].tolist() == [[4, 3], [0, 0]]
+
+
+def test_flip_back_undoes_a_flip_and_swaps_joints():
+    from sgpose.data.heatmaps import flip_back
+    hm = torch.zeros(1, 2, 4, 6)
+    hm[0, 0, 1, 1] = 1.0  # joint 0 at x=1
+    flipped = hm.flip(-1)[:, [1, 0]]  # what the network would see for the mirrored crop, joints swapped
+    back = flip_back(flipped, [1, 0], shift=False)
+    assert torch.equal(back, hm)
+    shifted = flip_back(flipped, [1, 0])
+    assert shifted[0, 0, 1, 2] == 1.0  # moved one pixel right

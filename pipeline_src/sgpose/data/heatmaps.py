@@ -51,3 +51,15 @@ def predicted_pose(heatmaps: Tensor, threshold: float) -> Tensor:
     """P_pred of SPEC 2: per-joint argmax, set to (0, 0) where the max response <= threshold."""
     coords, maxvals = argmax_coords(heatmaps.float())
     return coords * (maxvals > threshold)[..., None]
+
+
+def flip_back(heatmaps: Tensor, flip_perm, shift: bool = True) -> Tensor:
+    """Heatmaps of a horizontally flipped crop, mapped back onto the original crop (flip test).
+
+    Mirrors along width, swaps left/right channels (`flip_perm` from KeypointLayout), and, as
+    SimpleBaseline/HRNet do, shifts one pixel right to undo the flip's half-pixel misalignment.
+    """
+    out = heatmaps.flip(-1)[:, torch.as_tensor(flip_perm, dtype=torch.long)]
+    if shift:
+        out = torch.cat([out[..., :1], out[..., :-1]], dim=-1)
+    return out

@@ -8,7 +8,6 @@ crop meta, so the refiner never touches images again. The backbone is `backbone.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import logging
 from pathlib import Path
 
@@ -19,21 +18,13 @@ from tqdm import tqdm
 from sgpose.cache import cache_writer
 from sgpose.config import Params, Paths
 from sgpose.data.dataset import CropDataset
+from sgpose.data.download import sha256_file
 from sgpose.keypoints import get_layout
 from sgpose.models.simple_baseline import load_backbone
 from sgpose.stages.train_backbone import read_instances
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val")
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def backbone_path(params: Params, paths: Paths) -> Path:
