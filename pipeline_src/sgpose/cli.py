@@ -27,7 +27,14 @@ STAGES: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _selected_stage(argv: list[str]) -> str | None:
+    """The subcommand named on the command line, if any (the first non-option word)."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The CLI; only the selected stage's module is imported (for its own options), so one stage's
+    import cost or failure never affects another."""
     parser = argparse.ArgumentParser(
         prog="sgpose",
         description="Structure-guided multi-step pose refinement: one subcommand per pipeline stage. "
@@ -35,19 +42,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
+    selected = _selected_stage(sys.argv[1:] if argv is None else argv)
     for name, (module, help_text) in STAGES.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("--params", default="params.yaml", help="parameter file (default: %(default)s)")
         p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override one parameter, e.g. --set train_refiner.epochs=2 (repeatable)")
-        mod = importlib.import_module(module)
-        if hasattr(mod, "add_arguments"):
-            mod.add_arguments(p)
+        if name == selected:
+            mod = importlib.import_module(module)
+            if hasattr(mod, "add_arguments"):
+                mod.add_arguments(p)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
