@@ -1,8 +1,11 @@
-"""Shared test fixtures: the real-data mirror and instance tables built by the real `prepare` code."""
+"""Shared test fixtures: the real-data mirror, instance tables built by the real `prepare` code, and a
+local HTTP server with Range support (for the download tests of data files and checkpoints)."""
 
 from __future__ import annotations
 
+import http.server
 import os
+import threading
 from pathlib import Path
 
 import pandas as pd
@@ -29,3 +32,63 @@ def fixture_instances(input_size: tuple[int, int], coco_json: Path = FIXTURE_COC
     """The instance table of every labelled person of a COCO json, as `sgpose prepare` builds it."""
     coco = load_coco(require(coco_json), COCO)
     return instances_from_gt(coco, [im["id"] for im in coco["images"]], COCO, aspect=input_size[1] / input_size[0])
+
+
+HTTP_PAYLOAD = bytes(range(256)) * 40  # 10240 bytes, served as d/a.bin
+
+
+class RangeHandler(http.server.BaseHTTPRequestHandler):
+    """Serves `server.files` (name -> bytes); honours `Range: bytes=N-` unless `server.ignore_range`.
+
+    With `server.cut_after = n`, the next response announces the full length but sends only n bytes
+    and closes the connection (a dropped download), then the server behaves normally again.
+    """
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server API)
+        data = self.server.files.get(self.path.lstrip("/"))
+        self.server.requests.append((self.path, self.headers.get("Range")))
+        if data is None:
+            self.send_error(404)
+            return
+        rng = self.headers.get("Range")
+        start = 0
+        if rng and not self.server.ignore_range:
+            start = int(rng.removeprefix("bytes=").split("-")[0])
+            if start >= len(data):
+                self.send_error(416)
+                return
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        else:
+            self.send_response(200)
+        self.send_header("Content-Length", str(len(data) - start))
+        self.end_headers()
+        end, self.server.cut_after = (len(data) if self.server.cut_after is None else start + self.server.cut_after), None
+        self.wfile.write(data[start:end])
+        self.close_connection = end < len(data)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def server():
+    """A local HTTP server (ThreadingHTTPServer) serving `srv.files`; records `srv.requests`."""
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RangeHandler)
+    srv.files, srv.requests, srv.ignore_range, srv.cut_after = {"d/a.bin": HTTP_PAYLOAD}, [], False, None
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+def server_url(srv, name: str = "d/a.bin") -> str:
+    """The URL of `name` on the test server."""
+    return f"http://127.0.0.1:{srv.server_address[1]}/{name}"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """In CI a missing data mirror is an error, never a reason to skip real-data tests."""
+    if os.environ.get("CI") and not (MIRROR / "fixtures").is_dir():
+        raise pytest.UsageError(f"SGPOSE_MIRROR={MIRROR} holds no fixtures/: CI needs the shared data mirror")

@@ -4,7 +4,7 @@ import math
 
 import pytest
 import torch
-from sgpose.guidance import alphas, fusion_weights, guidance_sequence, interpolate, render_gaussians
+from sgpose.guidance import alphas, fusion_weights, guidance_sequence, interpolate, mean_pose, render_gaussians
 
 
 def test_fusion_weights_s4_match_spec_check_values():
@@ -93,3 +93,35 @@ def test_guidance_sequence_batched_start_shapes():
     # the last map is the prediction's own Gaussian, the first the start pose's
     torch.testing.assert_close(H[:, -1], render_gaussians(pred, (64, 48), 2.0))
     torch.testing.assert_close(H[:, 0], render_gaussians(start.expand(3, 17, 2), (64, 48), 2.0))
+
+
+@pytest.mark.parametrize("S, cosine, linear", [
+    (2, [0.0, 1.0], [0.0, 1.0]),
+    (3, [0.0, 0.506156, 1.0], [0.0, 0.5, 1.0]),
+    (4, [0.0, 0.257116, 0.753552, 1.0], [0.0, 1 / 3, 2 / 3, 1.0]),
+    (5, [0.0, 0.152988, 0.506156, 0.855728, 1.0], [0.0, 0.25, 0.5, 0.75, 1.0]),
+    (8, [0.0, 0.054107, 0.195141, 0.395602, 0.616403, 0.814493, 0.951247, 1.0], [s / 7 for s in range(8)]),
+])
+def test_alphas_pinned_for_several_S(S, cosine, linear):
+    torch.testing.assert_close(alphas(S, "cosine"), torch.tensor(cosine, dtype=torch.float64), atol=1e-6, rtol=0)
+    torch.testing.assert_close(alphas(S, "linear"), torch.tensor(linear, dtype=torch.float64), atol=1e-12, rtol=0)
+
+
+def test_missing_joint_gives_zero_maps_in_the_sequence():
+    start = torch.tensor([[10.0, 20.0], [12.0, 22.0]])
+    pred = torch.tensor([[[30.0, 40.0], [0.0, 0.0]]])
+    for missing in ("literal", "keep_start"):
+        H = guidance_sequence(start, pred, S=3, missing=missing)
+        assert torch.all(H[0, -1, 1] == 0) and H[0, -1, 0].max() == 1  # the prediction's map: blank
+        assert H[0, 0, 1].max() == 1  # the start map still has the joint
+    H = guidance_sequence(start, pred, S=3, missing="blank")
+    assert torch.all(H[0, :, 1] == 0) and torch.all(H[0, :, 0].amax(dim=(-1, -2)) > 0)
+
+
+def test_mean_pose_uses_weighted_samples_and_falls_back():
+    joints = torch.tensor([[[2.0, 4.0, 2], [9.0, 9.0, 0]], [[4.0, 8.0, 2], [1.0, 1.0, 1]]])
+    weight = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    fallback = torch.tensor([[0.5, 0.5], [7.0, 3.0]])
+    pose, count = mean_pose(joints, weight, fallback)
+    torch.testing.assert_close(pose, torch.tensor([[3.0, 6.0], [7.0, 3.0]]))
+    assert count.tolist() == [2, 0]

@@ -13,12 +13,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import MIRROR, require
 
 ROOT = Path(__file__).resolve().parents[1]
-from conftest import MIRROR
 
-pytestmark = [pytest.mark.e2e, pytest.mark.skipif(not (MIRROR / "fixtures" / "coco").is_dir(),
-                                                  reason="SGPOSE_MIRROR with fixtures/coco is needed")]
+pytestmark = pytest.mark.e2e
 
 TINY = {
     "data": {"manifest": "tests/fixtures/tiny_coco_manifest.tsv", "raw_dir": "data/raw",
@@ -41,6 +40,7 @@ def _merge(base: dict, update: dict) -> dict:
 
 def make_repo(dest: Path, overrides: dict) -> Path:
     """A copy of the project's tracked files with tiny params, as a fresh git repo."""
+    require(MIRROR / "fixtures" / "coco")
     files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
                            check=True, capture_output=True, text=True).stdout.split()
     for rel in files:

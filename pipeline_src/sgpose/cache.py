@@ -2,9 +2,10 @@
 
 One file per (dataset, backbone, split). Datasets: `heatmaps`, `feat/0..n-1` (highest
 resolution first), `target` in the cache dtype; `target_weight`, `joints`, `meta/*`. Chunks hold
-one sample (the refiner reads random samples). The file is written under a temporary name and
-renamed when complete, and the `complete` attribute is set last: a half-written cache is never
-mistaken for a finished one.
+one sample (the refiner reads random samples). With the flip test on, `flip/heatmaps` and
+`flip/feat/0..n-1` hold the raw outputs for the horizontally mirrored crops (val split). The file
+is written under a temporary name and renamed when complete, and the `complete` attribute is set
+last: a half-written cache is never mistaken for a finished one.
 """
 
 from __future__ import annotations
@@ -30,10 +31,11 @@ REQUIRED = (*LARGE, *FIXED_DTYPES)
 
 
 def _dtype(key: str, cache_dtype: str) -> np.dtype:
-    if key in LARGE or key.startswith("feat/"):
+    if key in LARGE or key == "flip/heatmaps" or key.startswith(("feat/", "flip/feat/")):
         return np.dtype(cache_dtype)
     if key not in FIXED_DTYPES:
-        raise KeyError(f"unknown cache dataset {key!r}; expected {', '.join(REQUIRED)} or feat/<i>")
+        raise KeyError(f"unknown cache dataset {key!r}; expected {', '.join(REQUIRED)}, feat/<i> "
+                       "or flip/heatmaps, flip/feat/<i>")
     return np.dtype(FIXED_DTYPES[key])
 
 
@@ -75,6 +77,9 @@ class CacheWriter:
         missing = [k for k in REQUIRED if k not in self.h5]
         if self.n and (missing or "feat" not in self.h5):
             raise ValueError(f"cache lacks datasets {missing or ['feat/*']}")
+        if "flip" in self.h5 and ("heatmaps" not in self.h5["flip"] or num_features(self.h5, "flip/feat")
+                                  != num_features(self.h5)):
+            raise ValueError("cache flip/* must hold flip/heatmaps and as many flip/feat/<i> as feat/<i>")
         for key, value in attrs.items():
             self.h5.attrs[key] = json.dumps(value) if isinstance(value, dict) else value  # lists: arrays
         self.h5.attrs["num_samples"] = self.n
@@ -130,7 +135,11 @@ def dataset_keys(h5: h5py.File) -> list[str]:
     """All dataset names, nested ones as `feat/0`, `meta/center`; features in index order."""
     keys: list[str] = []
     h5.visititems(lambda name, obj: keys.append(name) if isinstance(obj, h5py.Dataset) else None)
-    return sorted(keys, key=lambda k: (k.split("/")[0], int(k.split("/")[1]) if k.startswith("feat/") else k))
+    def order(k: str) -> tuple:
+        base = k.removeprefix("flip/")
+        level = int(base.split("/")[1]) if base.startswith("feat/") else -1
+        return (k.startswith("flip/"), k.split("/")[0], base.split("/")[0], level, k)
+    return sorted(keys, key=order)
 
 
 def load_cache(path: str | Path, keys: list[str] | None = None) -> dict[str, np.ndarray]:
@@ -143,6 +152,11 @@ def load_cache(path: str | Path, keys: list[str] | None = None) -> dict[str, np.
         return {k: h5[k][()] for k in names}
 
 
-def num_features(h5: h5py.File) -> int:
-    """How many feature levels `feat/0..n-1` the cache holds."""
-    return len(h5["feat"]) if "feat" in h5 else 0
+def num_features(h5: h5py.File, group: str = "feat") -> int:
+    """How many feature levels `feat/0..n-1` (or `flip/feat/0..n-1`) the cache holds."""
+    return len(h5[group]) if group in h5 else 0
+
+
+def has_flip(h5: h5py.File) -> bool:
+    """True if the cache holds the mirrored crops' outputs (`flip/heatmaps`, `flip/feat/*`)."""
+    return "flip/heatmaps" in h5

@@ -16,14 +16,17 @@ from sgpose.config import ParamsError, Paths, load_params
 
 # stage name -> (module, one-line help). Order is the DAG's order.
 STAGES: dict[str, tuple[str, str]] = {
+    "profile": ("sgpose.stages.profile", "make profiles/NAME.yaml (sample, coco, crowdpose) the active params.yaml, validated"),
     "download": ("sgpose.stages.download", "fetch the dataset files named in the manifest (URLs or SGPOSE_MIRROR), verify sha256"),
     "prepare": ("sgpose.stages.prepare", "person instances per split (boxes, crops), split ground truth"),
     "train_backbone": ("sgpose.stages.train_backbone", "train the SimpleBaseline backbone where no official checkpoint is used"),
     "cache": ("sgpose.stages.cache", "run the frozen backbone once; write features, Y0, targets, crop meta to HDF5"),
+    "start_pose": ("sgpose.stages.start_pose", "mean training pose in crop coordinates (guidance.start_pose: mean)"),
     "train_refiner": ("sgpose.stages.train_refiner", "train the structure-guided UNet from the cache (SPEC 4)"),
     "infer": ("sgpose.stages.infer", "refine the cached val heatmaps and write COCO results JSON (SPEC 5)"),
     "evaluate": ("sgpose.stages.evaluate", "OKS keypoint AP with pycocotools; writes metrics.json"),
     "report": ("sgpose.stages.report", "tables (paper numbers beside ours) and figures from results/"),
+    "predict": ("sgpose.stages.predict", "run the trained backbone + ours refiner on an image: keypoints JSON + overlay PNG"),
 }
 
 

@@ -21,7 +21,9 @@ class DataParams(_Section):
     manifest: str
     raw_dir: str
     images_dir: str
-    annotations: str
+    annotations: str  # train GT when val_annotations is set, else split by prepare.val_fraction
+    val_annotations: str | None = None  # official val split (COCO val2017, CrowdPose val): no random split
+    image_subdirs: dict[Literal["train", "val"], str] = {}  # per split, under images_dir (COCO: train2017/)
 
 
 class PrepareParams(_Section):
@@ -29,12 +31,23 @@ class PrepareParams(_Section):
     split_seed: int = 0
     min_keypoints: int = Field(1, ge=0)
     padding: float = Field(1.25, gt=0)
+    boxes: Literal["gt", "detections"] = "gt"  # val split person boxes (train always uses GT boxes)
+    detections: str | None = None  # COCO detection results json (boxes: detections)
+    det_score_threshold: float = Field(0.0, ge=0)  # SimpleBaseline keeps every AP-56 box (IMAGE_THRE 0.0)
+    min_box_area: float = Field(0.0, ge=0)  # detections with w * h below this are dropped
+
+    @model_validator(mode="after")
+    def _detections_file(self) -> "PrepareParams":
+        if self.boxes == "detections" and not self.detections:
+            raise ValueError("prepare.boxes is detections but prepare.detections names no file")
+        return self
 
 
 class BackboneParams(_Section):
     name: str
-    arch: Literal["simple_baseline"] = "simple_baseline"
-    depth: Literal[18, 34, 50, 101, 152] = 50
+    arch: Literal["simple_baseline", "hrnet"] = "simple_baseline"
+    depth: Literal[18, 34, 50, 101, 152] = 50  # simple_baseline only
+    width: Literal[32, 48] = 32  # hrnet only
     deconv_channels: int = Field(256, gt=0)
     input_size: tuple[int, int] = (256, 192)
     heatmap_size: tuple[int, int] = (64, 48)
@@ -45,7 +58,8 @@ class BackboneParams(_Section):
     def _stride_four(self) -> "BackboneParams":
         h, w = self.input_size
         if h % 32 or w % 32:
-            raise ValueError(f"input_size {self.input_size} must be multiples of 32 (ResNet stride 32, three x2 deconvs)")
+            raise ValueError(f"input_size {self.input_size} must be multiples of 32 "
+                             "(ResNet stride 32, three x2 deconvs; HRNet's lowest branch at stride 32)")
         if (h // 4, w // 4) != tuple(self.heatmap_size):
             raise ValueError(f"heatmap_size {self.heatmap_size} must be input_size {self.input_size} / 4")
         return self
@@ -71,14 +85,17 @@ class TrainBackboneParams(_Section):
 class CacheParams(_Section):
     batch_size: int = Field(32, gt=0)
     dtype: Literal["float16", "float32"] = "float16"
+    flip_test: bool = True  # also store the mirrored crop's outputs (flip/*) for the val split
 
 
 class GuidanceParams(_Section):
     S: int = Field(3, ge=1, le=16)
     schedule: Literal["cosine", "linear"] = "cosine"
-    start_pose: Literal["canonical"] = "canonical"
+    start_pose: Literal["canonical", "mean"] = "canonical"  # mean: the `start_pose` stage's artifact
     missing: Literal["literal", "keep_start", "blank"] = "literal"
     pred_threshold: float = Field(0.2, ge=0)
+    a2_map: Literal["rendered", "raw"] = "rendered"  # A2's static map: Gaussian of P_pred, or Y0 itself
+    a3_steps: Literal["clamp", "per_map"] = "clamp"  # A3: T = S+2 with H(t) = G^clamp(t-1), or T = S, H(t) = G^t
 
     @property
     def T(self) -> int:
@@ -90,6 +107,7 @@ class RefinerParams(_Section):
     base_channels: int = Field(32, gt=0)
     channel_mults: list[int] = [1, 2, 4]
     time_dim: int = Field(64, gt=0)
+    prev_heatmap: bool = False  # also input the previous step's heatmap (Y0 at the first step)
 
 
 class TrainRefinerParams(_Section):
@@ -100,12 +118,15 @@ class TrainRefinerParams(_Section):
 
 
 class InferParams(_Section):
-    mode: Literal["static"] = "static"
+    mode: Literal["static", "recursive", "recursive_from_pred"] = "static"  # SPEC 5 readings
     batch_size: int = Field(64, gt=0)
+    flip_test: bool = True  # average with the mirrored crop's output where the cache holds flip/*
 
 
 class EvaluateParams(_Section):
     split: Literal["train", "val"] = "val"
+    backend: Literal["pycocotools", "faster_coco_eval"] = "pycocotools"  # identical numbers (tested)
+    nms_threshold: float = Field(0.9, gt=0, le=1)  # OKS-NMS per image, detection-box runs only
 
 
 class ReportParams(_Section):
@@ -115,7 +136,7 @@ class ReportParams(_Section):
 class Params(_Section):
     dataset: str
     layout: Literal["coco", "crowdpose"] = "coco"
-    variants: list[Literal["ours"]] = ["ours"]
+    variants: list[Literal["A1", "A2", "A3", "A4", "ours"]] = Field(["ours"], min_length=1)  # refined
     data: DataParams
     prepare: PrepareParams = PrepareParams()
     backbone: BackboneParams
@@ -127,6 +148,12 @@ class Params(_Section):
     infer: InferParams = InferParams()
     evaluate: EvaluateParams = EvaluateParams()
     report: ReportParams = ReportParams()
+
+    @model_validator(mode="after")
+    def _unique_variants(self) -> "Params":
+        if len(set(self.variants)) != len(self.variants):
+            raise ValueError(f"variants {self.variants} lists a variant twice")
+        return self
 
 
 class ParamsError(ValueError):
@@ -192,6 +219,11 @@ class Paths:
 
     def cache(self, split: str) -> Path:
         return self.backbone_dir / "cache" / f"{split}.h5"
+
+    @property
+    def start_pose(self) -> Path:
+        """The mean training pose in crop coordinates (`guidance.start_pose: mean`)."""
+        return self.backbone_dir / "start_pose.json"
 
     def variant_dir(self, variant: str) -> Path:
         return self.backbone_dir / variant

@@ -141,3 +141,16 @@ def guidance_sequence(
         raise ValueError(f"pred must be (B, K, 2), got {tuple(pred.shape)}")
     G = guidance_maps(start, pred, S, schedule, sigma, size, missing)
     return fuse(G, fusion_weights(S))
+
+
+def mean_pose(joints: Tensor, weight: Tensor, fallback: Tensor) -> tuple[Tensor, Tensor]:
+    """The mean pose (K, 2) over samples where weight > 0, and the per-joint counts (K,).
+
+    joints (N, K, 2+), weight (N, K); a joint with no weighted sample takes `fallback` (K, 2)
+    (the canonical pose): the data-driven alternative to the canonical start pose (SPEC 2).
+    """
+    w = (weight > 0).to(torch.float64)
+    count = w.sum(dim=0)
+    total = (joints[..., :2].to(torch.float64) * w[..., None]).sum(dim=0)
+    mean = total / count.clamp(min=1)[:, None]
+    return torch.where(count[:, None] > 0, mean, fallback.to(torch.float64)).to(torch.float32), count.long()

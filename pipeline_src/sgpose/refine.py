@@ -1,11 +1,16 @@
-"""Training (SPEC 4, Algorithm 1) and inference (SPEC 5) of the structure-guided refiner.
+"""Training (SPEC 4, Algorithm 1) and inference (SPEC 5) of the structure-guided refiner, for every
+refined variant of sgpose.variants.
 
-Pure functions over tensors: the stages in sgpose.stages own the files.
+Pure functions over tensors: the stages in sgpose.stages own the files. Guidance is built batched
+(no loop over samples, joints or steps); only the inherently sequential refinement steps loop.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -16,34 +21,77 @@ from sgpose.data.heatmaps import predicted_pose
 from sgpose.keypoints import get_layout
 from sgpose.losses import joints_mse
 from sgpose.models.unet import StructureGuidedUNet
+from sgpose.variants import Variant, get_variant, step_weights
+
+log = logging.getLogger(__name__)
+MODES = ("static", "recursive", "recursive_from_pred")
 
 
 @dataclass(frozen=True)
 class GuidanceSpec:
-    """What builds {H(t)}: the guidance params plus the map geometry and the start pose (K, 2)."""
+    """What builds the UNet's guidance input for one variant: the guidance params, the variant, the
+    start pose (K, 2), the map geometry, the (T, S) step weights and the previous-heatmap switch."""
 
     params: GuidanceParams
+    variant: Variant
     start: Tensor
     sigma: float
     size: tuple[int, int]
+    weights: Tensor
+    prev_heatmap: bool = False
 
-    def maps(self, y0: Tensor) -> Tensor:
-        """G^0..G^{S-1} (B, S, K, h, w) from P_start to P_pred, P_pred decoded from Y0 (SPEC 2)."""
-        pred = predicted_pose(y0, self.params.pred_threshold)
+    @property
+    def T(self) -> int:
+        """Number of refinement steps of this variant."""
+        return self.weights.shape[0]
+
+    @property
+    def in_channels(self) -> int:
+        """Maps concatenated with F_0 at the UNet input: guidance (K or 0) + previous heatmap (K or 0)."""
+        k = self.start.shape[0]
+        return k * (self.variant.guidance != "none") + k * self.prev_heatmap
+
+    def maps(self, pose: Tensor) -> Tensor:
+        """G^0..G^{S-1} (B, S, K, h, w) from P_start to `pose` (B, K, 2) (SPEC 2)."""
         p = self.params
-        return guidance.guidance_maps(self.start, pred, p.S, p.schedule, self.sigma, self.size, p.missing)
+        return guidance.guidance_maps(self.start, pose, p.S, p.schedule, self.sigma, self.size, p.missing)
+
+    def at(self, pose: Tensor, y0: Tensor, t: Tensor) -> Tensor:
+        """The guidance H(t_b) (B, C, h, w) for the path P_start -> pose; C = 0 for no guidance."""
+        if self.variant.guidance == "none":
+            return y0.new_zeros(y0.shape[0], 0, *y0.shape[-2:])
+        if self.variant.guidance == "prediction" and self.params.a2_map == "raw":
+            return y0
+        return guidance.fuse_at(self.maps(pose), self.weights, t)
+
+    def inputs(self, H: Tensor, prev: Tensor) -> Tensor:
+        """The maps fed beside F_0: H(t), then the previous step's heatmap when that input is on."""
+        return torch.cat([H, prev], dim=1) if self.prev_heatmap else H
+
+
+def gt_pose(joints: Tensor) -> Tensor:
+    """Ground-truth pose (B, K, 2) from cached joints (B, K, 3); unlabelled joints -> (0, 0) (missing)."""
+    return joints[..., :2] * (joints[..., 2:3] > 0)
 
 
 def training_loss(unet: StructureGuidedUNet, spec: GuidanceSpec, feats: list[Tensor], y0: Tensor,
-                  target: Tensor, weight: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """Algorithm 1: draw t ~ U{0..T-1} per sample, build H(t) from P_start -> P_pred, regress G_gt.
+                  target: Tensor, weight: Tensor, generator: torch.Generator | None = None,
+                  joints: Tensor | None = None) -> Tensor:
+    """Algorithm 1: draw t ~ U{0..T-1} per sample, build H(t) along the variant's training path,
+    regress the ground-truth heatmaps with the visibility-weighted MSE.
 
-    The path is built from the backbone's prediction, not ground truth ("path consistency").
+    The path ends at the backbone's prediction ("path consistency"), or at ground truth for A4
+    (`joints` needed). With the previous-heatmap input the previous step is teacher-forced with Y0.
     """
-    T = spec.params.T
-    t = torch.randint(0, T, (y0.shape[0],), generator=generator, device=y0.device)
-    H = guidance.fuse_at(spec.maps(y0), guidance.fusion_weights(spec.params.S), t)
-    return joints_mse(unet(feats, H, t), target, weight)
+    if spec.variant.train_path == "gt":
+        if joints is None:
+            raise ValueError(f"variant {spec.variant.name} trains on ground-truth paths: pass joints")
+        pose = gt_pose(joints.float())
+    else:
+        pose = predicted_pose(y0, spec.params.pred_threshold)
+    t = torch.randint(0, spec.T, (y0.shape[0],), generator=generator, device=y0.device)
+    H = spec.at(pose, y0, t)
+    return joints_mse(unet(feats, spec.inputs(H, y0), t), target, weight)
 
 
 @torch.no_grad()
@@ -51,24 +99,72 @@ def refine_static(unet: StructureGuidedUNet, spec: GuidanceSpec, feats: list[Ten
     """SPEC 5 `static`: {H(t)} built once from P_start -> P_pred, UNet run per step, last output kept.
 
     Without the previous-heatmap input the steps do not feed each other, so only the last step
-    t = T-1 (guidance H(T-1) = G^{S-1}, the prediction's own map) can change the result: the
-    other T-1 UNet calls are skipped.
+    t = T-1 can change the result: the other T-1 UNet calls are skipped.
     """
-    T = spec.params.T
-    t = torch.full((y0.shape[0],), T - 1, dtype=torch.long, device=y0.device)
-    H = guidance.fuse_at(spec.maps(y0), guidance.fusion_weights(spec.params.S), t)
-    return unet(feats, H, t)
+    if spec.prev_heatmap:
+        return refine(unet, spec, feats, y0, "static")
+    t = torch.full((y0.shape[0],), spec.T - 1, dtype=torch.long, device=y0.device)
+    H = spec.at(predicted_pose(y0, spec.params.pred_threshold), y0, t)
+    return unet(feats, spec.inputs(H, y0), t)
 
 
-def guidance_spec(params: Params) -> GuidanceSpec:
-    """The guidance geometry for a params file: canonical start pose, sigma scaled to the heatmap."""
+@torch.no_grad()
+def refine(unet: StructureGuidedUNet, spec: GuidanceSpec, feats: list[Tensor], y0: Tensor,
+           mode: str = "static") -> Tensor:
+    """The final heatmaps (B, K, h, w) of one SPEC 5 reading, batched over samples:
+
+    static               H from P_start -> P_pred once; only the last step without prev-heatmap
+    recursive            P(0) = P_start; step t: H(t) of the path P_start -> P(t), UNet, P(t+1) = decode
+    recursive_from_pred  the same with P(0) = P_pred
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown inference mode {mode!r}; expected one of {', '.join(MODES)}")
+    thr = spec.params.pred_threshold
+    pred = predicted_pose(y0, thr)
+    if mode == "static" and not spec.prev_heatmap:
+        return refine_static(unet, spec, feats, y0)
+    pose = spec.start.to(pred).expand_as(pred) if mode == "recursive" else pred
+    out = y0
+    for step in range(spec.T):
+        t = torch.full((y0.shape[0],), step, dtype=torch.long, device=y0.device)
+        out = unet(feats, spec.inputs(spec.at(pose, y0, t), out), t)
+        if mode != "static":
+            pose = predicted_pose(out, thr)
+    return out
+
+
+def load_start_pose(path: Path, layout: str, size: tuple[int, int]) -> Tensor:
+    """The `start_pose` stage's mean pose (K, 2); errors name the file when missing or mismatched."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no mean start pose (run `sgpose start_pose`, "
+                                "needed by guidance.start_pose: mean)")
+    data = json.loads(path.read_text())
+    if data.get("layout") != layout or tuple(data.get("heatmap_size", ())) != tuple(size):
+        raise ValueError(f"{path}: start pose for layout {data.get('layout')} at {data.get('heatmap_size')}, "
+                         f"expected {layout} at {list(size)}; rerun `sgpose start_pose`")
+    return torch.tensor(data["pose"], dtype=torch.float32)
+
+
+def guidance_spec(params: Params, variant: str = "ours", start_pose_path: Path | None = None) -> GuidanceSpec:
+    """The guidance of one variant for a params file: start pose (canonical, or the mean training
+    pose read from `start_pose_path`), sigma scaled to the heatmap, the variant's step weights."""
     size = tuple(params.backbone.heatmap_size)
-    start = torch.from_numpy(get_layout(params.layout).canonical_pose(size))
-    return GuidanceSpec(params.guidance, start, params.backbone.heatmap_sigma, size)
+    gp = params.guidance
+    if gp.start_pose == "mean":
+        if start_pose_path is None:
+            raise ValueError("guidance.start_pose is mean but no start_pose.json path was given")
+        start = load_start_pose(Path(start_pose_path), params.layout, size)
+    else:
+        start = torch.from_numpy(get_layout(params.layout).canonical_pose(size))
+    v = get_variant(variant)
+    weights = step_weights(v.guidance, gp.S, gp.a3_steps)
+    return GuidanceSpec(gp, v, start, params.backbone.heatmap_sigma, size, weights, params.refiner.prev_heatmap)
 
 
-def build_unet(params: Params, feature_channels: list[int]) -> StructureGuidedUNet:
-    """The refiner for this params file and this backbone's feature list."""
-    rp = params.refiner
-    return StructureGuidedUNet(get_layout(params.layout).num_joints, feature_channels,
-                               rp.base_channels, rp.channel_mults, rp.time_dim)
+def build_unet(params: Params, feature_channels: list[int], variant: str = "ours") -> StructureGuidedUNet:
+    """The refiner for this params file, this backbone's feature list and this variant."""
+    rp, k = params.refiner, get_layout(params.layout).num_joints
+    v = get_variant(variant)
+    in_channels = k * (v.guidance != "none") + k * rp.prev_heatmap
+    return StructureGuidedUNet(k, feature_channels, rp.base_channels, rp.channel_mults, rp.time_dim,
+                               in_channels=in_channels, step_embedding=v.step_embedding)

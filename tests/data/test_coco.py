@@ -20,7 +20,7 @@ from sgpose.data.coco import (
 from sgpose.keypoints import get_layout
 
 REPO = Path(__file__).resolve().parents[2]
-from conftest import MIRROR
+from conftest import MIRROR, require
 
 SAMPLE = MIRROR / "coco_sample/annotations/person_keypoints_sample.json"
 FIXTURE = MIRROR / "fixtures/coco/test_coco.json"
@@ -28,8 +28,7 @@ COCO = get_layout("coco")
 
 
 def _need(path: Path) -> Path:
-    if not path.is_file():
-        pytest.skip(f"{path} not available (set SGPOSE_MIRROR)")
+    require(path)
     return path
 
 

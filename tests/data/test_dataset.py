@@ -87,3 +87,26 @@ def test_missing_image_names_file(table, tmp_path):
     ds = CropDataset(bad, tmp_path, INPUT, HEATMAP, 2.0, COCO)
     with pytest.raises(ValueError, match="garbage.jpg"):
         ds[0]
+
+
+def _with_image(table, tmp_path, data: bytes | None, name: str = "x.jpg"):
+    """The fixture table's first person pointing at an image file in tmp_path (absent if data is None)."""
+    if data is not None:
+        (tmp_path / name).write_bytes(data)
+    rows = table.iloc[:1].assign(file_name=name)
+    return CropDataset(rows, tmp_path, INPUT, HEATMAP, sigma=2.0, layout=COCO)
+
+
+def test_bad_images_are_errors_naming_the_file(table, tmp_path):
+    jpeg = (FIXTURE / table.iloc[0].file_name).read_bytes()
+    with pytest.raises(FileNotFoundError, match=r"x.jpg: image not found"):
+        _with_image(table, tmp_path, None)[0]
+    with pytest.raises(ValueError, match=r"x.jpg: truncated JPEG"):
+        _with_image(table, tmp_path, jpeg[: len(jpeg) // 2])[0]
+    with pytest.raises(ValueError, match=r"x.jpg: not a JPEG \(or PNG\) image \(starts with 47494638\)"):
+        _with_image(table, tmp_path, b"GIF89a" + b"\0" * 100)[0]
+    other = next(f for f in sorted(FIXTURE.glob("*.jpg")) if f.name != table.iloc[0].file_name)
+    assert table.iloc[0].file_name == "000000000785.jpg" and other.name == "000000040083.jpg"
+    with pytest.raises(ValueError, match=r"x.jpg: image is 500x333, the annotations say 640x425"):
+        _with_image(table, tmp_path, other.read_bytes())[0]
+    assert _with_image(table, tmp_path, jpeg)[0]["image"].shape == (3, 256, 192)

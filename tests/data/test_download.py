@@ -4,60 +4,15 @@ real shared mirror (for the shipped manifest's checksums)."""
 from __future__ import annotations
 
 import hashlib
-import http.server
-import threading
 from pathlib import Path
 
 import pytest
+from conftest import HTTP_PAYLOAD as PAYLOAD
+from conftest import MIRROR
+from conftest import server_url as _url
 from sgpose.data.download import DownloadError, Entry, fetch, fetch_all, read_manifest, sha256_file
 
 REPO = Path(__file__).resolve().parents[2]
-from conftest import MIRROR
-
-PAYLOAD = bytes(range(256)) * 40  # 10240 bytes
-
-
-class RangeHandler(http.server.BaseHTTPRequestHandler):
-    """Serves `server.files` (name -> bytes); honours `Range: bytes=N-` unless `server.ignore_range`."""
-
-    def do_GET(self) -> None:  # noqa: N802 (http.server API)
-        data = self.server.files.get(self.path.lstrip("/"))
-        self.server.requests.append((self.path, self.headers.get("Range")))
-        if data is None:
-            self.send_error(404)
-            return
-        rng = self.headers.get("Range")
-        start = 0
-        if rng and not self.server.ignore_range:
-            start = int(rng.removeprefix("bytes=").split("-")[0])
-            if start >= len(data):
-                self.send_error(416)
-                return
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-        else:
-            self.send_response(200)
-        self.send_header("Content-Length", str(len(data) - start))
-        self.end_headers()
-        self.wfile.write(data[start:])
-
-    def log_message(self, *args) -> None:
-        pass
-
-
-@pytest.fixture
-def server():
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RangeHandler)
-    srv.files, srv.requests, srv.ignore_range = {"d/a.bin": PAYLOAD}, [], False
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
-
-
-def _url(srv, name: str = "d/a.bin") -> str:
-    return f"http://127.0.0.1:{srv.server_address[1]}/{name}"
 
 
 def _entry(srv, data: bytes = PAYLOAD, url: str | None = None) -> Entry:
@@ -114,7 +69,8 @@ def test_mirror_directory_copy_and_skip(tmp_path):
     (mirror / "d/a.bin").write_bytes(PAYLOAD)
     entry = Entry("d/a.bin", "http://127.0.0.1:9/never-used", hashlib.sha256(PAYLOAD).hexdigest(), len(PAYLOAD))
     dest = tmp_path / "raw"
-    assert fetch_all([entry], dest, str(mirror), progress=False) == {"skipped": 0, "copied": 1, "downloaded": 0}
+    assert fetch_all([entry], dest, str(mirror), progress=False) == {
+        "skipped": 0, "copied": 1, "downloaded": 0, "extracted": 0}
     assert (dest / "d/a.bin").read_bytes() == PAYLOAD
     (mirror / "d/a.bin").unlink()  # a verified file is skipped without touching any source
     assert fetch(entry, dest, str(mirror), progress=False) == "skipped"
@@ -156,3 +112,41 @@ def test_shipped_manifest_matches_mirror():
     for entry in entries[:3] + entries[-2:]:  # both json excerpts and a few images
         path = MIRROR / entry.path
         assert path.stat().st_size == entry.size and sha256_file(path) == entry.sha256, entry.path
+
+
+def _prefix_entry(srv, prefix: str) -> Entry:
+    """A checkpoint-style entry: only a published sha256 prefix, size unknown."""
+    return Entry("d/a.bin", _url(srv), "", None, sha256_prefix=prefix)
+
+
+def test_prefix_entry_resumes_after_a_cut(server, tmp_path):
+    entry = _prefix_entry(server, hashlib.sha256(PAYLOAD).hexdigest()[:8])
+    server.cut_after = 3000
+    with pytest.raises(DownloadError, match=r"d/a.bin.*interrupted after 3000 bytes.*resume"):
+        fetch(entry, tmp_path, None, progress=False)
+    assert (tmp_path / "d/a.bin.part").stat().st_size == 3000 and not (tmp_path / "d/a.bin").exists()
+    assert fetch(entry, tmp_path, None, progress=False) == "downloaded"
+    assert server.requests[-1] == ("/d/a.bin", "bytes=3000-")
+    assert (tmp_path / "d/a.bin").read_bytes() == PAYLOAD and not (tmp_path / "d/a.bin.part").exists()
+    assert fetch(entry, tmp_path, None, progress=False) == "skipped"
+
+
+def test_prefix_entry_complete_part_is_placed(server, tmp_path):
+    entry = _prefix_entry(server, hashlib.sha256(PAYLOAD).hexdigest()[:8])
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d/a.bin.part").write_bytes(PAYLOAD)  # finished before the rename: server answers 416
+    assert fetch(entry, tmp_path, None, progress=False) == "downloaded"
+    assert (tmp_path / "d/a.bin").read_bytes() == PAYLOAD
+
+
+def test_prefix_entry_wrong_checksum_rejected(server, tmp_path):
+    entry = _prefix_entry(server, "deadbeef")
+    with pytest.raises(DownloadError, match=r"d/a.bin.*expected sha256 deadbeef\.\.\. \(published prefix\), got "
+                       + hashlib.sha256(PAYLOAD).hexdigest()):
+        fetch(entry, tmp_path, None, progress=False)
+    assert not (tmp_path / "d/a.bin").exists() and not (tmp_path / "d/a.bin.part").exists()
+
+
+def test_entry_needs_a_checksum():
+    with pytest.raises(ValueError, match="x.bin: an entry needs a sha256 or a sha256_prefix"):
+        Entry("x.bin", "http://example.invalid/x.bin", "", None)

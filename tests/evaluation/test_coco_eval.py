@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import MIRROR
+from conftest import MIRROR, require
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from sgpose.evaluation.coco_eval import METRIC_NAMES, evaluate_keypoints
@@ -23,8 +23,7 @@ SIGMAS = COCO_LAYOUT.sigmas
 
 
 def _gt_file(path: Path) -> Path:
-    if not path.exists():
-        pytest.skip(f"{path} not available (set SGPOSE_MIRROR)")
+    require(path)
     return path
 
 

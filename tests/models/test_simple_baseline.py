@@ -6,7 +6,9 @@ from pathlib import Path
 import pytest
 import torch
 from sgpose.config import BackboneParams
-from sgpose.models.simple_baseline import PoseResNet, build_backbone, load_backbone
+from sgpose.models.backbones import build_backbone
+from sgpose.models.checkpoints import load_backbone
+from sgpose.models.simple_baseline import PoseResNet
 
 LAYOUTS = Path("/work/shared/fixtures/checkpoint_layouts")
 

@@ -36,26 +36,26 @@ def test_paper_numbers_are_spec_section_6():
 def test_table1_rows_order_and_values():
     df = table1({"ours": fake_metrics(0.5), "baseline": fake_metrics(0.4), "ours_S8": fake_metrics(0.3)})
     assert list(df.columns) == TABLE1_COLUMNS
-    assert list(df["variant"]) == ["baseline", "ours", "ours_S8"]
+    assert list(df["variant"]) == ["baseline", "A1", "A2", "A3", "A4", "ours"]  # sweeps: Figs. 5-6
     assert df.loc[0, "AP (this run)"] == pytest.approx(40.0)
-    assert df.loc[1, "AP50"] == pytest.approx(51.0)
-    assert list(df[PAPER_COLUMN]) == [72.3, 73.7, 73.3]
+    assert df.loc[5, "AP50"] == pytest.approx(51.0)
+    assert df["AP (this run)"].isna().tolist() == [False, True, True, True, True, False]
+    assert list(df[PAPER_COLUMN]) == [72.3, 72.8, 73.0, 73.2, 73.3, 73.7]
 
 
 def test_markdown_formatter():
-    df = table1({"A1": fake_metrics(0.25), "other": fake_metrics(0.1)})
+    df = table1({"A1": fake_metrics(0.25)})
     md = to_markdown(df).splitlines()
     assert md[0].startswith("| variant | description | AP (this run) |")
     assert md[1] == "|" + "---|" * len(TABLE1_COLUMNS)
-    assert md[2].startswith("| A1 | UNet on features only | 25 |") and md[2].endswith("| 72.8 |")
-    assert md[3].endswith("| - |")  # no paper number for an unknown variant
-    assert len(md) == 4
+    assert md[3].startswith("| A1 | UNet on features only | 25 |") and md[3].endswith("| 72.8 |")
+    assert md[2] == "| baseline | backbone heatmaps, no refinement | - | - | - | - | - | - | 72.3 |"
+    assert len(md) == 8
 
 
 def test_table1_empty():
     df = table1({})
-    assert list(df.columns) == TABLE1_COLUMNS and len(df) == 0
-    assert len(to_markdown(df).splitlines()) == 2
+    assert list(df.columns) == TABLE1_COLUMNS and len(df) == 6 and df["AP (this run)"].isna().all()
 
 
 @pytest.mark.parametrize("S,schedule", [(3, "cosine"), (5, "linear")])

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import server_url
 from sgpose.cli import main as cli
 
 REPO = Path(__file__).resolve().parents[2]
@@ -64,4 +65,39 @@ def test_download_stage_mirror_only_file(tmp_path, monkeypatch, capsys):
     assert _run() == 1
     err = capsys.readouterr().err
     assert "only from a mirror" in err and "SGPOSE_MIRROR" in err
+    assert not Path("raw/m.done").exists()
+
+
+def _registry_with_local_checkpoint(server, monkeypatch, payload: bytes, prefix: str) -> str:
+    """Point a registry entry at the test server (the file name carries the sha256 prefix, as mmpose's)."""
+    from sgpose.models import zoo
+
+    name = f"res50_coco_256x192-{prefix}_20200709.pth"
+    server.files[f"ckpt/{name}"] = payload
+    entry = zoo.ZooCheckpoint(server_url(server, f"ckpt/{name}"), "simple_baseline", depth=50)
+    monkeypatch.setitem(zoo.CHECKPOINTS, "mmpose:res50_coco_256x192", entry)
+    return name
+
+
+def test_download_stage_fetches_the_configured_checkpoint(tmp_path, monkeypatch, server):
+    mirror = _setup(tmp_path, monkeypatch)
+    payload = bytes(range(256)) * 64
+    name = _registry_with_local_checkpoint(server, monkeypatch, payload, hashlib.sha256(payload).hexdigest()[:8])
+    server.cut_after = 5000  # the first attempt drops: nothing at the final name, the .part is kept
+    ckpt = ("--set", "backbone.checkpoint=mmpose:res50_coco_256x192", "--mirror", str(mirror))
+    assert _run(*ckpt) == 1
+    assert not Path(f"checkpoints/{name}").exists() and Path(f"checkpoints/{name}.part").stat().st_size == 5000
+    assert _run(*ckpt) == 0  # resumes
+    assert server.requests[-1][1] == "bytes=5000-"
+    assert Path(f"checkpoints/{name}").read_bytes() == payload and not Path(f"checkpoints/{name}.part").exists()
+    stamp = json.loads(Path("raw/m.done").read_text())
+    assert stamp["checkpoint"] == {f"checkpoints/{name}": hashlib.sha256(payload).hexdigest()}
+
+
+def test_download_stage_rejects_a_wrong_checkpoint(tmp_path, monkeypatch, server, capsys):
+    mirror = _setup(tmp_path, monkeypatch)
+    name = _registry_with_local_checkpoint(server, monkeypatch, b"tampered weights", "00000000")
+    assert _run("--set", "backbone.checkpoint=mmpose:res50_coco_256x192", "--mirror", str(mirror)) == 1
+    assert f"{name}: verification failed" in capsys.readouterr().err
+    assert list(Path("checkpoints").iterdir()) == []  # nothing half-written left
     assert not Path("raw/m.done").exists()

@@ -11,7 +11,7 @@ import yaml
 from sgpose.cli import main as cli_main
 
 REPO = Path(__file__).resolve().parents[2]
-from conftest import MIRROR
+from conftest import MIRROR, require
 
 FIXTURE = MIRROR / "fixtures" / "coco" / "test_coco.json"
 
@@ -19,8 +19,7 @@ FIXTURE = MIRROR / "fixtures" / "coco" / "test_coco.json"
 @pytest.fixture
 def workdir(tmp_path, monkeypatch):
     """tmp dir with params.yaml (the repo's) and the val ground truth; cwd is Paths' root."""
-    if not FIXTURE.exists():
-        pytest.skip(f"{FIXTURE} not available (set SGPOSE_MIRROR)")
+    require(FIXTURE)
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     ds = tmp_path / "results" / params["dataset"]
@@ -69,3 +68,18 @@ def test_evaluate_missing_results_is_an_error(workdir, capsys):
 def test_variant_is_required(workdir):
     with pytest.raises(SystemExit):
         cli_main(["evaluate", "--params", "params.yaml"])
+
+
+def test_detection_runs_go_through_oks_nms(workdir):
+    root, bb_dir = workdir
+    results = gt_results()
+    dupes = [dict(r, keypoints=[v + 0.5 if i % 3 != 2 else v for i, v in enumerate(r["keypoints"])], score=0.5)
+             for r in results]  # a near-copy of every person, lower score: what several boxes give
+    write_results(bb_dir, "ours", results + dupes)
+    args = ["evaluate", "--params", "params.yaml", "--variant", "ours", "--set", "evaluate.backend=faster_coco_eval"]
+    assert cli_main(args) == 0
+    gt_boxes = json.loads((bb_dir / "ours" / "metrics.json").read_text())
+    assert gt_boxes["num_instances"] == 2 * len(results)  # GT-box runs: no NMS
+    assert cli_main(args + ["--set", "prepare.boxes=detections", "--set", "prepare.detections=d.json"]) == 0
+    m = json.loads((bb_dir / "ours" / "metrics.json").read_text())
+    assert m["num_instances"] == len(results) and m["AP"] == pytest.approx(1.0)

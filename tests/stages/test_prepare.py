@@ -13,7 +13,7 @@ from sgpose.config import Paths, load_params
 from sgpose.data.coco import INSTANCE_COLUMNS
 
 REPO = Path(__file__).resolve().parents[2]
-from conftest import MIRROR
+from conftest import MIRROR, require
 
 SAMPLE = MIRROR / "coco_sample/annotations/person_keypoints_sample.json"
 FIXTURE = MIRROR / "fixtures/coco/test_coco.json"
@@ -27,8 +27,7 @@ def _only_data_stages(monkeypatch):
 
 def _setup(tmp_path: Path, monkeypatch, annotations: Path) -> list[str]:
     """Copy the repo's params.yaml into tmp, run from there; returns the CLI prefix args."""
-    if not annotations.is_file():
-        pytest.skip(f"{annotations} not available (set SGPOSE_MIRROR)")
+    require(annotations)
     shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
     monkeypatch.chdir(tmp_path)
     return ["--params", "params.yaml", "--set", f"data.annotations={annotations}"]
@@ -66,3 +65,57 @@ def test_prepare_missing_annotations(tmp_path, monkeypatch, capsys):
     args = _setup(tmp_path, monkeypatch, FIXTURE)
     assert cli(["prepare", *args, "--set", "data.annotations=data/raw/none.json"]) == 1
     assert "data/raw/none.json: file not found" in capsys.readouterr().err
+
+
+FIX_DET = MIRROR / "fixtures/coco/test_coco_det_AP_H_56.json"
+SAMPLE_DET = MIRROR / "coco_sample/person_detection_results/COCO_val2017_detections_AP_H_56_person_sample.json"
+CROWD = MIRROR / "fixtures/crowdpose/test_crowdpose.json"
+
+
+def test_prepare_detection_boxes_on_the_sample(tmp_path, monkeypatch):
+    args = _setup(tmp_path, monkeypatch, SAMPLE)
+    det = ["--set", "prepare.boxes=detections", "--set", f"prepare.detections={require(SAMPLE_DET)}"]
+    assert cli(["prepare", *args, *det]) == 0
+    val = pd.read_parquet("results/sample/instances_val.parquet")
+    train = pd.read_parquet("results/sample/instances_train.parquet")
+    gt_val = json.loads(Path("results/sample/annotations_val.json").read_text())
+    detections = pd.DataFrame(json.loads(SAMPLE_DET.read_text()))
+    assert len(val) == detections.image_id.isin({im["id"] for im in gt_val["images"]}).sum()
+    assert (val.ann_id == -1).all() and (train.ann_id >= 0).all()  # train keeps GT boxes
+    assert len(train) + len(gt_val["images"]) > 0 and len(gt_val["images"]) == 48  # val GT: the full split
+    assert cli(["prepare", *args, *det, "--set", "prepare.det_score_threshold=0.3"]) == 0
+    assert len(pd.read_parquet("results/sample/instances_val.parquet")) < len(val)
+
+
+def test_prepare_official_split_with_image_subdirs(tmp_path, monkeypatch):
+    args = _setup(tmp_path, monkeypatch, SAMPLE)
+    split = ["--set", f"data.val_annotations={require(FIXTURE)}", "--set", "data.image_subdirs={train: t17, val: v17}",
+             "--set", "prepare.boxes=detections", "--set", f"prepare.detections={require(FIX_DET)}"]
+    assert cli(["prepare", *args, *split]) == 0
+    train = pd.read_parquet("results/sample/instances_train.parquet")
+    val = pd.read_parquet("results/sample/instances_val.parquet")
+    assert len(train) == 707 and train.file_name.str.startswith("t17/").all()  # every sample image trains
+    assert len(val) == 118 and val.file_name.str.startswith("v17/").all()
+    assert len(json.loads(Path("results/sample/annotations_val.json").read_text())["annotations"]) == 14
+
+
+def test_prepare_crowdpose_layout(tmp_path, monkeypatch):
+    args = _setup(tmp_path, monkeypatch, CROWD)
+    assert cli(["prepare", *args, "--set", "layout=crowdpose", "--set", f"data.val_annotations={CROWD}"]) == 0
+    train = pd.read_parquet("results/sample/instances_train.parquet")
+    assert len(train) == 4 and train.keypoints.map(len).eq(42).all()  # 5 persons, one without keypoints
+    gt = json.loads(Path("results/sample/annotations_val.json").read_text())
+    assert all("crowdIndex" in im for im in gt["images"])
+
+
+def test_prepare_detections_needs_a_file(tmp_path, monkeypatch, capsys):
+    args = _setup(tmp_path, monkeypatch, FIXTURE)
+    assert cli(["prepare", *args, "--set", "prepare.boxes=detections"]) == 2
+    assert "prepare.detections names no file" in capsys.readouterr().err
+
+
+def test_prepare_not_coco_format(tmp_path, monkeypatch, capsys):
+    args = _setup(tmp_path, monkeypatch, FIXTURE)
+    Path("bad.json").write_text('{"images": []}')
+    assert cli(["prepare", *args, "--set", "data.annotations=bad.json"]) == 1
+    assert "bad.json: not a COCO annotation file" in capsys.readouterr().err

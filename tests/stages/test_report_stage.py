@@ -1,84 +1,248 @@
-"""`sgpose report` through the CLI on fake metrics files in a tmp results/ tree."""
+"""`sgpose report` through the CLI on a fake results/ tree: metrics.json of several variants,
+backbones, sweeps, CrowdPose and detection-box runs, a small val cache written by sgpose.cache, a
+tiny refiner checkpoint and training logs; then the page in headless Chromium."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
+import subprocess
 from pathlib import Path
 
-import h5py
 import matplotlib.image as mpimg
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
+from conftest import FIXTURE_COCO, fixture_instances
+from sgpose.cache import write_cache
 from sgpose.cli import main as cli_main
+from sgpose.config import load_params
+from sgpose.guidance import render_gaussians
+from sgpose.refine import build_unet
 
 REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "results" / "test-artifacts"
+KEYS = ["AP", "AP50", "AP75", "APM", "APL", "AR", "AR50", "AR75", "ARM", "ARL"]
+FEATS = [8, 8, 8]
+N, K = 6, 17
+CORRECTED = (0, 9)  # (sample, joint) the refiner moves next to ground truth
+RECOVERED = (1, 10)  # (sample, joint) the backbone misses and the refiner finds
 
 
 @pytest.fixture
 def workdir(tmp_path, monkeypatch):
-    """tmp dir with the repo's params.yaml; returns (root, params dict, backbone results dir)."""
+    """tmp dir with the repo's params.yaml (tiny refiner); returns (root, params dict, backbone dir)."""
     params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["refiner"] |= {"base_channels": 8, "time_dim": 16}
+    params["data"]["images_dir"] = str(FIXTURE_COCO)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     monkeypatch.chdir(tmp_path)
-    # the parser imports every stage module; keep this test independent of the other stages
     return tmp_path, params, tmp_path / "results" / params["dataset"] / params["backbone"]["name"]
 
 
-def write_metrics(bb_dir: Path, variant: str, ap: float) -> None:
-    keys = ["AP", "AP50", "AP75", "APM", "APL", "AR", "AR50", "AR75", "ARM", "ARL"]
-    m = {k: ap for k in keys} | {"AP50": ap + 0.1, "num_images": 4, "num_instances": 9, "variant": variant}
+def write_metrics(bb_dir: Path, variant: str, ap: float, **extra) -> None:
+    m = {k: ap for k in KEYS} | {"AP50": ap + 0.1, "num_images": 4, "num_instances": 9, "variant": variant} | extra
     (bb_dir / variant).mkdir(parents=True, exist_ok=True)
     (bb_dir / variant / "metrics.json").write_text(json.dumps(m))
 
 
-def test_report_tables_figure_index(workdir):
-    root, params, bb_dir = workdir
-    for variant, ap in [("ours", 0.55), ("baseline", 0.5), ("A2", 0.52)]:
+def write_val_cache(bb_dir: Path, params: dict) -> None:
+    """N samples on real fixture persons (crops drawable); synthetic joints and Y0 such that
+    CORRECTED is found off target by the backbone and RECOVERED is missed (all-zero map)."""
+    h, w = params["backbone"]["heatmap_size"]
+    rows = fixture_instances(tuple(params["backbone"]["input_size"])).iloc[:N]
+    rng = np.random.default_rng(0)
+    gt = rng.uniform([6, 8], [w - 2, h - 2], size=(N, K, 2)).astype(np.float32)
+    gt[CORRECTED] = gt[RECOVERED] = (1.0, 1.0)  # next to (0, 0), where the tiny refiner puts everything
+    base = gt + 1.0
+    base[CORRECTED] = (12.0, 14.0)
+    y0 = 0.9 * render_gaussians(torch.from_numpy(base), (h, w), 1.0).numpy()
+    y0[RECOVERED] = 0.0
+    arrays = {"heatmaps": y0, "target": y0, "target_weight": np.ones((N, K), np.float32),
+              "joints": np.concatenate([gt, np.ones((N, K, 1), np.float32)], -1),
+              **{f"feat/{i}": rng.normal(size=(N, c, h >> i, w >> i)).astype(np.float32) for i, c in enumerate(FEATS)},
+              "meta/center": rows[["center_x", "center_y"]].to_numpy(), "meta/scale": rows[["scale_w", "scale_h"]].to_numpy(),
+              "meta/bbox": rows[["bbox_x", "bbox_y", "bbox_w", "bbox_h"]].to_numpy(),
+              "meta/image_id": rows["image_id"].to_numpy(), "meta/ann_id": rows["ann_id"].to_numpy(),
+              "meta/score": np.ones(N, np.float32)}
+    attrs = {"layout": "coco", "heatmap_size": [h, w], "input_size": params["backbone"]["input_size"],
+             "backbone": params["backbone"], "checkpoint_sha256": "ab" * 32}
+    write_cache(bb_dir / "cache" / "val.h5", arrays, attrs)
+    rows.to_parquet(bb_dir.parent / "instances_val.parquet")
+
+
+def write_refiner(bb_dir: Path) -> None:
+    """A real `ours` UNet whose output is a constant 0.5: every joint decodes to (0, 0), found."""
+    unet = build_unet(load_params("params.yaml"), FEATS, "ours")
+    head = unet.head[-1]
+    torch.nn.init.zeros_(head.weight)
+    torch.nn.init.constant_(head.bias, 0.5)
+    torch.save({"state_dict": unet.state_dict(), "feature_channels": FEATS, "variant": "ours"}, bb_dir / "ours" / "refiner.pt")
+
+
+def fake_tree(root: Path, params: dict, bb_dir: Path) -> None:
+    for variant, ap in [("baseline", 0.5), ("A1", 0.51), ("ours", 0.55), ("ours_S5", 0.54), ("ours_S8", 0.53),
+                        ("ours_linear", 0.52)]:
         write_metrics(bb_dir, variant, ap)
-    (bb_dir / "A3").mkdir()  # a variant without metrics yet: no row
+    (bb_dir / "A3").mkdir()  # a variant without metrics yet: '-' row
+    hr = bb_dir.parent / "hrnet_w32"
+    write_metrics(hr, "baseline", 0.6)
+    write_metrics(hr, "ours", 0.62)
+    crowd = {"AP_easy": 0.7, "AP_medium": 0.6, "AP_hard": 0.5}
+    write_metrics(root / "results" / "crowdpose" / "sb_r152", "ours", 0.45, **crowd)
+    write_metrics(root / "results" / "coco" / "hrnet_w48", "ours", 0.4, boxes="detections")
+    write_val_cache(bb_dir, params)
+    write_refiner(bb_dir)
+    pd.DataFrame({"epoch": [1, 2, 3], "loss": [1e-3, 8e-4, 7e-4]}).to_csv(bb_dir / "train_log.csv", index=False)
+    pd.DataFrame({"epoch": [1, 2], "loss": [1e-2, 4e-3]}).to_csv(bb_dir / "ours" / "train_log.csv", index=False)
+
+
+def not_blank(path: Path) -> np.ndarray:
+    img = mpimg.imread(path)
+    assert img.ndim == 3 and img.shape[0] > 100 and img.shape[1] > 100, path
+    assert img[..., :3].std() > 0.03, f"{path} looks blank"
+    return img
+
+
+@pytest.fixture
+def report(workdir):
+    root, params, bb_dir = workdir
+    fake_tree(root, params, bb_dir)
     assert cli_main(["report", "--params", "params.yaml"]) == 0
-    out = root / "results" / "report"
-    df = pd.read_csv(out / "table1.csv")
-    assert list(df["variant"]) == ["baseline", "A2", "ours"]
-    assert list(df["AP (this run)"]) == pytest.approx([50.0, 52.0, 55.0])
-    assert list(df["AP50"]) == pytest.approx([60.0, 62.0, 65.0])
-    assert list(df["paper AP (quoted)"]) == [72.3, 73.0, 73.7]
-    md = (out / "table1.md").read_text()
-    assert "| ours | graduated structure guidance (full method) | 55 |" in md and "quoted" in md
-    img = mpimg.imread(out / "fig2_guidance.png")
-    assert img[..., :3].std() > 0.05
+    return root / "results" / "report", params
+
+
+def test_tables(report):
+    out, _ = report
+    t1 = pd.read_csv(out / "table1.csv")
+    assert list(t1["variant"]) == ["baseline", "A1", "A2", "A3", "A4", "ours"]
+    assert t1["AP (this run)"].tolist()[:2] == pytest.approx([50.0, 51.0])
+    assert t1["AP (this run)"].isna().tolist() == [False, False, True, True, True, False]
+    assert t1["paper AP (quoted)"].tolist() == [72.3, 72.8, 73.0, 73.2, 73.3, 73.7]
+    assert "| A3 | + interpolated heatmap sequence (no graduated fusion) | - |" in (out / "table1.md").read_text()
+    t2 = pd.read_csv(out / "table2.csv").set_index("backbone")
+    assert t2.loc["HRNet-W32", "ours AP (this run)"] == pytest.approx(62.0)
+    assert t2.loc["HRNet-W32", "gain (this run)"] == pytest.approx(2.0)
+    assert t2.loc["HRNet-W32", "ours AP (paper, quoted)"] == 76.3
+    assert np.isnan(t2.loc["HRNet-W48", "ours AP (this run)"])  # no such directory: '-'
+    assert t2.loc["SimpleBaseline-R18", "input"] == "128x96"  # from the cache attributes
+    t3 = pd.read_csv(out / "table3.csv")
+    quoted = t3[t3["source"] == "paper (quoted)"].set_index("method")["AP"]
+    assert quoted["DEKR"] == 68.0 and quoted["ours (HRNet-W48)"] == 77.6
+    ours = t3[t3["source"] == "this run (crowdpose)"]
+    assert ours[["AP", "AP(E)", "AP(M)", "AP(H)"]].values.tolist() == [[45.0, 70.0, 60.0, 50.0]]
+    t4 = pd.read_csv(out / "table4.csv")
+    assert t4[t4["source"] == "this run (coco)"]["AP"].tolist() == [40.0]
+    assert t4.set_index("method").loc["ViTPose-B", "AP"] == 75.8
+
+
+def test_charts(report):
+    out, params = report
+    for name in ["fig2_guidance", "fig4_ablation", "fig5_steps", "fig6_schedule", "training_curves"]:
+        not_blank(out / f"{name}.png")
+    fig5 = pd.read_csv(out / "fig5_steps.csv").set_index("S")
+    assert fig5["AP (this run)"].to_dict() == pytest.approx({3: 55.0, 5: 54.0, 8: 53.0})
+    assert fig5.loc[8, "paper AP (quoted)"] == 73.3
+    fig6 = pd.read_csv(out / "fig6_schedule.csv").set_index("schedule")
+    assert fig6["AP (this run)"].to_dict() == pytest.approx({"cosine": 55.0, "linear": 52.0})
+    curves = pd.read_csv(out / "training_curves.csv")
+    assert sorted(curves["curve"].unique()) == ["backbone", "ours"] and len(curves) == 5
+
+
+def test_evolution_and_hardest(report):
+    out, params = report
     T = params["guidance"]["S"] + 2
-    assert len(pd.read_csv(out / "fig2_guidance.csv")) == T
+    for name, (n, k) in (("fig7_corrected", CORRECTED), ("fig8_recovered", RECOVERED)):
+        not_blank(out / f"{name}.png")
+        csv = pd.read_csv(out / f"{name}.csv")
+        assert len(csv) == T + 1 and csv["panel"].iloc[0] == "backbone Y0"
+        assert (csv["sample"] == n).all() and (csv["joint"] == ["left_wrist", "right_wrist"][k - 9]).all()
+        assert csv["refined_x"].iloc[0] == 0 and csv["peak_value"].iloc[1:].tolist() == pytest.approx([0.5] * T)
+    assert pd.read_csv(out / "fig8_recovered.csv")["peak_value"].iloc[0] == 0  # Y0 missed it
+    hard = pd.read_csv(out / "fig9_hardest.csv")
+    assert len(hard) == N and hard["oks_backbone"].is_monotonic_increasing
+    not_blank(out / "fig9_hardest.png")
+
+
+def test_index_page(report):
+    out, _ = report
     page = (out / "index.html").read_text()
-    assert 'src="fig2_guidance.png"' in page and "<table" in page and "left_wrist" in page
-    assert "shifted" in page  # no val cache: fallback pose
+    srcs = re.findall(r'<img src="([^"]+)"', page)
+    assert len(srcs) == 8 and all((out / s).is_file() for s in srcs)
+    assert not re.search(r'(src|href)="(/|https?:)', page) and "<script" not in page
+    links = re.findall(r'<a href="([^"#]+)"', page)
+    assert links and all((out / x).is_file() for x in links)
+    assert "ab" * 32 in page and "params sha256" in page and "torch" in page
+    prov = json.loads((out / "provenance.json").read_text())
+    assert len(prov["params_sha256"]) == 64 and {c["what"] for c in prov["checkpoints"]} >= {"refiner ours"}
     assert not list(out.glob("*.tmp-*"))
 
 
-def test_report_uses_val_cache(workdir):
-    root, params, bb_dir = workdir
-    write_metrics(bb_dir, "baseline", 0.5)
-    h, w = params["backbone"]["heatmap_size"]
-    heatmaps = np.zeros((2, 17, h, w), dtype=np.float16)
-    heatmaps[0, :, 5, 7] = 1.0  # every joint of sample 0 at x=7, y=5
-    (bb_dir / "cache").mkdir(parents=True)
-    with h5py.File(bb_dir / "cache" / "val.h5", "w") as f:
-        f["heatmaps"] = heatmaps
-    assert cli_main(["report", "--params", "params.yaml", "--set", "guidance.S=5"]) == 0
-    peaks = pd.read_csv(root / "results" / "report" / "fig2_guidance.csv")
-    assert len(peaks) == 7
-    assert (peaks.iloc[-1]["peak_x"], peaks.iloc[-1]["peak_y"]) == (7, 5)
-    assert "val.h5" in (root / "results" / "report" / "index.html").read_text()
-
-
-def test_report_without_metrics_writes_empty_table(workdir):
-    root, params, bb_dir = workdir
+def test_report_without_runs(workdir):
+    root, params, _ = workdir
     assert cli_main(["report", "--params", "params.yaml"]) == 0
-    assert len(pd.read_csv(root / "results" / "report" / "table1.csv")) == 0
+    out = root / "results" / "report"
+    t1 = pd.read_csv(out / "table1.csv")
+    assert len(t1) == 6 and t1["AP (this run)"].isna().all()
+    assert "No runs yet" in (out / "table3.md").read_text()
+    for name in ["fig4_ablation", "fig7_corrected", "fig9_hardest", "training_curves"]:
+        not_blank(out / f"{name}.png")
+    assert "no runs yet" in (out / "index.html").read_text()
+    assert "shifted" in (out / "index.html").read_text()  # Fig. 2 without a val cache
 
 
 def test_report_unknown_joint(workdir, capsys):
     assert cli_main(["report", "--params", "params.yaml", "--set", "report.fig2_joint=tail"]) == 1
     assert "tail" in capsys.readouterr().err
+
+
+def chromium() -> str:
+    """The chromium binary; skipped when absent outside CI, a failure in CI."""
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        message = "chromium not installed (workflow/scripts/setup.sh installs it with apt)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return exe
+
+
+def headless(exe: str, profile: Path, *args: str) -> subprocess.CompletedProcess:
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0", "--allow-file-access-from-files"]
+    return subprocess.run([exe, *flags, *args], capture_output=True, text=True, timeout=120)
+
+
+def test_page_in_headless_chromium(report, tmp_path):
+    exe = chromium()
+    out, _ = report
+    url = (out / "index.html").as_uri()
+    # the page itself: loads, renders every section, logs nothing to the console
+    dom = headless(exe, tmp_path / "p1", "--virtual-time-budget=5000", "--dump-dom", url)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert "Fig. 7: heatmap evolution" in dom.stdout and dom.stdout.count("<img") == 8
+    console = [line for line in dom.stderr.splitlines() if "CONSOLE" in line or "Failed to load resource" in line]
+    assert not console, console
+    # every <img> of the page decodes in Chromium: a probe page loads each (page-relative) source
+    srcs = re.findall(r'<img src="([^"]+)"', (out / "index.html").read_text())
+    probe = tmp_path / "probe.html"
+    probe.write_text("<!DOCTYPE html><html><body>" + "".join(
+        f'<img src="{(out / s).as_uri()}" onload="this.dataset.ok = this.naturalWidth > 0 ? \'yes\' : \'no\'" '
+        'onerror="this.dataset.ok = \'no\'">' for s in srcs) + "</body></html>")
+    res = headless(exe, tmp_path / "p3", "--virtual-time-budget=5000", "--dump-dom", probe.as_uri())
+    assert res.stdout.count('data-ok="yes"') == len(srcs) == 8, res.stdout[:2000]
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = ARTIFACTS / "report_index.png"
+    shot.unlink(missing_ok=True)
+    res = headless(exe, tmp_path / "p2", "--hide-scrollbars", f"--screenshot={shot}", "--window-size=1280,2400",
+                   "--virtual-time-budget=5000", url)
+    assert res.returncode == 0 and shot.is_file(), res.stderr[-2000:]
+    img = not_blank(shot)
+    assert img.shape[:2] == (2400, 1280)
+    # the images rendered: the first figure (Fig. 4 region under the tables) is not page background only
+    assert (img[..., :3] < 0.9).mean() > 0.02

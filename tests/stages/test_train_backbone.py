@@ -1,5 +1,6 @@
 """`sgpose train_backbone` on a tiny config over the COCO fixture: outputs, log, resume."""
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,8 @@ import yaml
 from conftest import FIXTURE_COCO as FIXTURE
 from conftest import fixture_instances
 from sgpose.cli import main as cli
+from sgpose.config import load_params
+from sgpose.models.backbones import build_backbone
 
 
 def tiny_project(root: Path, epochs: int = 1) -> Path:
@@ -38,7 +41,8 @@ def test_trains_and_writes_outputs(tmp_path, monkeypatch):
     assert cli(["train_backbone", "--params", str(tiny_project(tmp_path))]) == 0
     bb = tmp_path / "results" / "fx" / "tiny"
     ckpt = torch.load(bb / "backbone.pt", weights_only=True)
-    assert set(ckpt) == {"state_dict", "backbone", "num_joints", "epochs"}
+    assert set(ckpt) == {"state_dict", "backbone", "num_joints", "epochs", "source", "source_sha256"}
+    assert ckpt["source"] is None and ckpt["epochs"] == 1
     assert ckpt["num_joints"] == 17 and ckpt["epochs"] == 1 and ckpt["backbone"]["depth"] == 18
     assert "final_layer.weight" in ckpt["state_dict"]
     logdf = pd.read_csv(bb / "train_log.csv")
@@ -86,8 +90,36 @@ def test_incompatible_last_is_ignored(tmp_path, monkeypatch):
     assert list(pd.read_csv(bb / "train_log.csv").epoch) == [1]
 
 
-def test_official_checkpoint_refuses(tmp_path, monkeypatch, capsys):
+def test_official_checkpoint_is_imported_not_trained(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     params = str(tiny_project(tmp_path))
     assert cli(["train_backbone", "--params", params, "--set", "backbone.checkpoint=x.pth"]) == 1
-    assert "loaded by the cache stage" in capsys.readouterr().err
+    assert "x.pth" in capsys.readouterr().err
+    bp = load_params(params).backbone
+    official = tmp_path / "official.pth"
+    state = build_backbone(bp, 17).state_dict()
+    torch.save({"module." + k: v for k, v in state.items()}, official)  # DataParallel naming
+    assert cli(["train_backbone", "--params", params, "--set", f"backbone.checkpoint={official}"]) == 0
+    saved = torch.load(tmp_path / "results" / "fx" / "tiny" / "backbone.pt", weights_only=True)
+    assert saved["epochs"] == 0 and saved["source_sha256"] == hashlib.sha256(official.read_bytes()).hexdigest()
+    assert all(torch.equal(saved["state_dict"][k], v) for k, v in state.items())
+
+
+def test_trains_hrnet(tmp_path, monkeypatch):
+    """HRNet-W32 through the same loop: 1 epoch over 6 fixture crops at 64x64; outputs load back strictly."""
+    monkeypatch.chdir(tmp_path)
+    params = str(tiny_project(tmp_path))
+    hr = ["--set", "backbone.arch=hrnet", "--set", "backbone.width=32"]
+    assert cli(["train_backbone", "--params", params, *hr]) == 0
+    bb = tmp_path / "results" / "fx" / "tiny"
+    ckpt = torch.load(bb / "backbone.pt", weights_only=True)
+    assert ckpt["backbone"]["arch"] == "hrnet" and ckpt["backbone"]["width"] == 32
+    assert ckpt["state_dict"]["final_layer.weight"].shape == (17, 32, 1, 1)
+    assert "stage4.2.fuse_layers.0.3.0.weight" in ckpt["state_dict"]
+    assert np.isfinite(pd.read_csv(bb / "train_log.csv").loss).all()
+    assert cli(["cache", "--params", params, *hr]) == 0
+    from sgpose.cache import load_cache
+
+    val = load_cache(bb / "cache" / "val.h5", ["heatmaps", "feat/3", "flip/feat/0"])
+    assert val["heatmaps"].shape[1:] == (17, 16, 16) and val["feat/3"].shape[1:] == (256, 2, 2)
+    assert val["flip/feat/0"].shape[1:] == (32, 16, 16)

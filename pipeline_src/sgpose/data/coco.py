@@ -130,9 +130,13 @@ def instances_from_gt(coco: dict, image_ids, layout: KeypointLayout, aspect: flo
         box = sanitize_bbox(ann["bbox"], int(img["width"]), int(img["height"]))
         if box is not None:
             rows.append(_row(img, ann, box, aspect, padding))
-    return pd.DataFrame(rows, columns=list(INSTANCE_COLUMNS)).astype(
-        {"image_id": "int64", "width": "int64", "height": "int64", "ann_id": "int64",
-         "num_keypoints": "int64", "score": "float64", "area": "float64"})
+    return pd.DataFrame(rows, columns=list(INSTANCE_COLUMNS)).astype(instance_dtypes())
+
+
+def instance_dtypes() -> dict[str, str]:
+    """The instance table's column dtypes that pandas would not infer from an empty or mixed table."""
+    return {"image_id": "int64", "width": "int64", "height": "int64", "ann_id": "int64",
+            "num_keypoints": "int64", "score": "float64", "area": "float64"}
 
 
 def subset_annotations(coco: dict, image_ids) -> dict:

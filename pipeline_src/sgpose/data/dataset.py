@@ -34,13 +34,24 @@ class ImageNorm:
         return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
 
 
-def read_rgb(path: str | Path) -> np.ndarray:
-    """An image as uint8 RGB (H, W, 3); a missing or undecodable file is an error naming it."""
+JPEG_SOI, JPEG_EOI, PNG_MAGIC = b"\xff\xd8\xff", b"\xff\xd9", b"\x89PNG\r\n\x1a\n"
+DATASET_FORMATS = (JPEG_SOI, PNG_MAGIC)  # what COCO / CrowdPose ship (JPEG); PNG for converted sets
+
+
+def read_rgb(path: str | Path, formats: tuple[bytes, ...] | None = None) -> np.ndarray:
+    """An image as uint8 RGB (H, W, 3); a missing, truncated (JPEG) or undecodable file, or with
+    `formats` one not starting with one of those magic bytes, is an error naming it (OpenCV decodes
+    a truncated JPEG silently, grey below the cut: checked here)."""
     path = Path(path)
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: image not found (has the download stage run?)")
+    data = path.read_bytes()
+    if formats and not data.startswith(formats):
+        raise ValueError(f"{path}: not a JPEG (or PNG) image (starts with {data[:4].hex() or 'nothing'})")
+    if data.startswith(JPEG_SOI) and JPEG_EOI not in data[-1024:]:
+        raise ValueError(f"{path}: truncated JPEG (no end-of-image marker): download it again")
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     if image is None:
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: image not found (has the download stage run?)")
         raise ValueError(f"{path}: not a decodable image")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
@@ -93,7 +104,10 @@ class CropDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Tensor]:
         row = self.rows.iloc[index]
-        image = read_rgb(self.images_dir / row["file_name"])
+        image = read_rgb(self.images_dir / row["file_name"], DATASET_FORMATS)
+        if image.shape[:2] != (row["height"], row["width"]):
+            raise ValueError(f"{self.images_dir / row['file_name']}: image is {image.shape[1]}x{image.shape[0]}, "
+                             f"the annotations say {row['width']}x{row['height']} (wrong or damaged file)")
         joints = np.array(row["keypoints"], dtype=np.float64).reshape(-1, 3)  # a writable copy
         if len(joints) != self.layout.num_joints:
             raise ValueError(f"ann {row['ann_id']}: {len(joints)} keypoints, layout "

@@ -4,11 +4,19 @@ A file appears at its final name only after its sha256 and size check out, so a 
 verified file and re-runs skip it. Sources, in order of preference: a mirror (a local directory or
 an http(s) base URL holding the same relative paths, `SGPOSE_MIRROR`), else the entry's own URL.
 HTTP downloads go to `<dest>.part` and resume from there with a `Range` request.
+
+Checksum column: a full sha256 (64 hex); `md5:<32 hex>` where the publisher gives only an md5 (the
+COCO zips); `none` where nothing is published (accepted with a warning: the stage records the
+file's sha256 in its stamp so it can be pinned). URL column: an http(s) URL, empty (mirror only), or
+`manual:<page>` for hosts that need a browser (Google Drive, OneDrive): the downloader prints the
+steps and where to put the file, and verifies it once placed. The optional `extract` column names a
+directory (relative to the download root) a zip archive is extracted into (`sgpose.data.archives`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import logging
 import os
 import shutil
@@ -19,39 +27,112 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from sgpose.data.archives import extract_zip
+
 log = logging.getLogger(__name__)
 
 COLUMNS = ("path", "url", "sha256", "size")
+OPTIONAL_COLUMNS = ("extract",)
+MANUAL = "manual:"
 OFFICIAL_ANNOTATIONS = "http://images.cocodataset.org/annotations/annotations_trainval2017.zip"
 CHUNK = 1 << 16
 
 
 @dataclass(frozen=True)
 class Entry:
-    """One manifest row: `path` relative to the mirror root and to the download directory."""
+    """One file: `path` relative to the mirror root and to the download directory.
+
+    Manifest rows carry the full sha256 and size. Files whose publisher gives only a hash prefix
+    (mmpose names checkpoints `<name>-<first 8 hex of sha256>_<date>.pth`) leave `sha256` empty,
+    set `sha256_prefix`, and may leave `size` unknown (None). Publishers of an md5 only set `md5`;
+    `unpinned` marks a file with no published checksum at all (accepted, with a warning).
+    """
 
     path: str
     url: str
     sha256: str
-    size: int
+    size: int | None
+    sha256_prefix: str = ""
+    md5: str = ""
+    unpinned: bool = False
+    extract: str = ""  # zip archives: extract into this directory (relative to the download root)
+
+    def __post_init__(self) -> None:
+        if not (self.sha256 or self.sha256_prefix or self.md5 or self.unpinned):
+            raise ValueError(f"{self.path}: an entry needs a sha256 or a sha256_prefix (or an md5, or "
+                             "`none` in the manifest when nothing is published) to be verified")
+
+    @property
+    def algorithm(self) -> str:
+        """The hash the entry is verified with: md5 where that is all the publisher gives."""
+        return "md5" if self.md5 and not self.sha256 else "sha256"
+
+    @property
+    def manual(self) -> bool:
+        """A file behind a browser-only host: fetched by hand, verified by us."""
+        return self.url.startswith(MANUAL)
+
+    def expected(self) -> str:
+        """The checks in words, for error messages."""
+        if self.algorithm == "md5":
+            digest = f"md5 {self.md5}"
+        elif self.unpinned and not (self.sha256 or self.sha256_prefix):
+            digest = "any content (no checksum published)"
+        else:
+            digest = "sha256 " + (self.sha256 or f"{self.sha256_prefix}... (published prefix)")
+        return digest + (f" ({self.size} bytes)" if self.size is not None else "")
+
+    def matches(self, size: int, digest: str) -> bool:
+        """True if a file of this size and digest (of `self.algorithm`) is the entry's file."""
+        if self.size is not None and size != self.size:
+            return False
+        if self.algorithm == "md5":
+            return digest == self.md5
+        if self.sha256 or self.sha256_prefix:
+            return digest == self.sha256 if self.sha256 else digest.startswith(self.sha256_prefix)
+        return self.unpinned
 
 
 class DownloadError(ValueError):
     """A file that could not be fetched or failed verification; the message names the file."""
 
 
-def _parse_row(fields: list[str], where: str) -> Entry:
-    """Validate one manifest row's fields (why: a typo should fail here, not after a long download)."""
-    if len(fields) != len(COLUMNS):
-        raise ValueError(f"{where}: expected {len(COLUMNS)} tab-separated fields {COLUMNS}, got {len(fields)}")
-    path, url, digest, size = (f.strip() for f in fields)
+def _is_hex(text: str, n: int) -> bool:
+    return len(text) == n and all(c in "0123456789abcdef" for c in text)
+
+
+def _relative(path: str, where: str, what: str = "path") -> str:
     if not path or path.startswith("/") or ".." in Path(path).parts:
-        raise ValueError(f"{where}: path {path!r} must be relative and stay inside the download directory")
-    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
-        raise ValueError(f"{where}: sha256 {digest!r} is not 64 lowercase hex digits")
-    if not size.isdigit():
-        raise ValueError(f"{where}: size {size!r} is not a non-negative integer")
-    return Entry(path, url, digest, int(size))
+        raise ValueError(f"{where}: {what} {path!r} must be relative and stay inside the download directory")
+    return path
+
+
+def _checksum_fields(digest: str, where: str) -> dict:
+    """The Entry fields of a checksum cell: sha256 hex, `md5:<hex>` or `none`."""
+    if _is_hex(digest, 64):
+        return {"sha256": digest}
+    if digest.startswith("md5:") and _is_hex(digest[4:], 32):
+        return {"sha256": "", "md5": digest[4:]}
+    if digest == "none":
+        return {"sha256": "", "unpinned": True}
+    raise ValueError(f"{where}: sha256 (checksum) {digest!r} is not 64 lowercase hex digits (sha256), "
+                     "md5:<32 hex digits>, or `none` (nothing published)")
+
+
+def _parse_row(fields: list[str], where: str, ncols: int = len(COLUMNS)) -> Entry:
+    """Validate one manifest row's fields (why: a typo should fail here, not after a long download)."""
+    if len(fields) < len(COLUMNS) or len(fields) > ncols:
+        raise ValueError(f"{where}: expected {len(COLUMNS)} tab-separated fields {COLUMNS}"
+                         f"{' (+ extract)' if ncols > len(COLUMNS) else ''}, got {len(fields)}")
+    path, url, digest, size, *rest = (f.strip() for f in fields)
+    extract = rest[0] if rest else ""
+    _relative(path, where)
+    if extract:
+        _relative(extract, where, "extract directory")
+    if not (size.isdigit() or size == "-"):
+        raise ValueError(f"{where}: size {size!r} is not a non-negative integer (or `-`: unknown)")
+    return Entry(path, url, size=int(size) if size.isdigit() else None, extract=extract,
+                 **_checksum_fields(digest, where))
 
 
 def read_manifest(path: str | Path) -> list[Entry]:
@@ -61,13 +142,14 @@ def read_manifest(path: str | Path) -> list[Entry]:
         lines = path.read_text().splitlines()
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: manifest not found") from None
-    if not lines or tuple(h.strip() for h in lines[0].split("\t")) != COLUMNS:
-        raise ValueError(f"{path}:1: header must be the tab-separated columns {COLUMNS}")
+    header = tuple(h.strip() for h in lines[0].split("\t")) if lines else ()
+    if header not in (COLUMNS, COLUMNS + OPTIONAL_COLUMNS):
+        raise ValueError(f"{path}:1: header must be the tab-separated columns {COLUMNS} (optionally + extract)")
     entries, seen = [], set()
     for lineno, line in enumerate(lines[1:], start=2):
         if not line.strip() or line.startswith("#"):
             continue
-        entry = _parse_row(line.split("\t"), f"{path}:{lineno}")
+        entry = _parse_row(line.split("\t"), f"{path}:{lineno}", len(header))
         if entry.path in seen:
             raise ValueError(f"{path}:{lineno}: duplicate path {entry.path!r}")
         seen.add(entry.path)
@@ -75,28 +157,37 @@ def read_manifest(path: str | Path) -> list[Entry]:
     return entries
 
 
-def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    h = hashlib.sha256()
+def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
+    """Hex digest (sha256 or md5) of a file, read in chunks."""
+    h = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
 
 
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    return file_digest(path, "sha256")
+
+
 def is_verified(path: Path, entry: Entry) -> bool:
-    """True if `path` exists with the entry's size and sha256 (size first: it is free)."""
-    return path.is_file() and path.stat().st_size == entry.size and sha256_file(path) == entry.sha256
+    """True if `path` exists with the entry's size and checksum (size first: it is free)."""
+    if not path.is_file() or (entry.size is not None and path.stat().st_size != entry.size):
+        return False
+    if entry.unpinned and entry.algorithm == "sha256" and not (entry.sha256 or entry.sha256_prefix):
+        return True  # nothing to compare with (the stage warns and records the sha256)
+    return entry.matches(path.stat().st_size, file_digest(path, entry.algorithm))
 
 
 def _verify_and_place(tmp: Path, dest: Path, entry: Entry, source: str) -> None:
     """Move `tmp` to `dest` if it matches the entry; otherwise delete it and raise naming both hashes."""
-    size, digest = tmp.stat().st_size, sha256_file(tmp)
-    if size != entry.size or digest != entry.sha256:
+    size, digest = tmp.stat().st_size, file_digest(tmp, entry.algorithm)
+    if not entry.matches(size, digest):
         tmp.unlink()
         raise DownloadError(
-            f"{entry.path}: verification failed for the copy from {source}: expected sha256 {entry.sha256} "
-            f"({entry.size} bytes), got {digest} ({size} bytes); the partial file was deleted")
+            f"{entry.path}: verification failed for the copy from {source}: expected {entry.expected()}, "
+            f"got {digest} ({size} bytes); the partial file was deleted")
     os.replace(tmp, dest)
 
 
@@ -114,7 +205,7 @@ def _http_download(url: str, entry: Entry, dest: Path, progress: bool, timeout: 
     """Download `url` to `<dest>.part`, resuming an existing .part when the server honours Range."""
     part = dest.with_name(dest.name + ".part")
     have = part.stat().st_size if part.exists() else 0
-    if have > entry.size:  # longer than the real file: cannot be a prefix of it
+    if entry.size is not None and have > entry.size:  # longer than the real file: cannot be a prefix of it
         part.unlink()
         have = 0
     request = urllib.request.Request(url, headers={"User-Agent": "sgpose-download"})
@@ -123,7 +214,7 @@ def _http_download(url: str, entry: Entry, dest: Path, progress: bool, timeout: 
     try:
         response = urllib.request.urlopen(request, timeout=timeout)
     except urllib.error.HTTPError as err:
-        if err.code == 416 and have == entry.size:  # .part already complete
+        if err.code == 416 and have and have == (entry.size or have):  # .part already complete
             _verify_and_place(part, dest, entry, url)
             return
         raise DownloadError(f"{entry.path}: HTTP {err.code} {err.reason} from {url}") from None
@@ -134,14 +225,31 @@ def _http_download(url: str, entry: Entry, dest: Path, progress: bool, timeout: 
         if have and not resumed:
             log.info("%s: server ignored the range request; restarting", entry.path)
             have = 0
+        total = entry.size or (have + int(response.headers.get("Content-Length") or 0)) or None
         with open(part, "ab" if resumed else "wb") as out, tqdm(
-            total=entry.size, initial=have, unit="B", unit_scale=True, desc=Path(entry.path).name,
+            total=total, initial=have, unit="B", unit_scale=True, desc=Path(entry.path).name,
             leave=False, disable=not progress,
         ) as bar:
-            for block in iter(lambda: response.read(CHUNK), b""):
-                out.write(block)
-                bar.update(len(block))
+            try:
+                for block in iter(lambda: response.read(CHUNK), b""):
+                    out.write(block)
+                    bar.update(len(block))
+                if response.length:  # http.client ends a cut-off body silently; Content-Length tells
+                    raise http.client.IncompleteRead(b"", response.length)
+            except (http.client.HTTPException, OSError) as err:  # dropped connection: keep .part to resume
+                raise DownloadError(f"{entry.path}: download from {url} interrupted after {out.tell()} bytes "
+                                    f"({err!r}); run again to resume from {part}") from None
     _verify_and_place(part, dest, entry, url)
+
+
+def manual_steps(entry: Entry, dest: Path, mirror: str | None) -> str:
+    """What to do by hand for a browser-only file, and how it will be checked."""
+    where = f" (or into the mirror directory as {Path(mirror) / entry.path})" if mirror and not mirror.startswith(
+        ("http://", "https://")) else ""
+    return (f"{entry.path}: cannot be downloaded automatically (the host needs a browser). Manual steps: "
+            f"1. open {entry.url[len(MANUAL):]} and download {Path(entry.path).name}; "
+            f"2. put it at {dest}{where}; 3. run `sgpose download` again: it is then verified against "
+            f"{entry.expected()}")
 
 
 def _source_url(entry: Entry, mirror: str | None) -> str:
@@ -165,7 +273,10 @@ def fetch(entry: Entry, dest_root: str | Path, mirror: str | None = None, progre
     if dest.exists():  # present but wrong: never keep an unverified file at the final name
         log.warning("%s: existing file fails verification; fetching again", dest)
         dest.unlink()
-    if mirror and not mirror.startswith(("http://", "https://")):
+    local = mirror and not mirror.startswith(("http://", "https://"))
+    if entry.manual and not (mirror and (not local or (Path(mirror) / entry.path).is_file())):
+        raise DownloadError(manual_steps(entry, dest, mirror))
+    if local:
         _copy_from_dir(entry, Path(mirror), dest)
         return "copied"
     _http_download(_source_url(entry, mirror), entry, dest, progress)
@@ -175,10 +286,24 @@ def fetch(entry: Entry, dest_root: str | Path, mirror: str | None = None, progre
 def fetch_all(entries: list[Entry], dest_root: str | Path, mirror: str | None = None,
               progress: bool = True) -> dict[str, int]:
     """Fetch every entry (overall progress bar); returns counts per outcome."""
-    counts = {"skipped": 0, "copied": 0, "downloaded": 0}
-    with tqdm(total=sum(e.size for e in entries), unit="B", unit_scale=True, desc="download",
+    counts = {"skipped": 0, "copied": 0, "downloaded": 0, "extracted": 0}
+    manual = []
+    with tqdm(total=sum(e.size or 0 for e in entries), unit="B", unit_scale=True, desc="download",
               disable=not progress) as bar:
         for entry in entries:
-            counts[fetch(entry, dest_root, mirror, progress=progress)] += 1
-            bar.update(entry.size)
+            try:
+                counts[fetch(entry, dest_root, mirror, progress=progress)] += 1
+            except DownloadError as err:
+                if not entry.manual:
+                    raise
+                manual.append(str(err))  # report every hand-fetched file at once, not one per run
+                continue
+            bar.update(entry.size or 0)
+            if entry.unpinned:
+                log.warning("%s: no published checksum; accepted as is (its sha256 is recorded in the stamp)",
+                            entry.path)
+            if entry.extract:
+                counts["extracted"] += extract_zip(Path(dest_root) / entry.path, Path(dest_root) / entry.extract)
+    if manual:
+        raise DownloadError(f"{len(manual)} file(s) need manual steps:\n" + "\n".join(manual))
     return counts

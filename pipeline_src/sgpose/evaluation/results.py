@@ -18,11 +18,13 @@ def instance_score(scores: np.ndarray, box_scores: np.ndarray, threshold: float 
 
 def to_coco_results(
     image_ids: np.ndarray, coords_img: np.ndarray, scores: np.ndarray, box_scores: np.ndarray,
-    category_id: int = 1,
+    category_id: int = 1, areas: np.ndarray | None = None,
 ) -> list[dict]:
     """One COCO result per instance: keypoints flattened (x, y, score), rescored, plain Python types.
 
-    image_ids (N,), coords_img (N, K, 2) in image pixels, scores (N, K), box_scores (N,).
+    image_ids (N,), coords_img (N, K, 2) in image pixels, scores (N, K), box_scores (N,). `areas`
+    (N,), the crop areas scale_w * scale_h, is written as `area` for OKS-NMS (evaluation.nms; the
+    evaluators recompute their own `area` from the keypoints, so it never changes AP).
     """
     coords = np.asarray(coords_img, dtype=np.float64)
     inst = instance_score(scores, box_scores)
@@ -30,7 +32,11 @@ def to_coco_results(
     if coords.ndim != 3 or coords.shape[-1] != 2 or scores.shape != coords.shape[:2]:
         raise ValueError(f"expected coords (N, K, 2) and scores (N, K), got {coords.shape} and {scores.shape}")
     flat = np.concatenate([coords, scores[..., None]], axis=-1).reshape(len(coords), -1)
-    return [
+    out = [
         {"image_id": int(i), "category_id": int(category_id), "keypoints": [float(v) for v in kp], "score": float(s)}
         for i, kp, s in zip(np.asarray(image_ids).reshape(-1), flat, inst)
     ]
+    if areas is not None:
+        for r, a in zip(out, np.asarray(areas, dtype=np.float64).reshape(-1)):
+            r["area"] = float(a)
+    return out

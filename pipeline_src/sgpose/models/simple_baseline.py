@@ -3,25 +3,15 @@
 `state_dict()` names and shapes equal the official pose_resnet.py (conv1 ... layer4,
 deconv_layers.{0..8}, final_layer), so official checkpoints load directly. The backbone's
 features for the refiner (SPEC 1) are the three deconv ReLU outputs, returned highest
-resolution first (docs/architecture.md, "Feature lists").
+resolution first (docs/architecture.md, "Feature lists"). Building from params and loading
+checkpoints (any naming) live in `sgpose.models.backbones` and `sgpose.models.checkpoints`.
 """
 
 from __future__ import annotations
 
-import logging
-import pickle
-from pathlib import Path
-
-import torch
 from torch import Tensor, nn
 
-from sgpose.config import BackboneParams
 from sgpose.models.resnet import BN_MOMENTUM, ResNet
-
-log = logging.getLogger(__name__)
-
-# checkpoint key prefixes that are not part of the official names (DataParallel, mmpose 0.x/1.x)
-_PREFIXES = ("module.", "backbone.", "keypoint_head.", "head.")
 
 
 class PoseResNet(ResNet):
@@ -78,58 +68,3 @@ class PoseResNet(ResNet):
             if isinstance(layer, nn.ReLU):
                 features.append(x)
         return self.final_layer(x), features[::-1]
-
-
-def build_backbone(bp: BackboneParams, num_joints: int) -> PoseResNet:
-    """A freshly initialised SimpleBaseline for the `backbone` params section."""
-    if bp.arch != "simple_baseline":
-        raise ValueError(f"unsupported backbone arch {bp.arch!r}")
-    return PoseResNet(bp.depth, num_joints, deconv_channels=bp.deconv_channels)
-
-
-def _read_checkpoint(path: Path) -> object:
-    """torch.load on CPU; tensors-only first, full unpickling only for foreign (sha256-verified) files."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: backbone checkpoint not found (run train_backbone or download)")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        log.warning("%s: not a tensors-only checkpoint; loading it with full unpickling", path)
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # zip/pickle corruption of any kind
-        raise ValueError(f"{path}: not a readable torch checkpoint ({err})") from None
-
-
-def extract_state_dict(obj: object) -> dict[str, Tensor]:
-    """The model weights from ours / official / mmpose checkpoints, under the official names."""
-    sd = obj.get("state_dict", obj) if isinstance(obj, dict) else None
-    if not isinstance(sd, dict):
-        raise ValueError("checkpoint holds no state_dict")
-    out = {}
-    for key, value in sd.items():
-        for prefix in _PREFIXES:
-            if key.startswith(prefix):
-                key = key[len(prefix):]
-        out[key] = value
-    return out
-
-
-def load_backbone(path: str | Path, bp: BackboneParams, num_joints: int) -> PoseResNet:
-    """The frozen backbone (eval mode, requires_grad False) from `path`; errors name the file."""
-    path = Path(path)
-    obj = _read_checkpoint(path)
-    if isinstance(obj, dict) and "backbone" in obj:
-        saved = obj["backbone"]
-        for key in ("depth", "deconv_channels"):
-            if saved.get(key) != getattr(bp, key):
-                raise ValueError(f"{path}: trained with backbone.{key}={saved.get(key)}, params say {getattr(bp, key)}")
-    model = build_backbone(bp, num_joints)
-    try:
-        model.load_state_dict(extract_state_dict(obj), strict=True)
-    except (RuntimeError, ValueError) as err:
-        raise ValueError(f"{path}: does not match a ResNet-{bp.depth} SimpleBaseline with "
-                         f"{num_joints} joints and {bp.deconv_channels} deconv channels: {err}") from None
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model

@@ -52,17 +52,22 @@ class StructureGuidedUNet(nn.Module):
     """UNet(features, guidance H(t), step t) -> K refined heatmaps at F_0's resolution."""
 
     def __init__(self, num_joints: int, feature_channels: list[int], base_channels: int = 32,
-                 channel_mults: list[int] | None = None, time_dim: int = 64):
+                 channel_mults: list[int] | None = None, time_dim: int = 64, in_channels: int | None = None,
+                 step_embedding: bool = True):
+        """in_channels: the maps concatenated with F_0 (default num_joints: H(t); 0 for features only,
+        2K with the previous-heatmap input). step_embedding False: no t input (ablations A1, A2)."""
         super().__init__()
+        in_channels = num_joints if in_channels is None else in_channels
         levels = len(feature_channels)
         mults = list(channel_mults) if channel_mults else [2**i for i in range(levels)]
         if len(mults) != levels:
             raise ValueError(f"channel_mults {mults} must have one entry per backbone feature ({levels})")
         widths = [base_channels * m for m in mults]
         self.time_dim = time_dim
-        self.time_mlp = nn.Sequential(nn.Linear(time_dim, time_dim * 2), nn.SiLU(), nn.Linear(time_dim * 2, time_dim))
+        self.time_mlp = (nn.Sequential(nn.Linear(time_dim, time_dim * 2), nn.SiLU(), nn.Linear(time_dim * 2, time_dim))
+                         if step_embedding else None)
         # input: guidance map concatenated with the heatmap-resolution feature, then a conv
-        self.stem = nn.Conv2d(num_joints + feature_channels[0], widths[0], 3, padding=1)
+        self.stem = nn.Conv2d(in_channels + feature_channels[0], widths[0], 3, padding=1)
         self.down = nn.ModuleList(nn.Conv2d(widths[i - 1], widths[i - 1], 3, stride=2, padding=1) for i in range(1, levels))
         # per-level injection of the backbone feature of matching resolution (levels >= 1)
         self.fuse = nn.ModuleList(nn.Conv2d(widths[i - 1] + feature_channels[i], widths[i], 1) for i in range(1, levels))
@@ -74,7 +79,10 @@ class StructureGuidedUNet(nn.Module):
         self.head = nn.Sequential(_norm(widths[0]), nn.SiLU(), nn.Conv2d(widths[0], num_joints, 1))
 
     def forward(self, features: list[Tensor], guidance: Tensor, t: Tensor) -> Tensor:
-        temb = self.time_mlp(step_embedding(t, self.time_dim))
+        if self.time_mlp is None:
+            temb = features[0].new_zeros(features[0].shape[0], self.time_dim)
+        else:
+            temb = self.time_mlp(step_embedding(t, self.time_dim))
         x = self.stem(torch.cat([guidance, features[0]], dim=1))
         skips = []
         for i, block in enumerate(self.enc):

@@ -14,6 +14,14 @@ from sgpose.report import paper
 RUN_COLUMNS = {"AP (this run)": "AP", "AP50": "AP50", "AP75": "AP75", "APM": "APM", "APL": "APL", "AR": "AR"}
 PAPER_COLUMN = "paper AP (quoted)"
 TABLE1_COLUMNS = ["variant", "description", *RUN_COLUMNS, PAPER_COLUMN]
+TABLE2_COLUMNS = ["backbone", "directory", "input", "baseline AP (this run)", "ours AP (this run)",
+                  "gain (this run)", "baseline AP (paper, quoted)", "ours AP (paper, quoted)",
+                  "gain (paper, quoted)"]
+TABLE3_COLUMNS = {"AP": "AP", "AP50": "AP50", "AP75": "AP75", "AP(E)": "AP_easy", "AP(M)": "AP_medium",
+                  "AP(H)": "AP_hard"}
+TABLE4_COLUMNS = {"AP": "AP", "AP50": "AP50", "AP75": "AP75", "APM": "APM", "APL": "APL", "AR": "AR"}
+QUOTED = "paper (quoted)"
+NAN = float("nan")
 
 
 def variant_order(variants) -> list[str]:
@@ -22,20 +30,77 @@ def variant_order(variants) -> list[str]:
     return known + sorted(v for v in variants if v not in paper.TABLE1)
 
 
-def table1(metrics: dict[str, dict]) -> pd.DataFrame:
-    """One row per variant present: this run's metrics (x100, AP in %) and the paper's AP.
+def _rank(variant: str) -> int:
+    """Position in Table 1's order; other variants after."""
+    order = list(paper.TABLE1)
+    return order.index(variant) if variant in order else len(order)
 
-    `metrics` maps a variant name to its metrics.json content (fractions in [0, 1]).
+
+def _run_values(m: dict | None, columns: dict[str, str]) -> dict[str, float]:
+    """This run's metrics x100 for `columns` (column -> metrics key); NaN ('-') where absent."""
+    m = m or {}
+    return {col: round(100.0 * float(m[key]), 2) if key in m else NAN for col, key in columns.items()}
+
+
+def table1(metrics: dict[str, dict]) -> pd.DataFrame:
+    """Table 1: one row per paper variant (baseline, A1..A4, ours), this run's metrics (x100, in %)
+    where a metrics.json exists ('-' where not), and the paper's quoted AP.
+
+    `metrics` maps a variant name to its metrics.json content (fractions in [0, 1]); other variants
+    (sweeps) belong to Figs. 5-6 and are not listed here.
     """
     rows = []
-    for variant in variant_order(metrics):
-        m = metrics[variant]
-        desc, quoted = paper.paper_ap(variant)
-        row = {"variant": variant, "description": desc}
-        row.update({col: round(100.0 * float(m[key]), 2) for col, key in RUN_COLUMNS.items()})
-        row[PAPER_COLUMN] = quoted if quoted is not None else float("nan")
-        rows.append(row)
+    for variant, (desc, quoted) in paper.TABLE1.items():
+        row = {"variant": variant, "description": desc} | _run_values(metrics.get(variant), RUN_COLUMNS)
+        rows.append(row | {PAPER_COLUMN: quoted})
     return pd.DataFrame(rows, columns=TABLE1_COLUMNS)
+
+
+def table2(backbones: list[dict]) -> pd.DataFrame:
+    """Table 2: baseline vs ours per backbone. `backbones`: dicts with `dir`, `paper_name` (or None),
+    `input_size` and `metrics` (variant -> metrics.json). The paper's five backbones are always rows
+    (this run '-' where no directory matches); found backbones the paper lacks follow."""
+    rows, used = [], set()
+    for name, (q_base, q_ours) in paper.TABLE2.items():
+        matches = [b for b in backbones if b["paper_name"] == name] or [None]
+        for b in matches:
+            rows.append(_table2_row(name, b, q_base, q_ours))
+            used.add(id(b))
+    rows += [_table2_row(b["paper_name"] or b["dir"], b, NAN, NAN) for b in backbones if id(b) not in used]
+    return pd.DataFrame(rows, columns=TABLE2_COLUMNS)
+
+
+def _table2_row(name: str, b: dict | None, q_base: float, q_ours: float) -> dict:
+    m = (b or {}).get("metrics", {})
+    base = _run_values(m.get("baseline"), {"x": "AP"})["x"]
+    ours = _run_values(m.get("ours"), {"x": "AP"})["x"]
+    size = (b or {}).get("input_size")
+    return {"backbone": name, "directory": (b or {}).get("dir", "-"),
+            "input": "x".join(map(str, size)) if size else "-",
+            "baseline AP (this run)": base, "ours AP (this run)": ours, "gain (this run)": round(ours - base, 2),
+            "baseline AP (paper, quoted)": q_base, "ours AP (paper, quoted)": q_ours,
+            "gain (paper, quoted)": round(q_ours - q_base, 2)}
+
+
+def quoted_vs_runs(quoted: dict[str, float], runs: list, columns: dict[str, str]) -> pd.DataFrame:
+    """Tables 3-4: the paper's quoted rows (AP only; its other columns '-'), then one row per run of
+    this pipeline (baseline and refined variants) with every column of `columns` computed."""
+    rows = [{"method": method, "source": QUOTED, **{c: NAN for c in columns}, "AP": ap}
+            for method, ap in quoted.items()]
+    for r in sorted(runs, key=lambda r: (r.dataset, r.backbone, _rank(r.variant), r.variant)):
+        rows.append({"method": f"{r.backbone} {r.variant}", "source": f"this run ({r.dataset})"}
+                    | _run_values(r.metrics, columns))
+    return pd.DataFrame(rows, columns=["method", "source", *columns])
+
+
+def table3(runs: list) -> pd.DataFrame:
+    """Table 3 (CrowdPose val): quoted literature + paper rows, then this pipeline's CrowdPose runs."""
+    return quoted_vs_runs(paper.TABLE3_CROWDPOSE, runs, TABLE3_COLUMNS)
+
+
+def table4(runs: list) -> pd.DataFrame:
+    """Table 4 (COCO val, detection boxes): quoted rows, then this pipeline's detection-box runs."""
+    return quoted_vs_runs(paper.TABLE4_COCO_DET, runs, TABLE4_COLUMNS)
 
 
 def _cell(value) -> str:

@@ -1,8 +1,10 @@
 """`sgpose download`: fetch and verify every file of `data.manifest` into `data.raw_dir`.
 
 Source: `--mirror`, else env `SGPOSE_MIRROR` (a local directory or an http(s) base URL with the
-manifest's relative paths), else each file's public URL. Writes `<raw_dir>/<manifest stem>.done`
-listing the verified files: the single output workflow engines track for this stage.
+manifest's relative paths), else each file's public URL. When `backbone.checkpoint` names a
+registry checkpoint (sgpose.models.zoo), it is fetched from its URL into `checkpoints/` (resumable,
+verified; a local mirror directory holding `checkpoints/<file>` is used first). Writes
+`<raw_dir>/<manifest stem>.done` listing the verified files: the output workflow engines track.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ import os
 from pathlib import Path
 
 from sgpose.config import Params, Paths
-from sgpose.data.download import fetch_all, read_manifest
+from sgpose.data.download import Entry, fetch, fetch_all, read_manifest, sha256_file
 from sgpose.io import write_json
+from sgpose.models import zoo
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +33,25 @@ def stamp_path(params: Params) -> Path:
     return Path(params.data.raw_dir) / f"{Path(params.data.manifest).stem}.done"
 
 
+def fetch_checkpoint(key: str, root: Path, mirror: str | None, progress: bool) -> Path:
+    """Fetch registry checkpoint `key` into `root/checkpoints/`; a local mirror's copy is preferred."""
+    entry, dest = zoo.download_entry(key), root / zoo.CHECKPOINT_DIR
+    local = Path(mirror) / zoo.CHECKPOINT_DIR if mirror and not mirror.startswith(("http://", "https://")) else None
+    source = str(local) if local is not None and (local / entry.path).is_file() else None
+    outcome = fetch(entry, dest, source, progress=progress)
+    log.info("checkpoint %s: %s (%s)", key, dest / entry.path, outcome)
+    return dest / entry.path
+
+
+def recorded_checksum(entry: Entry, raw_dir: Path) -> str:
+    """The stamp's record of a file: its sha256 (computed where the manifest pins none) or `md5:<hex>`."""
+    if entry.sha256:
+        return entry.sha256
+    if entry.md5:
+        return f"md5:{entry.md5}"
+    return sha256_file(raw_dir / entry.path)  # unpinned: record what was accepted, so it can be pinned
+
+
 def main(params: Params, paths: Paths, args: argparse.Namespace) -> None:
     mirror = getattr(args, "mirror", None) or os.environ.get("SGPOSE_MIRROR") or None
     entries = read_manifest(params.data.manifest)
@@ -37,7 +59,9 @@ def main(params: Params, paths: Paths, args: argparse.Namespace) -> None:
     counts = fetch_all(entries, params.data.raw_dir, mirror, progress=not getattr(args, "no_progress", False))
     log.info("verified %d files into %s (%s)", len(entries), params.data.raw_dir,
              ", ".join(f"{k} {v}" for k, v in counts.items()))
-    write_json(stamp_path(params), {
-        "manifest": params.data.manifest,
-        "files": {e.path: e.sha256 for e in entries},
-    })
+    stamp = {"manifest": params.data.manifest,
+             "files": {e.path: recorded_checksum(e, Path(params.data.raw_dir)) for e in entries}}
+    if zoo.is_registry_key(params.backbone.checkpoint):
+        ckpt = fetch_checkpoint(params.backbone.checkpoint, paths.root, mirror, not getattr(args, "no_progress", False))
+        stamp["checkpoint"] = {str(ckpt): sha256_file(ckpt)}
+    write_json(stamp_path(params), stamp)

@@ -1,9 +1,10 @@
-"""`sgpose train_backbone`: train SimpleBaseline on the train crops where no official checkpoint is used.
+"""`sgpose train_backbone`: train the backbone (SimpleBaseline or HRNet) where no official checkpoint is used.
 
 Adam + MultiStepLR (x0.1 at `lr_steps`) on SimpleBaseline's JointsMSELoss. Resumable: after
 every epoch the model, optimizer, scheduler and log so far go to `backbone.pt.last` (atomically);
 a rerun continues from it when it was made with the same parameters. Outputs: `backbone.pt`
-({"state_dict", "backbone", "num_joints", "epochs"}) and the per-epoch log CSV.
+({"state_dict", "backbone", "num_joints", "epochs", "source", "source_sha256"}) and the per-epoch log CSV.
+With `backbone.checkpoint` set nothing is trained: the official checkpoint is imported into backbone.pt.
 """
 
 from __future__ import annotations
@@ -21,11 +22,15 @@ from tqdm import tqdm
 
 from sgpose.config import Params, Paths
 from sgpose.data.dataset import CropDataset
+from sgpose.data.download import sha256_file
 from sgpose.io import atomic_path
 from sgpose.keypoints import get_layout
-from sgpose.models.simple_baseline import build_backbone
+from sgpose.models import zoo
+from sgpose.models.backbones import build_backbone
+from sgpose.models.checkpoints import load_backbone
 
 log = logging.getLogger(__name__)
+LOG_COLUMNS = ["epoch", "loss", "lr", "seconds"]
 
 
 def joints_mse_loss(pred: Tensor, target: Tensor, weight: Tensor) -> Tensor:
@@ -83,10 +88,48 @@ def _try_resume(last: Path, fingerprint: dict, epochs: int, model, optimizer, sc
     return int(state["epoch"]), list(state["log"])
 
 
+def configured_checkpoint(params: Params, paths: Paths) -> Path:
+    """The official checkpoint named by `backbone.checkpoint` (registry file under checkpoints/, or a path)."""
+    key = params.backbone.checkpoint
+    if zoo.is_registry_key(key):
+        zoo.check_compatible(key, params.backbone, get_layout(params.layout).num_joints)
+    path = zoo.checkpoint_path(key, paths.root)
+    if not path.is_file():
+        hint = "run `sgpose download`" if zoo.is_registry_key(key) else "check backbone.checkpoint"
+        raise FileNotFoundError(f"{path}: checkpoint {key} not found ({hint})")
+    return path
+
+
+def import_checkpoint(params: Params, paths: Paths) -> None:
+    """Where an official checkpoint exists nothing is trained: it is loaded strictly (any naming scheme)
+    and saved as backbone.pt, so every later stage reads one file whatever its origin."""
+    source = configured_checkpoint(params, paths)
+    model = load_backbone(source, params.backbone, get_layout(params.layout).num_joints)
+    save_backbone(paths.backbone, model, params, epochs=0, source=source)
+    with atomic_path(paths.backbone_log) as tmp:
+        pd.DataFrame(columns=LOG_COLUMNS).to_csv(tmp, index=False)
+    log.info("imported %s into %s (no training: official checkpoint)", source, paths.backbone)
+
+
+def save_backbone(path: Path, model: nn.Module, params: Params, epochs: int, source: Path | None = None) -> None:
+    """backbone.pt: weights, the params that built them, and the sha256 of an imported source file."""
+    with atomic_path(path) as tmp:
+        torch.save({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
+                    "backbone": params.backbone.model_dump(mode="json"),
+                    "num_joints": get_layout(params.layout).num_joints, "epochs": epochs,
+                    "source": str(source) if source else None,
+                    "source_sha256": sha256_file(source) if source else None}, tmp)
+
+
+def backbone_source_sha256(path: Path) -> str:
+    """sha256 of the official checkpoint a backbone.pt was imported from, else of backbone.pt itself."""
+    meta = torch.load(path, map_location="cpu", weights_only=True)
+    return meta.get("source_sha256") or sha256_file(path)
+
+
 def main(params: Params, paths: Paths, args: argparse.Namespace) -> None:
     if params.backbone.checkpoint:
-        raise ValueError(f"backbone.checkpoint is set ({params.backbone.checkpoint}): official checkpoints "
-                         "are loaded by the cache stage directly; there is nothing to train")
+        return import_checkpoint(params, paths)
     tp, bp = params.train_backbone, params.backbone
     layout = get_layout(params.layout)
     torch.manual_seed(tp.seed)
@@ -116,11 +159,8 @@ def main(params: Params, paths: Paths, args: argparse.Namespace) -> None:
                         "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "log": rows,
                         "fingerprint": fingerprint}, tmp)
 
-    with atomic_path(paths.backbone) as tmp:
-        torch.save({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
-                    "backbone": bp.model_dump(mode="json"), "num_joints": layout.num_joints,
-                    "epochs": tp.epochs}, tmp)
+    save_backbone(paths.backbone, model, params, tp.epochs)
     with atomic_path(paths.backbone_log) as tmp:
-        pd.DataFrame(rows, columns=["epoch", "loss", "lr", "seconds"]).to_csv(tmp, index=False)
+        pd.DataFrame(rows, columns=LOG_COLUMNS).to_csv(tmp, index=False)
     last.unlink(missing_ok=True)
     log.info("wrote %s and %s", paths.backbone, paths.backbone_log)

@@ -18,19 +18,26 @@ from sgpose.cache import load_cache
 from sgpose.config import Params, Paths
 from sgpose.io import atomic_path
 from sgpose.refine import build_unet, guidance_spec, training_loss
+from sgpose.variants import REFINED
 
 log = logging.getLogger(__name__)
-REFINED_VARIANTS = ("ours",)
+REFINED_VARIANTS = REFINED
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variant", default="ours", choices=REFINED_VARIANTS, help="which refiner to train")
 
 
-def feature_list(data: dict, index=slice(None)) -> list[torch.Tensor]:
-    """`feat/0..n-1` of a loaded cache as float tensors, highest resolution first."""
-    keys = sorted((k for k in data if k.startswith("feat/")), key=lambda k: int(k.split("/")[1]))
+def feature_list(data: dict, index=slice(None), prefix: str = "") -> list[torch.Tensor]:
+    """`{prefix}feat/0..n-1` of a loaded cache as float tensors, highest resolution first
+    (prefix `flip/` for the mirrored crops)."""
+    head = f"{prefix}feat/"
+    keys = sorted((k for k in data if k.startswith(head)), key=lambda k: int(k[len(head):]))
     return [torch.from_numpy(data[k][index]).float() for k in keys]
+
+
+def _tensor(data: dict, key: str, idx) -> torch.Tensor:
+    return torch.from_numpy(data[key][idx]).float()
 
 
 def main(params: Params, paths: Paths, args: argparse.Namespace) -> None:
@@ -41,8 +48,9 @@ def main(params: Params, paths: Paths, args: argparse.Namespace) -> None:
     if n == 0:
         raise ValueError(f"{paths.cache('train')}: the training cache holds no samples")
     channels = [f.shape[1] for f in feature_list(data, slice(0, 1))]
-    unet = build_unet(params, channels)
-    spec = guidance_spec(params)
+    unet = build_unet(params, channels, args.variant)
+    spec = guidance_spec(params, args.variant, paths.start_pose)
+    log.info("variant %s: %s; %d steps", args.variant, spec.variant.description, spec.T)
     opt = torch.optim.Adam(unet.parameters(), lr=tp.lr)  # constant lr (SPEC 4)
     out = paths.refiner(args.variant)
     last = out.with_name(out.name + ".last")
@@ -54,23 +62,25 @@ def main(params: Params, paths: Paths, args: argparse.Namespace) -> None:
         order = torch.randperm(n, generator=gen)
         for i in tqdm(range(0, n, tp.batch_size), desc=f"refiner epoch {epoch + 1}/{tp.epochs}", leave=False):
             idx = order[i:i + tp.batch_size].sort().values.numpy()
-            loss = training_loss(unet, spec, feature_list(data, idx), torch.from_numpy(data["heatmaps"][idx]).float(),
-                                 torch.from_numpy(data["target"][idx]).float(),
-                                 torch.from_numpy(data["target_weight"][idx]).float(), gen)
+            loss = training_loss(unet, spec, feature_list(data, idx), _tensor(data, "heatmaps", idx),
+                                 _tensor(data, "target", idx), _tensor(data, "target_weight", idx), gen,
+                                 joints=_tensor(data, "joints", idx))
             opt.zero_grad()
             loss.backward()
             opt.step()
             total += loss.item() * len(idx)
         rows.append({"epoch": epoch + 1, "loss": total / n, "lr": tp.lr, "seconds": round(time.time() - t0, 2)})
         log.info("refiner epoch %d: loss %.3e", epoch + 1, rows[-1]["loss"])
-        _save(last, _checkpoint(unet, opt, epoch + 1, rows, channels, params) | {"generator": gen.get_state()})
-    _save(out, _checkpoint(unet, None, tp.epochs, rows, channels, params))
+        _save(last, _checkpoint(unet, opt, epoch + 1, rows, channels, params, args.variant)
+              | {"generator": gen.get_state()})
+    _save(out, _checkpoint(unet, None, tp.epochs, rows, channels, params, args.variant))
     _write_log(paths.refiner_log(args.variant), rows)
     last.unlink(missing_ok=True)
 
 
-def _checkpoint(unet, opt, epoch, rows, channels, params: Params) -> dict:
+def _checkpoint(unet, opt, epoch, rows, channels, params: Params, variant: str) -> dict:
     ckpt = {"state_dict": unet.state_dict(), "epoch": epoch, "log": rows, "feature_channels": channels,
+            "variant": variant,
             "refiner": params.refiner.model_dump(), "guidance": params.guidance.model_dump(), "layout": params.layout}
     if opt is not None:
         ckpt["optimizer"] = opt.state_dict()
@@ -105,11 +115,16 @@ def _write_log(path: Path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
-def load_refiner(path: Path, params: Params):
-    """The trained UNet in eval mode; errors name the file."""
+def load_refiner(path: Path, params: Params, variant: str = "ours"):
+    """The trained UNet of one variant in eval mode; errors name the file."""
     if not path.exists():
         raise FileNotFoundError(f"{path}: no trained refiner (run `sgpose train_refiner` first)")
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    unet = build_unet(params, ckpt["feature_channels"])
-    unet.load_state_dict(ckpt["state_dict"])
+    if ckpt.get("variant", variant) != variant:
+        raise ValueError(f"{path}: a refiner of variant {ckpt['variant']}, expected {variant}")
+    unet = build_unet(params, ckpt["feature_channels"], variant)
+    try:
+        unet.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as err:
+        raise ValueError(f"{path}: does not fit the current refiner parameters; retrain ({err})") from None
     return unet.eval()

@@ -1,0 +1,84 @@
+"""The refiner's cost beside the backbone's, at 256x192 (heatmaps 64x48) on the current device.
+
+    python benchmarks/refiner_cost.py                    # batch 64, S = 3, UNet base 32, mults 1,2,4
+    python benchmarks/refiner_cost.py --batch 8 --iters 2 --base 64
+
+Times (median of --iters runs after one warm-up): the guidance sequence {H(t)} for the batch, one
+UNet step, the full T-step refinement (the `recursive` reading: T UNet calls plus a guidance
+rebuild per step), the static reading (one UNet call), and the SimpleBaseline-R50 forward; each
+as a ratio to the backbone. Features are random tensors of SimpleBaseline-R50's shapes
+(256@64x48, 256@32x24, 256@16x12). Prints figures; this is not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from sgpose import guidance
+from sgpose.config import GuidanceParams
+from sgpose.keypoints import COCO
+from sgpose.models.simple_baseline import PoseResNet
+from sgpose.models.unet import StructureGuidedUNet
+from sgpose.refine import GuidanceSpec, refine
+from sgpose.variants import get_variant
+
+SIZE, HEATMAP, K = (256, 192), (64, 48), 17
+
+
+def timed(fn, iters: int, device: torch.device) -> float:
+    """Median seconds of `fn()` over `iters` runs after one warm-up (synchronised on CUDA)."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    fn()
+    sync()
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--iters", type=int, default=3)
+    ap.add_argument("--S", type=int, default=3)
+    ap.add_argument("--base", type=int, default=32, help="UNet base channels")
+    args = ap.parse_args()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.manual_seed(0)
+    b = args.batch
+    feats = [torch.randn(b, 256, HEATMAP[0] >> i, HEATMAP[1] >> i, device=device) for i in range(3)]
+    y0 = torch.rand(b, K, *HEATMAP, device=device)
+    start = torch.from_numpy(COCO.canonical_pose(HEATMAP)).to(device)
+    gp = GuidanceParams(S=args.S)
+    spec = GuidanceSpec(gp, get_variant("ours"), start, 2.0, HEATMAP, guidance.fusion_weights(args.S))
+    unet = StructureGuidedUNet(K, [256] * 3, args.base, [1, 2, 4], 64).to(device).eval()
+    backbone = PoseResNet(50, K).to(device).eval()
+    images = torch.randn(b, 3, *SIZE, device=device)
+    pred = torch.rand(b, K, 2, device=device) * torch.tensor([47.0, 63.0], device=device)
+    t_last = torch.full((b,), gp.T - 1, device=device)
+    with torch.no_grad():
+        rows = {
+            "backbone forward (SimpleBaseline-R50)": timed(lambda: backbone(images), args.iters, device),
+            f"guidance sequence (B, T={gp.T}, K, 64, 48)": timed(
+                lambda: guidance.guidance_sequence(start, pred, args.S), args.iters, device),
+            "one UNet step": timed(lambda: unet(feats, y0, t_last), args.iters, device),
+            "static refinement (1 UNet call)": timed(lambda: refine(unet, spec, feats, y0, "static"),
+                                                      args.iters, device),
+            f"full T-step refinement (recursive, {gp.T} calls)": timed(
+                lambda: refine(unet, spec, feats, y0, "recursive"), args.iters, device),
+        }
+    base = rows["backbone forward (SimpleBaseline-R50)"]
+    print(f"device {device} ({torch.get_num_threads()} threads), batch {b}, 256x192, S={args.S}, "
+          f"UNet base {args.base}, {sum(p.numel() for p in unet.parameters()) / 1e6:.2f} M params")
+    for name, sec in rows.items():
+        print(f"{name:48s} {sec * 1e3:10.1f} ms   {sec / base:6.3f} x backbone")
+
+
+if __name__ == "__main__":
+    main()

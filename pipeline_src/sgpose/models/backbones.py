@@ -1,0 +1,29 @@
+"""Build the backbone that the `backbone` params section names (SimpleBaseline or HRNet)."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from sgpose.config import BackboneParams
+from sgpose.models.hrnet import PoseHighResolutionNet
+from sgpose.models.simple_baseline import PoseResNet
+
+
+def build_backbone(bp: BackboneParams, num_joints: int) -> nn.Module:
+    """A freshly initialised backbone; forward(x) -> (heatmaps, features highest resolution first)."""
+    if bp.arch == "simple_baseline":
+        return PoseResNet(bp.depth, num_joints, deconv_channels=bp.deconv_channels)
+    if bp.arch == "hrnet":
+        return PoseHighResolutionNet(bp.width, num_joints)
+    raise ValueError(f"unsupported backbone arch {bp.arch!r}")
+
+
+def describe(bp: BackboneParams, num_joints: int) -> str:
+    """The architecture in words, for error messages."""
+    if bp.arch == "hrnet":
+        return f"HRNet-W{bp.width} with {num_joints} joints"
+    return f"ResNet-{bp.depth} SimpleBaseline with {num_joints} joints and {bp.deconv_channels} deconv channels"
+
+
+# what a checkpoint saved by train_backbone must agree on with the params, per arch
+ARCH_FIELDS = {"simple_baseline": ("arch", "depth", "deconv_channels"), "hrnet": ("arch", "width")}

@@ -1,0 +1,134 @@
+"""Read backbone checkpoints of every supported naming and load them strictly.
+
+Namings (detected from the keys, after unwrapping `{"state_dict": ...}` and stripping DataParallel's
+`module.`): the official repository's (no prefix; also what train_backbone writes), mmpose 0.x
+(`backbone.*`, `keypoint_head.*`) and mmpose 1.x (`backbone.*`, `head.*`). All are renamed to the
+official names, which our models use. Loading is strict: a missing or unexpected key or a wrong
+shape is an error naming the file and the first offending keys with their count.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from sgpose.config import BackboneParams
+from sgpose.models.backbones import ARCH_FIELDS, build_backbone, describe
+
+log = logging.getLogger(__name__)
+
+# naming -> prefixes that map onto official names (checked in this order)
+NAMINGS: dict[str, tuple[str, ...]] = {
+    "mmpose_0x": ("backbone.", "keypoint_head."),
+    "mmpose_1x": ("backbone.", "head."),
+}
+SHOW = 5  # offending keys quoted in an error
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that does not fit the model; the message names the file and the keys."""
+
+
+def read_checkpoint(path: Path) -> object:
+    """torch.load on CPU; tensors-only first, full unpickling only for foreign (sha256-verified) files."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: backbone checkpoint not found (run train_backbone or download)")
+    try:
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError:
+            log.warning("%s: not a tensors-only checkpoint; loading it with full unpickling", path)
+            return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # zip/pickle corruption of any kind
+        raise CheckpointError(f"{path}: not a readable torch checkpoint ({err})") from None
+
+
+def detect_naming(keys: list[str]) -> str:
+    """`official`, `mmpose_0x` or `mmpose_1x`: mmpose when any key carries its head prefix."""
+    if any(k.startswith("keypoint_head.") for k in keys):
+        return "mmpose_0x"
+    if any(k.startswith("head.") for k in keys):
+        return "mmpose_1x"
+    if keys and all(k.startswith("backbone.") for k in keys):
+        return "mmpose_1x"  # a headless mmpose file: its keys still need `backbone.` stripped
+    return "official"
+
+
+def to_official_names(state_dict: dict[str, Tensor]) -> tuple[dict[str, Tensor], str]:
+    """Strip `module.` and the naming's prefixes; keys without a known prefix are kept (and then reported)."""
+    sd = {k.removeprefix("module."): v for k, v in state_dict.items()}
+    naming = detect_naming(list(sd))
+    prefixes = NAMINGS.get(naming, ())
+    out = {}
+    for key, value in sd.items():
+        stripped = next((key[len(p):] for p in prefixes if key.startswith(p)), key)
+        out[stripped] = value
+    return out, naming
+
+
+def extract_state_dict(obj: object) -> dict[str, Tensor]:
+    """The weights from ours / official / mmpose checkpoint objects (a `state_dict` wrapper or bare)."""
+    sd = obj.get("state_dict", obj) if isinstance(obj, dict) else None
+    if not isinstance(sd, dict) or not all(isinstance(v, Tensor) for v in sd.values()):
+        raise CheckpointError("checkpoint holds no state_dict of tensors")
+    return sd
+
+
+def _few(keys: list[str]) -> str:
+    return ", ".join(keys[:SHOW]) + (f", ... ({len(keys)} in all)" if len(keys) > SHOW else f" ({len(keys)})")
+
+
+def layout_errors(model: nn.Module, sd: dict[str, Tensor]) -> list[str]:
+    """Missing keys, unexpected keys and shape mismatches of `sd` against `model`, in words."""
+    ours = model.state_dict()
+    missing = [k for k in ours if k not in sd]
+    unexpected = [k for k in sd if k not in ours]
+    shapes = [f"{k} {tuple(sd[k].shape)} != {tuple(v.shape)}" for k, v in ours.items()
+              if k in sd and sd[k].shape != v.shape]
+    return [f"{what}: {_few(keys)}" for what, keys in
+            (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", shapes)) if keys]
+
+
+def load_strict(model: nn.Module, state_dict: dict[str, Tensor], source: str | Path) -> str:
+    """Load any supported naming into `model` strictly; returns the naming. Errors name `source`."""
+    sd, naming = to_official_names(state_dict)
+    errors = layout_errors(model, sd)
+    if errors:
+        raise CheckpointError(f"{source} ({naming} naming): " + "; ".join(errors))
+    model.load_state_dict(sd, strict=True)
+    return naming
+
+
+def _check_saved_params(path: Path, obj: object, bp: BackboneParams) -> None:
+    """Checkpoints written by train_backbone record their params: refuse a mismatch by name."""
+    if not (isinstance(obj, dict) and isinstance(obj.get("backbone"), dict)):
+        return
+    saved = {"arch": "simple_baseline", **obj["backbone"]}
+    for key in ARCH_FIELDS[bp.arch]:
+        if saved.get(key) != getattr(bp, key):
+            raise CheckpointError(f"{path}: trained with backbone.{key}={saved.get(key)}, params say {getattr(bp, key)}")
+
+
+def load_backbone(path: str | Path, bp: BackboneParams, num_joints: int) -> nn.Module:
+    """The frozen backbone (eval mode, requires_grad False) from `path`; errors name the file."""
+    path = Path(path)
+    obj = read_checkpoint(path)
+    _check_saved_params(path, obj, bp)
+    model = build_backbone(bp, num_joints)
+    try:
+        sd = extract_state_dict(obj)
+    except CheckpointError as err:
+        raise CheckpointError(f"{path}: {err}") from None
+    try:
+        naming = load_strict(model, sd, path)
+    except CheckpointError as err:
+        raise CheckpointError(f"{err} (expected a {describe(bp, num_joints)})") from None
+    log.info("loaded %s (%s naming) into a %s", path, naming, describe(bp, num_joints))
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model

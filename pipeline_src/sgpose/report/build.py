@@ -1,0 +1,145 @@
+"""Assemble the report: every table and figure from results/, each as files plus a page section.
+
+Scope: Table 1, Figs. 2 and 4-9 and the training curves are for the configured dataset and
+backbone; Table 2 covers every backbone directory of the configured dataset; Tables 3-4 every
+CrowdPose / detection-box run found anywhere under results/.
+
+Sweep variants (Figs. 5-6) are found by directory name: `ours_S<k>` is `ours` with guidance.S = k,
+`ours_linear` / `ours_cosine` is `ours` with that schedule; `ours` itself stands for the
+configured S and schedule.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from sgpose.config import Params, Paths
+from sgpose.keypoints import get_layout
+from sgpose.report import charts, discover, paper, tables
+from sgpose.report.figures import fig2_poses, fig_guidance_sequence
+from sgpose.report.page import Section
+
+log = logging.getLogger(__name__)
+SWEEP_S = re.compile(r"^ours_S(\d+)$")
+
+
+def _caption(what: str, rows: int) -> str:
+    return what + ("" if rows else " No runs yet: every 'this run' cell is '-'.")
+
+
+def table_sections(params: Params, paths: Paths, runs: list[discover.Run], out: Path) -> list[Section]:
+    """Tables 1-4 written as CSV + Markdown; their page sections."""
+    here = discover.by_variant(discover.select(runs, params.dataset, params.backbone.name))
+    t1 = tables.table1(here)
+    t2 = tables.table2(backbones(paths, discover.select(runs, params.dataset)))
+    crowd = [r for r in runs if discover.is_crowdpose(r)]
+    det = [r for r in runs if discover.uses_detections(r) and not discover.is_crowdpose(r)]
+    t3, t4 = tables.table3(crowd), tables.table4(det)
+    specs = [
+        ("table1", t1, f"Table 1: ablation on {params.dataset}/{params.backbone.name} (AP in %, split "
+         f"{params.evaluate.split}); '{tables.PAPER_COLUMN}' is {paper.SOURCE}, {paper.TABLE1_BACKBONE}.", len(here)),
+        ("table2", t2, "Table 2: baseline vs ours per backbone directory of "
+         f"{params.dataset}; 'quoted' columns are the paper's COCO val2017 numbers at 256x192.", len(t2.dropna(
+             subset=["baseline AP (this run)", "ours AP (this run)"], how="all"))),
+        ("table3", t3, "Table 3: CrowdPose val, GT boxes; rows with source 'paper (quoted)' are quoted from "
+         "the paper (it states AP only), the others are this pipeline's CrowdPose runs.", len(crowd)),
+        ("table4", t4, "Table 4: COCO val, detection boxes; 'paper (quoted)' rows are quoted from the paper, "
+         "the others this pipeline's runs on detector boxes (metrics.json boxes: detections, or a *_det dataset).",
+         len(det)),
+    ]
+    sections = []
+    for key, df, caption, rows in specs:
+        caption = _caption(caption, rows)
+        tables.write_table(df, out / f"{key}.csv", out / f"{key}.md", caption)
+        sections.append(Section(key, caption.split(":")[0], caption, table=df, links=[f"{key}.csv", f"{key}.md"]))
+    return sections
+
+
+def backbones(paths: Paths, runs: list[discover.Run]) -> list[dict]:
+    """One entry per backbone directory with runs: its paper name and input size (from the val
+    cache's attributes when there is one, else the directory name) and its metrics per variant."""
+    out = []
+    for bb in sorted({r.backbone for r in runs}):
+        attrs = discover.cache_attrs_of(paths.dataset / bb)
+        out.append({"dir": bb, "paper_name": discover.paper_backbone_name(bb, attrs),
+                    "input_size": attrs.get("input_size"),
+                    "metrics": discover.by_variant([r for r in runs if r.backbone == bb])})
+    return out
+
+
+def sweep_points(metrics: dict[str, dict], params: Params) -> tuple[dict[int, float], dict[str, float]]:
+    """This run's AP (%) per S (Fig. 5) and per schedule (Fig. 6) from `ours` and its sweep variants."""
+    ap = {v: 100.0 * float(m["AP"]) for v, m in metrics.items() if "AP" in m}
+    by_s = {params.guidance.S: ap["ours"]} if "ours" in ap else {}
+    by_s |= {int(m.group(1)): a for v, a in ap.items() if (m := SWEEP_S.match(v))}
+    by_schedule = {params.guidance.schedule: ap["ours"]} if "ours" in ap else {}
+    by_schedule |= {s: ap[f"ours_{s}"] for s in paper.FIG6_SCHEDULE if f"ours_{s}" in ap}
+    return by_s, by_schedule
+
+
+def chart_sections(params: Params, paths: Paths, runs: list[discover.Run], t1: pd.DataFrame, out: Path) -> list[Section]:
+    """Figs. 4-6 and the training curves."""
+    label = f"{params.dataset}/{params.backbone.name}"
+    metrics = discover.by_variant(discover.select(runs, params.dataset, params.backbone.name))
+    by_s, by_schedule = sweep_points(metrics, params)
+    charts.fig4_ablation(t1, out / "fig4_ablation.png", label)
+    charts.fig5_steps(by_s, out / "fig5_steps.png", label)
+    charts.fig6_schedule(by_schedule, out / "fig6_schedule.png", label)
+    charts.training_curves(train_logs(paths), out / "training_curves.png")
+    naming = "sweep runs are variant directories ours_S<k> (guidance.S = k); `ours` is S = " \
+             f"{params.guidance.S}, schedule {params.guidance.schedule}; ours_linear / ours_cosine the other schedule."
+    return [
+        Section("fig4", "Fig. 4: ablation", "Table 1 as bars: this run (left), the paper's quoted AP (right).",
+                image="fig4_ablation.png", links=["fig4_ablation.csv"]),
+        Section("fig5", "Fig. 5: AP vs S", f"{naming} Paper points (quoted): S=3 73.7, S=5 73.7, S=8 73.3.",
+                image="fig5_steps.png", links=["fig5_steps.csv"]),
+        Section("fig6", "Fig. 6: cosine vs linear", f"{naming} Paper (quoted): cosine 73.7, linear 73.4.",
+                image="fig6_schedule.png", links=["fig6_schedule.csv"]),
+        Section("curves", "Training curves", "Loss per epoch from the backbone's and each refiner's train_log.csv.",
+                image="training_curves.png", links=["training_curves.csv"]),
+    ]
+
+
+def train_logs(paths: Paths) -> dict[str, pd.DataFrame]:
+    """`backbone` and each refined variant's train_log.csv that exists (epoch, loss, ...)."""
+    found = {"backbone": paths.backbone_log} | {p.parent.name: p for p in sorted(paths.backbone_dir.glob("*/train_log.csv"))}
+    logs = {}
+    for name, path in found.items():
+        if path.is_file():
+            df = pd.read_csv(path)
+            if {"epoch", "loss"} <= set(df.columns):
+                logs[name] = df
+            else:
+                log.warning("%s: no epoch/loss columns; not drawn", path)
+    return logs
+
+
+def fig2_section(params: Params, paths: Paths, out: Path) -> Section:
+    """Fig. 2: one joint's graduated guidance maps, predicted pose from the first val sample."""
+    layout = get_layout(params.layout)
+    try:
+        joint = layout.index(params.report.fig2_joint)
+    except KeyError as err:
+        raise ValueError(f"report.fig2_joint: {err.args[0]}") from None
+    size = tuple(params.backbone.heatmap_size)
+    start = layout.canonical_pose(size)
+    pred, source = fig2_poses(start, paths.cache("val"), params.guidance.pred_threshold)
+    g = params.guidance
+    fig_guidance_sequence(start, pred, joint, g.S, g.schedule, params.backbone.heatmap_sigma, size,
+                          out / "fig2_guidance.png", joint_name=params.report.fig2_joint, missing=g.missing)
+    return Section("fig2", "Fig. 2: graduated guidance of one joint",
+                   f"Joint {params.report.fig2_joint}; S={g.S}, {g.schedule}; predicted pose from {source}.",
+                   image="fig2_guidance.png", links=["fig2_guidance.csv"])
+
+
+def qualitative_sections(notes: dict[str, str]) -> list[Section]:
+    """Figs. 7-9 sections from write_qualitative's notes."""
+    titles = {"fig7_corrected": "Fig. 7: heatmap evolution, corrected joint",
+              "fig8_recovered": "Fig. 8: heatmap evolution, recovered joint",
+              "fig9_hardest": "Figs. 9-16: hardest val instances"}
+    legend = " Skeletons: backbone blue, refined green, ground truth red."
+    return [Section(k, titles[k], notes[k] + legend, image=f"{k}.png", links=[f"{k}.csv"]) for k in titles]

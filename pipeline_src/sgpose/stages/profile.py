@@ -1,0 +1,44 @@
+"""`sgpose profile NAME`: make `profiles/NAME.yaml` the active parameter file.
+
+`params.yaml` stays the one file DVC, Snakemake and every stage read; a profile (sample, coco,
+crowdpose) is a complete alternative to it. The profile is validated first (an invalid one never
+replaces a working params.yaml), then copied byte for byte, atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from sgpose.config import Params, Paths, load_params
+from sgpose.io import atomic_path
+
+log = logging.getLogger(__name__)
+PROFILE_DIR = Path("profiles")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", help="profile name: profiles/<name>.yaml (sample, coco, crowdpose)")
+
+
+def available(root: Path = Path(".")) -> list[str]:
+    """The profile names under `root/profiles`."""
+    return sorted(p.stem for p in (root / PROFILE_DIR).glob("*.yaml"))
+
+
+def activate(name: str, target: str | Path, root: Path = Path(".")) -> Params:
+    """Validate `profiles/<name>.yaml` and copy it over `target`; returns its parameters."""
+    source = root / PROFILE_DIR / f"{name}.yaml"
+    if not source.is_file():
+        raise FileNotFoundError(f"{source}: no such profile; available: {', '.join(available(root)) or 'none'}")
+    params = load_params(source)  # raises ParamsError (a ValueError) naming the profile file
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(source.read_bytes())
+    return params
+
+
+def main(params: Params, paths: Paths, args: argparse.Namespace) -> None:
+    new = activate(args.name, args.params, paths.root)
+    log.info("%s is now profile %s (dataset %s, backbone %s); run `dvc repro` or `snakemake`",
+             args.params, args.name, new.dataset, new.backbone.name)

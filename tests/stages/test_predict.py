@@ -1,0 +1,100 @@
+"""`sgpose predict` on a real fixture image with an untrained tiny backbone and refiner of the right format."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib.image as mpimg
+import numpy as np
+import pytest
+import torch
+import yaml
+from conftest import FIXTURE_COCO, require
+from sgpose.cli import main as cli
+from sgpose.config import load_params
+from sgpose.models.backbones import build_backbone
+from sgpose.refine import build_unet
+from sgpose.stages.predict import parse_boxes
+
+IMAGE = FIXTURE_COCO / "000000040083.jpg"
+
+
+def tiny_params(root: Path) -> Path:
+    params = {"dataset": "fx", "layout": "coco",
+              "data": {"manifest": "m.tsv", "raw_dir": "raw", "images_dir": "img", "annotations": "a.json"},
+              "backbone": {"name": "tiny", "depth": 18, "deconv_channels": 16, "input_size": [64, 64],
+                           "heatmap_size": [16, 16]},
+              "refiner": {"base_channels": 8, "time_dim": 16}}
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    return root / "params.yaml"
+
+
+def save_models(root: Path, backbone: bool = True, refiner: bool = True) -> None:
+    params = load_params(root / "params.yaml")
+    bb_dir = root / "results" / "fx" / "tiny"
+    (bb_dir / "ours").mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    model = build_backbone(params.backbone, 17)
+    if backbone:
+        torch.save({"state_dict": model.state_dict(), "backbone": params.backbone.model_dump(mode="json"),
+                    "num_joints": 17, "epochs": 0}, bb_dir / "backbone.pt")
+    if refiner:
+        _, feats = model(torch.zeros(1, 3, 64, 64))
+        unet = build_unet(params, [f.shape[1] for f in feats], "ours")
+        torch.save({"state_dict": unet.state_dict(), "feature_channels": [f.shape[1] for f in feats],
+                    "variant": "ours"}, bb_dir / "ours" / "refiner.pt")
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    require(IMAGE)
+    monkeypatch.chdir(tmp_path)
+    tiny_params(tmp_path)
+    return tmp_path
+
+
+def test_predict_boxes(project):
+    save_models(project)
+    assert cli(["predict", str(IMAGE), "--boxes", "10,20,200,300", "300,50,150,250", "--out", "pred"]) == 0
+    results = json.loads((project / "pred" / "000000040083_keypoints.json").read_text())
+    assert len(results) == 2 and {r["image_id"] for r in results} == {40083}
+    kp = np.array([r["keypoints"] for r in results]).reshape(2, 17, 3)
+    # every joint lies inside its (1.25-padded, aspect-corrected) box
+    for (x, y, w, h), joints in zip([(10, 20, 200, 300), (300, 50, 150, 250)], kp):
+        cx, cy, half = x + w / 2, y + h / 2, 0.5 * 1.25 * max(w, h)
+        assert (np.abs(joints[:, 0] - cx) <= half).all() and (np.abs(joints[:, 1] - cy) <= half).all()
+    img = mpimg.imread(project / "pred" / "000000040083_overlay.png")
+    assert img.shape[0] > 200 and img[..., :3].std() > 0.05
+
+
+def test_predict_whole_image_default_out(project):
+    save_models(project)
+    assert cli(["predict", str(IMAGE)]) == 0
+    results = json.loads((project / "results" / "predict" / "000000040083_keypoints.json").read_text())
+    assert len(results) == 1 and len(results[0]["keypoints"]) == 51
+
+
+@pytest.mark.parametrize("backbone,refiner,stage", [(False, True, "train_backbone"), (True, False, "train_refiner")])
+def test_predict_missing_models(project, capsys, backbone, refiner, stage):
+    save_models(project, backbone, refiner)
+    assert cli(["predict", str(IMAGE)]) == 1
+    err = capsys.readouterr().err
+    assert f"sgpose {stage}" in err and ".pt" in err
+
+
+def test_predict_bad_image(project, capsys):
+    save_models(project)
+    assert cli(["predict", "missing.jpg"]) == 1
+    assert "missing.jpg: image not found" in capsys.readouterr().err
+    (project / "broken.jpg").write_bytes(b"not an image")
+    assert cli(["predict", "broken.jpg"]) == 1
+    assert "broken.jpg: not a decodable image" in capsys.readouterr().err
+
+
+def test_parse_boxes():
+    assert parse_boxes([], 640, 480).tolist() == [[0, 0, 640, 480]]
+    assert parse_boxes(["1,2,3,4"], 9, 9).tolist() == [[1, 2, 3, 4]]
+    for bad in ["1,2,3", "1,2,0,4", "a,b,c,d"]:
+        with pytest.raises(ValueError, match="x,y,w,h"):
+            parse_boxes([bad], 9, 9)

@@ -1,0 +1,31 @@
+"""The variants of SPEC 6 as declarative descriptions, and the step weights each guidance kind implies."""
+
+import pytest
+import torch
+from sgpose.guidance import fusion_weights
+from sgpose.variants import ALL, REFINED, VARIANTS, get_variant, step_weights
+
+
+def test_variant_names_and_descriptions():
+    assert ALL == ("baseline", "A1", "A2", "A3", "A4", "ours")
+    assert REFINED == tuple(VARIANTS)
+    a1, a2, a4, ours = (get_variant(n) for n in ("A1", "A2", "A4", "ours"))
+    assert (a1.guidance, a1.step_embedding) == ("none", False)
+    assert (a2.guidance, a2.step_embedding) == ("prediction", False)
+    assert get_variant("A3").guidance == "interpolated"
+    assert (a4.guidance, a4.train_path) == ("graduated", "gt")
+    assert (ours.guidance, ours.train_path, ours.step_embedding) == ("graduated", "pred", True)
+    with pytest.raises(ValueError, match="unknown refined variant 'baseline'"):
+        get_variant("baseline")
+
+
+def test_step_weights_for_each_kind():
+    assert step_weights("none", 3).tolist() == [[0, 0, 0]]
+    assert step_weights("prediction", 4).tolist() == [[0, 0, 0, 1]]
+    # A3, clamp: T = S + 2, H(t) = G^clamp(t-1): G0, G0, G1, G2, G2
+    assert step_weights("interpolated", 3, "clamp").tolist() == [
+        [1, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1], [0, 0, 1]]
+    torch.testing.assert_close(step_weights("interpolated", 4, "per_map"), torch.eye(4, dtype=torch.float64))
+    torch.testing.assert_close(step_weights("graduated", 5), fusion_weights(5))
+    with pytest.raises(ValueError, match="a3_steps"):
+        step_weights("interpolated", 3, "nearest")
