@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,6 +109,22 @@ def refine_static(unet: StructureGuidedUNet, spec: GuidanceSpec, feats: list[Ten
     return unet(feats, spec.inputs(H, y0), t)
 
 
+def _steps(unet: StructureGuidedUNet, spec: GuidanceSpec, feats: list[Tensor], y0: Tensor, mode: str) -> Iterator[Tensor]:
+    """Each step's UNet output (B, K, h, w), t = 0..T-1, in one SPEC 5 reading."""
+    if mode not in MODES:
+        raise ValueError(f"unknown inference mode {mode!r}; expected one of {', '.join(MODES)}")
+    thr = spec.params.pred_threshold
+    pred = predicted_pose(y0, thr)
+    pose = spec.start.to(pred).expand_as(pred) if mode == "recursive" else pred
+    out = y0
+    for step in range(spec.T):
+        t = torch.full((y0.shape[0],), step, dtype=torch.long, device=y0.device)
+        out = unet(feats, spec.inputs(spec.at(pose, y0, t), out), t)
+        if mode != "static":
+            pose = predicted_pose(out, thr)
+        yield out
+
+
 @torch.no_grad()
 def refine(unet: StructureGuidedUNet, spec: GuidanceSpec, feats: list[Tensor], y0: Tensor,
            mode: str = "static") -> Tensor:
@@ -117,20 +134,19 @@ def refine(unet: StructureGuidedUNet, spec: GuidanceSpec, feats: list[Tensor], y
     recursive            P(0) = P_start; step t: H(t) of the path P_start -> P(t), UNet, P(t+1) = decode
     recursive_from_pred  the same with P(0) = P_pred
     """
-    if mode not in MODES:
-        raise ValueError(f"unknown inference mode {mode!r}; expected one of {', '.join(MODES)}")
-    thr = spec.params.pred_threshold
-    pred = predicted_pose(y0, thr)
     if mode == "static" and not spec.prev_heatmap:
         return refine_static(unet, spec, feats, y0)
-    pose = spec.start.to(pred).expand_as(pred) if mode == "recursive" else pred
     out = y0
-    for step in range(spec.T):
-        t = torch.full((y0.shape[0],), step, dtype=torch.long, device=y0.device)
-        out = unet(feats, spec.inputs(spec.at(pose, y0, t), out), t)
-        if mode != "static":
-            pose = predicted_pose(out, thr)
+    for out in _steps(unet, spec, feats, y0, mode):
+        pass
     return out
+
+
+@torch.no_grad()
+def refine_steps(unet: StructureGuidedUNet, spec: GuidanceSpec, feats: list[Tensor], y0: Tensor,
+                 mode: str = "static") -> Tensor:
+    """Every step's output (B, T, K, h, w) of one reading: the heatmap evolution of Figs. 7-8."""
+    return torch.stack(list(_steps(unet, spec, feats, y0, mode)), dim=1)
 
 
 def load_start_pose(path: Path, layout: str, size: tuple[int, int]) -> Tensor:

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from sgpose.data.heatmaps import decode, predicted_pose
-from sgpose.refine import GuidanceSpec, refine
+from sgpose.data.heatmaps import decode
+from sgpose.refine import GuidanceSpec, refine, refine_steps
 
 META = ("center", "scale", "bbox", "image_id", "ann_id")
 
@@ -55,22 +55,6 @@ def decode_val(h5: h5py.File, unet: torch.nn.Module, spec: GuidanceSpec, mode: s
 
 
 @torch.no_grad()
-def refine_steps(unet: torch.nn.Module, spec: GuidanceSpec, feats: list[Tensor], y0: Tensor, mode: str) -> Tensor:
-    """The UNet's output at every step t = 0..T-1 as (B, T, K, h, w), in the reading `mode`
-    (the same recursion as sgpose.refine.refine, keeping every step instead of the last)."""
-    thr = spec.params.pred_threshold
-    pred = predicted_pose(y0, thr)
-    pose = spec.start.to(pred).expand_as(pred) if mode == "recursive" else pred
-    out, steps = y0, []
-    for step in range(spec.T):
-        t = torch.full((y0.shape[0],), step, dtype=torch.long)
-        out = unet(feats, spec.inputs(spec.at(pose, y0, t), out), t)
-        steps.append(out)
-        if mode != "static":
-            pose = predicted_pose(out, thr)
-    return torch.stack(steps, dim=1)
-
-
 def steps_for(h5: h5py.File, index: int, unet, spec: GuidanceSpec, mode: str) -> tuple[np.ndarray, np.ndarray]:
     """(Y0 (K, h, w), per-step refined heatmaps (T, K, h, w)) of one cached sample."""
     sl = slice(index, index + 1)
