@@ -28,6 +28,10 @@ FIXED_DTYPES = {
     "meta/ann_id": np.int64, "meta/score": np.float32,
 }
 REQUIRED = (*LARGE, *FIXED_DTYPES)
+# `cache.compression` -> h5py create_dataset arguments (large datasets only; benchmarks/cache_throughput.py)
+COMPRESSION: dict[str, dict[str, Any]] = {
+    "none": {}, "gzip": {"compression": "gzip", "compression_opts": 1}, "lzf": {"compression": "lzf"},
+}
 
 
 def _dtype(key: str, cache_dtype: str) -> np.dtype:
@@ -42,10 +46,13 @@ def _dtype(key: str, cache_dtype: str) -> np.dtype:
 class CacheWriter:
     """Preallocates N samples on the first batch and appends batches of arrays keyed by dataset name."""
 
-    def __init__(self, h5: h5py.File, num_samples: int, dtype: str = "float16"):
+    def __init__(self, h5: h5py.File, num_samples: int, dtype: str = "float16", compression: str = "gzip"):
+        if compression not in COMPRESSION:
+            raise ValueError(f"cache compression {compression!r}; expected one of {', '.join(COMPRESSION)}")
         self.h5 = h5
         self.n = num_samples
         self.dtype = dtype
+        self.compression = compression
         self.count = 0
 
     def _create(self, batch: Mapping[str, np.ndarray]) -> None:
@@ -54,7 +61,7 @@ class CacheWriter:
             shape = (self.n, *arr.shape[1:])
             big = arr[0].size > 64
             self.h5.create_dataset(key, shape=shape, dtype=dt, chunks=(1, *arr.shape[1:]) if big else None,
-                                   compression="gzip" if big else None, compression_opts=1 if big else None)
+                                   **(COMPRESSION[self.compression] if big else {}))
 
     def append(self, batch: Mapping[str, np.ndarray]) -> None:
         """Write the next len(batch) samples; every batch has the same keys."""
@@ -88,20 +95,20 @@ class CacheWriter:
 
 @contextlib.contextmanager
 def cache_writer(path: str | Path, num_samples: int, attrs: Mapping[str, Any],
-                 dtype: str = "float16") -> Iterator[CacheWriter]:
+                 dtype: str = "float16", compression: str = "gzip") -> Iterator[CacheWriter]:
     """Open a CacheWriter on a temporary file; on success the file is finished and renamed to `path`."""
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as h5:
-            writer = CacheWriter(h5, num_samples, dtype)
+            writer = CacheWriter(h5, num_samples, dtype, compression)
             yield writer
             writer.finish(attrs)
 
 
 def write_cache(path: str | Path, arrays: Mapping[str, np.ndarray], attrs: Mapping[str, Any],
-                dtype: str = "float16") -> None:
+                dtype: str = "float16", compression: str = "gzip") -> None:
     """Write whole arrays (keys as in the file: `heatmaps`, `feat/0`, `meta/center`, ...) at once."""
     n = len(next(iter(arrays.values())))
-    with cache_writer(path, n, attrs, dtype) as writer:
+    with cache_writer(path, n, attrs, dtype, compression) as writer:
         writer.append(arrays)
 
 
@@ -116,6 +123,14 @@ def open_cache(path: str | Path) -> h5py.File:
     if not bool(h5.attrs.get("complete", False)):
         h5.close()
         raise ValueError(f"{path}: incomplete cache (no 'complete' mark); rerun the cache stage")
+    if "shard_files" in h5.attrs:  # a manifest: a missing shard would read as zeros, never allow it
+        from sgpose.shards import check_shards
+
+        try:
+            check_shards(path, h5)
+        except ValueError:
+            h5.close()
+            raise
     return h5
 
 

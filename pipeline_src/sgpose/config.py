@@ -86,6 +86,8 @@ class CacheParams(_Section):
     batch_size: int = Field(32, gt=0)
     dtype: Literal["float16", "float32"] = "float16"
     flip_test: bool = True  # also store the mirrored crop's outputs (flip/*) for the val split
+    shard_size: int = Field(0, ge=0)  # samples per shard file (0: one shard); sgpose.shards
+    compression: Literal["none", "gzip", "lzf"] = "gzip"  # of the large datasets (docs/scale.md)
 
 
 class GuidanceParams(_Section):
@@ -115,6 +117,7 @@ class TrainRefinerParams(_Section):
     batch_size: int = Field(32, gt=0)
     lr: float = Field(1e-4, gt=0)
     seed: int = 0
+    num_workers: int = Field(0, ge=0)  # cache reader processes (sgpose.data.cache_loader)
 
 
 class InferParams(_Section):

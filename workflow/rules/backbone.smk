@@ -22,8 +22,10 @@ rule cache:
         expand(f"{DS}/instances_{{split}}.parquet", split=SPLITS),
         f"{CODE}/stages/cache.py",
         f"{CODE}/cache.py",
+        f"{CODE}/shards.py",
     output:
         expand(f"{BB}/cache/{{split}}.h5", split=SPLITS),
+        directory(expand(f"{BB}/cache/{{split}}.shards", split=SPLITS)),
     params:
         cache=config["cache"],
     resources:

@@ -1,5 +1,8 @@
 """`sgpose train_refiner`: train the structure-guided UNet from the HDF5 cache (SPEC 4).
 
+The cache is read batch by batch (`sgpose.data.cache_loader`, `train_refiner.num_workers` reader
+processes), never loaded whole: full COCO's train cache is hundreds of GB. Each epoch's batches
+are a seeded permutation, so the run is reproducible for any number of workers.
 Resumable: a `refiner.pt.last` checkpoint is written after every epoch and picked up by a re-run.
 """
 
@@ -14,8 +17,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from sgpose.cache import load_cache
 from sgpose.config import Params, Paths
+from sgpose.data.cache_loader import CacheBatches, batch_loader, features, shuffled_batches
 from sgpose.io import atomic_path
 from sgpose.refine import build_unet, guidance_spec, training_loss
 from sgpose.variants import REFINED
@@ -36,18 +39,14 @@ def feature_list(data: dict, index=slice(None), prefix: str = "") -> list[torch.
     return [torch.from_numpy(data[k][index]).float() for k in keys]
 
 
-def _tensor(data: dict, key: str, idx) -> torch.Tensor:
-    return torch.from_numpy(data[key][idx]).float()
-
-
 def main(params: Params, paths: Paths, args: argparse.Namespace) -> None:
     tp = params.train_refiner
     torch.manual_seed(tp.seed)
-    data = load_cache(paths.cache("train"))
-    n = len(data["heatmaps"])
+    data = CacheBatches(paths.cache("train"))
+    n = len(data)
     if n == 0:
         raise ValueError(f"{paths.cache('train')}: the training cache holds no samples")
-    channels = [f.shape[1] for f in feature_list(data, slice(0, 1))]
+    channels = data.feature_channels()
     unet = build_unet(params, channels, args.variant)
     spec = guidance_spec(params, args.variant, paths.start_pose)
     log.info("variant %s: %s; %d steps", args.variant, spec.variant.description, spec.T)
@@ -59,16 +58,14 @@ def main(params: Params, paths: Paths, args: argparse.Namespace) -> None:
     for epoch in range(start_epoch, tp.epochs):
         t0, total = time.time(), 0.0
         unet.train()
-        order = torch.randperm(n, generator=gen)
-        for i in tqdm(range(0, n, tp.batch_size), desc=f"refiner epoch {epoch + 1}/{tp.epochs}", leave=False):
-            idx = order[i:i + tp.batch_size].sort().values.numpy()
-            loss = training_loss(unet, spec, feature_list(data, idx), _tensor(data, "heatmaps", idx),
-                                 _tensor(data, "target", idx), _tensor(data, "target_weight", idx), gen,
-                                 joints=_tensor(data, "joints", idx))
+        loader = batch_loader(data, shuffled_batches(n, tp.batch_size, gen), tp.num_workers)
+        for batch in tqdm(loader, desc=f"refiner epoch {epoch + 1}/{tp.epochs}", leave=False):
+            loss = training_loss(unet, spec, features(batch), batch["heatmaps"], batch["target"],
+                                 batch["target_weight"], gen, joints=batch["joints"])
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += loss.item() * len(idx)
+            total += loss.item() * len(batch["heatmaps"])
         rows.append({"epoch": epoch + 1, "loss": total / n, "lr": tp.lr, "seconds": round(time.time() - t0, 2)})
         log.info("refiner epoch %d: loss %.3e", epoch + 1, rows[-1]["loss"])
         _save(last, _checkpoint(unet, opt, epoch + 1, rows, channels, params, args.variant)

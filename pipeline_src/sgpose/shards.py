@@ -1,0 +1,163 @@
+"""Sharded HDF5 cache: shard files plus a manifest of virtual datasets that presents them as one.
+
+Full COCO train (149,813 persons at ~2 MB each for SimpleBaseline) is too big for one file written
+in one go: an interruption would lose hours. The cache stage writes `<split>.shards/shard-00000.h5`,
+... (each an ordinary cache file of `cache.shard_size` samples, written atomically with `complete`
+set last) and then the manifest at `<split>.h5`: one HDF5 virtual dataset per cache dataset
+(`h5py.VirtualLayout`), same names and attributes as a single-file cache, so `open_cache` and
+`load_cache` read it unchanged. Shard names in the manifest are relative, so the cache directory
+can be moved (HDF5 looks for relative sources beside the manifest).
+
+Each shard records a `fingerprint`: the sha256 of everything its contents depend on (the cache
+attributes: backbone parameters, checkpoint sha256, input size, cache parameters; the shard's
+instance rows; the source of the code that computes it). A re-run keeps a shard only if it is a
+complete HDF5 cache with the expected fingerprint and length, so an interrupted run resumes at the
+first unfinished shard and a truncated, foreign or stale shard is rebuilt, never read as data. The
+manifest lists the shards' fingerprints and `open_cache` checks them, since a missing source of a
+virtual dataset would otherwise read as zeros.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Mapping
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from sgpose.cache import cache_attrs, dataset_keys
+from sgpose.io import atomic_path
+
+# sources whose change changes the cached numbers (relative to the package directory)
+CODE = ("cache.py", "shards.py", "stages/cache.py", "data/dataset.py", "data/transforms.py",
+        "data/heatmaps.py", "models")
+MANIFEST_ONLY = ("shard_index", "shard_start", "fingerprint", "num_samples", "complete")
+
+
+def shards_dir(manifest: str | Path) -> Path:
+    """`cache/train.h5` -> `cache/train.shards` (the directory of its shards)."""
+    return Path(manifest).with_suffix(".shards")
+
+
+def shard_path(manifest: str | Path, index: int) -> Path:
+    """The file of shard `index` of a manifest: `<split>.shards/shard-00000.h5`."""
+    return shards_dir(manifest) / f"shard-{index:05d}.h5"
+
+
+def shard_ranges(num_samples: int, shard_size: int) -> list[tuple[int, int]]:
+    """[(start, stop)] of each shard; `shard_size` 0 keeps everything in one shard (also when empty)."""
+    if shard_size <= 0 or num_samples <= shard_size:
+        return [(0, num_samples)]
+    starts = range(0, num_samples, shard_size)
+    return [(s, min(s + shard_size, num_samples)) for s in starts]
+
+
+def code_digest() -> str:
+    """sha256 over the package sources that compute the cached numbers (CODE), in a fixed order."""
+    root = Path(__file__).resolve().parent
+    files = sorted(f for entry in CODE for f in ([root / entry] if entry.endswith(".py")
+                                                 else (root / entry).rglob("*.py")))
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())
+    return digest.hexdigest()
+
+
+def rows_digest(rows: pd.DataFrame) -> str:
+    """sha256 of a slice of the instance table (every column, keypoints included, row order kept)."""
+    scalar = rows.drop(columns=["keypoints"], errors="ignore")
+    digest = hashlib.sha256(",".join(scalar.columns).encode())
+    digest.update(pd.util.hash_pandas_object(scalar, index=False).to_numpy().tobytes())
+    if "keypoints" in rows and len(rows):
+        digest.update(np.stack(rows["keypoints"].to_numpy()).astype(np.float64).tobytes())
+    return digest.hexdigest()
+
+
+def fingerprint(attrs: Mapping[str, Any], rows: pd.DataFrame, start: int, code: str) -> str:
+    """What a shard's contents depend on, hashed: attributes, its instance rows and start, the code."""
+    record = json.dumps({"attrs": attrs, "start": start, "rows": rows_digest(rows), "code": code},
+                        sort_keys=True, default=str)
+    return hashlib.sha256(record.encode()).hexdigest()
+
+
+def shard_problem(path: Path, num_samples: int, expected: str) -> str | None:
+    """None if `path` is a finished shard with this fingerprint and length, else why it must be (re)built."""
+    if not path.is_file():
+        return "missing"
+    if not h5py.is_hdf5(path):
+        return "not an HDF5 file (truncated or foreign)"
+    try:
+        with h5py.File(path, "r") as h5:
+            attrs = dict(h5.attrs)
+            lengths = {len(h5[k]) for k in dataset_keys(h5)}
+    except (OSError, KeyError) as err:
+        return f"unreadable ({err})"
+    if not bool(attrs.get("complete", False)):
+        return "incomplete (no 'complete' mark)"
+    if attrs.get("fingerprint") != expected:
+        return "stale (written for other weights, parameters, instances or code)"
+    if attrs.get("num_samples") != num_samples or lengths - {num_samples}:
+        return f"holds {sorted(lengths)} samples, expected {num_samples}"
+    return None
+
+
+def write_manifest(manifest: str | Path, shards: list[Path], starts: list[int], num_samples: int) -> None:
+    """Write `manifest` (atomically): virtual datasets over the shards, the shards' common attributes,
+    their relative names and fingerprints, `complete` last."""
+    manifest = Path(manifest)
+    files = [h5py.File(s, "r") for s in shards]
+    try:
+        with atomic_path(manifest) as tmp, h5py.File(tmp, "w") as out:
+            for key in dataset_keys(files[0]) if num_samples else []:
+                _virtual(out, key, files, shards, starts, manifest.parent, num_samples)
+            attrs = cache_attrs(files[0])
+            for key, value in attrs.items():
+                if key not in MANIFEST_ONLY:
+                    out.attrs[key] = json.dumps(value) if isinstance(value, dict) else value
+            out.attrs["shard_files"] = [s.relative_to(manifest.parent).as_posix() for s in shards]
+            out.attrs["shard_fingerprints"] = [f.attrs["fingerprint"] for f in files]
+            out.attrs["shard_starts"] = starts
+            out.attrs["num_samples"] = num_samples
+            out.attrs["complete"] = True
+    finally:
+        for f in files:
+            f.close()
+
+
+def _virtual(out: h5py.File, key: str, files: list[h5py.File], shards: list[Path], starts: list[int],
+             root: Path, num_samples: int) -> None:
+    """One virtual dataset `key` of `num_samples` rows mapping each shard's rows at its start."""
+    first = files[0][key]
+    layout = h5py.VirtualLayout(shape=(num_samples, *first.shape[1:]), dtype=first.dtype)
+    for f, path, start in zip(files, shards, starts):
+        ds = f[key]
+        if ds.shape[1:] != first.shape[1:] or ds.dtype != first.dtype:
+            raise ValueError(f"{path}: {key} is {ds.dtype}{ds.shape[1:]}, other shards {first.dtype}{first.shape[1:]}")
+        layout[start:start + len(ds)] = h5py.VirtualSource(path.relative_to(root).as_posix(), key, shape=ds.shape)
+    out.create_virtual_dataset(key, layout)
+
+
+def check_shards(manifest: Path, h5: h5py.File) -> None:
+    """Every shard a manifest names is there, complete, and the one it was built from (fingerprint)."""
+    for name, expected in zip(h5.attrs["shard_files"], h5.attrs["shard_fingerprints"]):
+        path = Path(manifest).parent / name
+        if not path.is_file() or not h5py.is_hdf5(path):
+            raise ValueError(f"{manifest}: shard {path} is missing or not HDF5; rerun the cache stage")
+        with h5py.File(path, "r") as shard:
+            ok = bool(shard.attrs.get("complete", False)) and shard.attrs.get("fingerprint") == expected
+        if not ok:
+            raise ValueError(f"{manifest}: shard {path} is incomplete or not the one the manifest was "
+                             "built from; rerun the cache stage")
+
+
+def remove_strays(manifest: str | Path, keep: list[Path]) -> list[Path]:
+    """Delete files in the shards directory that are not current shards (left by a larger shard
+    count or a killed writer's temporary file); returns what was removed."""
+    folder = shards_dir(manifest)
+    strays = [p for p in folder.iterdir() if p not in set(keep)] if folder.is_dir() else []
+    for p in strays:
+        p.unlink()
+    return strays

@@ -1,0 +1,133 @@
+"""`sgpose cache` with shards: same contents as one shard, resume after a kill, damaged shards rebuilt."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sgpose.stages.cache as stage
+from sgpose.cache import cache_attrs, load_cache, open_cache
+from sgpose.cli import main as cli
+from sgpose.shards import shard_path
+from test_cache_stage import tiny_project
+
+SHARDED = ["--set", "cache.shard_size=3", "--set", "cache.batch_size=2"]  # train: 7 samples -> 3 shards
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    params_file, _ = tiny_project(tmp_path)
+    assert cli(["train_backbone", "--params", str(params_file)]) == 0
+    return params_file, Path("results/fx/tiny/cache")  # as the stage names it (cwd: tmp_path)
+
+
+def _snapshot(cache) -> dict:
+    out = {}
+    for split in ("train", "val"):
+        out |= {f"{split}:{k}": v for k, v in load_cache(cache / f"{split}.h5").items()}
+        with open_cache(cache / f"{split}.h5") as h5:
+            out[f"{split}:attrs"] = cache_attrs(h5)
+    return out
+
+
+def _assert_same(a: dict, b: dict, skip_attrs=()) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        if key.endswith(":attrs"):
+            assert {k: v for k, v in a[key].items() if k not in skip_attrs} == \
+                   {k: v for k, v in b[key].items() if k not in skip_attrs}
+        else:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_shards_read_back_as_the_single_shard_cache(project):
+    params_file, cache = project
+    one = ["--set", "cache.batch_size=1"]  # CPU convolutions round differently per batch size (fp16 ulps)
+    assert cli(["cache", "--params", str(params_file), *one]) == 0
+    single = _snapshot(cache)
+    assert sorted(p.name for p in (cache / "train.shards").iterdir()) == ["shard-00000.h5"]
+    assert cli(["cache", "--params", str(params_file), *SHARDED, *one]) == 0
+    sharded = _snapshot(cache)
+    assert sorted(p.name for p in (cache / "train.shards").iterdir()) == [f"shard-0000{i}.h5" for i in range(3)]
+    assert sharded["train:attrs"]["shard_starts"] == [0, 3, 6] and sharded["train:heatmaps"].shape[0] == 7
+    assert sharded["train:attrs"]["cache"] == {"dtype": "float16", "compression": "gzip", "shard_size": 3}
+    # identical data: sharding changes the layout on disk, not a value
+    _assert_same(single, sharded, skip_attrs=("shard_files", "shard_fingerprints", "shard_starts", "cache"))
+
+
+def test_killed_run_resumes_at_the_first_unfinished_shard(project, monkeypatch):
+    params_file, cache = project
+    assert cli(["cache", "--params", str(params_file), *SHARDED]) == 0
+    want = _snapshot(cache)
+    for p in cache.rglob("*.h5"):
+        p.unlink()
+    real, written = stage._write_shard, []
+
+    def dies_after_one(path, *args):
+        if written:
+            raise KeyboardInterrupt("killed")  # like Ctrl-C / SIGINT mid-run
+        real(path, *args)
+        written.append(path)
+
+    monkeypatch.setattr(stage, "_write_shard", dies_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        cli(["cache", "--params", str(params_file), *SHARDED])
+    first = shard_path(cache / "train.h5", 0)
+    assert written == [first] and sorted(p.name for p in (cache / "train.shards").iterdir()) == [first.name]
+    assert not (cache / "train.h5").exists()
+    mtime = first.stat().st_mtime_ns
+    resumed = []
+    monkeypatch.setattr(stage, "_write_shard", lambda path, *a: (resumed.append(path), real(path, *a)))
+    assert cli(["cache", "--params", str(params_file), *SHARDED]) == 0
+    assert first not in resumed and first.stat().st_mtime_ns == mtime  # kept, not rewritten
+    assert resumed[:2] == [shard_path(cache / "train.h5", 1), shard_path(cache / "train.h5", 2)]
+    _assert_same(want, _snapshot(cache))
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "incomplete"])
+def test_damaged_shard_is_detected_and_rebuilt(project, damage):
+    params_file, cache = project
+    assert cli(["cache", "--params", str(params_file), *SHARDED]) == 0
+    want = _snapshot(cache)
+    shard = shard_path(cache / "train.h5", 1)
+    if damage == "truncate":
+        shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
+    elif damage == "garbage":
+        shard.write_bytes(b"\0" * 1000)
+    else:
+        import h5py
+        with h5py.File(shard, "a") as h5:
+            h5.attrs["complete"] = False
+    with pytest.raises((ValueError, OSError)):
+        load_cache(cache / "train.h5")  # never read as data
+    assert cli(["cache", "--params", str(params_file), *SHARDED]) == 0
+    _assert_same(want, _snapshot(cache))
+
+
+def test_other_weights_rebuild_every_shard(project):
+    params_file, cache = project
+    assert cli(["cache", "--params", str(params_file), *SHARDED]) == 0
+    before = load_cache(cache / "train.h5", ["heatmaps"])["heatmaps"]
+    prints = cache_attrs(open_cache(cache / "train.h5"))["shard_fingerprints"]
+    assert cli(["train_backbone", "--params", str(params_file), "--set", "train_backbone.seed=5",
+                "--set", "train_backbone.epochs=1"]) == 0
+    assert cli(["cache", "--params", str(params_file), *SHARDED]) == 0
+    with open_cache(cache / "train.h5") as h5:
+        assert not set(cache_attrs(h5)["shard_fingerprints"]) & set(prints)
+        assert not np.array_equal(h5["heatmaps"][()], before)
+
+
+def test_scatter_and_gather_jobs(project):
+    params_file, cache = project
+    assert cli(["cache", "--params", str(params_file), *SHARDED]) == 0
+    want = _snapshot(cache)
+    for p in cache.rglob("*.h5"):
+        p.unlink()
+    base = ["cache", "--params", str(params_file), *SHARDED, "--split", "train"]
+    assert cli([*base, "--shard", "2"]) == 0 and cli([*base, "--shard", "0"]) == 0
+    assert not (cache / "train.h5").exists()
+    assert cli([*base, "--gather"]) == 1  # shard 1 is missing: an error naming it
+    assert cli([*base, "--shard", "1"]) == 0 and cli([*base, "--gather"]) == 0
+    assert cli([*base, "--shard", "3"]) == 1  # out of range
+    assert cli(["cache", "--params", str(params_file), *SHARDED, "--split", "val"]) == 0
+    _assert_same(want, _snapshot(cache))
