@@ -1,6 +1,8 @@
-# The pipeline DAG for Snakemake (`snakemake --cores N`, or `--profile workflow/profiles/slurm`).
-# dvc.yaml is the same DAG for DVC. Paths mirror sgpose.config.Paths; values come from params.yaml.
-# Each rule declares its params sections, so Snakemake's params rerun-trigger matches DVC's.
+# The pipeline DAG for Snakemake (`snakemake --cores N`, `--profile workflow/profiles/local`, or
+# `--profile workflow/profiles/slurm` on a cluster). dvc.yaml is the same DAG for DVC. Paths mirror
+# sgpose.config.Paths; the grid (datasets, backbones, ablation) and values come from params.yaml.
+# Each rule declares the params it depends on, so Snakemake's params rerun-trigger matches DVC's.
+# Every rule declares resources (gpu, mem_mb, runtime), sized for full COCO on one GPU.
 
 configfile: "params.yaml"
 
@@ -15,5 +17,5 @@ include: "workflow/rules/report.smk"
 rule all:
     default_target: True
     input:
-        expand(f"{BB}/{{variant}}/metrics.json", variant=VARIANTS),
-        "results/report",
+        [f"{RES}/metrics/{ds}/{bb}/{v}.json" for ds, bb, v in grid()],
+        f"{RES}/report",

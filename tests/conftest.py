@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 from sgpose.data.coco import instances_from_gt, load_coco
 from sgpose.keypoints import COCO
 
@@ -32,6 +33,35 @@ def fixture_instances(input_size: tuple[int, int], coco_json: Path = FIXTURE_COC
     """The instance table of every labelled person of a COCO json, as `sgpose prepare` builds it."""
     coco = load_coco(require(coco_json), COCO)
     return instances_from_gt(coco, [im["id"] for im in coco["images"]], COCO, aspect=input_size[1] / input_size[0])
+
+
+def params_tree(dataset: str = "fx", backbone: str = "tiny", *, layout: str = "coco", data: dict | None = None,
+                prepare: dict | None = None, backbone_params: dict | None = None, evals=("val",),
+                ablation: tuple[str, ...] = (), **sections) -> dict:
+    """A params.yaml tree with one dataset and one (primary) backbone in the real schema; the
+    dataset defaults to the mirror's COCO fixture, the backbone to a SimpleBaseline-R18 at 64x64."""
+    data = data or {"manifest": "m.tsv", "raw_dir": "raw", "images_dir": str(FIXTURE_COCO),
+                    "annotations": str(FIXTURE_COCO / "test_coco.json")}
+    bp = {"depth": 18, "deconv_channels": 16, "input_size": [64, 64], "heatmap_size": [16, 16]} | (backbone_params or {})
+    h, w = bp["input_size"]
+    return {"datasets": {dataset: {"layout": layout, "data": data,
+                                   "prepare": {"aspect_ratio": w / h} | (prepare or {})}},
+            "backbones": {backbone: {"dataset": dataset, "evals": list(evals)} | bp},
+            "ablation": {"dataset": dataset, "backbone": backbone, "variants": list(ablation)}, **sections}
+
+
+def write_params(root: Path, tree: dict) -> Path:
+    """root/params.yaml from a tree (`params_tree`)."""
+    (root / "params.yaml").write_text(yaml.safe_dump(tree, sort_keys=False))
+    return root / "params.yaml"
+
+
+def write_instances(root: Path, dataset: str, **splits: pd.DataFrame) -> None:
+    """Instance tables where `prepare` writes them: root/results/<dataset>/prepared/instances_<split>.parquet."""
+    out = root / "results" / dataset / "prepared"
+    out.mkdir(parents=True, exist_ok=True)
+    for split, table in splits.items():
+        table.to_parquet(out / f"instances_{split}.parquet")
 
 
 HTTP_PAYLOAD = bytes(range(256)) * 40  # 10240 bytes, served as d/a.bin

@@ -1,7 +1,7 @@
 from pathlib import Path
 
 import pytest
-from sgpose.config import ParamsError, Paths, load_params
+from sgpose.config import ParamsError, Paths, load_params, read_params_file
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -17,8 +17,10 @@ def test_overrides_and_errors(tmp_path):
     assert p.guidance.S == 5 and p.refiner.channel_mults == [1, 2, 2]
     with pytest.raises(ParamsError, match="guidance"):
         load_params(ROOT / "params.yaml", ["guidance.schedule=quadratic"])
-    with pytest.raises(ParamsError, match="not a parameter section"):
+    with pytest.raises(ParamsError, match="nope"):
         load_params(ROOT / "params.yaml", ["nope.x=1"])
+    with pytest.raises(ParamsError, match="not a parameter section"):
+        load_params(ROOT / "params.yaml", ["guidance.S.x=1"])
     bad = tmp_path / "bad.yaml"
     bad.write_text((ROOT / "params.yaml").read_text() + "\nunknown_key: 1\n")
     with pytest.raises(ParamsError, match=str(bad)):
@@ -33,4 +35,66 @@ def test_paths_layout():
     p = load_params(ROOT / "params.yaml")
     paths = Paths(p, root="/x")
     assert paths.cache("val") == Path(f"/x/results/{p.dataset}/{p.backbone.name}/cache/val.h5")
-    assert paths.metrics("ours").name == "metrics.json"
+    assert paths.metrics("ours") == Path(f"/x/results/metrics/{p.dataset}/{p.backbone.name}/ours.json")
+    assert paths.instances("val_det") == Path(f"/x/results/{p.dataset}/prepared/instances_val_det.parquet")
+    assert paths.split_annotations("val_det") == paths.split_annotations("val")  # detector boxes, val's truth
+    assert paths.keypoints("A1", "val_det") == Path(f"/x/results/{p.dataset}/{p.backbone.name}/A1/predictions/val_det.json")
+
+
+def test_selection_of_a_backbone_or_a_dataset():
+    f = read_params_file(ROOT / "params.yaml")
+    primary = load_params(ROOT / "params.yaml")
+    assert primary.backbone.name == f.ablation.backbone and primary.dataset == f.ablation.dataset
+    assert primary.variants == ["ours", *f.ablation.variants]
+    for name, bp in f.backbones.items():
+        p = load_params(ROOT / "params.yaml", backbone=name)
+        assert (p.backbone.name, p.dataset) == (name, bp.dataset)
+        assert p.layout == f.datasets[bp.dataset].layout and p.splits == ["train", *bp.evals]
+        assert p.variants == (primary.variants if name == f.ablation.backbone else ["ours"])
+        assert load_params(ROOT / "params.yaml", dataset=bp.dataset).dataset == bp.dataset
+    with pytest.raises(ParamsError, match="--backbone nope: not in backbones"):
+        load_params(ROOT / "params.yaml", backbone="nope")
+    with pytest.raises(ParamsError, match="--dataset nope: not in datasets"):
+        load_params(ROOT / "params.yaml", dataset="nope")
+
+
+def test_aliases_address_the_selected_backbone_and_dataset():
+    other = next(b for b in read_params_file(ROOT / "params.yaml").backbones if b != "sb_r18")
+    p = load_params(ROOT / "params.yaml", ["backbone.sigma=3", "prepare.val_fraction=0.5"], backbone=other)
+    assert p.backbone.sigma == 3 and p.prepare.val_fraction == 0.5
+    f = read_params_file(ROOT / "params.yaml", ["backbone.sigma=3", "prepare.val_fraction=0.5"], backbone=other)
+    assert f.backbones["sb_r18"].sigma == 2.0  # the others untouched
+    assert f.datasets["sample"].prepare.val_fraction == 0.2
+
+
+def test_train_overrides_per_backbone():
+    p = load_params(ROOT / "params.yaml", ["backbone.train={epochs: 3, augment: {flip_prob: 0.0}}"])
+    assert p.train_backbone.epochs == 3 and p.train_backbone.augment.flip_prob == 0.0
+    assert p.train_backbone.lr == p.file.train_backbone.lr  # the rest from the shared section
+    with pytest.raises(ParamsError, match="backbones.sb_r18.train"):
+        load_params(ROOT / "params.yaml", ["backbone.train={epochs: -1}"])
+
+
+@pytest.mark.parametrize("override, message", [
+    ("backbones.sb_r18.dataset=elsewhere", "is not in datasets"),
+    ("datasets.sample.prepare.aspect_ratio=1.0", "aspect"),
+    ("datasets.sample.prepare.detections=null", "val_det but datasets.sample.prepare.detections"),
+    ("ablation.backbone=nope", "ablation.backbone 'nope'"),
+    ("ablation.dataset=crowdpose_sample", "ablation.dataset"),
+    ("ablation.variants=[A1,A1]", "each once"),
+    ("ablation.variants=[ours]", "run for every backbone"),
+    ("ablation.variants=[A9]", "unknown refined variant"),
+    ("cache.shards={train: 0}", "at least one shard"),
+    ("cache.feature_levels=[1,0]", "increasing"),
+    ("backbone.evals=[val,val]", "twice"),
+])
+def test_inconsistent_files_are_errors(override, message):
+    with pytest.raises(ParamsError, match=message):
+        load_params(ROOT / "params.yaml", [override])
+
+
+@pytest.mark.parametrize("profile", ["sample", "coco", "crowdpose", "paper"])
+def test_every_backbone_of_every_profile_resolves(profile):
+    path = ROOT / "profiles" / f"{profile}.yaml"
+    for name in read_params_file(path).backbones:
+        assert load_params(path, backbone=name).backbone.name == name

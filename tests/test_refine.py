@@ -6,7 +6,7 @@ import pytest
 import torch
 from sgpose import guidance
 from sgpose.config import load_params
-from sgpose.refine import build_unet, guidance_spec, refine, refine_static, training_loss
+from sgpose.refine import build_unet, draw_steps, guidance_spec, refine, refine_static, training_loss
 from sgpose.refine import gt_pose as refine_gt_pose
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,7 +27,7 @@ def test_training_loss_learns_on_a_fixed_batch():
     opt = torch.optim.Adam(unet.parameters(), lr=3e-3)
     losses = []
     for _ in range(60):
-        loss = training_loss(unet, spec, feats, y0, target, weight, torch.Generator().manual_seed(1))
+        loss = training_loss(unet, spec, feats, y0, target, weight, draw_steps(spec, 3, torch.Generator().manual_seed(1)))
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -102,21 +102,21 @@ def test_a4_trains_on_the_ground_truth_path_and_ours_on_the_prediction():
     for variant, want in (("A4", refine_gt_pose(joints)), ("ours", None)):
         params, unet, spec, feats, y0 = _variant_setup(variant)
         rec = Recorder(unet)
-        training_loss(rec, spec, feats, y0, torch.rand_like(y0), torch.ones(3, 17), torch.Generator().manual_seed(1),
-                      joints=joints)
+        training_loss(rec, spec, feats, y0, torch.rand_like(y0), torch.ones(3, 17),
+                      draw_steps(spec, 3, torch.Generator().manual_seed(1)), joints=joints)
         maps, t, _ = rec.calls[0]
         pose = want if want is not None else _pred(params, y0)
         torch.testing.assert_close(maps, spec.at(pose, y0, t))
     with pytest.raises(ValueError, match="ground-truth paths"):
         a4 = _variant_setup("A4")
-        training_loss(a4[1], a4[2], a4[3], a4[4], torch.rand_like(a4[4]), torch.ones(3, 17))
+        training_loss(a4[1], a4[2], a4[3], a4[4], torch.rand_like(a4[4]), torch.ones(3, 17), draw_steps(a4[2], 3))
 
 
 def test_prev_heatmap_training_teacher_forces_y0():
     torch.manual_seed(0)
     params, unet, spec, feats, y0 = _variant_setup("ours", "refiner.prev_heatmap=true")
     rec = Recorder(unet)
-    training_loss(rec, spec, feats, y0, torch.rand_like(y0), torch.ones(3, 17))
+    training_loss(rec, spec, feats, y0, torch.rand_like(y0), torch.ones(3, 17), draw_steps(spec, 3))
     torch.testing.assert_close(rec.calls[0][0][:, 17:], y0)
 
 
@@ -168,9 +168,10 @@ def test_static_with_prev_heatmap_runs_every_step_and_feeds_the_output_forward()
 def test_every_variant_trains_and_refines_in_every_mode():
     torch.manual_seed(0)
     joints = torch.cat([torch.rand(3, 17, 2) * 20, torch.ones(3, 17, 1)], dim=-1)
-    for variant in ("A1", "A2", "A3", "A4", "ours"):
+    for variant in ("A1", "A2", "A3", "A4", "ours", "ours_S5", "ours_linear"):
         params, unet, spec, feats, y0 = _variant_setup(variant)
-        loss = training_loss(unet, spec, feats, y0, torch.rand_like(y0), torch.ones(3, 17), joints=joints)
+        loss = training_loss(unet, spec, feats, y0, torch.rand_like(y0), torch.ones(3, 17), draw_steps(spec, 3),
+                             joints=joints)
         assert loss.item() > 0
         loss.backward()
         for mode in ("static", "recursive", "recursive_from_pred"):

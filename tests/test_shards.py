@@ -14,10 +14,17 @@ N = 5
 
 
 def test_shard_ranges():
-    assert shard_ranges(10, 0) == [(0, 10)]
-    assert shard_ranges(10, 4) == [(0, 4), (4, 8), (8, 10)]
-    assert shard_ranges(8, 4) == [(0, 4), (4, 8)]
-    assert shard_ranges(3, 4) == [(0, 3)] and shard_ranges(0, 4) == [(0, 0)]
+    assert shard_ranges(10, 1) == [(0, 10)]
+    assert shard_ranges(10, 3) == [(0, 3), (3, 6), (6, 10)]
+    assert shard_ranges(8, 4) == [(0, 2), (2, 4), (4, 6), (6, 8)]
+    assert shard_ranges(2, 4) == [(0, 0), (0, 1), (1, 1), (1, 2)]  # more shards than items: some empty
+    assert shard_ranges(0, 2) == [(0, 0), (0, 0)]
+    for n, k in [(149813, 64), (7, 3), (5, 5)]:  # contiguous, complete, sizes differ by at most one
+        ranges = shard_ranges(n, k)
+        assert ranges[0][0] == 0 and ranges[-1][1] == n and all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+        assert max(b - a for a, b in ranges) - min(b - a for a, b in ranges) <= 1
+    with pytest.raises(ValueError, match="num_shards"):
+        shard_ranges(10, 0)
 
 
 def test_paths():
@@ -36,7 +43,7 @@ def _sharded(tmp_path, data, ranges, compression="gzip"):
     return manifest
 
 
-@pytest.mark.parametrize("compression", ["gzip", "lzf", "none"])
+@pytest.mark.parametrize("compression", ["none", "gzip", "lzf", "lz4", "blosc_lz4", "blosc_zstd"])
 def test_manifest_reads_back_as_the_single_file(tmp_path, monkeypatch, compression):
     data = arrays()
     write_cache(tmp_path / "single.h5", data, ATTRS)

@@ -1,9 +1,13 @@
-"""The variants of SPEC 6 as declarative descriptions, and the step weights each guidance kind implies."""
+"""The variants of SPEC 6 as declarative descriptions, the sweep variants of Figs. 5-6, and the step
+weights each guidance kind implies."""
 
 import pytest
 import torch
-from sgpose.guidance import fusion_weights
-from sgpose.variants import ALL, REFINED, VARIANTS, get_variant, step_weights
+from sgpose.config import load_params
+from sgpose.guidance import fusion_weights, step_weights
+from sgpose.refine import guidance_spec
+from sgpose.variants import ALL, REFINED, VARIANTS, check_name, get_variant
+from test_config import ROOT
 
 
 def test_variant_names_and_descriptions():
@@ -17,6 +21,20 @@ def test_variant_names_and_descriptions():
     assert (ours.guidance, ours.train_path, ours.step_embedding) == ("graduated", "pred", True)
     with pytest.raises(ValueError, match="unknown refined variant 'baseline'"):
         get_variant("baseline")
+
+
+def test_sweep_variants_are_ours_with_one_guidance_value_changed():
+    s5, linear = get_variant("ours_S5"), get_variant("ours_linear")
+    assert (s5.S, s5.schedule, s5.guidance, s5.train_path) == (5, None, "graduated", "pred")
+    assert (linear.S, linear.schedule) == (None, "linear")
+    params = load_params(ROOT / "params.yaml", ["guidance.S=3", "guidance.schedule=cosine"])
+    assert guidance_spec(params, "ours_S5").T == 7 and guidance_spec(params, "ours_S5").params.S == 5
+    assert guidance_spec(params, "ours_linear").params.schedule == "linear"
+    assert guidance_spec(params, "ours").params == params.guidance
+    assert check_name("baseline") == "baseline" and check_name("ours_S12") == "ours_S12"
+    for bad in ("ours_S0", "ours_quadratic", "A5", "ours_s5"):
+        with pytest.raises(ValueError, match="unknown refined variant"):
+            check_name(bad)
 
 
 def test_step_weights_for_each_kind():

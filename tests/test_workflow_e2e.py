@@ -1,5 +1,7 @@
-"""The whole DAG, end to end, through both engines (DVC and Snakemake) on a tiny real config:
-the four COCO val2017 images of the mirror's fixtures, one epoch each, CPU."""
+"""The whole DAG, end to end, through both engines (DVC and Snakemake) on a tiny real config: the
+four COCO val2017 images of the mirror's fixtures (ground-truth and detection boxes) and the two
+CrowdPose fixture images, one backbone each, the ablation with one paper variant and one sweep, a
+sharded training split; one epoch everywhere, CPU."""
 
 from __future__ import annotations
 
@@ -19,17 +21,32 @@ ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.e2e
 
-TINY = {
-    "data": {"manifest": "tests/fixtures/tiny_coco_manifest.tsv", "raw_dir": "data/raw",
-             "images_dir": "data/raw/fixtures/coco", "annotations": "data/raw/fixtures/coco/test_coco.json"},
-    "prepare": {"val_fraction": 0.25},
-    "backbone": {"depth": 18, "deconv_channels": 16, "input_size": [96, 64], "heatmap_size": [24, 16]},
+FIX = "data/raw/fixtures"
+TINY_BACKBONE = {"depth": 18, "deconv_channels": 16, "input_size": [64, 64], "heatmap_size": [16, 16]}
+GRID = {  # replaces the sample's experiment grid
+    "datasets": {
+        "tiny": {"layout": "coco",
+                 "data": {"manifest": "tests/fixtures/tiny_coco_manifest.tsv", "raw_dir": "data/raw",
+                          "images_dir": f"{FIX}/coco", "annotations": f"{FIX}/coco/test_coco.json"},
+                 "prepare": {"val_fraction": 0.25, "aspect_ratio": 1.0, "det_score_threshold": 0.3,
+                             "detections": f"{FIX}/coco/test_coco_det_AP_H_56.json"}},
+        "tiny_crowd": {"layout": "crowdpose",
+                       "data": {"manifest": "data/sample/crowdpose.tsv", "raw_dir": "data/raw",
+                                "images_dir": f"{FIX}/crowdpose", "annotations": f"{FIX}/crowdpose/test_crowdpose.json"},
+                       "prepare": {"val_fraction": 0.5, "aspect_ratio": 1.0}}},
+    "backbones": {"r18": {"dataset": "tiny", "evals": ["val", "val_det"], **TINY_BACKBONE},
+                  "cp": {"dataset": "tiny_crowd", "evals": ["val"], **TINY_BACKBONE}},
+    "ablation": {"dataset": "tiny", "backbone": "r18", "variants": ["A1", "ours_S2"]},
+}
+SECTIONS = {  # merged into the sample's sections
     "train_backbone": {"epochs": 1, "batch_size": 8, "lr_steps": []},
-    "cache": {"batch_size": 8},
+    "cache": {"batch_size": 8, "shards": {"train": 2}},
     "refiner": {"base_channels": 8, "time_dim": 16},
     "train_refiner": {"epochs": 1, "batch_size": 8},
 }
-DOWNSTREAM_OF_REFINER = {"train_refiner@ours", "infer@ours", "evaluate@ours", "report"}
+EVALUATIONS = {("tiny", "r18", v) for v in ("baseline", "ours", "A1", "ours_S2")} | {
+    ("tiny_crowd", "cp", v) for v in ("baseline", "ours")}
+REFINER_AND_AFTER = re.compile(r"^(train_refiner|train_ablation|infer|infer_ablation|evaluate|evaluate_ablation)@|^report$")
 
 
 def _merge(base: dict, update: dict) -> dict:
@@ -38,16 +55,17 @@ def _merge(base: dict, update: dict) -> dict:
     return base
 
 
-def make_repo(dest: Path, overrides: dict) -> Path:
-    """A copy of the project's tracked files with tiny params, as a fresh git repo."""
+def make_repo(dest: Path) -> Path:
+    """A copy of the project's tracked files with the tiny grid, as a fresh git repo."""
     require(MIRROR / "fixtures" / "coco")
+    require(MIRROR / "fixtures" / "crowdpose")
     files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
                            check=True, capture_output=True, text=True).stdout.split()
     for rel in files:
         if (ROOT / rel).is_file():
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / rel, dest / rel)
-    params = _merge(yaml.safe_load((ROOT / "params.yaml").read_text()), overrides)
+    params = _merge(yaml.safe_load((ROOT / "params.yaml").read_text()), SECTIONS) | GRID
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
     return dest
@@ -61,46 +79,54 @@ def run(cmd: list[str], cwd: Path) -> str:
     return out
 
 
-def metrics_of(repo: Path) -> dict[str, dict]:
-    found = sorted(repo.glob("results/sample/*/*/metrics.json"))
-    return {p.parent.name: json.loads(p.read_text()) for p in found}
+def metrics_of(repo: Path) -> dict[tuple[str, str, str], dict]:
+    found = sorted(repo.glob("results/metrics/*/*/*.json"))
+    return {(p.parts[-3], p.parts[-2], p.stem): json.loads(p.read_text()) for p in found}
 
 
 @pytest.fixture(scope="module")
 def dvc_repo(tmp_path_factory) -> Path:
-    repo = make_repo(tmp_path_factory.mktemp("dvc"), TINY)
+    repo = make_repo(tmp_path_factory.mktemp("dvc"))
     run(["dvc", "repro"], repo)
     return repo
 
 
 def test_dvc_repro_runs_the_whole_dag(dvc_repo):
     metrics = metrics_of(dvc_repo)
-    assert set(metrics) == {"baseline", "ours"}
-    for m in metrics.values():
-        assert 0.0 <= m["AP"] <= 1.0 and m["num_instances"] > 0
+    assert set(metrics) == EVALUATIONS
+    for (ds, bb, variant), m in metrics.items():
+        assert set(m) == ({"val", "val_det"} if bb == "r18" else {"val"}), (bb, variant)  # the backbone's evals
+        for split in m.values():
+            assert 0.0 <= split["AP"] <= 1.0 and split["num_instances"] > 0
+    assert "AP_hard" in metrics[("tiny_crowd", "cp", "ours")]["val"]  # CrowdPose metrics
+    assert len(list((dvc_repo / "results/tiny/r18/cache/train.shards").iterdir())) == 2
     report = dvc_repo / "results" / "report"
-    for name in ("table1.csv", "table1.md", "fig2_guidance.png", "fig2_guidance.csv", "index.html"):
+    for name in ("table1.csv", "table1.md", "table3.csv", "table4.csv", "fig2_guidance.png", "fig5_steps.csv",
+                 "index.html"):
         assert (report / name).stat().st_size > 0, name
+    assert "tiny_crowd" in (report / "table3.md").read_text() and "r18 ours" in (report / "table4.md").read_text()
     assert not list(dvc_repo.rglob("*.tmp-*")), "a temporary file was left behind"
 
 
-def test_dvc_repro_again_changes_nothing_and_a_refiner_param_reruns_only_the_refiner(dvc_repo):
+def test_dvc_repro_again_changes_nothing_and_a_refiner_param_reruns_only_the_refiners(dvc_repo):
     again = run(["dvc", "repro"], dvc_repo)
     assert "Running stage" not in again
     params = yaml.safe_load((dvc_repo / "params.yaml").read_text())
     params["train_refiner"]["epochs"] = 2
     (dvc_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     ran = set(re.findall(r"Running stage '([^']+)'", run(["dvc", "repro"], dvc_repo)))
-    assert "train_refiner@ours" in ran
-    assert ran <= DOWNSTREAM_OF_REFINER, f"stages upstream of the refiner re-ran: {ran - DOWNSTREAM_OF_REFINER}"
+    assert {"train_refiner@r18", "train_refiner@cp", "train_ablation@A1", "train_ablation@ours_S2"} <= ran
+    upstream = {s for s in ran if not REFINER_AND_AFTER.match(s) or "baseline" in s}
+    assert not upstream, f"stages upstream of the refiners re-ran: {upstream}"
 
 
 def test_snakemake_runs_the_same_dag(dvc_repo, tmp_path):
-    repo = make_repo(tmp_path, TINY)
-    run(["snakemake", "--cores", "2"], repo)
+    repo = make_repo(tmp_path)
+    run(["snakemake", "--profile", "workflow/profiles/local"], repo)
     snake, dvc = metrics_of(repo), metrics_of(dvc_repo)
-    assert set(snake) == set(dvc) == {"baseline", "ours"}
-    for variant in snake:
-        assert set(snake[variant]) == set(dvc[variant])
+    assert set(snake) == set(dvc) == EVALUATIONS
+    for key in snake:
+        assert set(snake[key]) == set(dvc[key]) and all(set(snake[key][s]) == set(dvc[key][s]) for s in snake[key])
     assert (repo / "results" / "report" / "index.html").is_file()
-    assert "Nothing to be done" in run(["snakemake", "--cores", "2", "-n"], repo)
+    assert len(list((repo / "results/tiny/r18/cache/train.shards").iterdir())) == 2  # scattered, gathered
+    assert "Nothing to be done" in run(["snakemake", "--profile", "workflow/profiles/local", "-n"], repo)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import h5py
+import hdf5plugin  # registers the lz4 / blosc filters with HDF5 (writing and reading)
 import numpy as np
 
 from sgpose.io import atomic_path
@@ -25,12 +26,18 @@ LARGE = ("heatmaps", "target")
 FIXED_DTYPES = {
     "target_weight": np.float32, "joints": np.float32, "meta/center": np.float64,
     "meta/scale": np.float64, "meta/bbox": np.float64, "meta/image_id": np.int64,
-    "meta/ann_id": np.int64, "meta/score": np.float32,
+    "meta/ann_id": np.int64, "meta/score": np.float32, "meta/view": np.int64,
 }
-REQUIRED = (*LARGE, *FIXED_DTYPES)
-# `cache.compression` -> h5py create_dataset arguments (large datasets only; benchmarks/cache_throughput.py)
+OPTIONAL = ("meta/view",)  # train caches with cache.train_views > 1: which view a sample is
+REQUIRED = (*LARGE, *(k for k in FIXED_DTYPES if k not in OPTIONAL))
+# `cache.compression` -> h5py create_dataset filter arguments for the large datasets. lz4 and blosc
+# come from hdf5plugin (imported above: a reader needs it too); benchmarks/cache_throughput.py and
+# docs/scale.md have the measurements behind the default.
 COMPRESSION: dict[str, dict[str, Any]] = {
     "none": {}, "gzip": {"compression": "gzip", "compression_opts": 1}, "lzf": {"compression": "lzf"},
+    "lz4": dict(hdf5plugin.LZ4()),
+    "blosc_lz4": dict(hdf5plugin.Blosc(cname="lz4", clevel=5, shuffle=hdf5plugin.Blosc.SHUFFLE)),
+    "blosc_zstd": dict(hdf5plugin.Blosc(cname="zstd", clevel=3, shuffle=hdf5plugin.Blosc.SHUFFLE)),
 }
 
 
@@ -46,7 +53,7 @@ def _dtype(key: str, cache_dtype: str) -> np.dtype:
 class CacheWriter:
     """Preallocates N samples on the first batch and appends batches of arrays keyed by dataset name."""
 
-    def __init__(self, h5: h5py.File, num_samples: int, dtype: str = "float16", compression: str = "gzip"):
+    def __init__(self, h5: h5py.File, num_samples: int, dtype: str = "float16", compression: str = "lz4"):
         if compression not in COMPRESSION:
             raise ValueError(f"cache compression {compression!r}; expected one of {', '.join(COMPRESSION)}")
         self.h5 = h5
@@ -95,7 +102,7 @@ class CacheWriter:
 
 @contextlib.contextmanager
 def cache_writer(path: str | Path, num_samples: int, attrs: Mapping[str, Any],
-                 dtype: str = "float16", compression: str = "gzip") -> Iterator[CacheWriter]:
+                 dtype: str = "float16", compression: str = "lz4") -> Iterator[CacheWriter]:
     """Open a CacheWriter on a temporary file; on success the file is finished and renamed to `path`."""
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as h5:
@@ -105,7 +112,7 @@ def cache_writer(path: str | Path, num_samples: int, attrs: Mapping[str, Any],
 
 
 def write_cache(path: str | Path, arrays: Mapping[str, np.ndarray], attrs: Mapping[str, Any],
-                dtype: str = "float16", compression: str = "gzip") -> None:
+                dtype: str = "float16", compression: str = "lz4") -> None:
     """Write whole arrays (keys as in the file: `heatmaps`, `feat/0`, `meta/center`, ...) at once."""
     n = len(next(iter(arrays.values())))
     with cache_writer(path, n, attrs, dtype, compression) as writer:

@@ -1,6 +1,7 @@
 """`sgpose <stage>`: one subcommand per pipeline stage, each a thin module in sgpose.stages.
 
-Every stage reads params.yaml (validated), accepts `--set key=value` overrides, and writes its
+Every stage reads params.yaml (validated), works on one backbone (`--backbone`, default the
+ablation's) or one dataset (`--dataset`), accepts `--set key=value` overrides, and writes its
 outputs atomically to the paths of sgpose.config.Paths (the same paths dvc.yaml and the
 Snakefile declare).
 """
@@ -16,15 +17,15 @@ from sgpose.config import ParamsError, Paths, load_params
 
 # stage name -> (module, one-line help). Order is the DAG's order.
 STAGES: dict[str, tuple[str, str]] = {
-    "profile": ("sgpose.stages.profile", "make profiles/NAME.yaml (sample, coco, crowdpose) the active params.yaml, validated"),
-    "download": ("sgpose.stages.download", "fetch the dataset files named in the manifest (URLs or SGPOSE_MIRROR), verify sha256"),
-    "prepare": ("sgpose.stages.prepare", "person instances per split (boxes, crops), split ground truth"),
-    "train_backbone": ("sgpose.stages.train_backbone", "train the SimpleBaseline backbone where no official checkpoint is used"),
-    "cache": ("sgpose.stages.cache", "run the frozen backbone once; write features, Y0, targets, crop meta to HDF5"),
+    "profile": ("sgpose.stages.profile", "make profiles/NAME.yaml (sample, coco, crowdpose, paper) the active params.yaml"),
+    "download": ("sgpose.stages.download", "fetch and verify a dataset's files (URLs or SGPOSE_MIRROR) and its checkpoints"),
+    "prepare": ("sgpose.stages.prepare", "a dataset's person instances per split (GT boxes; val_det: detections), ground truth"),
+    "train_backbone": ("sgpose.stages.train_backbone", "train a backbone where no official checkpoint is used (else import it)"),
+    "cache": ("sgpose.stages.cache", "run the frozen backbone once; write features, Y0, targets, crop meta to sharded HDF5"),
     "start_pose": ("sgpose.stages.start_pose", "mean training pose in crop coordinates (guidance.start_pose: mean)"),
     "train_refiner": ("sgpose.stages.train_refiner", "train the structure-guided UNet from the cache (SPEC 4)"),
-    "infer": ("sgpose.stages.infer", "refine the cached val heatmaps and write COCO results JSON (SPEC 5)"),
-    "evaluate": ("sgpose.stages.evaluate", "OKS keypoint AP with pycocotools; writes metrics.json"),
+    "infer": ("sgpose.stages.infer", "refine the cached heatmaps of each evaluation split; COCO results JSON (SPEC 5)"),
+    "evaluate": ("sgpose.stages.evaluate", "OKS keypoint AP (COCO or CrowdPose) per evaluation split; writes results/metrics/..."),
     "report": ("sgpose.stages.report", "tables (paper numbers beside ours) and figures from results/"),
     "predict": ("sgpose.stages.predict", "run the trained backbone + ours refiner on an image: keypoints JSON + overlay PNG"),
 }
@@ -49,8 +50,12 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     for name, (module, help_text) in STAGES.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("--params", default="params.yaml", help="parameter file (default: %(default)s)")
+        p.add_argument("--backbone", metavar="NAME", help="a key of `backbones` (default: ablation.backbone; "
+                       "with --dataset, the first backbone of that dataset)")
+        p.add_argument("--dataset", metavar="NAME", help="a key of `datasets` (default: the backbone's)")
         p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                       help="override one parameter, e.g. --set train_refiner.epochs=2 (repeatable)")
+                       help="override one parameter, e.g. --set train_refiner.epochs=2 (repeatable); "
+                       "backbone.*, data.*, prepare.* and layout address the selected backbone and dataset")
         if name == selected:
             mod = importlib.import_module(module)
             if hasattr(mod, "add_arguments"):
@@ -60,10 +65,11 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser(argv).parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # to re-launch itself (DDP under torchrun)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        params = load_params(args.params, args.overrides)
+        params = load_params(args.params, args.overrides, backbone=args.backbone, dataset=args.dataset)
     except ParamsError as err:
         print(f"sgpose: {err}", file=sys.stderr)
         return 2

@@ -61,6 +61,31 @@ def fusion_weights(S: int) -> Tensor:
     return w
 
 
+def step_weights(kind: str, S: int, a3_steps: str = "clamp") -> Tensor:
+    """w(t, s) as a (T, S) tensor for a variant's guidance kind (`sgpose.variants`); T = rows.
+
+    none          (1, S) zeros: one step, no map
+    prediction    (1, S) one-hot at s = S-1: the prediction's own map G^{S-1}, one step
+    interpolated  clamp: T = S+2 steps, H(t) = G^{clamp(t-1, 0, S-1)} (the same steps as `ours`,
+                  so only the fusion differs); per_map: T = S steps, H(t) = G^t
+    graduated     fusion_weights(S) (SPEC 2), T = S+2
+    """
+    if kind == "none":
+        return torch.zeros(1, S, dtype=torch.float64)
+    if kind == "prediction":
+        return torch.eye(S, dtype=torch.float64)[-1:]
+    if kind == "interpolated":
+        if a3_steps == "per_map":
+            return torch.eye(S, dtype=torch.float64)
+        if a3_steps != "clamp":
+            raise ValueError(f"unknown a3_steps reading {a3_steps!r}; use clamp or per_map")
+        idx = (torch.arange(S + 2) - 1).clamp(0, S - 1)
+        return torch.eye(S, dtype=torch.float64)[idx]
+    if kind == "graduated":
+        return fusion_weights(S)
+    raise ValueError(f"unknown guidance kind {kind!r}")
+
+
 def missing_mask(pose: Tensor) -> Tensor:
     """True where a joint is exactly (0, 0), the paper's marker for 'not detected'."""
     return (pose == 0).all(dim=-1)

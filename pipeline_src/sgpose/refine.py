@@ -22,7 +22,7 @@ from sgpose.data.heatmaps import predicted_pose
 from sgpose.keypoints import get_layout
 from sgpose.losses import joints_mse
 from sgpose.models.unet import StructureGuidedUNet
-from sgpose.variants import Variant, get_variant, step_weights
+from sgpose.variants import Variant, get_variant
 
 log = logging.getLogger(__name__)
 MODES = ("static", "recursive", "recursive_from_pred")
@@ -75,10 +75,14 @@ def gt_pose(joints: Tensor) -> Tensor:
     return joints[..., :2] * (joints[..., 2:3] > 0)
 
 
+def draw_steps(spec: GuidanceSpec, n: int, generator: torch.Generator | None = None) -> Tensor:
+    """Algorithm 1's t ~ U{0..T-1}, one per sample (on the CPU: one seeded generator serves every device)."""
+    return torch.randint(0, spec.T, (n,), generator=generator)
+
+
 def training_loss(unet: StructureGuidedUNet, spec: GuidanceSpec, feats: list[Tensor], y0: Tensor,
-                  target: Tensor, weight: Tensor, generator: torch.Generator | None = None,
-                  joints: Tensor | None = None) -> Tensor:
-    """Algorithm 1: draw t ~ U{0..T-1} per sample, build H(t) along the variant's training path,
+                  target: Tensor, weight: Tensor, t: Tensor, joints: Tensor | None = None) -> Tensor:
+    """Algorithm 1 for steps t (B,) (`draw_steps`): build H(t) along the variant's training path,
     regress the ground-truth heatmaps with the visibility-weighted MSE.
 
     The path ends at the backbone's prediction ("path consistency"), or at ground truth for A4
@@ -90,7 +94,7 @@ def training_loss(unet: StructureGuidedUNet, spec: GuidanceSpec, feats: list[Ten
         pose = gt_pose(joints.float())
     else:
         pose = predicted_pose(y0, spec.params.pred_threshold)
-    t = torch.randint(0, spec.T, (y0.shape[0],), generator=generator, device=y0.device)
+    t = t.to(y0.device)
     H = spec.at(pose, y0, t)
     return joints_mse(unet(feats, spec.inputs(H, y0), t), target, weight)
 
@@ -161,26 +165,35 @@ def load_start_pose(path: Path, layout: str, size: tuple[int, int]) -> Tensor:
     return torch.tensor(data["pose"], dtype=torch.float32)
 
 
+def variant_guidance(gp: GuidanceParams, v: Variant) -> GuidanceParams:
+    """The guidance section as a variant sees it: a sweep variant's S or schedule (Figs. 5-6) applied."""
+    update = {k: getattr(v, k) for k in ("S", "schedule") if getattr(v, k) is not None}
+    return gp.model_copy(update=update) if update else gp
+
+
 def guidance_spec(params: Params, variant: str = "ours", start_pose_path: Path | None = None) -> GuidanceSpec:
     """The guidance of one variant for a params file: start pose (canonical, or the mean training
     pose read from `start_pose_path`), sigma scaled to the heatmap, the variant's step weights."""
     size = tuple(params.backbone.heatmap_size)
-    gp = params.guidance
+    v = get_variant(variant)
+    gp = variant_guidance(params.guidance, v)
     if gp.start_pose == "mean":
         if start_pose_path is None:
             raise ValueError("guidance.start_pose is mean but no start_pose.json path was given")
         start = load_start_pose(Path(start_pose_path), params.layout, size)
     else:
         start = torch.from_numpy(get_layout(params.layout).canonical_pose(size))
-    v = get_variant(variant)
-    weights = step_weights(v.guidance, gp.S, gp.a3_steps)
+    weights = guidance.step_weights(v.guidance, gp.S, gp.a3_steps)
     return GuidanceSpec(gp, v, start, params.backbone.heatmap_sigma, size, weights, params.refiner.prev_heatmap)
 
 
-def build_unet(params: Params, feature_channels: list[int], variant: str = "ours") -> StructureGuidedUNet:
-    """The refiner for this params file, this backbone's feature list and this variant."""
+def build_unet(params: Params, feature_channels: list[int], variant: str = "ours",
+               feature_levels: list[int] | None = None) -> StructureGuidedUNet:
+    """The refiner for this params file, this backbone's cached feature list (channels, and the
+    backbone level of each) and this variant."""
     rp, k = params.refiner, get_layout(params.layout).num_joints
     v = get_variant(variant)
     in_channels = k * (v.guidance != "none") + k * rp.prev_heatmap
     return StructureGuidedUNet(k, feature_channels, rp.base_channels, rp.channel_mults, rp.time_dim,
-                               in_channels=in_channels, step_embedding=v.step_embedding)
+                               in_channels=in_channels, step_embedding=v.step_embedding,
+                               feature_levels=feature_levels)

@@ -2,9 +2,10 @@
 
 Full COCO train (149,813 persons at ~2 MB each for SimpleBaseline) is too big for one file written
 in one go: an interruption would lose hours. The cache stage writes `<split>.shards/shard-00000.h5`,
-... (each an ordinary cache file of `cache.shard_size` samples, written atomically with `complete`
-set last) and then the manifest at `<split>.h5`: one HDF5 virtual dataset per cache dataset
-(`h5py.VirtualLayout`), same names and attributes as a single-file cache, so `open_cache` and
+... (`cache.shards[split]` files, each an ordinary cache file of a contiguous range of instances,
+written atomically with `complete` set last; one Snakemake job each) and then the manifest at
+`<split>.h5`: one HDF5 virtual dataset per cache dataset (`h5py.VirtualLayout`), same names and
+attributes as a single-file cache, so `open_cache` and
 `load_cache` read it unchanged. Shard names in the manifest are relative, so the cache directory
 can be moved (HDF5 looks for relative sources beside the manifest).
 
@@ -47,12 +48,14 @@ def shard_path(manifest: str | Path, index: int) -> Path:
     return shards_dir(manifest) / f"shard-{index:05d}.h5"
 
 
-def shard_ranges(num_samples: int, shard_size: int) -> list[tuple[int, int]]:
-    """[(start, stop)] of each shard; `shard_size` 0 keeps everything in one shard (also when empty)."""
-    if shard_size <= 0 or num_samples <= shard_size:
-        return [(0, num_samples)]
-    starts = range(0, num_samples, shard_size)
-    return [(s, min(s + shard_size, num_samples)) for s in starts]
+def shard_ranges(num_items: int, num_shards: int) -> list[tuple[int, int]]:
+    """[(start, stop)] of `num_shards` contiguous, near-equal shards of `num_items` (a shard is empty
+    when there are fewer items than shards). A fixed count, not a size: the workflow engines know
+    every shard job before the instance tables exist."""
+    if num_shards < 1:
+        raise ValueError(f"num_shards must be >= 1, got {num_shards}")
+    bounds = [num_items * i // num_shards for i in range(num_shards + 1)]
+    return list(zip(bounds[:-1], bounds[1:]))
 
 
 def code_digest() -> str:
@@ -111,8 +114,10 @@ def write_manifest(manifest: str | Path, shards: list[Path], starts: list[int], 
     files = [h5py.File(s, "r") for s in shards]
     try:
         with atomic_path(manifest) as tmp, h5py.File(tmp, "w") as out:
-            for key in dataset_keys(files[0]) if num_samples else []:
-                _virtual(out, key, files, shards, starts, manifest.parent, num_samples)
+            filled = [i for i, f in enumerate(files) if f.attrs.get("num_samples", 0) > 0]
+            for key in dataset_keys(files[filled[0]]) if filled else []:
+                _virtual(out, key, [files[i] for i in filled], [shards[i] for i in filled],
+                         [starts[i] for i in filled], manifest.parent, num_samples)
             attrs = cache_attrs(files[0])
             for key, value in attrs.items():
                 if key not in MANIFEST_ONLY:

@@ -1,9 +1,9 @@
-"""The paper's variants (SPEC 6) as small declarative descriptions, and the step weights each implies.
+"""The paper's variants (SPEC 6) as small declarative descriptions, and the sweep variants of Figs. 5-6.
 
 A variant says what guidance the UNet sees, whether it gets the step embedding, and which pose
 builds the guidance path in training; everything else (the UNet, the loss, the decoding) is shared.
-Every guidance kind is a (T, S) weight matrix over the rendered maps G^0..G^{S-1}: H(t) = max_s
-w(t, s) G^s, so one batched code path serves them all.
+Every guidance kind is a (T, S) weight matrix over the rendered maps G^0..G^{S-1}
+(`sgpose.guidance.step_weights`), so one batched code path serves them all.
 
     baseline  the backbone's own heatmaps (no refiner)
     A1        UNet on the features only: no guidance, no step embedding, one step
@@ -11,21 +11,22 @@ w(t, s) G^s, so one batched code path serves them all.
     A3        the interpolated maps G^s as the sequence, no graduated fusion (guidance.a3_steps)
     A4        graduated sequence, built from ground truth in training and from the prediction at test
     ours      graduated sequence from the prediction in training and at test ("path consistency")
+    ours_S<k> `ours` with guidance.S = k (Fig. 5);  ours_cosine / ours_linear: with that schedule (Fig. 6)
+
+No torch here: `sgpose.config` validates variant names with it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import argparse
+import re
+from dataclasses import dataclass, replace
 from typing import Literal
 
-import torch
-from torch import Tensor
-
-from sgpose.guidance import fusion_weights
-
 GuidanceKind = Literal["none", "prediction", "interpolated", "graduated"]
-A3Steps = Literal["clamp", "per_map"]
 BASELINE = "baseline"
+SCHEDULES = ("cosine", "linear")
+SWEEP = re.compile(r"^ours_(?:S(?P<S>[1-9][0-9]?)|(?P<schedule>cosine|linear))$")
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,8 @@ class Variant:
     step_embedding: bool
     train_path: Literal["pred", "gt"]  # the pose the guidance path ends at during training
     description: str
+    S: int | None = None  # overrides guidance.S (a Fig. 5 sweep point)
+    schedule: Literal["cosine", "linear"] | None = None  # overrides guidance.schedule (Fig. 6)
 
 
 VARIANTS: dict[str, Variant] = {v.name: v for v in (
@@ -46,37 +49,42 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
     Variant("A4", "graduated", True, "gt", "graduated sequence from ground truth in training"),
     Variant("ours", "graduated", True, "pred", "graduated sequence from the prediction (path consistency)"),
 )}
-REFINED = tuple(VARIANTS)
+REFINED = tuple(VARIANTS)  # the paper's refined variants (Table 1)
 ALL = (BASELINE, *REFINED)
 
 
 def get_variant(name: str) -> Variant:
-    """The description of a refined variant; an unknown name is an error listing the known ones."""
-    if name not in VARIANTS:
-        raise ValueError(f"unknown refined variant {name!r}; expected one of {', '.join(REFINED)}")
-    return VARIANTS[name]
+    """The description of a refined variant, sweeps included; an unknown name is an error saying
+    what is accepted."""
+    if name in VARIANTS:
+        return VARIANTS[name]
+    if m := SWEEP.match(name):
+        ours = VARIANTS["ours"]
+        if m["S"]:
+            return replace(ours, name=name, S=int(m["S"]), description=f"ours with S = {m['S']} (Fig. 5)")
+        return replace(ours, name=name, schedule=m["schedule"],
+                       description=f"ours with the {m['schedule']} schedule (Fig. 6)")
+    raise ValueError(f"unknown refined variant {name!r}; expected one of {', '.join(REFINED)}, "
+                     "ours_S<k> (k = 1..99) or ours_cosine / ours_linear")
 
 
-def step_weights(kind: GuidanceKind, S: int, a3_steps: A3Steps = "clamp") -> Tensor:
-    """w(t, s) as a (T, S) tensor for a guidance kind; T = rows.
+def check_name(name: str) -> str:
+    """`name` if it is `baseline` or a refined variant (for argparse and pydantic), else ValueError."""
+    if name != BASELINE:
+        get_variant(name)
+    return name
 
-    none        (1, S) zeros: one step, no map
-    prediction  (1, S) one-hot at s = S-1: the prediction's own map G^{S-1}, one step
-    interpolated  clamp: T = S+2 steps, H(t) = G^{clamp(t-1, 0, S-1)} (the same steps as `ours`,
-                  so only the fusion differs); per_map: T = S steps, H(t) = G^t
-    graduated   fusion_weights(S) (SPEC 2), T = S+2
-    """
-    if kind == "none":
-        return torch.zeros(1, S, dtype=torch.float64)
-    if kind == "prediction":
-        return torch.eye(S, dtype=torch.float64)[-1:]
-    if kind == "interpolated":
-        if a3_steps == "per_map":
-            return torch.eye(S, dtype=torch.float64)
-        if a3_steps != "clamp":
-            raise ValueError(f"unknown a3_steps reading {a3_steps!r}; use clamp or per_map")
-        idx = (torch.arange(S + 2) - 1).clamp(0, S - 1)
-        return torch.eye(S, dtype=torch.float64)[idx]
-    if kind == "graduated":
-        return fusion_weights(S)
-    raise ValueError(f"unknown guidance kind {kind!r}")
+
+def argument(name: str) -> str:
+    """argparse type of `--variant`: baseline or a refined variant, with the accepted names on error."""
+    try:
+        return check_name(name)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def refined_argument(name: str) -> str:
+    """argparse type of `--variant` where only a refined variant makes sense (training a refiner)."""
+    if name == BASELINE:
+        raise argparse.ArgumentTypeError("baseline has no refiner")
+    return argument(name)

@@ -6,6 +6,7 @@ import pytest
 import torch
 from conftest import FIXTURE_COCO as FIXTURE
 from conftest import fixture_instances
+from sgpose.config import AugmentParams
 from sgpose.data.dataset import CropDataset, ImageNorm
 from sgpose.data.heatmaps import argmax_coords
 from sgpose.data.transforms import image_to_heatmap
@@ -55,7 +56,7 @@ def test_target_peaks_where_keypoints_map(table):
 
 def test_flip_mirrors_image_and_swaps_joints(table):
     plain = make(table)[0]
-    flipped = make(table, train=True, flip_prob=1.0, scale_factor=0.0, rotation_factor=0.0)[0]
+    flipped = make(table, augment=AugmentParams(flip_prob=1.0, scale_factor=0.0, rotation_factor=0.0))[0]
     # crops map x -> (x - c) w / s + w / 2, so the flipped crop (pixel u = original w - u) is the mirror shifted by one
     mirror = plain["image"].flip(-1)
     assert (flipped["image"][..., 1:] - mirror[..., :-1]).abs().max() < 0.05  # uint8 rounding
@@ -69,11 +70,13 @@ def test_flip_mirrors_image_and_swaps_joints(table):
 
 
 def test_augmentation_reproducible_and_varies_by_epoch(table):
-    ds = make(table, train=True, seed=3)
+    ds = make(table, augment=AugmentParams(), seed=3)
     a, b = ds[1], ds[1]
     assert torch.equal(a["image"], b["image"]) and torch.equal(a["joints"], b["joints"])
     ds.set_epoch(1)
     assert not torch.equal(a["joints"], ds[1]["joints"])
+    assert torch.equal(ds.item(1, 0)["joints"], a["joints"])  # item(index, epoch): the same draws
+    assert torch.equal(make(table)[1]["joints"], make(table).item(1, 7)["joints"])  # no augment: plain
 
 
 def test_missing_image_names_file(table, tmp_path):

@@ -34,5 +34,26 @@ def test_guidance_step_and_each_feature_change_the_output():
 def test_step_embedding_and_bad_mults():
     e = step_embedding(torch.tensor([0, 1, 2]), 8)
     assert e.shape == (3, 8) and torch.all(e[0, :4] == 0) and torch.all(e[0, 4:] == 1)
-    with pytest.raises(ValueError, match="one entry per backbone feature"):
+    with pytest.raises(ValueError, match="one multiplier per feature level"):
         StructureGuidedUNet(17, [8, 8, 8], channel_mults=[1, 2])
+    with pytest.raises(ValueError, match="no channels"):  # A1 (no guidance) without the level-0 feature
+        StructureGuidedUNet(17, [8, 8], in_channels=0, feature_levels=[1, 2])
+
+
+def test_a_subset_of_feature_levels_and_a_deeper_unet():
+    """cache.feature_levels [1, 2]: no F_0 at the input, the others fused at their own level; a
+    4-level UNet over SimpleBaseline's 3 features leaves the lowest level without injection."""
+    torch.manual_seed(0)
+    feats = [torch.randn(1, 8, 8, 6), torch.randn(1, 8, 4, 3)]
+    unet = StructureGuidedUNet(4, [8, 8], base_channels=8, channel_mults=[1, 2, 2], time_dim=16,
+                               feature_levels=[1, 2]).eval()
+    H, t = torch.rand(1, 4, 16, 12), torch.tensor([1])
+    ref = unet(feats, H, t)
+    assert ref.shape == (1, 4, 16, 12) and unet.stem.in_channels == 4  # guidance only at the input
+    for i in range(2):
+        changed = [f.clone() for f in feats]
+        changed[i] = changed[i] + 1
+        assert not torch.allclose(ref, unet(changed, H, t)), f"feature level {i + 1} is not injected"
+    deep = StructureGuidedUNet(4, [8, 8, 8], base_channels=8, channel_mults=[1, 2, 2, 4], time_dim=16)
+    full = [torch.randn(1, 8, 16, 12), *feats]
+    assert deep(full, H, t).shape == (1, 4, 16, 12) and deep.fuse[2].in_channels == 16  # level 3: no feature

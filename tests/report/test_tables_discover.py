@@ -11,7 +11,7 @@ import pytest
 from sgpose.config import load_params
 from sgpose.report import tables
 from sgpose.report.build import sweep_points
-from sgpose.report.discover import Run, find_runs, is_crowdpose, paper_backbone_name, uses_detections
+from sgpose.report.discover import Run, find_runs, is_crowdpose, paper_backbone_name, select, uses_detections
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -21,23 +21,25 @@ def m(ap: float, **extra) -> dict:
 
 
 def test_find_runs(tmp_path):
-    for rel in ["coco/sb_r50/ours", "coco/sb_r50/baseline", "crowdpose/hrnet_w48/ours"]:
-        (tmp_path / rel).mkdir(parents=True)
-        (tmp_path / rel / "metrics.json").write_text(json.dumps(m(0.5)))
-    (tmp_path / "coco/sb_r50/A1").mkdir()
-    (tmp_path / "coco/sb_r50/A2").mkdir()
-    (tmp_path / "coco/sb_r50/A2/metrics.json").write_text("{broken")  # skipped with a warning
+    metrics = tmp_path / "metrics"
+    for rel, splits in [("coco/sb_r50/ours", ("val", "val_det")), ("coco/sb_r50/baseline", ("val",)),
+                        ("crowdpose/hrnet_w48/ours", ("val",))]:
+        (metrics / rel).parent.mkdir(parents=True, exist_ok=True)
+        (metrics / f"{rel}.json").write_text(json.dumps({s: m(0.5) for s in splits}))
+    (metrics / "coco/sb_r50/A2.json").write_text("{broken")  # skipped with a warning
+    (metrics / "coco/sb_r50/A3.json").write_text(json.dumps({"val": {"no": "AP"}}))  # not metrics: ignored
     runs = find_runs(tmp_path)
-    assert [(r.dataset, r.backbone, r.variant) for r in runs] == [
-        ("coco", "sb_r50", "baseline"), ("coco", "sb_r50", "ours"), ("crowdpose", "hrnet_w48", "ours")]
+    assert [(r.dataset, r.backbone, r.variant, r.split) for r in runs] == [
+        ("coco", "sb_r50", "baseline", "val"), ("coco", "sb_r50", "ours", "val"), ("coco", "sb_r50", "ours", "val_det"),
+        ("crowdpose", "hrnet_w48", "ours", "val")]
+    assert select(runs, backbone="sb_r50", split="val_det") == [runs[2]]
 
 
 def test_dataset_kinds():
-    assert is_crowdpose(Run("x", "b", "ours", m(0.1, AP_easy=1, AP_medium=1, AP_hard=1)))
-    assert is_crowdpose(Run("crowdpose", "b", "ours", m(0.1))) and not is_crowdpose(Run("coco", "b", "ours", m(0.1)))
-    assert uses_detections(Run("coco", "b", "ours", m(0.1, boxes="detections")))
-    assert uses_detections(Run("coco_det", "b", "ours", m(0.1)))
-    assert not uses_detections(Run("coco", "b", "ours", m(0.1, boxes="gt")))
+    assert is_crowdpose(Run("x", "b", "ours", "val", m(0.1, AP_easy=1, AP_medium=1, AP_hard=1)))
+    assert not is_crowdpose(Run("crowdpose_named", "b", "ours", "val", m(0.1)))  # the metrics say, not the name
+    assert uses_detections(Run("coco", "b", "ours", "val_det", m(0.1)))
+    assert not uses_detections(Run("coco_det", "b", "ours", "val", m(0.1)))
 
 
 @pytest.mark.parametrize("dir_name,attrs,expected", [
@@ -63,8 +65,8 @@ def test_table2():
 
 
 def test_tables_3_and_4():
-    runs = [Run("crowdpose", "sb_r152", "ours", m(0.6, AP_easy=0.7, AP_medium=0.6, AP_hard=0.4)),
-            Run("crowdpose", "sb_r152", "baseline", m(0.5))]
+    runs = [Run("crowdpose", "sb_r152", "ours", "val", m(0.6, AP_easy=0.7, AP_medium=0.6, AP_hard=0.4)),
+            Run("crowdpose", "sb_r152", "baseline", "val", m(0.5))]
     t3 = tables.table3(runs)
     assert list(t3.columns) == ["method", "source", "AP", "AP50", "AP75", "AP(E)", "AP(M)", "AP(H)"]
     quoted = t3[t3["source"] == tables.QUOTED]

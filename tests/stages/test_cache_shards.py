@@ -10,7 +10,7 @@ from sgpose.cli import main as cli
 from sgpose.shards import shard_path
 from test_cache_stage import tiny_project
 
-SHARDED = ["--set", "cache.shard_size=3", "--set", "cache.batch_size=2"]  # train: 7 samples -> 3 shards
+SHARDED = ["--set", "cache.shards={train: 3}", "--set", "cache.batch_size=2"]  # train: 7 samples -> 2 + 2 + 3
 
 
 @pytest.fixture
@@ -49,10 +49,10 @@ def test_shards_read_back_as_the_single_shard_cache(project):
     assert cli(["cache", "--params", str(params_file), *SHARDED, *one]) == 0
     sharded = _snapshot(cache)
     assert sorted(p.name for p in (cache / "train.shards").iterdir()) == [f"shard-0000{i}.h5" for i in range(3)]
-    assert sharded["train:attrs"]["shard_starts"] == [0, 3, 6] and sharded["train:heatmaps"].shape[0] == 7
-    assert sharded["train:attrs"]["cache"] == {"dtype": "float16", "compression": "gzip", "shard_size": 3}
-    # identical data: sharding changes the layout on disk, not a value
-    _assert_same(single, sharded, skip_attrs=("shard_files", "shard_fingerprints", "shard_starts", "cache"))
+    assert sharded["train:attrs"]["shard_starts"] == [0, 2, 4] and sharded["train:heatmaps"].shape[0] == 7
+    assert sharded["train:attrs"]["cache"]["compression"] == "lz4" and "shards" not in sharded["train:attrs"]["cache"]
+    # identical data and attributes: sharding changes the layout on disk, not a value
+    _assert_same(single, sharded, skip_attrs=("shard_files", "shard_fingerprints", "shard_starts"))
 
 
 def test_killed_run_resumes_at_the_first_unfinished_shard(project, monkeypatch):
@@ -131,3 +131,52 @@ def test_scatter_and_gather_jobs(project):
     assert cli([*base, "--shard", "3"]) == 1  # out of range
     assert cli(["cache", "--params", str(params_file), *SHARDED, "--split", "val"]) == 0
     _assert_same(want, _snapshot(cache))
+
+
+def test_more_shards_than_instances_leaves_empty_shards_and_the_same_data(project):
+    params_file, cache = project
+    one = ["--set", "cache.batch_size=1"]
+    assert cli(["cache", "--params", str(params_file), *one]) == 0
+    want = _snapshot(cache)
+    assert cli(["cache", "--params", str(params_file), *one, "--set", "cache.shards={val: 8}"]) == 0
+    assert len(list((cache / "val.shards").iterdir())) == 8  # 5 instances: three shards are empty
+    _assert_same(want, _snapshot(cache), skip_attrs=("shard_files", "shard_fingerprints", "shard_starts"))
+
+
+def test_training_views_interleave_the_plain_crop_and_augmented_draws(project):
+    params_file, cache = project
+    one = ["--set", "cache.batch_size=1"]
+    assert cli(["cache", "--params", str(params_file), *one]) == 0
+    plain = load_cache(cache / "train.h5")
+    views = [*one, "--set", "cache.train_views=3", "--set", "cache.shards={train: 2}"]
+    assert cli(["cache", "--params", str(params_file), *views]) == 0
+    three = load_cache(cache / "train.h5")
+    assert three["heatmaps"].shape[0] == 21 and three["meta/view"].tolist() == [0, 1, 2] * 7
+    for key in ("heatmaps", "feat/0", "target", "joints", "meta/ann_id"):  # view 0 is the plain crop
+        np.testing.assert_array_equal(three[key][::3], plain[key], err_msg=key)
+    np.testing.assert_array_equal(three["meta/ann_id"][1::3], plain["meta/ann_id"])
+    assert not np.array_equal(three["joints"][1::3], plain["joints"])  # views 1, 2: other crops
+    assert not np.array_equal(three["joints"][1::3], three["joints"][2::3])
+    with open_cache(cache / "train.h5") as h5:
+        assert cache_attrs(h5)["views"] == 3
+    assert cli(["cache", "--params", str(params_file), *views, "--set", "cache.shards={train: 3}"]) == 0
+    np.testing.assert_array_equal(load_cache(cache / "train.h5")["joints"], three["joints"])  # seeded draws
+
+
+def test_feature_levels_store_a_subset_the_refiner_trains_on(project):
+    params_file, cache = project
+    one = ["--set", "cache.batch_size=1"]
+    assert cli(["cache", "--params", str(params_file), *one]) == 0
+    full = load_cache(cache / "val.h5")
+    some = [*one, "--set", "cache.feature_levels=[1,2]"]
+    assert cli(["cache", "--params", str(params_file), *some]) == 0
+    part = load_cache(cache / "val.h5")
+    assert "feat/2" not in part and "flip/feat/2" not in part
+    for i, level in enumerate([1, 2]):
+        np.testing.assert_array_equal(part[f"feat/{i}"], full[f"feat/{level}"])
+        np.testing.assert_array_equal(part[f"flip/feat/{i}"], full[f"flip/feat/{level}"])
+    small = ["--set", "refiner.base_channels=8", "--set", "refiner.time_dim=16", "--set", "train_refiner.epochs=1"]
+    assert cli(["start_pose", "--params", str(params_file)]) == 0
+    assert cli(["train_refiner", "--params", str(params_file), *small]) == 0
+    assert cli(["infer", "--params", str(params_file), "--variant", "ours", *small]) == 0
+    assert cli(["cache", "--params", str(params_file), *one, "--set", "cache.feature_levels=[3]"]) == 1  # no level 3

@@ -6,9 +6,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-import yaml
 from conftest import FIXTURE_COCO as FIXTURE
-from conftest import fixture_instances
+from conftest import fixture_instances, params_tree, write_instances, write_params
 from sgpose.cache import cache_attrs, has_flip, load_cache, num_features, open_cache
 from sgpose.cli import main as cli
 from sgpose.config import load_params
@@ -22,22 +21,11 @@ INPUT, HEATMAP = (64, 64), (16, 16)
 
 
 def tiny_project(root: Path) -> tuple[Path, pd.DataFrame]:
-    params = {
-        "dataset": "fx", "layout": "coco",
-        "data": {"manifest": "m.tsv", "raw_dir": "raw", "images_dir": str(FIXTURE),
-                 "annotations": str(FIXTURE / "test_coco.json")},
-        "backbone": {"name": "tiny", "depth": 18, "deconv_channels": 16, "input_size": list(INPUT),
-                     "heatmap_size": list(HEATMAP)},
-        "train_backbone": {"epochs": 0},
-        "cache": {"batch_size": 4},
-    }
-    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    params = write_params(root, params_tree(backbone_params={"input_size": list(INPUT), "heatmap_size": list(HEATMAP)},
+                                            train_backbone={"epochs": 0}, cache={"batch_size": 4}))
     table = fixture_instances(INPUT)
-    out = root / "results" / "fx"
-    out.mkdir(parents=True)
-    table.iloc[:7].to_parquet(out / "instances_train.parquet")
-    table.iloc[7:].to_parquet(out / "instances_val.parquet")
-    return root / "params.yaml", table
+    write_instances(root, "fx", train=table.iloc[:7], val=table.iloc[7:])
+    return params, table
 
 
 def test_cache_stage_writes_both_splits(tmp_path, monkeypatch):
@@ -137,9 +125,8 @@ def test_cache_from_registry_hrnet_checkpoint(tmp_path, monkeypatch):
     """`backbone.checkpoint: mmpose:hrnet_w32_coco_256x192` loads checkpoints/<file> (mmpose 0.x naming)."""
     monkeypatch.chdir(tmp_path)
     params_file, table = tiny_project(tmp_path)
-    for split, rows in (("train", table.iloc[:1]), ("val", table.iloc[1:3])):
-        rows.to_parquet(tmp_path / "results" / "fx" / f"instances_{split}.parquet")
-    hr = ["--set", "backbone.arch=hrnet", "--set", "backbone.width=32", "--set", "backbone.input_size=[256,192]",
+    write_instances(tmp_path, "fx", train=table.iloc[:1], val=table.iloc[1:3])
+    hr = ["--set", "prepare.aspect_ratio=0.75", "--set", "backbone.arch=hrnet", "--set", "backbone.width=32", "--set", "backbone.input_size=[256,192]",
           "--set", "backbone.heatmap_size=[64,48]", "--set", "backbone.checkpoint=mmpose:hrnet_w32_coco_256x192",
           "--set", "cache.batch_size=1"]
     assert cli(["train_backbone", "--params", str(params_file), *hr]) == 1  # not downloaded yet

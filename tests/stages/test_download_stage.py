@@ -12,6 +12,7 @@ from conftest import server_url
 from sgpose.cli import main as cli
 
 REPO = Path(__file__).resolve().parents[2]
+STAMP = Path("results/sample/download.json")  # the primary dataset's (params.yaml: sample)
 
 
 @pytest.fixture(autouse=True)
@@ -46,7 +47,7 @@ def test_download_stage_env_mirror(tmp_path, monkeypatch):
     monkeypatch.setenv("SGPOSE_MIRROR", str(mirror))
     assert _run() == 0
     assert Path("raw/s/images/a.jpg").read_bytes() == b"image bytes"
-    stamp = json.loads(Path("raw/m.done").read_text())
+    stamp = json.loads(STAMP.read_text())
     assert set(stamp["files"]) == {"s/images/a.jpg", "s/annotations/x.json"}
     shutil.rmtree(mirror)  # verified files are skipped: the re-run needs no source
     assert _run() == 0
@@ -56,7 +57,7 @@ def test_download_stage_cli_mirror_overrides_env(tmp_path, monkeypatch, capsys):
     mirror = _setup(tmp_path, monkeypatch)
     monkeypatch.setenv("SGPOSE_MIRROR", str(tmp_path / "elsewhere"))
     assert _run("--mirror", str(mirror)) == 0
-    assert Path("raw/m.done").exists()
+    assert STAMP.exists()
 
 
 def test_download_stage_mirror_only_file(tmp_path, monkeypatch, capsys):
@@ -65,7 +66,7 @@ def test_download_stage_mirror_only_file(tmp_path, monkeypatch, capsys):
     assert _run() == 1
     err = capsys.readouterr().err
     assert "only from a mirror" in err and "SGPOSE_MIRROR" in err
-    assert not Path("raw/m.done").exists()
+    assert not STAMP.exists()
 
 
 def _registry_with_local_checkpoint(server, monkeypatch, payload: bytes, prefix: str) -> str:
@@ -90,8 +91,8 @@ def test_download_stage_fetches_the_configured_checkpoint(tmp_path, monkeypatch,
     assert _run(*ckpt) == 0  # resumes
     assert server.requests[-1][1] == "bytes=5000-"
     assert Path(f"checkpoints/{name}").read_bytes() == payload and not Path(f"checkpoints/{name}.part").exists()
-    stamp = json.loads(Path("raw/m.done").read_text())
-    assert stamp["checkpoint"] == {f"checkpoints/{name}": hashlib.sha256(payload).hexdigest()}
+    stamp = json.loads(STAMP.read_text())
+    assert stamp["checkpoints"] == {f"checkpoints/{name}": hashlib.sha256(payload).hexdigest()}
 
 
 def test_download_stage_rejects_a_wrong_checkpoint(tmp_path, monkeypatch, server, capsys):
@@ -100,4 +101,4 @@ def test_download_stage_rejects_a_wrong_checkpoint(tmp_path, monkeypatch, server
     assert _run("--set", "backbone.checkpoint=mmpose:res50_coco_256x192", "--mirror", str(mirror)) == 1
     assert f"{name}: verification failed" in capsys.readouterr().err
     assert list(Path("checkpoints").iterdir()) == []  # nothing half-written left
-    assert not Path("raw/m.done").exists()
+    assert not STAMP.exists()

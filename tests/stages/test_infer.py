@@ -12,21 +12,22 @@ from sgpose.data.heatmaps import flip_back
 from sgpose.keypoints import COCO
 from sgpose.refine import build_unet, guidance_spec, refine
 from sgpose.stages.infer import final_heatmaps
-from sgpose.stages.train_refiner import feature_list
+from sgpose.data.cache_loader import features
 from synthetic_cache import write_synthetic_cache
 
 REPO = Path(__file__).resolve().parents[2]
 SMALL = ["refiner.base_channels=8", "refiner.time_dim=16", "infer.batch_size=3"]
 
 
-def _data(tmp_path, flip=True):
+def _data(tmp_path, flip=True) -> dict[str, torch.Tensor]:
+    """A batch as infer reads it from the cache: tensors keyed by dataset name."""
     write_synthetic_cache(tmp_path / "val.h5", n=5, flip=flip)
-    return load_cache(tmp_path / "val.h5")
+    return {k: torch.from_numpy(v).float() for k, v in load_cache(tmp_path / "val.h5").items()}
 
 
 def test_baseline_flip_test_averages_the_mirrored_view(tmp_path):
     data = _data(tmp_path)
-    y0, yf = (torch.from_numpy(data[k]).float() for k in ("heatmaps", "flip/heatmaps"))
+    y0, yf = data["heatmaps"], data["flip/heatmaps"]
     params = load_params(REPO / "params.yaml", SMALL)
     want = 0.5 * (y0 + flip_back(yf, COCO.flip_permutation()))
     torch.testing.assert_close(final_heatmaps(params, data), want)
@@ -39,9 +40,9 @@ def test_refined_flip_test_refines_each_view_with_its_own_features(tmp_path):
     data = _data(tmp_path)
     params = load_params(REPO / "params.yaml", SMALL)
     unet, spec = build_unet(params, [8, 8, 8]).eval(), guidance_spec(params)
-    y0, yf = (torch.from_numpy(data[k]).float() for k in ("heatmaps", "flip/heatmaps"))
-    own = refine(unet, spec, feature_list(data), y0)
-    mirrored = refine(unet, spec, feature_list(data, prefix="flip/"), yf)
+    y0, yf = data["heatmaps"], data["flip/heatmaps"]
+    own = refine(unet, spec, features(data), y0)
+    mirrored = refine(unet, spec, features(data, prefix="flip/"), yf)
     out = final_heatmaps(params, data, unet, spec)
     torch.testing.assert_close(out, 0.5 * (own + flip_back(mirrored, COCO.flip_permutation())))
     data["flip/feat/1"] = data["flip/feat/1"] + 1  # the mirrored view's features matter
@@ -51,4 +52,4 @@ def test_refined_flip_test_refines_each_view_with_its_own_features(tmp_path):
 def test_a_cache_without_flip_views_gives_the_single_view(tmp_path):
     data = _data(tmp_path, flip=False)
     params = load_params(REPO / "params.yaml", SMALL)
-    torch.testing.assert_close(final_heatmaps(params, data), torch.from_numpy(data["heatmaps"]).float())
+    torch.testing.assert_close(final_heatmaps(params, data), data["heatmaps"])

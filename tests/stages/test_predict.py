@@ -9,8 +9,7 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 import torch
-import yaml
-from conftest import FIXTURE_COCO, require
+from conftest import FIXTURE_COCO, params_tree, require, write_params
 from sgpose.cli import main as cli
 from sgpose.config import load_params
 from sgpose.models.backbones import build_backbone
@@ -21,13 +20,9 @@ IMAGE = FIXTURE_COCO / "000000040083.jpg"
 
 
 def tiny_params(root: Path) -> Path:
-    params = {"dataset": "fx", "layout": "coco",
-              "data": {"manifest": "m.tsv", "raw_dir": "raw", "images_dir": "img", "annotations": "a.json"},
-              "backbone": {"name": "tiny", "depth": 18, "deconv_channels": 16, "input_size": [64, 64],
-                           "heatmap_size": [16, 16]},
-              "refiner": {"base_channels": 8, "time_dim": 16}}
-    (root / "params.yaml").write_text(yaml.safe_dump(params))
-    return root / "params.yaml"
+    return write_params(root, params_tree(data={"manifest": "m.tsv", "raw_dir": "raw", "images_dir": "img",
+                                                "annotations": "a.json"},
+                                          refiner={"base_channels": 8, "time_dim": 16}))
 
 
 def save_models(root: Path, backbone: bool = True, refiner: bool = True) -> None:

@@ -35,19 +35,24 @@ RECOVERED = (1, 10)  # (sample, joint) the backbone misses and the refiner finds
 
 @pytest.fixture
 def workdir(tmp_path, monkeypatch):
-    """tmp dir with the repo's params.yaml (tiny refiner); returns (root, params dict, backbone dir)."""
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["refiner"] |= {"base_channels": 8, "time_dim": 16}
-    params["data"]["images_dir"] = str(FIXTURE_COCO)
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    """tmp dir with the repo's params.yaml (tiny refiner); returns (root, params dict of the primary
+    backbone with its dataset, backbone dir)."""
+    tree = yaml.safe_load((REPO / "params.yaml").read_text())
+    tree["refiner"] |= {"base_channels": 8, "time_dim": 16}
+    ds, bb = tree["ablation"]["dataset"], tree["ablation"]["backbone"]
+    tree["datasets"][ds]["data"]["images_dir"] = str(FIXTURE_COCO)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(tree))
     monkeypatch.chdir(tmp_path)
-    return tmp_path, params, tmp_path / "results" / params["dataset"] / params["backbone"]["name"]
+    params = {"guidance": tree["guidance"], "backbone": tree["backbones"][bb]}
+    return tmp_path, params, tmp_path / "results" / ds / bb
 
 
-def write_metrics(bb_dir: Path, variant: str, ap: float, **extra) -> None:
-    m = {k: ap for k in KEYS} | {"AP50": ap + 0.1, "num_images": 4, "num_instances": 9, "variant": variant} | extra
-    (bb_dir / variant).mkdir(parents=True, exist_ok=True)
-    (bb_dir / variant / "metrics.json").write_text(json.dumps(m))
+def write_metrics(bb_dir: Path, variant: str, ap: float, split: str = "val", **extra) -> None:
+    """results/metrics/<dataset>/<backbone>/<variant>.json with one split's metrics."""
+    m = {k: ap for k in KEYS} | {"AP50": ap + 0.1, "num_images": 4, "num_instances": 9} | extra
+    path = bb_dir.parents[1] / "metrics" / bb_dir.parent.name / bb_dir.name / f"{variant}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({split: m}))
 
 
 def write_val_cache(bb_dir: Path, params: dict) -> None:
@@ -72,7 +77,8 @@ def write_val_cache(bb_dir: Path, params: dict) -> None:
     attrs = {"layout": "coco", "heatmap_size": [h, w], "input_size": params["backbone"]["input_size"],
              "backbone": params["backbone"], "checkpoint_sha256": "ab" * 32}
     write_cache(bb_dir / "cache" / "val.h5", arrays, attrs)
-    rows.to_parquet(bb_dir.parent / "instances_val.parquet")
+    (bb_dir.parent / "prepared").mkdir(parents=True, exist_ok=True)
+    rows.to_parquet(bb_dir.parent / "prepared" / "instances_val.parquet")
 
 
 def write_refiner(bb_dir: Path) -> None:
@@ -81,6 +87,7 @@ def write_refiner(bb_dir: Path) -> None:
     head = unet.head[-1]
     torch.nn.init.zeros_(head.weight)
     torch.nn.init.constant_(head.bias, 0.5)
+    (bb_dir / "ours").mkdir(parents=True, exist_ok=True)
     torch.save({"state_dict": unet.state_dict(), "feature_channels": FEATS, "variant": "ours"}, bb_dir / "ours" / "refiner.pt")
 
 
@@ -88,13 +95,13 @@ def fake_tree(root: Path, params: dict, bb_dir: Path) -> None:
     for variant, ap in [("baseline", 0.5), ("A1", 0.51), ("ours", 0.55), ("ours_S5", 0.54), ("ours_S8", 0.53),
                         ("ours_linear", 0.52)]:
         write_metrics(bb_dir, variant, ap)
-    (bb_dir / "A3").mkdir()  # a variant without metrics yet: '-' row
+    (bb_dir / "A3").mkdir(parents=True)  # a variant without metrics yet: '-' row
     hr = bb_dir.parent / "hrnet_w32"
     write_metrics(hr, "baseline", 0.6)
     write_metrics(hr, "ours", 0.62)
     crowd = {"AP_easy": 0.7, "AP_medium": 0.6, "AP_hard": 0.5}
     write_metrics(root / "results" / "crowdpose" / "sb_r152", "ours", 0.45, **crowd)
-    write_metrics(root / "results" / "coco" / "hrnet_w48", "ours", 0.4, boxes="detections")
+    write_metrics(root / "results" / "coco" / "hrnet_w48", "ours", 0.4, split="val_det")
     write_val_cache(bb_dir, params)
     write_refiner(bb_dir)
     pd.DataFrame({"epoch": [1, 2, 3], "loss": [1e-3, 8e-4, 7e-4]}).to_csv(bb_dir / "train_log.csv", index=False)

@@ -9,8 +9,7 @@ import pytest
 import sgpose.stages.train_backbone as stage
 import torch
 import yaml
-from conftest import FIXTURE_COCO as FIXTURE
-from conftest import fixture_instances
+from conftest import fixture_instances, params_tree, write_instances, write_params
 from sgpose.cli import main as cli
 from sgpose.config import load_params
 from sgpose.models.backbones import build_backbone
@@ -18,22 +17,11 @@ from sgpose.models.backbones import build_backbone
 
 def tiny_project(root: Path, epochs: int = 1) -> Path:
     """params.yaml (R18, 16 deconv channels, 64x64 crops (multiples of 32)) and train/val instance tables under root."""
-    params = {
-        "dataset": "fx", "layout": "coco",
-        "data": {"manifest": "m.tsv", "raw_dir": "raw", "images_dir": str(FIXTURE),
-                 "annotations": str(FIXTURE / "test_coco.json")},
-        "backbone": {"name": "tiny", "depth": 18, "deconv_channels": 16, "input_size": [64, 64],
-                     "heatmap_size": [16, 16]},
-        "train_backbone": {"epochs": epochs, "batch_size": 4, "lr": 1e-3, "lr_steps": [1]},
-        "cache": {"batch_size": 4},
-    }
-    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    params = write_params(root, params_tree(
+        train_backbone={"epochs": epochs, "batch_size": 4, "lr": 1e-3, "lr_steps": [1]}, cache={"batch_size": 4}))
     table = fixture_instances((64, 64))
-    out = root / "results" / "fx"
-    out.mkdir(parents=True)
-    table.iloc[:6].to_parquet(out / "instances_train.parquet")
-    table.iloc[6:].to_parquet(out / "instances_val.parquet")
-    return root / "params.yaml"
+    write_instances(root, "fx", train=table.iloc[:6], val=table.iloc[6:])
+    return params
 
 
 def test_trains_and_writes_outputs(tmp_path, monkeypatch):

@@ -1,34 +1,54 @@
 rule train_backbone:
     input:
-        f"{DS}/instances_train.parquet",
-        DOWNLOAD_STAMP,
+        f"{RES}/{{ds}}/prepared/instances_train.parquet",
+        f"{RES}/{{ds}}/download.json",
         f"{CODE}/stages/train_backbone.py",
         f"{CODE}/data/dataset.py",
     output:
-        f"{BB}/backbone.pt",
-        f"{BB}/train_log.csv",
+        f"{RES}/{{ds}}/{{bb}}/backbone.pt",
+        f"{RES}/{{ds}}/{{bb}}/train_log.csv",
     params:
-        backbone=config["backbone"],
-        train=config["train_backbone"],
+        backbone=lambda w: BACKBONES[w.bb],
+        train=config.get("train_backbone"),
+    threads: 8
     resources:
-        mem_mb=8000,
+        gpu=1,
+        mem_mb=32000,
+        runtime=4320,
     shell:
-        "sgpose train_backbone"
+        "sgpose train_backbone --backbone {wildcards.bb}"
 
 
-rule cache:
+# scatter: one job per shard of a split (cache.shards); gather: the manifest over them
+rule cache_shard:
     input:
-        f"{BB}/backbone.pt",
-        expand(f"{DS}/instances_{{split}}.parquet", split=SPLITS),
+        f"{RES}/{{ds}}/{{bb}}/backbone.pt",
+        f"{RES}/{{ds}}/prepared/instances_{{split}}.parquet",
+        f"{RES}/{{ds}}/download.json",
         f"{CODE}/stages/cache.py",
         f"{CODE}/cache.py",
         f"{CODE}/shards.py",
     output:
-        expand(f"{BB}/cache/{{split}}.h5", split=SPLITS),
-        directory(expand(f"{BB}/cache/{{split}}.shards", split=SPLITS)),
+        f"{RES}/{{ds}}/{{bb}}/cache/{{split}}.shards/shard-{{shard}}.h5",
     params:
-        cache=config["cache"],
+        cache=config.get("cache"),
+        compute=config.get("compute"),
+    threads: 8
     resources:
-        mem_mb=8000,
+        gpu=1,
+        mem_mb=16000,
+        runtime=180,
     shell:
-        "sgpose cache"
+        "sgpose cache --backbone {wildcards.bb} --split {wildcards.split} --shard {wildcards.shard}"
+
+
+rule cache_gather:
+    input:
+        lambda w: expand(f"{bbdir(w.bb)}/cache/{w.split}.shards/shard-{{shard}}.h5", shard=shards_of(w.split)),
+    output:
+        f"{RES}/{{ds}}/{{bb}}/cache/{{split}}.h5",
+    resources:
+        mem_mb=2000,
+        runtime=15,
+    shell:
+        "sgpose cache --backbone {wildcards.bb} --split {wildcards.split} --gather"

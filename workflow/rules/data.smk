@@ -1,33 +1,55 @@
 rule download:
     input:
-        config["data"]["manifest"],
+        lambda w: DATASETS[w.ds]["data"]["manifest"],
         f"{CODE}/stages/download.py",
         f"{CODE}/data/download.py",
         f"{CODE}/data/archives.py",
         f"{CODE}/models/zoo.py",
     output:
-        DOWNLOAD_STAMP,
+        f"{RES}/{{ds}}/download.json",
     params:
-        data=config["data"],
-        checkpoint=config["backbone"]["checkpoint"],
+        data=lambda w: DATASETS[w.ds]["data"],
+        checkpoints=lambda w: sorted(str(b.get("checkpoint")) for b in BACKBONES.values() if b["dataset"] == w.ds),
     resources:
-        mem_mb=2000,
+        mem_mb=4000,
+        runtime=240,
     shell:
-        "sgpose download"
+        "sgpose download --dataset {wildcards.ds}"
 
 
 rule prepare:
     input:
-        DOWNLOAD_STAMP,
+        f"{RES}/{{ds}}/download.json",
         f"{CODE}/stages/prepare.py",
         f"{CODE}/data/coco.py",
+    output:
+        expand(f"{RES}/{{{{ds}}}}/prepared/instances_{{split}}.parquet", split=["train", "val"]),
+        expand(f"{RES}/{{{{ds}}}}/prepared/annotations_{{split}}.json", split=["train", "val"]),
+    params:
+        layout=lambda w: DATASETS[w.ds].get("layout", "coco"),
+        prepare=lambda w: DATASETS[w.ds].get("prepare"),
+        data=lambda w: DATASETS[w.ds]["data"],
+    resources:
+        mem_mb=16000,
+        runtime=60,
+    shell:
+        "sgpose prepare --dataset {wildcards.ds} --split train --split val"
+
+
+# the detector-box instances of val (Table 4), for datasets with prepare.detections
+rule prepare_detections:
+    input:
+        f"{RES}/{{ds}}/download.json",
+        f"{CODE}/stages/prepare.py",
         f"{CODE}/data/detections.py",
     output:
-        expand(f"{DS}/instances_{{split}}.parquet", split=SPLITS),
-        expand(f"{DS}/annotations_{{split}}.json", split=SPLITS),
+        f"{RES}/{{ds}}/prepared/instances_val_det.parquet",
     params:
-        prepare=config["prepare"],
-        layout=config["layout"],
-        input_size=config["backbone"]["input_size"],
+        layout=lambda w: DATASETS[w.ds].get("layout", "coco"),
+        prepare=lambda w: DATASETS[w.ds].get("prepare"),
+        data=lambda w: DATASETS[w.ds]["data"],
+    resources:
+        mem_mb=16000,
+        runtime=60,
     shell:
-        "sgpose prepare"
+        "sgpose prepare --dataset {wildcards.ds} --split val_det"

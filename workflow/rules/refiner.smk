@@ -1,49 +1,50 @@
-wildcard_constraints:
-    variant="|".join(VARIANTS),
-
-
 # the mean training pose, read only when guidance.start_pose is mean; it always runs (seconds),
 # as in dvc.yaml, which has no conditional stages
 rule start_pose:
     input:
-        f"{BB}/cache/train.h5",
+        f"{RES}/{{ds}}/{{bb}}/cache/train.h5",
         f"{CODE}/stages/start_pose.py",
     output:
-        f"{BB}/start_pose.json",
-    params:
-        layout=config["layout"],
-        heatmap_size=config["backbone"]["heatmap_size"],
+        f"{RES}/{{ds}}/{{bb}}/start_pose.json",
+    resources:
+        mem_mb=8000,
+        runtime=30,
     shell:
-        "sgpose start_pose"
+        "sgpose start_pose --backbone {wildcards.bb}"
 
 
 rule train_refiner:
     input:
-        f"{BB}/cache/train.h5",
-        f"{BB}/start_pose.json",
+        f"{RES}/{{ds}}/{{bb}}/cache/train.h5",
+        f"{RES}/{{ds}}/{{bb}}/start_pose.json",
+        f"{RES}/{{ds}}/{{bb}}/backbone.pt",
         f"{CODE}/stages/train_refiner.py",
         f"{CODE}/refine.py",
         f"{CODE}/variants.py",
         f"{CODE}/guidance.py",
         f"{CODE}/models/unet.py",
     output:
-        f"{BB}/{{variant}}/refiner.pt",
-        f"{BB}/{{variant}}/train_log.csv",
+        f"{RES}/{{ds}}/{{bb}}/{{variant}}/refiner.pt",
+        f"{RES}/{{ds}}/{{bb}}/{{variant}}/train_log.csv",
     params:
-        guidance=config["guidance"],
-        refiner=config["refiner"],
-        train=config["train_refiner"],
+        guidance=config.get("guidance"),
+        refiner=config.get("refiner"),
+        train=config.get("train_refiner"),
+        compute=config.get("compute"),
+    threads: 8
     resources:
-        mem_mb=8000,
+        gpu=(config.get("train_refiner") or {}).get("devices", 1),
+        mem_mb=64000,
+        runtime=2880,
     shell:
-        "sgpose train_refiner --variant {wildcards.variant}"
+        "sgpose train_refiner --backbone {wildcards.bb} --variant {wildcards.variant}"
 
 
-def infer_inputs(wildcards):
-    """baseline decodes the backbone's own heatmaps; refined variants need their refiner."""
-    inputs = [f"{BB}/cache/val.h5", f"{CODE}/stages/infer.py", f"{CODE}/refine.py"]
-    if wildcards.variant != "baseline":
-        inputs += [f"{BB}/{wildcards.variant}/refiner.pt", f"{BB}/start_pose.json", f"{CODE}/variants.py"]
+def infer_inputs(w):
+    """The backbone's cached evaluation splits; a refined variant also needs its refiner."""
+    inputs = [f"{bbdir(w.bb)}/cache/{s}.h5" for s in evals_of(w.bb)] + [f"{CODE}/stages/infer.py"]
+    if w.variant != "baseline":
+        inputs += [f"{bbdir(w.bb)}/{w.variant}/refiner.pt", f"{bbdir(w.bb)}/start_pose.json", f"{CODE}/refine.py"]
     return inputs
 
 
@@ -51,25 +52,32 @@ rule infer:
     input:
         infer_inputs,
     output:
-        f"{BB}/{{variant}}/val_keypoints.json",
+        directory(f"{RES}/{{ds}}/{{bb}}/{{variant}}/predictions"),
     params:
-        guidance=config["guidance"],
-        infer=config["infer"],
-        evaluate=config["evaluate"],
+        evals=lambda w: evals_of(w.bb),
+        guidance=config.get("guidance"),
+        infer=config.get("infer"),
+        compute=config.get("compute"),
+    resources:
+        gpu=1,
+        mem_mb=32000,
+        runtime=240,
     shell:
-        "sgpose infer --variant {wildcards.variant}"
+        "sgpose infer --backbone {wildcards.bb} --variant {wildcards.variant}"
 
 
 rule evaluate:
     input:
-        f"{BB}/{{variant}}/val_keypoints.json",
-        f"{DS}/annotations_val.json",
+        f"{RES}/{{ds}}/{{bb}}/{{variant}}/predictions",
+        f"{RES}/{{ds}}/prepared/annotations_val.json",
         f"{CODE}/stages/evaluate.py",
     output:
-        f"{BB}/{{variant}}/metrics.json",
+        f"{RES}/metrics/{{ds}}/{{bb}}/{{variant}}.json",
     params:
-        evaluate=config["evaluate"],
-        layout=config["layout"],
-        boxes=config["prepare"]["boxes"],
+        evaluate=config.get("evaluate"),
+        layout=lambda w: DATASETS[w.ds].get("layout", "coco"),
+    resources:
+        mem_mb=16000,
+        runtime=60,
     shell:
-        "sgpose evaluate --variant {wildcards.variant}"
+        "sgpose evaluate --backbone {wildcards.bb} --variant {wildcards.variant}"

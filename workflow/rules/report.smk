@@ -1,17 +1,26 @@
+def report_inputs(w):
+    """Every evaluation of the grid, and what the figures read: the primary backbone's val cache,
+    refiners and training logs (the ablation's backbone, else the first)."""
+    bb = ABLATION.get("backbone") or next(iter(BACKBONES))
+    return ([f"{RES}/metrics/{ds}/{b}/{v}.json" for ds, b, v in grid()]
+            + [f"{bbdir(bb)}/cache/val.h5", f"{bbdir(bb)}/train_log.csv",
+               f"{RES}/{dataset_of(bb)}/prepared/instances_val.parquet", f"{CODE}/stages/report.py"]
+            + [f"{bbdir(bb)}/{v}/refiner.pt" for v in variants_of(bb)])
+
+
 rule report:
     input:
-        expand(f"{BB}/{{variant}}/metrics.json", variant=VARIANTS),
-        expand(f"{BB}/{{variant}}/refiner.pt", variant=config["variants"]),
-        f"{BB}/cache/val.h5",
-        f"{BB}/train_log.csv",
-        f"{DS}/instances_val.parquet",
-        f"{CODE}/stages/report.py",
+        report_inputs,
     output:
-        directory("results/report"),
+        directory(f"{RES}/report"),
     params:
-        report=config["report"],
-        guidance=config["guidance"],
-        refiner=config["refiner"],
-        infer=config["infer"],
+        report=config.get("report"),
+        guidance=config.get("guidance"),
+        refiner=config.get("refiner"),
+        infer=config.get("infer"),
+        ablation=ABLATION,
+    resources:
+        mem_mb=16000,
+        runtime=60,
     shell:
         "sgpose report"

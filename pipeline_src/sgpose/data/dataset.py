@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from sgpose.config import AugmentParams
 from sgpose.data.heatmaps import encode_targets
 from sgpose.data.transforms import affine_matrix, apply_affine, flip_joints, warp_crop
 from sgpose.keypoints import KeypointLayout
@@ -59,26 +60,22 @@ def read_rgb(path: str | Path, formats: tuple[bytes, ...] | None = None) -> np.n
 class CropDataset(Dataset):
     """Person crops and heatmap targets from an instance table.
 
-    train=True draws, per item, scale s * clip(N(1, f), 1-f, 1+f), rotation clip(N(0, r), -2r, 2r)
-    with probability 0.6, and a horizontal flip with probability flip_prob (SimpleBaseline).
-    Draws come from a generator seeded by (seed, epoch, index): reproducible for any worker count;
-    call `set_epoch` to get new draws each epoch.
+    With `augment` (AugmentParams) each item draws scale s * clip(N(1, f), 1-f, 1+f), rotation
+    clip(N(0, r), -2r, 2r) with probability 0.6, and a horizontal flip with probability flip_prob
+    (SimpleBaseline); without it, the plain crop. Draws come from a generator seeded by
+    (seed, epoch, index): reproducible for any worker count; call `set_epoch` to get new draws.
     """
 
     def __init__(self, instances: pd.DataFrame, images_dir: str | Path, input_size: tuple[int, int],
-                 heatmap_size: tuple[int, int], sigma: float, layout: KeypointLayout, train: bool = False,
-                 flip_prob: float = 0.5, scale_factor: float = 0.35, rotation_factor: float = 45.0,
-                 seed: int = 0):
+                 heatmap_size: tuple[int, int], sigma: float, layout: KeypointLayout,
+                 augment: AugmentParams | None = None, seed: int = 0):
         self.rows = instances.reset_index(drop=True)
         self.images_dir = Path(images_dir)
         self.input_size = tuple(input_size)
         self.heatmap_size = tuple(heatmap_size)
         self.sigma = sigma
         self.layout = layout
-        self.train = train
-        self.flip_prob = flip_prob
-        self.scale_factor = scale_factor
-        self.rotation_factor = rotation_factor
+        self.augment = augment
         self.seed = seed
         self.epoch = 0
 
@@ -88,14 +85,14 @@ class CropDataset(Dataset):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def _augment(self, index: int, image: np.ndarray, joints: np.ndarray, center: np.ndarray,
+    def _augment(self, index: int, epoch: int, image: np.ndarray, joints: np.ndarray, center: np.ndarray,
                  scale: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
         """Random scale, rotation and flip; returns (image, joints, center, scale, rotation)."""
-        rng = np.random.default_rng([self.seed, self.epoch, index])
-        sf, rf = self.scale_factor, self.rotation_factor
+        rng = np.random.default_rng([self.seed, epoch, index])
+        sf, rf = self.augment.scale_factor, self.augment.rotation_factor
         scale = scale * np.clip(rng.standard_normal() * sf + 1, 1 - sf, 1 + sf)
         rot = float(np.clip(rng.standard_normal() * rf, -2 * rf, 2 * rf)) if rng.random() <= 0.6 else 0.0
-        if rng.random() < self.flip_prob:
+        if rng.random() < self.augment.flip_prob:
             width = image.shape[1]
             image = image[:, ::-1]
             joints = flip_joints(joints, width, self.layout.flip_permutation())
@@ -103,6 +100,10 @@ class CropDataset(Dataset):
         return image, joints, center, scale, rot
 
     def __getitem__(self, index: int) -> dict[str, Tensor]:
+        return self.item(index, self.epoch)
+
+    def item(self, index: int, epoch: int) -> dict[str, Tensor]:
+        """Crop `index` with the augmentation draws of `epoch` (the plain crop without `augment`)."""
         row = self.rows.iloc[index]
         image = read_rgb(self.images_dir / row["file_name"], DATASET_FORMATS)
         if image.shape[:2] != (row["height"], row["width"]):
@@ -115,8 +116,8 @@ class CropDataset(Dataset):
         center = np.array([row["center_x"], row["center_y"]], dtype=np.float64)
         scale = np.array([row["scale_w"], row["scale_h"]], dtype=np.float64)
         rot = 0.0
-        if self.train:
-            image, joints, center, scale, rot = self._augment(index, image, joints, center, scale)
+        if self.augment is not None:
+            image, joints, center, scale, rot = self._augment(index, epoch, image, joints, center, scale)
         crop = warp_crop(np.ascontiguousarray(image), center, scale, rot, self.input_size)
         to_heatmap = affine_matrix(center, scale, rot, self.heatmap_size)
         hm_joints = torch.from_numpy(apply_affine(joints[:, :2], to_heatmap)).float()

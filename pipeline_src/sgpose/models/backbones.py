@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from sgpose.config import BackboneParams
@@ -27,3 +28,19 @@ def describe(bp: BackboneParams, num_joints: int) -> str:
 
 # what a checkpoint saved by train_backbone must agree on with the params, per arch
 ARCH_FIELDS = {"simple_baseline": ("arch", "depth", "deconv_channels"), "hrnet": ("arch", "width")}
+
+
+def forward_views(model: nn.Module, images: torch.Tensor, flip: bool = False,
+                  levels: list[int] | None = None) -> dict[str, torch.Tensor]:
+    """The frozen backbone's outputs keyed by cache dataset name, as float32: `heatmaps` (Y0) and the
+    selected feature levels as `feat/0..` (all by default, highest resolution first); with `flip`,
+    also `flip/heatmaps`, `flip/feat/..` of the mirrored crops (the flip test)."""
+    out = {}
+    for prefix, x in [("", images), *([("flip/", images.flip(-1))] if flip else [])]:
+        heatmaps, feats = model(x)
+        keep = range(len(feats)) if levels is None else levels
+        if max(keep) >= len(feats):
+            raise ValueError(f"cache.feature_levels {levels}: this backbone has feature levels 0..{len(feats) - 1}")
+        out[f"{prefix}heatmaps"] = heatmaps.float()
+        out |= {f"{prefix}feat/{i}": feats[level].float() for i, level in enumerate(keep)}
+    return out

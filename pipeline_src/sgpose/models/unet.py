@@ -1,13 +1,15 @@
 """The structure-guided UNet of SPEC section 3.
 
     input     H(t) (K channels) is concatenated with the heatmap-resolution feature F_0, then a conv
-    encoder   level i runs at the resolution of F_i; levels i >= 1 downsample and fuse F_i
-              (concatenate + 1x1 conv)
+    encoder   level i runs at 1/2^i of the heatmap resolution; levels i >= 1 downsample and fuse
+              the backbone feature of that resolution (concatenate + 1x1 conv)
     step      t -> sinusoidal position embedding -> MLP -> added inside every residual block
     middle    two residual blocks at the lowest resolution
     decoder   upsample, concatenate the encoder skip, residual block, back to F_0's resolution
     output    a 1x1 conv to K heatmaps
-Works for any feature list whose resolutions halve (SimpleBaseline: 3, HRNet: 4).
+Works for any feature list whose resolutions halve (SimpleBaseline: 3, HRNet: 4), and for a subset
+of its levels (`feature_levels`, what `cache.feature_levels` stored): a level without a backbone
+feature is simply not fused.
 """
 
 from __future__ import annotations
@@ -53,24 +55,32 @@ class StructureGuidedUNet(nn.Module):
 
     def __init__(self, num_joints: int, feature_channels: list[int], base_channels: int = 32,
                  channel_mults: list[int] | None = None, time_dim: int = 64, in_channels: int | None = None,
-                 step_embedding: bool = True):
+                 step_embedding: bool = True, feature_levels: list[int] | None = None):
         """in_channels: the maps concatenated with F_0 (default num_joints: H(t); 0 for features only,
-        2K with the previous-heatmap input). step_embedding False: no t input (ablations A1, A2)."""
+        2K with the previous-heatmap input). step_embedding False: no t input (ablations A1, A2).
+        feature_levels: the UNet level of each given feature (default 0, 1, 2, ...)."""
         super().__init__()
         in_channels = num_joints if in_channels is None else in_channels
-        levels = len(feature_channels)
-        mults = list(channel_mults) if channel_mults else [2**i for i in range(levels)]
-        if len(mults) != levels:
-            raise ValueError(f"channel_mults {mults} must have one entry per backbone feature ({levels})")
+        self.levels = list(range(len(feature_channels))) if feature_levels is None else list(feature_levels)
+        if len(self.levels) != len(feature_channels):
+            raise ValueError(f"feature_levels {self.levels} and feature_channels {feature_channels} differ in length")
+        mults = list(channel_mults) if channel_mults else [2**i for i in range(max(self.levels) + 1)]
+        if max(self.levels) >= len(mults):
+            raise ValueError(f"channel_mults {mults} gives {len(mults)} UNet levels but a backbone feature is at "
+                             f"level {max(self.levels)}: give one multiplier per feature level (or cache fewer levels)")
+        at = dict(zip(self.levels, feature_channels))  # UNet level -> backbone channels fused there
+        if in_channels + at.get(0, 0) == 0:
+            raise ValueError("the UNet input has no channels: neither guidance maps nor the level-0 feature")
         widths = [base_channels * m for m in mults]
+        levels = len(mults)
         self.time_dim = time_dim
         self.time_mlp = (nn.Sequential(nn.Linear(time_dim, time_dim * 2), nn.SiLU(), nn.Linear(time_dim * 2, time_dim))
                          if step_embedding else None)
         # input: guidance map concatenated with the heatmap-resolution feature, then a conv
-        self.stem = nn.Conv2d(in_channels + feature_channels[0], widths[0], 3, padding=1)
+        self.stem = nn.Conv2d(in_channels + at.get(0, 0), widths[0], 3, padding=1)
         self.down = nn.ModuleList(nn.Conv2d(widths[i - 1], widths[i - 1], 3, stride=2, padding=1) for i in range(1, levels))
         # per-level injection of the backbone feature of matching resolution (levels >= 1)
-        self.fuse = nn.ModuleList(nn.Conv2d(widths[i - 1] + feature_channels[i], widths[i], 1) for i in range(1, levels))
+        self.fuse = nn.ModuleList(nn.Conv2d(widths[i - 1] + at.get(i, 0), widths[i], 1) for i in range(1, levels))
         self.enc = nn.ModuleList(ResBlock(w, w, time_dim) for w in widths)
         self.mid = nn.ModuleList([ResBlock(widths[-1], widths[-1], time_dim), ResBlock(widths[-1], widths[-1], time_dim)])
         # decoder level i sees its upsampled input concatenated with encoder skip i
@@ -79,16 +89,17 @@ class StructureGuidedUNet(nn.Module):
         self.head = nn.Sequential(_norm(widths[0]), nn.SiLU(), nn.Conv2d(widths[0], num_joints, 1))
 
     def forward(self, features: list[Tensor], guidance: Tensor, t: Tensor) -> Tensor:
+        feat = dict(zip(self.levels, features))  # UNet level -> backbone feature
         if self.time_mlp is None:
             temb = features[0].new_zeros(features[0].shape[0], self.time_dim)
         else:
             temb = self.time_mlp(step_embedding(t, self.time_dim))
-        x = self.stem(torch.cat([guidance, features[0]], dim=1))
+        x = self.stem(torch.cat([guidance, feat[0]], dim=1) if 0 in feat else guidance)
         skips = []
         for i, block in enumerate(self.enc):
             if i > 0:
                 x = self.down[i - 1](x)
-                x = self.fuse[i - 1](torch.cat([x, features[i]], dim=1))
+                x = self.fuse[i - 1](torch.cat([x, feat[i]], dim=1) if i in feat else x)
             x = block(x, temb)
             skips.append(x)
         for block in self.mid:

@@ -1,8 +1,8 @@
 """Assemble the report: every table and figure from results/, each as files plus a page section.
 
-Scope: Table 1, Figs. 2 and 4-9 and the training curves are for the configured dataset and
-backbone; Table 2 covers every backbone directory of the configured dataset; Tables 3-4 every
-CrowdPose / detection-box run found anywhere under results/.
+Scope: Table 1, Figs. 2 and 4-9 and the training curves are for the ablation backbone (the primary
+selection of params.yaml); Table 2 covers every COCO-layout backbone directory under results/;
+Tables 3-4 every CrowdPose / detection-box (val_det) run found anywhere under results/.
 
 Sweep variants (Figs. 5-6) are found by directory name: `ours_S<k>` is `ours` with guidance.S = k,
 `ours_linear` / `ours_cosine` is `ours` with that schedule; `ours` itself stands for the
@@ -33,17 +33,17 @@ def _caption(what: str, rows: int) -> str:
 
 def table_sections(params: Params, paths: Paths, runs: list[discover.Run], out: Path) -> list[Section]:
     """Tables 1-4 written as CSV + Markdown; their page sections."""
-    here = discover.by_variant(discover.select(runs, params.dataset, params.backbone.name))
+    here = discover.by_variant(discover.select(runs, params.dataset, params.backbone.name, "val"))
     t1 = tables.table1(here)
-    t2 = tables.table2(backbones(paths, discover.select(runs, params.dataset)))
-    crowd = [r for r in runs if discover.is_crowdpose(r)]
+    t2 = tables.table2(backbones(paths, [r for r in discover.select(runs, split="val") if not discover.is_crowdpose(r)]))
+    crowd = [r for r in runs if discover.is_crowdpose(r) and not discover.uses_detections(r)]
     det = [r for r in runs if discover.uses_detections(r) and not discover.is_crowdpose(r)]
     t3, t4 = tables.table3(crowd), tables.table4(det)
     specs = [
-        ("table1", t1, f"Table 1: ablation on {params.dataset}/{params.backbone.name} (AP in %, split "
-         f"{params.evaluate.split}); '{tables.PAPER_COLUMN}' is {paper.SOURCE}, {paper.TABLE1_BACKBONE}.", len(here)),
-        ("table2", t2, "Table 2: baseline vs ours per backbone directory of "
-         f"{params.dataset}; 'quoted' columns are the paper's COCO val2017 numbers at 256x192.", len(t2.dropna(
+        ("table1", t1, f"Table 1: ablation on {params.dataset}/{params.backbone.name} (AP in %, split val, "
+         f"ground-truth boxes); '{tables.PAPER_COLUMN}' is {paper.SOURCE}, {paper.TABLE1_BACKBONE}.", len(here)),
+        ("table2", t2, "Table 2: baseline vs ours per backbone directory (COCO-layout datasets, split val); "
+         "'quoted' columns are the paper's COCO val2017 numbers at 256x192.", len(t2.dropna(
              subset=["baseline AP (this run)", "ours AP (this run)"], how="all"))),
         ("table3", t3, "Table 3: CrowdPose val, GT boxes; rows with source 'paper (quoted)' are quoted from "
          "the paper (it states AP only), the others are this pipeline's CrowdPose runs.", len(crowd)),
@@ -60,14 +60,15 @@ def table_sections(params: Params, paths: Paths, runs: list[discover.Run], out: 
 
 
 def backbones(paths: Paths, runs: list[discover.Run]) -> list[dict]:
-    """One entry per backbone directory with runs: its paper name and input size (from the val
-    cache's attributes when there is one, else the directory name) and its metrics per variant."""
+    """One entry per backbone directory with runs (`<dataset>/<backbone>`): its paper name and input
+    size (from the val cache's attributes when there is one, else the directory name) and its
+    metrics per variant."""
     out = []
-    for bb in sorted({r.backbone for r in runs}):
-        attrs = discover.cache_attrs_of(paths.dataset / bb)
-        out.append({"dir": bb, "paper_name": discover.paper_backbone_name(bb, attrs),
+    for ds, bb in sorted({(r.dataset, r.backbone) for r in runs}):
+        attrs = discover.cache_attrs_of(paths.results / ds / bb)
+        out.append({"dir": f"{ds}/{bb}", "paper_name": discover.paper_backbone_name(bb, attrs),
                     "input_size": attrs.get("input_size"),
-                    "metrics": discover.by_variant([r for r in runs if r.backbone == bb])})
+                    "metrics": discover.by_variant(discover.select(runs, ds, bb))})
     return out
 
 
@@ -84,7 +85,7 @@ def sweep_points(metrics: dict[str, dict], params: Params) -> tuple[dict[int, fl
 def chart_sections(params: Params, paths: Paths, runs: list[discover.Run], t1: pd.DataFrame, out: Path) -> list[Section]:
     """Figs. 4-6 and the training curves."""
     label = f"{params.dataset}/{params.backbone.name}"
-    metrics = discover.by_variant(discover.select(runs, params.dataset, params.backbone.name))
+    metrics = discover.by_variant(discover.select(runs, params.dataset, params.backbone.name, "val"))
     by_s, by_schedule = sweep_points(metrics, params)
     charts.fig4_ablation(t1, out / "fig4_ablation.png", label)
     charts.fig5_steps(by_s, out / "fig5_steps.png", label)

@@ -1,7 +1,7 @@
-"""Find what the stages have written under results/: every `<ds>/<bb>/<variant>/metrics.json`,
-and what each dataset and backbone directory is (for the paper's Tables 2-4).
+"""Find what the stages have written under results/: every `metrics/<ds>/<bb>/<variant>.json`
+({split: metrics}), and what each dataset and backbone directory is (for the paper's Tables 2-4).
 
-Nothing here is invented: a run that has no metrics.json simply has no entry.
+Nothing here is invented: a run that has no metrics file simply has no entry.
 """
 
 from __future__ import annotations
@@ -14,52 +14,57 @@ from pathlib import Path
 from sgpose.io import read_json
 
 log = logging.getLogger(__name__)
-CROWDPOSE_KEYS = ("AP_easy", "AP_medium", "AP_hard")  # what evaluate writes for CrowdPose (issue 7)
-DETECTION_BOXES = ("det", "detection", "detections")  # metrics.json `boxes` values meaning detector boxes
+CROWDPOSE_KEYS = ("AP_easy", "AP_medium", "AP_hard")  # what evaluate writes for CrowdPose
+DETECTIONS = "val_det"  # the split scored on detector boxes (Table 4)
 
 
 @dataclass(frozen=True)
 class Run:
-    """One evaluated run: results/<dataset>/<backbone>/<variant>/metrics.json."""
+    """One variant scored on one split: an entry of results/metrics/<dataset>/<backbone>/<variant>.json."""
 
     dataset: str
     backbone: str
     variant: str
+    split: str
     metrics: dict
 
 
 def find_runs(results: Path) -> list[Run]:
-    """Every evaluated run under `results`, sorted by path; unreadable files are skipped with a warning."""
+    """Every evaluated (variant, split) under `results`, sorted by path; unreadable files are skipped
+    with a warning."""
     runs = []
-    for path in sorted(Path(results).glob("*/*/*/metrics.json")):
+    for path in sorted(Path(results).glob("metrics/*/*/*.json")):
         try:
-            metrics = read_json(path)
+            by_split = read_json(path)
         except ValueError as err:
             log.warning("skipping %s", err)
             continue
-        runs.append(Run(path.parts[-4], path.parts[-3], path.parts[-2], metrics))
+        for split, metrics in sorted(by_split.items()) if isinstance(by_split, dict) else []:
+            if isinstance(metrics, dict) and "AP" in metrics:
+                runs.append(Run(path.parts[-3], path.parts[-2], path.stem, split, metrics))
     return runs
 
 
-def select(runs: list[Run], dataset: str | None = None, backbone: str | None = None) -> list[Run]:
-    """The runs of one dataset and/or backbone."""
-    return [r for r in runs if dataset in (None, r.dataset) and backbone in (None, r.backbone)]
+def select(runs: list[Run], dataset: str | None = None, backbone: str | None = None,
+           split: str | None = None) -> list[Run]:
+    """The runs of one dataset, backbone and/or split."""
+    return [r for r in runs if dataset in (None, r.dataset) and backbone in (None, r.backbone)
+            and split in (None, r.split)]
 
 
 def by_variant(runs: list[Run]) -> dict[str, dict]:
-    """variant -> metrics for runs of one (dataset, backbone)."""
+    """variant -> metrics for runs of one (dataset, backbone, split)."""
     return {r.variant: r.metrics for r in runs}
 
 
 def is_crowdpose(run: Run) -> bool:
-    """CrowdPose runs: metrics carry AP_easy/medium/hard, or the dataset is named crowdpose*."""
-    return all(k in run.metrics for k in CROWDPOSE_KEYS) or run.dataset.lower().startswith("crowdpose")
+    """CrowdPose runs: metrics carry AP_easy/medium/hard (evaluate writes them for the crowdpose layout)."""
+    return all(k in run.metrics for k in CROWDPOSE_KEYS)
 
 
 def uses_detections(run: Run) -> bool:
-    """COCO runs scored on detector boxes: metrics.json `boxes` says so, or the dataset name ends `_det`."""
-    boxes = str(run.metrics.get("boxes", "")).lower()
-    return boxes in DETECTION_BOXES or run.dataset.lower().endswith("_det")
+    """Runs scored on detector boxes: the val_det split."""
+    return run.split == DETECTIONS
 
 
 def paper_backbone_name(backbone_dir: str, attrs: dict | None = None) -> str | None:

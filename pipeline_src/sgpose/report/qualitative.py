@@ -113,7 +113,7 @@ def instance_scores(d: ev.Decoded, heatmap_size, sigmas) -> dict[str, np.ndarray
 def write_qualitative(params: Params, paths: Paths, out: Path) -> dict[str, str]:
     """Figs. 7, 8 and the hardest-instances grid under `out`; returns figure -> a note for the page."""
     names = [*FIGURES, "fig9_hardest"]
-    cache, ckpt = paths.cache(params.evaluate.split), paths.refiner(VARIANT)
+    cache, ckpt = paths.cache("val"), paths.refiner(VARIANT)
     missing = [str(p) for p in (cache, ckpt) if not p.is_file()]
     if missing:
         return {n: placeholder(out / f"{n}.png", n, f"{', '.join(missing)} missing", ["sample"]) for n in names}
@@ -128,7 +128,7 @@ def write_qualitative(params: Params, paths: Paths, out: Path) -> dict[str, str]
 def _draw_all(params: Params, paths: Paths, out: Path, h5, unet, spec) -> dict[str, str]:
     layout, bp, mode, thr = get_layout(params.layout), params.backbone, params.infer.mode, params.guidance.pred_threshold
     d = ev.decode_val(h5, unet, spec, mode, params.infer.batch_size)
-    table = paths.instances(params.evaluate.split)
+    table = paths.instances("val")
     instances = pd.read_parquet(table) if table.is_file() else None
     crop = lambda idx: load_crops(instances, params.data.images_dir, d.meta["ann_id"][idx], d.meta["center"][idx],  # noqa: E731
                                   d.meta["scale"][idx], bp.input_size)

@@ -1,16 +1,18 @@
-"""`sgpose cache`: run the frozen backbone once over every crop and store its outputs in HDF5.
+"""`sgpose cache --backbone B`: run the frozen backbone once over every split's crops; write HDF5.
 
-For each split: Y0 heatmaps, the feature list (highest resolution first), the targets and the
-crop meta, so the refiner never touches images again. The backbone is always `backbone.pt`
-(trained by train_backbone, or an official checkpoint it imported); the sha256 of the weights'
-source is recorded. With `cache.flip_test` the val
-split also gets `flip/heatmaps` and `flip/feat/*`: the raw outputs for the mirrored crop
-(docs/architecture.md, "Flip test"); `sgpose.data.heatmaps.flip_back` maps them back.
+Per split (train and the backbone's evaluation splits) the cache holds the backbone's features
+(`cache.feature_levels`, highest resolution first), the initial heatmaps Y0, target heatmaps and
+weights, joints and crop meta, so the refiner never touches images again. The backbone is always
+`backbone.pt` (trained or imported by `train_backbone`), whose source is recorded. Evaluation splits
+with `cache.flip_test` also get `flip/heatmaps` and `flip/feat/*`: the raw outputs for the mirrored
+crop (docs/architecture.md, "Flip test"). The train split holds `cache.train_views` views of every
+instance, interleaved (sample i * V + v is view v of instance i): view 0 the plain crop, the others
+drawn with `cache.augment` (flip / scale / rotation), so refiner training can see one per epoch.
 
-Each split is written as shards of `cache.shard_size` samples plus a manifest (`sgpose.shards`):
-a re-run keeps every finished shard with the expected fingerprint and rebuilds the rest, so an
-interrupted run resumes at the first unfinished shard. `--split S --shard i` writes one shard
-(a Snakemake scatter job), `--split S --gather` only the manifest of finished shards.
+Each split is `cache.shards[split]` shard files plus a manifest (`sgpose.shards`): a re-run keeps
+every finished shard with the expected fingerprint and rebuilds the rest, so an interrupted run
+resumes at the first unfinished shard. `--split S --shard i` writes one shard (a Snakemake scatter
+job), `--split S --gather` only the manifest of finished shards (the gather job).
 """
 
 from __future__ import annotations
@@ -20,52 +22,59 @@ import logging
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
-from sgpose import shards
+from sgpose import compute, shards
 from sgpose.cache import cache_writer
-from sgpose.config import Params, Paths
+from sgpose.config import SPLITS, Params, Paths
 from sgpose.data.dataset import CropDataset
 from sgpose.keypoints import get_layout
+from sgpose.models.backbones import forward_views
 from sgpose.models.checkpoints import load_backbone
 from sgpose.stages.train_backbone import backbone_source_sha256, read_instances
 
 log = logging.getLogger(__name__)
-SPLITS = ("train", "val")
-FLIP_SPLITS = ("val",)  # the flip test is an inference-time device: no flipped train outputs
+META = ("center", "scale", "bbox", "image_id", "ann_id", "score")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--split", choices=SPLITS, help="only this split (default: both)")
+    parser.add_argument("--split", choices=SPLITS, help="only this split (default: train and the backbone's evals)")
     parser.add_argument("--shard", type=int, help="only this shard of --split (a scatter job; no manifest)")
     parser.add_argument("--gather", action="store_true",
                         help="only write the manifest of --split from its finished shards (the gather job)")
-
-
-def run_backbone(model: torch.nn.Module, images: torch.Tensor, flip: bool) -> dict[str, torch.Tensor]:
-    """Heatmaps and features keyed by cache dataset name; with `flip`, also those of the mirrored crops."""
-    heatmaps, feats = model(images)
-    out = {"heatmaps": heatmaps, **{f"feat/{i}": f for i, f in enumerate(feats)}}
-    if flip:
-        heatmaps, feats = model(images.flip(-1))
-        out |= {"flip/heatmaps": heatmaps, **{f"flip/feat/{i}": f for i, f in enumerate(feats)}}
-    return out
 
 
 def batch_arrays(batch: dict, outputs: dict[str, torch.Tensor]) -> dict:
     """One DataLoader batch plus backbone outputs, keyed by cache dataset name, as numpy."""
     out = dict(outputs)
     out |= {k: batch[k] for k in ("target", "target_weight", "joints")}
-    out |= {f"meta/{k}": batch[k] for k in ("center", "scale", "bbox", "image_id", "ann_id", "score")}
+    out |= {f"meta/{k}": batch[k] for k in (*META, *(("view",) if "view" in batch else ()))}
     return {k: v.detach().cpu().numpy() for k, v in out.items()}
+
+
+class ViewCrops(Dataset):
+    """`views` crops of every instance, interleaved: item i * views + v is view v of instance i,
+    view 0 the plain crop and v >= 1 the augmentation draw of `epoch` v (seeded: reproducible)."""
+
+    def __init__(self, plain: CropDataset, augmented: CropDataset, views: int):
+        self.plain, self.augmented, self.views = plain, augmented, views
+
+    def __len__(self) -> int:
+        return len(self.plain) * self.views
+
+    def __getitem__(self, j: int) -> dict:
+        i, v = divmod(j, self.views)
+        return {**(self.plain[i] if v == 0 else self.augmented.item(i, v)), "view": torch.tensor(v)}
 
 
 def main(params: Params, paths: Paths, args: argparse.Namespace) -> None:
     split, shard, gather = getattr(args, "split", None), getattr(args, "shard", None), getattr(args, "gather", False)
     if (shard is not None or gather) and split is None:
         raise ValueError("--shard and --gather need --split")
-    for name in [split] if split else SPLITS:
+    if split is not None and split not in params.splits:
+        raise ValueError(f"--split {split}: backbone {params.backbone.name} caches {', '.join(params.splits)}")
+    for name in [split] if split else params.splits:
         plan = SplitPlan(params, paths, name)
         if gather:
             plan.gather()
@@ -78,75 +87,96 @@ def main(params: Params, paths: Paths, args: argparse.Namespace) -> None:
 
 
 def cache_attrs(params: Params, paths: Paths) -> dict:
-    """The attributes every shard and manifest carries: layout, sizes, backbone, weights, cache params."""
+    """The attributes every shard and manifest carries: layout, sizes, backbone, weights, and the
+    parameters its numbers depend on (cache and compute sections as configured)."""
     bp, layout = params.backbone, get_layout(params.layout)
     return {"layout": layout.name, "input_size": list(bp.input_size), "heatmap_size": list(bp.heatmap_size),
-            "num_joints": layout.num_joints, "backbone": bp.model_dump(mode="json"),
+            "num_joints": layout.num_joints, "backbone": bp.model_dump(mode="json", exclude={"evals", "train"}),
             "checkpoint_sha256": backbone_source_sha256(paths.backbone),
-            "cache": params.cache.model_dump(mode="json", include={"dtype", "compression", "shard_size"})}
+            "cache": params.cache.model_dump(mode="json", exclude={"batch_size", "shards"}),
+            "compute": params.compute.model_dump(mode="json")}
 
 
 class SplitPlan:
-    """One split's shards: ranges, fingerprints, which are finished, and the manifest over them."""
+    """One split's shards: instance ranges, fingerprints, which are finished, and the manifest over them."""
 
     def __init__(self, params: Params, paths: Paths, split: str):
         self.split, self.manifest = split, paths.cache(split)
         self.rows = read_instances(paths.instances(split))
-        self.flip = params.cache.flip_test and split in FLIP_SPLITS
-        self.attrs = cache_attrs(params, paths) | {"flip_test": self.flip}
-        self.ranges = shards.shard_ranges(len(self.rows), params.cache.shard_size)
+        self.flip = params.cache.flip_test and split != "train"  # the flip test is an inference-time device
+        self.views = params.cache.train_views if split == "train" else 1
+        self.attrs = cache_attrs(params, paths) | {"flip_test": self.flip, "views": self.views}
+        self.ranges = shards.shard_ranges(len(self.rows), params.cache.num_shards(split))
         code = shards.code_digest()
         self.prints = [shards.fingerprint(self.attrs, self.rows.iloc[a:b], a, code) for a, b in self.ranges]
         self.files = [shards.shard_path(self.manifest, i) for i in range(len(self.ranges))]
+
+    def samples(self, i: int) -> tuple[int, int]:
+        """Sample range [start, stop) of shard i (instances times views)."""
+        a, b = self.ranges[i]
+        return a * self.views, b * self.views
+
+    def problem(self, i: int) -> str | None:
+        """Why shard i must be (re)built, or None when it is finished and current."""
+        a, b = self.samples(i)
+        return shards.shard_problem(self.files[i], b - a, self.prints[i])
 
     def todo(self, which: list[int] | None = None) -> list[int]:
         """The shards (of `which`, default all) that are missing, unfinished, stale or damaged."""
         out = []
         for i in range(len(self.ranges)) if which is None else which:
             if not 0 <= i < len(self.ranges):
-                raise ValueError(f"--shard {i}: {self.split} has shards 0..{len(self.ranges) - 1}")
-            (a, b), path = self.ranges[i], self.files[i]
-            problem = shards.shard_problem(path, b - a, self.prints[i])
+                raise ValueError(f"--shard {i}: {self.split} has shards 0..{len(self.ranges) - 1} (cache.shards)")
+            problem = self.problem(i)
             if problem is None:
-                log.info("%s: finished, kept", path)
+                log.info("%s: finished, kept", self.files[i])
             else:
                 out.append(i)
                 if problem != "missing":
-                    log.warning("%s: %s; rebuilding it", path, problem)
+                    log.warning("%s: %s; rebuilding it", self.files[i], problem)
         return out
 
     def gather(self) -> None:
         """Write the manifest; every shard must be finished. Removes stray files in the shards folder."""
-        unfinished = [str(self.files[i]) for i in range(len(self.ranges))
-                      if shards.shard_problem(self.files[i], self.ranges[i][1] - self.ranges[i][0],
-                                              self.prints[i]) is not None]
+        unfinished = [str(self.files[i]) for i in range(len(self.ranges)) if self.problem(i) is not None]
         if unfinished:
             raise ValueError(f"{self.manifest}: cannot gather, unfinished shards {unfinished}")
         for stray in shards.remove_strays(self.manifest, self.files):
             log.info("removed stray %s", stray)
-        shards.write_manifest(self.manifest, self.files, [a for a, _ in self.ranges], len(self.rows))
-        log.info("wrote %s (%d samples in %d shards)", self.manifest, len(self.rows), len(self.files))
+        n = len(self.rows) * self.views
+        shards.write_manifest(self.manifest, self.files, [self.samples(i)[0] for i in range(len(self.files))], n)
+        log.info("wrote %s (%d samples in %d shards)", self.manifest, n, len(self.files))
+
+
+def _crops(params: Params, plan: SplitPlan) -> Dataset:
+    """The split's crops in cache order (with the training views)."""
+    bp, layout = params.backbone, get_layout(params.layout)
+    make = lambda augment: CropDataset(plan.rows, params.data.images_dir, bp.input_size, bp.heatmap_size,  # noqa: E731
+                                       bp.heatmap_sigma, layout, augment=augment)  # fixed seed: views reproducible
+    if plan.views == 1:
+        return make(None)
+    return ViewCrops(make(None), make(params.cache.augment), plan.views)
 
 
 def _write_shards(params: Params, paths: Paths, plan: SplitPlan, todo: list[int]) -> None:
     """Run the frozen backbone over the crops of the listed shards and write each shard atomically."""
-    bp, layout = params.backbone, get_layout(params.layout)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = load_backbone(paths.backbone, bp, layout.num_joints).to(device)
-    dataset = CropDataset(plan.rows, params.data.images_dir, bp.input_size, bp.heatmap_size, bp.heatmap_sigma,
-                          layout, train=False)
+    cp, dev = params.compute, compute.device(params.compute)
+    model = compute.prepare_model(load_backbone(paths.backbone, params.backbone, get_layout(params.layout).num_joints),
+                                  cp, dev).eval()
+    crops = _crops(params, plan)
     for i in todo:
-        a, b = plan.ranges[i]
-        loader = DataLoader(Subset(dataset, range(a, b)), batch_size=params.cache.batch_size, shuffle=False,
-                            num_workers=params.train_backbone.num_workers)
-        _write_shard(plan.files[i], loader, model, device, plan.flip, b - a,
-                     plan.attrs | {"fingerprint": plan.prints[i], "shard_index": i, "shard_start": a}, params)
+        a, b = plan.samples(i)
+        loader = DataLoader(Subset(crops, range(a, b)), batch_size=params.cache.batch_size, shuffle=False,
+                            num_workers=params.train_backbone.num_workers, pin_memory=dev.type == "cuda")
+        attrs = plan.attrs | {"fingerprint": plan.prints[i], "shard_index": i, "shard_start": a}
+        _write_shard(plan.files[i], loader, model, params, dev, plan.flip, b - a, attrs)
 
 
-def _write_shard(path: Path, loader: DataLoader, model, device, flip: bool, n: int, attrs: dict,
-                 params: Params) -> None:
+def _write_shard(path: Path, loader: DataLoader, model: torch.nn.Module, params: Params, dev: torch.device,
+                 flip: bool, n: int, attrs: dict) -> None:
     cp = params.cache
-    with cache_writer(path, n, attrs, cp.dtype, cp.compression) as writer, torch.no_grad():
-        for batch in tqdm(loader, desc=f"cache {path.name}", leave=False, dynamic_ncols=True):
-            writer.append(batch_arrays(batch, run_backbone(model, batch["image"].to(device), flip)))
+    with cache_writer(path, n, attrs, cp.dtype, cp.compression) as writer, compute.inference(params.compute, dev):
+        for batch in tqdm(loader, desc=f"cache {path.parent.name}/{path.name}", leave=False, dynamic_ncols=True):
+            images = compute.to_device(batch["image"], params.compute, dev)
+            writer.append(batch_arrays(batch, forward_views(model, images, flip, cp.feature_levels)))
     log.info("wrote %s (%d samples)", path, n)

@@ -1,10 +1,12 @@
-"""`sgpose download`: fetch and verify every file of `data.manifest` into `data.raw_dir`.
+"""`sgpose download --dataset D`: fetch and verify every file of the dataset's `data.manifest` into
+`data.raw_dir`, and the official checkpoints of its backbones.
 
 Source: `--mirror`, else env `SGPOSE_MIRROR` (a local directory or an http(s) base URL with the
-manifest's relative paths), else each file's public URL. When `backbone.checkpoint` names a
-registry checkpoint (sgpose.models.zoo), it is fetched from its URL into `checkpoints/` (resumable,
-verified; a local mirror directory holding `checkpoints/<file>` is used first). Writes
-`<raw_dir>/<manifest stem>.done` listing the verified files: the output workflow engines track.
+manifest's relative paths), else each file's public URL. Every `backbones.*.checkpoint` of the
+dataset that names a registry checkpoint (sgpose.models.zoo) is fetched from its URL into
+`checkpoints/` (resumable, verified; a local mirror directory holding `checkpoints/<file>` is used
+first). Writes `results/<dataset>/download.json` listing every verified file with its checksum:
+the output the workflow engines track (later stages depend on it, not on the files).
 """
 
 from __future__ import annotations
@@ -26,11 +28,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mirror", default=None,
                         help="local directory or http(s) base URL holding the files (overrides $SGPOSE_MIRROR)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-
-
-def stamp_path(params: Params) -> Path:
-    """`<raw_dir>/<manifest stem>.done`, e.g. data/raw/manifest.done."""
-    return Path(params.data.raw_dir) / f"{Path(params.data.manifest).stem}.done"
 
 
 def fetch_checkpoint(key: str, root: Path, mirror: str | None, progress: bool) -> Path:
@@ -61,7 +58,9 @@ def main(params: Params, paths: Paths, args: argparse.Namespace) -> None:
              ", ".join(f"{k} {v}" for k, v in counts.items()))
     stamp = {"manifest": params.data.manifest,
              "files": {e.path: recorded_checksum(e, Path(params.data.raw_dir)) for e in entries}}
-    if zoo.is_registry_key(params.backbone.checkpoint):
-        ckpt = fetch_checkpoint(params.backbone.checkpoint, paths.root, mirror, not getattr(args, "no_progress", False))
-        stamp["checkpoint"] = {str(ckpt): sha256_file(ckpt)}
-    write_json(stamp_path(params), stamp)
+    keys = sorted({bp.checkpoint for bp in params.file.backbones.values()
+                   if bp.dataset == params.dataset and zoo.is_registry_key(bp.checkpoint)})
+    ckpts = [fetch_checkpoint(key, paths.root, mirror, not getattr(args, "no_progress", False)) for key in keys]
+    if ckpts:
+        stamp["checkpoints"] = {str(c): sha256_file(c) for c in ckpts}
+    write_json(paths.download_stamp, stamp)

@@ -1,9 +1,11 @@
-"""`sgpose evaluate --variant V`: OKS keypoint AP of one variant's results; writes metrics.json.
+"""`sgpose evaluate --backbone B --variant V`: OKS keypoint AP of one variant's predictions on each
+evaluation split of the backbone; writes results/metrics/<dataset>/<backbone>/<variant>.json =
+{split: metrics} (DVC metrics).
 
-COCO metrics, or the CrowdPose toolkit's (AP_easy/medium/hard added) when `layout` is crowdpose;
-backend `evaluate.backend`. Detection-box runs (`prepare.boxes: detections`) first go through
-OKS-NMS per image at `evaluate.nms_threshold` (SimpleBaseline; the box-score x keypoint-score
-rescoring happens in infer, sgpose.evaluation.results).
+COCO metrics, or the CrowdPose toolkit's (AP_easy/medium/hard added) when the dataset's layout is
+crowdpose; backend `evaluate.backend`. The detection-box split `val_det` first goes through OKS-NMS
+per image at `evaluate.nms_threshold` (SimpleBaseline; the box-score x keypoint-score rescoring
+happens in infer, sgpose.evaluation.results); it is scored against val's ground truth.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from sgpose import variants
 from sgpose.config import Params, Paths
 from sgpose.evaluation.coco_eval import evaluate_keypoints
 from sgpose.evaluation.nms import nms_results
@@ -21,20 +24,26 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--variant", required=True, help="which variant's results to score (baseline, A1, ..., ours)")
+    parser.add_argument("--variant", required=True, type=variants.argument,
+                        help="which variant's predictions to score (baseline, A1, ..., ours, sweeps)")
 
 
-def main(params: Params, paths: Paths, args: argparse.Namespace) -> None:
-    """Score `paths.keypoints(variant, split)` against the split's ground truth."""
-    split, layout = params.evaluate.split, get_layout(params.layout)
-    results = read_json(paths.keypoints(args.variant, split))
-    if params.prepare.boxes == "detections" and split == "val":
+def split_metrics(params: Params, paths: Paths, variant: str, split: str) -> dict:
+    """The metrics of one variant on one split (OKS-NMS first on detector boxes)."""
+    layout = get_layout(params.layout)
+    results = read_json(paths.keypoints(variant, split))
+    if split == "val_det":
         before = len(results)
         results = nms_results(results, layout.sigmas, params.evaluate.nms_threshold)
         log.info("OKS-NMS at %.2f: %d -> %d results", params.evaluate.nms_threshold, before, len(results))
     metrics = evaluate_keypoints(paths.split_annotations(split), results, layout.sigmas,
                                  backend=params.evaluate.backend, crowdpose=layout.name == "crowdpose")
-    metrics["variant"] = args.variant
-    write_json(paths.metrics(args.variant), metrics)
-    log.info("%s: AP %.4f AR %.4f on %d images (%d results)", args.variant, metrics["AP"], metrics["AR"],
+    log.info("%s %s: AP %.4f AR %.4f on %d images (%d results)", variant, split, metrics["AP"], metrics["AR"],
              metrics["num_images"], metrics["num_instances"])
+    return metrics
+
+
+def main(params: Params, paths: Paths, args: argparse.Namespace) -> None:
+    """Score `paths.keypoints(variant, split)` for every evaluation split of the backbone."""
+    metrics = {split: split_metrics(params, paths, args.variant, split) for split in params.evals}
+    write_json(paths.metrics(args.variant), metrics)

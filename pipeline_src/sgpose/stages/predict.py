@@ -62,7 +62,7 @@ def image_id_of(path: Path) -> int:
 def crops(image: np.ndarray, boxes: np.ndarray, params: Params) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
     """Normalised input crops (N, 3, h, w) and their centres and scales, as the val crops are made."""
     h, w = params.backbone.input_size
-    center, scale = box_to_center_scale(boxes, w / h, params.prepare.padding)
+    center, scale = box_to_center_scale(boxes, params.prepare.aspect_ratio, params.prepare.padding)
     images = [ImageNorm.to_tensor(warp_crop(image, c, s, 0.0, (h, w))) for c, s in zip(center, scale)]
     return torch.stack(images), center, scale
 
@@ -86,13 +86,12 @@ def models(params: Params, paths: Paths):
 
 def heatmaps(params: Params, backbone, unet, spec, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(backbone heatmaps, refined heatmaps), both flip-averaged as `infer` does."""
-    from sgpose.stages.cache import run_backbone
+    from sgpose.models.backbones import forward_views
     from sgpose.stages.infer import final_heatmaps
 
     with torch.no_grad():
-        outputs = run_backbone(backbone, images, params.infer.flip_test)
-    data = {k: v.float().numpy() for k, v in outputs.items()}
-    return final_heatmaps(params, data), final_heatmaps(params, data, unet, spec)
+        batch = forward_views(backbone, images, params.infer.flip_test)
+    return final_heatmaps(params, batch), final_heatmaps(params, batch, unet, spec)
 
 
 def draw_overlay(path: Path, image: np.ndarray, base: np.ndarray, refined: np.ndarray, layout) -> None:

@@ -1,10 +1,11 @@
-"""`sgpose prepare`: per split, the person instance table (parquet) and the split's COCO ground truth
-(json, what evaluate scores).
+"""`sgpose prepare --dataset D`: per split, the person instance table (parquet) and the split's COCO
+ground truth (json, what evaluate scores), in `results/<dataset>/prepared/`.
 
 Splits: with `data.val_annotations` the official ones (train = `data.annotations`, val = that file:
 COCO train2017/val2017, CrowdPose train/val); without it, the images of `data.annotations` split by
-`prepare.val_fraction`. Boxes: train always from GT; val from GT or, with `prepare.boxes: detections`,
-from `prepare.detections` (sgpose.data.detections). The val ground truth is always the full split's.
+`prepare.val_fraction`. Boxes: train and val from ground truth; when `prepare.detections` names a
+detection file, also `val_det`: the val images' detector boxes (sgpose.data.detections), scored
+against val's ground truth (Table 4). Crops have the dataset's `prepare.aspect_ratio`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import logging
 
 import pandas as pd
 
-from sgpose.config import Params, Paths
+from sgpose.config import SPLITS, Params, Paths
 from sgpose.data.coco import instances_from_gt, load_coco, split_images, subset_annotations
 from sgpose.data.detections import instances_from_detections, load_detections
 from sgpose.io import atomic_path, write_json
@@ -24,42 +25,56 @@ log = logging.getLogger(__name__)
 
 
 def split_sources(params: Params) -> dict[str, tuple[str, dict, list[int]]]:
-    """split -> (annotation file, its COCO dict restricted to the split, image ids)."""
+    """split -> (annotation file, its COCO dict, the split's image ids); val_det shares val's."""
     layout, data, p = get_layout(params.layout), params.data, params.prepare
     coco = load_coco(data.annotations, layout)
     if data.val_annotations:
         val = load_coco(data.val_annotations, layout)
-        return {"train": (data.annotations, coco, [int(i["id"]) for i in coco["images"]]),
-                "val": (data.val_annotations, val, [int(i["id"]) for i in val["images"]])}
-    train_ids, val_ids = split_images([img["id"] for img in coco["images"]], p.val_fraction, p.split_seed)
-    return {"train": (data.annotations, coco, train_ids), "val": (data.annotations, coco, val_ids)}
+        out = {"train": (data.annotations, coco, [int(i["id"]) for i in coco["images"]]),
+               "val": (data.val_annotations, val, [int(i["id"]) for i in val["images"]])}
+    else:
+        train_ids, val_ids = split_images([img["id"] for img in coco["images"]], p.val_fraction, p.split_seed)
+        out = {"train": (data.annotations, coco, train_ids), "val": (data.annotations, coco, val_ids)}
+    if p.detections:
+        out["val_det"] = (p.detections, *out["val"][1:])
+    return out
 
 
 def split_table(params: Params, split: str, coco: dict, ids: list[int]) -> pd.DataFrame:
-    """The split's instances: GT boxes, or detections for val when `prepare.boxes` says so."""
+    """The split's instances: ground-truth boxes, or for val_det the detector's boxes."""
     layout, p = get_layout(params.layout), params.prepare
-    input_h, input_w = params.backbone.input_size
-    if split == "val" and p.boxes == "detections":
-        table = instances_from_detections(coco, load_detections(p.detections), ids, layout, input_w / input_h,
+    if split == "val_det":
+        table = instances_from_detections(coco, load_detections(p.detections), ids, layout, p.aspect_ratio,
                                           p.padding, p.det_score_threshold, p.min_box_area)
     else:
-        table = instances_from_gt(coco, ids, layout, aspect=input_w / input_h, padding=p.padding,
+        table = instances_from_gt(coco, ids, layout, aspect=p.aspect_ratio, padding=p.padding,
                                   min_keypoints=p.min_keypoints)
-    subdir = params.data.image_subdirs.get(split)
+    subdir = params.data.image_subdirs.get("val" if split == "val_det" else split)
     return table.assign(file_name=subdir.rstrip("/") + "/" + table.file_name) if subdir else table
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--split", action="append", choices=SPLITS, dest="splits",
+                        help="only this split (repeatable; default: train, val and, with detections, val_det)")
 
 
 def main(params: Params, paths: Paths, args: argparse.Namespace) -> None:
     p = params.prepare
-    for split, (source, coco, ids) in split_sources(params).items():
+    wanted = getattr(args, "splits", None)
+    if wanted and "val_det" in wanted and not p.detections:
+        raise ValueError(f"--split val_det: datasets.{params.dataset}.prepare.detections names no detection file")
+    sources = split_sources(params)
+    for split in wanted or list(sources):
+        source, coco, ids = sources[split]
         table = split_table(params, split, coco, ids)
         if not ids or table.empty:
-            what = "detections" if split == "val" and p.boxes == "detections" else f"persons with >= {p.min_keypoints} keypoints"
+            what = "detections" if split == "val_det" else f"persons with >= {p.min_keypoints} keypoints"
             raise ValueError(
                 f"{source}: the {split} split is empty ({len(ids)} images, {len(table)} {what}; "
                 f"{len(coco['images'])} images in the file, prepare.val_fraction={p.val_fraction}): "
                 "use more images or change the fraction")
         with atomic_path(paths.instances(split)) as tmp:
             table.to_parquet(tmp, index=False)
-        write_json(paths.split_annotations(split), subset_annotations(coco, ids), indent=None)
+        if split != "val_det":
+            write_json(paths.split_annotations(split), subset_annotations(coco, ids), indent=None)
         log.info("%s: %d images, %d person instances -> %s", split, len(ids), len(table), paths.instances(split))

@@ -1,7 +1,7 @@
 """`sgpose report`: every paper table and figure regenerated from results/, beside the paper's
 numbers, on one static page (results/report/index.html).
 
-Reads: every results/<ds>/<bb>/<variant>/metrics.json, the configured backbone's val cache,
+Reads: every results/metrics/<ds>/<bb>/<variant>.json, the ablation backbone's val cache,
 `ours/refiner.pt`, the train_log.csv files, the val instance table and images (crops of the
 qualitative figures), params.yaml. What is missing shows as '-' or "no runs yet", never invented.
 """
@@ -28,7 +28,7 @@ def main(params: Params, paths: Paths, args: argparse.Namespace) -> None:
     out = paths.report
     runs = discover.find_runs(paths.results)
     if not runs:
-        log.warning("no metrics.json under %s: tables show '-' and figures 'no runs yet'", paths.results)
+        log.warning("no metrics under %s/metrics: tables show '-' and figures 'no runs yet'", paths.results)
     fig2 = build.fig2_section(params, paths, out)
     tables = build.table_sections(params, paths, runs, out)
     charts = build.chart_sections(params, paths, runs, tables[0].table, out)

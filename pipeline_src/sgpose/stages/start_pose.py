@@ -1,7 +1,7 @@
 """`sgpose start_pose`: the mean training pose in crop (heatmap-pixel) coordinates, the data-driven
 start pose P_start of `guidance.start_pose: mean` (SPEC 2).
 
-Averages each joint over the training cache's samples where it is labelled and inside the map
+Averages each joint over the training cache's plain crops (view 0) where it is labelled and inside the map
 (`target_weight` > 0, the same joints the losses train on); a joint never seen falls back to the
 canonical pose. Writes results/<dataset>/<backbone>/start_pose.json.
 """
@@ -13,8 +13,8 @@ import logging
 
 import torch
 
-from sgpose.cache import load_cache
 from sgpose.config import Params, Paths
+from sgpose.data.cache_loader import CacheBatches
 from sgpose.guidance import mean_pose
 from sgpose.io import write_json
 from sgpose.keypoints import get_layout
@@ -34,8 +34,9 @@ def start_pose_record(params: Params, joints, weight) -> dict:
 
 
 def main(params: Params, paths: Paths, args: argparse.Namespace) -> None:
-    data = load_cache(paths.cache("train"), ["joints", "target_weight"])
-    record = start_pose_record(params, data["joints"], data["target_weight"])
+    data = CacheBatches(paths.cache("train"), keys=["joints", "target_weight"], prefixes=(), preload=True)
+    plain = slice(None, None, data.views)  # view 0 of every instance: the unaugmented crops
+    record = start_pose_record(params, data.memory["joints"][plain], data.memory["target_weight"][plain])
     write_json(paths.start_pose, record)
-    log.info("mean start pose from %d samples -> %s (canonical fallback: %s)", len(data["joints"]),
+    log.info("mean start pose from %d samples -> %s (canonical fallback: %s)", len(data) // data.views,
              paths.start_pose, record["canonical_fallback"] or "none")

@@ -1,4 +1,4 @@
-"""`sgpose train_backbone`: train the backbone (SimpleBaseline or HRNet) where no official checkpoint is used.
+"""`sgpose train_backbone --backbone B`: train a backbone (SimpleBaseline or HRNet) where no official checkpoint is used.
 
 Adam + MultiStepLR (x0.1 at `lr_steps`) on SimpleBaseline's JointsMSELoss. Resumable: after
 every epoch the model, optimizer, scheduler and log so far go to `backbone.pt.last` (atomically);
@@ -65,7 +65,7 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim
 def _fingerprint(params: Params, num_joints: int) -> dict:
     """What a resume checkpoint must have been made with to be continued (any `epochs` not below its own)."""
     train = params.train_backbone.model_dump(mode="json", exclude={"epochs", "num_workers"})
-    return {"backbone": params.backbone.model_dump(mode="json"), "train": train,
+    return {"backbone": params.backbone.model_dump(mode="json", exclude={"evals", "train"}), "train": train,
             "layout": params.layout, "num_joints": num_joints}
 
 
@@ -134,8 +134,7 @@ def main(params: Params, paths: Paths, args: argparse.Namespace) -> None:
     layout = get_layout(params.layout)
     torch.manual_seed(tp.seed)
     dataset = CropDataset(read_instances(paths.instances("train")), params.data.images_dir, bp.input_size,
-                          bp.heatmap_size, bp.heatmap_sigma, layout, train=True, flip_prob=tp.flip_prob,
-                          scale_factor=tp.scale_factor, rotation_factor=tp.rotation_factor, seed=tp.seed)
+                          bp.heatmap_size, bp.heatmap_sigma, layout, augment=tp.augment, seed=tp.seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = build_backbone(bp, layout.num_joints).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=tp.lr)

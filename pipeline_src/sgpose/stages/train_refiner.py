@@ -1,9 +1,14 @@
-"""`sgpose train_refiner`: train the structure-guided UNet from the HDF5 cache (SPEC 4).
+"""`sgpose train_refiner --backbone B --variant V`: train the structure-guided UNet (SPEC 4).
 
-The cache is read batch by batch (`sgpose.data.cache_loader`, `train_refiner.num_workers` reader
-processes), never loaded whole: full COCO's train cache is hundreds of GB. Each epoch's batches
-are a seeded permutation, so the run is reproducible for any number of workers.
-Resumable: a `refiner.pt.last` checkpoint is written after every epoch and picked up by a re-run.
+Features come from the HDF5 cache, read batch by batch (`sgpose.data.cache_loader`,
+`train_refiner.num_workers` reader processes; a cache under `train_refiner.preload_gb` is read into
+memory once), one cached view of each instance per epoch; or, with `train_refiner.features: online`,
+from the frozen backbone run in the loop on freshly augmented crops (`cache.augment`). Each epoch's
+batches, views and steps t come from one seeded generator, so a run is reproducible for any number
+of workers and processes. Device, mixed precision and channels_last follow the `compute` section;
+`train_refiner.devices` > 1 trains with DDP (`sgpose.distributed`): every process takes its share of
+each global batch, and the loss is weighted so the gradient equals the single-process one.
+Resumable: `refiner.pt.last` is written after every epoch and picked up by a re-run.
 """
 
 from __future__ import annotations
@@ -13,71 +18,145 @@ import csv
 import logging
 import time
 from pathlib import Path
+from typing import Iterable, Iterator
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from sgpose import compute, distributed, variants
 from sgpose.config import Params, Paths
 from sgpose.data.cache_loader import CacheBatches, batch_loader, features, shuffled_batches
+from sgpose.data.dataset import CropDataset
 from sgpose.io import atomic_path
-from sgpose.refine import build_unet, guidance_spec, training_loss
-from sgpose.variants import REFINED
+from sgpose.keypoints import get_layout
+from sgpose.models.backbones import forward_views
+from sgpose.models.checkpoints import load_backbone
+from sgpose.refine import build_unet, draw_steps, guidance_spec, training_loss
+from sgpose.stages.train_backbone import read_instances
 
 log = logging.getLogger(__name__)
-REFINED_VARIANTS = REFINED
+TARGETS = ("target", "target_weight", "joints")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--variant", default="ours", choices=REFINED_VARIANTS, help="which refiner to train")
+    parser.add_argument("--variant", default="ours", type=variants.refined_argument,
+                        help="which refiner to train: A1..A4, ours, or a sweep ours_S<k> / ours_linear (default ours)")
 
 
-def feature_list(data: dict, index=slice(None), prefix: str = "") -> list[torch.Tensor]:
-    """`{prefix}feat/0..n-1` of a loaded cache as float tensors, highest resolution first
-    (prefix `flip/` for the mirrored crops)."""
-    head = f"{prefix}feat/"
-    keys = sorted((k for k in data if k.startswith(head)), key=lambda k: int(k[len(head):]))
-    return [torch.from_numpy(data[k][index]).float() for k in keys]
+class CachedSource:
+    """Training batches read from the train cache; one of its views per instance and epoch."""
+
+    def __init__(self, path: Path, params: Params):
+        tp = params.train_refiner
+        self.data = CacheBatches(path)
+        if self.data.nbytes <= tp.preload_gb * 1e9:
+            self.data = CacheBatches(path, preload=True)
+            log.info("%s: %.2f GB, read into memory (train_refiner.preload_gb %.1f)", path, self.data.nbytes / 1e9,
+                     tp.preload_gb)
+        self.views, self.workers = self.data.views, tp.num_workers
+        self.num_instances = len(self.data) // self.views
+        self.channels, self.levels = self.data.feature_channels(), self.data.feature_levels
+
+    def batches(self, batches: list[list[int]], epoch: int) -> Iterable[dict[str, torch.Tensor]]:
+        return batch_loader(self.data, batches, self.workers)
+
+
+class OnlineSource:
+    """Training batches computed by the frozen backbone on augmented crops (`features: online`):
+    every epoch new draws of `cache.augment`, at the cost of a backbone forward per sample."""
+
+    def __init__(self, params: Params, paths: Paths, dev: torch.device):
+        bp, layout, self.cp, self.dev = params.backbone, get_layout(params.layout), params.compute, dev
+        self.model = compute.prepare_model(load_backbone(paths.backbone, bp, layout.num_joints), self.cp, dev).eval()
+        self.crops = CropDataset(read_instances(paths.instances("train")), params.data.images_dir, bp.input_size,
+                                 bp.heatmap_size, bp.heatmap_sigma, layout, augment=params.cache.augment,
+                                 seed=params.train_refiner.seed)
+        self.levels_cfg, self.workers = params.cache.feature_levels, params.train_refiner.num_workers
+        with torch.no_grad():
+            probe = forward_views(self.model, torch.zeros(1, 3, *bp.input_size, device=dev), False, self.levels_cfg)
+        self.channels = [v.shape[1] for k, v in probe.items() if k.startswith("feat/")]
+        self.levels = list(self.levels_cfg) if self.levels_cfg is not None else list(range(len(self.channels)))
+        self.views, self.num_instances = 1, len(self.crops)
+
+    def batches(self, batches: list[list[int]], epoch: int) -> Iterator[dict[str, torch.Tensor]]:
+        self.crops.set_epoch(epoch)
+        loader = DataLoader(self.crops, batch_sampler=batches, num_workers=self.workers,
+                            pin_memory=self.dev.type == "cuda")
+        for batch in loader:
+            with compute.inference(self.cp, self.dev):
+                out = forward_views(self.model, compute.to_device(batch["image"], self.cp, self.dev), False,
+                                    self.levels_cfg)
+            yield out | {k: batch[k] for k in TARGETS}
 
 
 def main(params: Params, paths: Paths, args: argparse.Namespace) -> None:
     tp = params.train_refiner
+    if tp.devices > 1 and not distributed.launched():
+        return distributed.relaunch(tp.devices, args.argv)
+    dev = compute.device(params.compute)
+    with distributed.process_group(dev) as (rank, world):
+        train(params, paths, args.variant, dev, rank, world)
+
+
+def train(params: Params, paths: Paths, variant: str, dev: torch.device, rank: int = 0, world: int = 1) -> None:
+    """Train one variant's refiner; process `rank` of `world` (DDP) takes every world-th sample of each batch."""
+    tp, cp = params.train_refiner, params.compute
     torch.manual_seed(tp.seed)
-    data = CacheBatches(paths.cache("train"))
-    n = len(data)
+    source = CachedSource(paths.cache("train"), params) if tp.features == "cache" else OnlineSource(params, paths, dev)
+    n = source.num_instances
     if n == 0:
-        raise ValueError(f"{paths.cache('train')}: the training cache holds no samples")
-    channels = data.feature_channels()
-    unet = build_unet(params, channels, args.variant)
-    spec = guidance_spec(params, args.variant, paths.start_pose)
-    log.info("variant %s: %s; %d steps", args.variant, spec.variant.description, spec.T)
+        raise ValueError(f"{paths.cache('train')}: the training split holds no samples")
+    unet = compute.prepare_model(build_unet(params, source.channels, variant, source.levels), cp, dev)
+    spec = guidance_spec(params, variant, paths.start_pose)
+    if rank == 0:
+        log.info("variant %s: %s; %d steps; features %s on %s%s", variant, spec.variant.description, spec.T,
+                 tp.features, dev, f" x {world} processes" if world > 1 else "")
     opt = torch.optim.Adam(unet.parameters(), lr=tp.lr)  # constant lr (SPEC 4)
-    out = paths.refiner(args.variant)
+    scaler = torch.amp.GradScaler("cuda", enabled=dev.type == "cuda" and cp.amp == "fp16")
+    out = paths.refiner(variant)
     last = out.with_name(out.name + ".last")
     gen = torch.Generator().manual_seed(tp.seed)
     start_epoch, rows = _resume(last, unet, opt, gen)
+    model = DistributedDataParallel(unet, device_ids=[dev.index] if dev.type == "cuda" else None) if world > 1 else unet
     for epoch in range(start_epoch, tp.epochs):
         t0, total = time.time(), 0.0
-        unet.train()
-        loader = batch_loader(data, shuffled_batches(n, tp.batch_size, gen), tp.num_workers)
-        for batch in tqdm(loader, desc=f"refiner epoch {epoch + 1}/{tp.epochs}", leave=False):
-            loss = training_loss(unet, spec, features(batch), batch["heatmaps"], batch["target"],
-                                 batch["target_weight"], gen, joints=batch["joints"])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(batch["heatmaps"])
-        rows.append({"epoch": epoch + 1, "loss": total / n, "lr": tp.lr, "seconds": round(time.time() - t0, 2)})
-        log.info("refiner epoch %d: loss %.3e", epoch + 1, rows[-1]["loss"])
-        _save(last, _checkpoint(unet, opt, epoch + 1, rows, channels, params, args.variant)
-              | {"generator": gen.get_state()})
-    _save(out, _checkpoint(unet, None, tp.epochs, rows, channels, params, args.variant))
-    _write_log(paths.refiner_log(args.variant), rows)
-    last.unlink(missing_ok=True)
+        model.train()
+        batches = shuffled_batches(n, tp.batch_size, gen, source.views)
+        steps = [draw_steps(spec, len(b), gen) for b in batches]
+        if world > 1 and len(batches[-1]) < world:  # a process would get no sample: drop the remainder
+            batches, steps = batches[:-1], steps[:-1]
+        local = [b[rank::world] for b in batches]
+        desc = f"refiner {variant} epoch {epoch + 1}/{tp.epochs}"
+        for batch, t, size in tqdm(zip(source.batches(local, epoch), steps, map(len, batches)), total=len(local),
+                                   desc=desc, leave=False, disable=rank > 0):
+            b = {k: compute.to_device(v, cp, dev) for k, v in batch.items()}
+            with compute.autocast(cp, dev):
+                loss = training_loss(model, spec, features(b), b["heatmaps"], b["target"], b["target_weight"],
+                                     t[rank::world], joints=b["joints"])
+            k = len(b["heatmaps"])
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss * (k * world / size)).backward()  # DDP averages: the global batch mean
+            scaler.step(opt)
+            scaler.update()
+            total += loss.item() * k
+        rows.append({"epoch": epoch + 1, "loss": distributed.all_sum(total, world) / sum(map(len, batches)),
+                     "lr": tp.lr, "seconds": round(time.time() - t0, 2)})
+        if rank == 0:
+            log.info("refiner %s epoch %d: loss %.3e (%.1f s)", variant, epoch + 1, rows[-1]["loss"], rows[-1]["seconds"])
+            _save(last, _checkpoint(unet, opt, epoch + 1, rows, source, params, variant) | {"generator": gen.get_state()})
+        distributed.barrier(world)
+    if rank == 0:
+        _save(out, _checkpoint(unet, None, tp.epochs, rows, source, params, variant))
+        _write_log(paths.refiner_log(variant), rows)
+        last.unlink(missing_ok=True)
+    distributed.barrier(world)
 
 
-def _checkpoint(unet, opt, epoch, rows, channels, params: Params, variant: str) -> dict:
-    ckpt = {"state_dict": unet.state_dict(), "epoch": epoch, "log": rows, "feature_channels": channels,
-            "variant": variant,
+def _checkpoint(unet, opt, epoch, rows, source, params: Params, variant: str) -> dict:
+    ckpt = {"state_dict": {k: v.cpu() for k, v in unet.state_dict().items()}, "epoch": epoch, "log": rows,
+            "feature_channels": source.channels, "feature_levels": source.levels, "variant": variant,
             "refiner": params.refiner.model_dump(), "guidance": params.guidance.model_dump(), "layout": params.layout}
     if opt is not None:
         ckpt["optimizer"] = opt.state_dict()
@@ -113,13 +192,13 @@ def _write_log(path: Path, rows: list[dict]) -> None:
 
 
 def load_refiner(path: Path, params: Params, variant: str = "ours"):
-    """The trained UNet of one variant in eval mode; errors name the file."""
+    """The trained UNet of one variant in eval mode, on the CPU; errors name the file."""
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no trained refiner (run `sgpose train_refiner` first)")
+        raise FileNotFoundError(f"{path}: no trained refiner (run `sgpose train_refiner --variant {variant}` first)")
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     if ckpt.get("variant", variant) != variant:
         raise ValueError(f"{path}: a refiner of variant {ckpt['variant']}, expected {variant}")
-    unet = build_unet(params, ckpt["feature_channels"], variant)
+    unet = build_unet(params, ckpt["feature_channels"], variant, ckpt.get("feature_levels"))
     try:
         unet.load_state_dict(ckpt["state_dict"])
     except RuntimeError as err:

@@ -1,0 +1,62 @@
+"""Where tensors are computed: the device, mixed precision and memory format of the `compute` section.
+
+On CUDA the stages run under autocast (bf16 by default) with channels_last tensors; on the CPU
+both are off whatever the parameters say (CPU autocast is slower than fp32 for these convolutions,
+and the CPU path is the reference the tests pin).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Iterator
+
+import torch
+from torch import nn
+
+from sgpose.config import ComputeParams
+
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def device(cp: ComputeParams) -> torch.device:
+    """The configured device; `auto` is CUDA when available (a DDP process: its LOCAL_RANK's GPU)."""
+    if cp.device == "auto":
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    dev = torch.device(cp.device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"compute.device is {cp.device} but CUDA is not available here (use auto or cpu)")
+    return dev
+
+
+def autocast(cp: ComputeParams, dev: torch.device) -> contextlib.AbstractContextManager:
+    """Autocast to `compute.amp` on CUDA; a no-op on the CPU or with amp off."""
+    if dev.type != "cuda" or cp.amp == "off":
+        return contextlib.nullcontext()
+    return torch.autocast("cuda", dtype=AMP_DTYPES[cp.amp])
+
+
+def channels_last(cp: ComputeParams, dev: torch.device) -> bool:
+    """Whether tensors and models use the NHWC memory format here (CUDA only)."""
+    return cp.channels_last and dev.type == "cuda"
+
+
+def prepare_model(model: nn.Module, cp: ComputeParams, dev: torch.device) -> nn.Module:
+    """`model` on the device, in channels_last where that applies."""
+    model = model.to(dev)
+    return model.to(memory_format=torch.channels_last) if channels_last(cp, dev) else model
+
+
+def to_device(x: torch.Tensor, cp: ComputeParams, dev: torch.device) -> torch.Tensor:
+    """A batch tensor on the device (asynchronous from pinned memory); 4-D ones in channels_last there."""
+    x = x.to(dev, non_blocking=True)
+    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 and channels_last(cp, dev) else x
+
+
+@contextlib.contextmanager
+def inference(cp: ComputeParams, dev: torch.device) -> Iterator[None]:
+    """no_grad + autocast: how the frozen backbone and the refiner's inference run."""
+    with torch.no_grad(), autocast(cp, dev):
+        yield
