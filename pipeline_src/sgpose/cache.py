@@ -66,18 +66,21 @@ class CacheWriter:
         for key, arr in batch.items():
             dt = _dtype(key, self.dtype)
             shape = (self.n, *arr.shape[1:])
-            big = arr[0].size > 64
+            big = int(np.prod(arr.shape[1:])) > 64
             self.h5.create_dataset(key, shape=shape, dtype=dt, chunks=(1, *arr.shape[1:]) if big else None,
                                    **(COMPRESSION[self.compression] if big else {}))
 
     def append(self, batch: Mapping[str, np.ndarray]) -> None:
-        """Write the next len(batch) samples; every batch has the same keys."""
-        if self.count == 0:
-            self._create(batch)
+        """Write the next len(batch) samples; every batch has the same keys. An empty cache (an empty
+        shard) holds no datasets at all."""
         sizes = {len(v) for v in batch.values()}
         if len(sizes) != 1:
             raise ValueError(f"cache batch with unequal lengths {sizes}")
         b = sizes.pop()
+        if b == 0:
+            return
+        if self.count == 0:
+            self._create(batch)
         if self.count + b > self.n:
             raise ValueError(f"cache overflow: {self.count + b} samples for {self.n} preallocated")
         for key, arr in batch.items():

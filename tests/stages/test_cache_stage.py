@@ -126,7 +126,8 @@ def test_cache_from_registry_hrnet_checkpoint(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     params_file, table = tiny_project(tmp_path)
     write_instances(tmp_path, "fx", train=table.iloc[:1], val=table.iloc[1:3])
-    hr = ["--set", "prepare.aspect_ratio=0.75", "--set", "backbone.arch=hrnet", "--set", "backbone.width=32", "--set", "backbone.input_size=[256,192]",
+    hr = ["--set", "prepare.aspect_ratio=0.75", "--set", "backbone.arch=hrnet", "--set", "backbone.width=32",
+          "--set", "backbone.input_size=[256,192]",
           "--set", "backbone.heatmap_size=[64,48]", "--set", "backbone.checkpoint=mmpose:hrnet_w32_coco_256x192",
           "--set", "cache.batch_size=1"]
     assert cli(["train_backbone", "--params", str(params_file), *hr]) == 1  # not downloaded yet

@@ -8,11 +8,11 @@ from pathlib import Path
 import torch
 from sgpose.cache import load_cache
 from sgpose.config import load_params
+from sgpose.data.cache_loader import features
 from sgpose.data.heatmaps import flip_back
 from sgpose.keypoints import COCO
 from sgpose.refine import build_unet, guidance_spec, refine
 from sgpose.stages.infer import final_heatmaps
-from sgpose.data.cache_loader import features
 from synthetic_cache import write_synthetic_cache
 
 REPO = Path(__file__).resolve().parents[2]

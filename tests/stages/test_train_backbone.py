@@ -8,7 +8,6 @@ import pandas as pd
 import pytest
 import sgpose.stages.train_backbone as stage
 import torch
-import yaml
 from conftest import fixture_instances, params_tree, write_instances, write_params
 from sgpose.cli import main as cli
 from sgpose.config import load_params

@@ -1,0 +1,214 @@
+"""Scale figures of the feature cache (docs/scale.md), on the current device. Prints; not a test.
+
+    python benchmarks/cache_throughput.py                     # every section, SimpleBaseline-R50 at 256x192
+    python benchmarks/cache_throughput.py --sections bytes compression --cache results/sample/sb_r18/cache/train.h5
+
+Sections:
+  bytes        bytes per cached sample for the five paper backbones at 256x192 (fp16; train, and an
+               evaluation split with its flip view) and the disk full COCO needs per backbone
+  compression  each `cache.compression` on real cached features (--cache, default the sample's
+               train cache when there is one): size ratio, write MB/s, random batch read ms, full read MB/s
+  cache        the cache stage (crops -> backbone -> HDF5 writer) against the pure backbone forward and the
+               crop loading alone, samples/s, on the sample's real images (SGPOSE_MIRROR)
+  loader       random training batches read from a cache (CacheBatches, `--workers`) against the refiner's
+               training step (UNet forward + backward + Adam) at 256x192, samples/s
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+from sgpose import compute
+from sgpose.cache import COMPRESSION, cache_writer, load_cache, write_cache
+from sgpose.config import BackboneParams, ComputeParams, GuidanceParams
+from sgpose.data.cache_loader import CacheBatches, batch_loader, features, shuffled_batches
+from sgpose.data.coco import instances_from_gt, load_coco
+from sgpose.data.dataset import CropDataset
+from sgpose.guidance import fusion_weights
+from sgpose.keypoints import COCO
+from sgpose.models.backbones import build_backbone, forward_views
+from sgpose.models.unet import StructureGuidedUNet
+from sgpose.refine import GuidanceSpec, draw_steps, training_loss
+from sgpose.variants import get_variant
+from torch.utils.data import DataLoader, Subset
+
+SIZE, HEATMAP, K = (256, 192), (64, 48), 17
+BACKBONES = {"SimpleBaseline-R50": dict(depth=50), "SimpleBaseline-R101": dict(depth=101),
+             "SimpleBaseline-R152": dict(depth=152), "HRNet-W32": dict(arch="hrnet", width=32),
+             "HRNet-W48": dict(arch="hrnet", width=48)}
+COCO_PERSONS = {"train": 149_813, "val": 6_352, "val_det": 104_000}  # GT persons; about 104k AP-56 val boxes
+FIXED_BYTES = 4 * K + 4 * 3 * K + 8 * (2 + 2 + 4) + 8 * 2 + 4  # target_weight, joints, meta (float64/int64)
+
+
+def sample_bytes(bp: BackboneParams, flip: bool) -> int:
+    """Uncompressed bytes of one cached sample: fp16 Y0, target and features (x2 with the flip view)."""
+    model = build_backbone(bp, K).eval()
+    with torch.no_grad():
+        out = forward_views(model, torch.zeros(1, 3, *SIZE), flip)
+    large = sum(v[0].numel() for v in out.values()) + K * HEATMAP[0] * HEATMAP[1]  # + target
+    return 2 * large + FIXED_BYTES
+
+
+def section_bytes(ratio: float) -> None:
+    print(f"\n## bytes per cached sample at 256x192 (fp16), and full COCO on disk (x{ratio:.2f} compression)")
+    print(f"{'backbone':20s} {'train MB':>9s} {'eval MB':>8s} {'train GB':>9s} {'val GB':>7s} {'val_det GB':>10s} {'total GB':>9s}")
+    for name, kw in BACKBONES.items():
+        bp = BackboneParams(name=name, **kw)
+        train, ev = sample_bytes(bp, False), sample_bytes(bp, True)
+        gb = {s: n * (train if s == "train" else ev) * ratio / 1e9 for s, n in COCO_PERSONS.items()}
+        print(f"{name:20s} {train / 1e6:9.2f} {ev / 1e6:8.2f} {gb['train']:9.1f} {gb['val']:7.1f} {gb['val_det']:10.1f} "
+              f"{sum(gb.values()):9.1f}")
+
+
+def timed(fn, iters: int = 3) -> float:
+    """Median seconds of fn() after one warm-up (synchronised on CUDA)."""
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+    fn()
+    sync()
+    out = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        out.append(time.perf_counter() - t0)
+    return statistics.median(out)
+
+
+def section_compression(cache: Path | None, batch: int) -> float:
+    """Returns the lz4 size ratio (what the bytes section scales by)."""
+    if cache is None or not cache.is_file():
+        print("\n## compression: no cache to measure (--cache PATH; the sample's appears after `dvc repro`)")
+        return 1.0
+    data = load_cache(cache)
+    large = [k for k in data if data[k].dtype == np.float16]
+    n, raw = len(data["heatmaps"]), sum(data[k].nbytes for k in large)
+    print(f"\n## compression of {cache} ({n} samples, {raw / n / 1e6:.3f} MB of fp16 arrays each)")
+    print(f"{'compression':12s} {'ratio':>6s} {'write MB/s':>11s} {'batch read ms':>14s} {'full read MB/s':>15s}")
+    idx = np.sort(np.random.default_rng(0).choice(n, min(batch, n), replace=False)).tolist()
+    lz4 = 1.0
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in COMPRESSION:
+            path = Path(tmp) / f"{name}.h5"
+            t0 = time.perf_counter()
+            write_cache(path, data, {}, compression=name)
+            write = raw / (time.perf_counter() - t0) / 1e6
+            reader = CacheBatches(path)  # what training does: one read_direct per run of samples
+            read = timed(lambda: reader[idx])
+            with h5py.File(path, "r") as h5:
+                full = raw / timed(lambda: [h5[k][()] for k in large], 1) / 1e6
+            ratio = sum(h5py.File(path, "r")[k].id.get_storage_size() for k in large) / raw
+            lz4 = ratio if name == "lz4" else lz4
+            print(f"{name:12s} {ratio:6.3f} {write:11.1f} {read * 1e3:14.1f} {full:15.1f}")
+    return lz4
+
+
+def sample_crops(n: int) -> CropDataset:
+    mirror = Path(os.environ.get("SGPOSE_MIRROR", "../shared/data")) / "coco_sample"
+    coco = load_coco(mirror / "annotations" / "person_keypoints_sample.json", COCO)
+    rows = instances_from_gt(coco, [im["id"] for im in coco["images"]], COCO, aspect=SIZE[1] / SIZE[0])
+    return CropDataset(rows.iloc[:n], mirror / "images", SIZE, HEATMAP, 2.0, COCO)
+
+
+def section_cache(samples: int, batch: int, workers: int) -> None:
+    cp = ComputeParams()
+    dev = compute.device(cp)
+    model = compute.prepare_model(build_backbone(BackboneParams(name="r50", depth=50), K), cp, dev).eval()
+    crops = sample_crops(samples)
+    loader = lambda: DataLoader(Subset(crops, range(len(crops))), batch_size=batch, num_workers=workers)  # noqa: E731
+    images = torch.randn(batch, 3, *SIZE)
+
+    def forward():
+        with compute.inference(cp, dev):
+            forward_views(model, compute.to_device(images, cp, dev), flip=True)
+
+    def load():
+        for _ in loader():
+            pass
+
+    def cache_stage():
+        with tempfile.TemporaryDirectory() as tmp, cache_writer(Path(tmp) / "c.h5", len(crops), {}) as w:
+            for b in loader():
+                with compute.inference(cp, dev):
+                    out = forward_views(model, compute.to_device(b["image"], cp, dev), flip=True)
+                w.append({k: v.cpu().numpy() for k, v in out.items()}
+                         | {k: b[k].numpy() for k in ("target", "target_weight", "joints")}
+                         | {f"meta/{k}": b[k].numpy() for k in ("center", "scale", "bbox", "image_id", "ann_id", "score")})
+
+    where = torch.cuda.get_device_name() if dev.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"\n## cache stage, SimpleBaseline-R50 at 256x192 with the flip view, {samples} real sample crops, "
+          f"batch {batch}, {workers} loader workers ({where})")
+    rows = {"backbone forward (random images)": len(crops) / batch * timed(forward, 2),
+            "crop loading only (decode + warp)": timed(load, 1), "cache stage (load + forward + lz4 write)":
+            timed(cache_stage, 1)}
+    for name, sec in rows.items():
+        print(f"{name:42s} {len(crops) / sec:8.1f} samples/s")
+
+
+def section_loader(batch: int, workers: int) -> None:
+    n = 4 * batch
+    rng = np.random.default_rng(0)
+    chans = [256, 256, 256]
+    arrays = {"heatmaps": rng.random((n, K, *HEATMAP), np.float32), "target": rng.random((n, K, *HEATMAP), np.float32),
+              "target_weight": np.ones((n, K), np.float32), "joints": rng.random((n, K, 3), np.float32) * 40,
+              **{f"feat/{i}": np.maximum(rng.standard_normal((n, c, HEATMAP[0] >> i, HEATMAP[1] >> i), np.float32), 0)
+                 for i, c in enumerate(chans)},
+              **{f"meta/{k}": np.zeros((n, d)) for k, d in (("center", 2), ("scale", 2), ("bbox", 4))},
+              "meta/image_id": np.arange(n), "meta/ann_id": np.arange(n), "meta/score": np.ones(n, np.float32)}
+    cp = ComputeParams()
+    dev = compute.device(cp)
+    unet = compute.prepare_model(StructureGuidedUNet(K, chans, 32, [1, 2, 4], 64), cp, dev)
+    spec = GuidanceSpec(GuidanceParams(), get_variant("ours"), torch.from_numpy(COCO.canonical_pose(HEATMAP)),
+                        2.0, HEATMAP, fusion_weights(3))
+    opt = torch.optim.Adam(unet.parameters(), lr=1e-4)
+    with tempfile.TemporaryDirectory() as tmp:
+        write_cache(Path(tmp) / "c.h5", arrays, {})
+        data = CacheBatches(Path(tmp) / "c.h5")
+        batches = shuffled_batches(n, batch, torch.Generator().manual_seed(0))
+        read = timed(lambda: list(batch_loader(data, batches, workers)), 2) / len(batches)
+        b = {k: compute.to_device(v, cp, dev) for k, v in next(iter(batch_loader(data, batches[:1]))).items()}
+
+        def step():
+            with compute.autocast(cp, dev):
+                loss = training_loss(unet, spec, features(b), b["heatmaps"], b["target"], b["target_weight"],
+                                     draw_steps(spec, len(b["heatmaps"])))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+        train = timed(step, 2)
+    print(f"\n## training from the cache, SimpleBaseline-R50 features at 256x192, batch {batch}")
+    print(f"{'cache reader (random batches, ' + str(workers) + ' workers)':42s} {batch / read:8.1f} samples/s")
+    print(f"{'refiner training step (UNet base 32)':42s} {batch / train:8.1f} samples/s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sections", nargs="+", default=["bytes", "compression", "cache", "loader"],
+                        choices=["bytes", "compression", "cache", "loader"])
+    parser.add_argument("--cache", type=Path, default=Path("results/sample/sb_r18/cache/train.h5"),
+                        help="a cache file whose features the compression section measures")
+    parser.add_argument("--samples", type=int, default=64, help="crops the cache section runs")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=0)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    print(f"# torch {torch.__version__}, device {compute.device(ComputeParams())}, {torch.get_num_threads()} threads")
+    ratio = section_compression(args.cache, args.batch) if "compression" in args.sections else 1.0
+    if "bytes" in args.sections:
+        section_bytes(ratio)
+    if "cache" in args.sections:
+        section_cache(args.samples, args.batch, args.workers)
+    if "loader" in args.sections:
+        section_loader(args.batch, args.workers)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""Batches from the HDF5 cache: read from the shards directly, in memory or in worker processes,
+always the same numbers as reading the whole cache; one view per instance and epoch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sgpose.cache import load_cache, write_cache
+from sgpose.data.cache_loader import CacheBatches, batch_loader, runs, sequential_batches, shuffled_batches
+from sgpose.shards import shard_path, write_manifest
+from test_cache import ATTRS, arrays
+
+
+def test_runs_of_consecutive_indices():
+    assert runs(np.array([2, 3, 4, 7, 9, 10])) == [(2, 5, 0), (7, 8, 3), (9, 11, 4)]
+    assert runs(np.array([], dtype=np.int64)) == []
+
+
+def test_batches():
+    assert sequential_batches(5, 2) == [[0, 1], [2, 3], [4]]
+    gen = torch.Generator().manual_seed(0)
+    epoch = shuffled_batches(10, 4, gen)
+    assert sorted(i for b in epoch for i in b) == list(range(10)) and all(b == sorted(b) for b in epoch)
+    views = shuffled_batches(10, 4, torch.Generator().manual_seed(0), views=3)
+    flat = sorted(i for b in views for i in b)
+    assert sorted(i // 3 for i in flat) == list(range(10))  # every instance once, in one of its views
+    drawn = [sorted(i % 3 for b in shuffled_batches(50, 8, gen, views=3) for i in b) for _ in range(2)]
+    assert set(drawn[0]) == {0, 1, 2} and drawn[0] != drawn[1]  # a new draw each epoch
+
+
+@pytest.fixture
+def sharded(tmp_path):
+    """One cache written as three shards + manifest, and the same arrays as a single file."""
+    data = arrays()
+    manifest = tmp_path / "train.h5"
+    bounds = [(0, 2), (2, 2), (2, 5)]  # an empty middle shard
+    files = [shard_path(manifest, i) for i in range(3)]
+    for f, (a, b) in zip(files, bounds):
+        write_cache(f, {k: v[a:b] for k, v in data.items()}, ATTRS | {"fingerprint": str(f)})
+    write_manifest(manifest, files, [a for a, _ in bounds], 5)
+    write_cache(tmp_path / "single.h5", data, ATTRS)
+    return manifest, load_cache(tmp_path / "single.h5")
+
+
+@pytest.mark.parametrize("preload", [False, True])
+def test_batches_read_from_shards_equal_the_whole_cache(sharded, preload):
+    manifest, whole = sharded
+    data = CacheBatches(manifest, preload=preload)
+    assert len(data) == 5 and data.sources[0].name == "shard-00000.h5" and data.feature_channels() == [8, 8, 8]
+    for idx in ([0, 1, 2, 3, 4], [1, 3], [0, 4], [2], []):
+        batch = data[idx]
+        for key in data.keys:
+            want = whole[key][idx]
+            assert batch[key].dtype == (torch.float32 if want.dtype == np.float16 else torch.from_numpy(want).dtype)
+            np.testing.assert_array_equal(batch[key].numpy(), want.astype(batch[key].numpy().dtype), err_msg=key)
+    with pytest.raises(IndexError, match="sorted, unique"):
+        data[[3, 1]]
+
+
+def test_worker_processes_read_the_same_batches(tmp_path):
+    write_cache(tmp_path / "c.h5", arrays(), ATTRS)
+    data = CacheBatches(tmp_path / "c.h5")
+    batches = shuffled_batches(5, 2, torch.Generator().manual_seed(3))
+    serial = list(batch_loader(data, batches, 0))
+    parallel = list(batch_loader(data, batches, 2))  # each worker opens its own handle
+    for a, b in zip(serial, parallel, strict=True):
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

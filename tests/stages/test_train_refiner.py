@@ -1,0 +1,121 @@
+"""`sgpose train_refiner` on a tiny cache of the COCO fixture: outputs, exact resume, DDP (two gloo
+processes under torchrun) against one process, and the online feature source against the cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import sgpose.stages.train_refiner as stage
+import torch
+from sgpose.cli import main as cli
+from sgpose.config import Paths, load_params
+from sgpose.data.cache_loader import features
+from test_cache_stage import tiny_project
+
+SMALL = ["--set", "refiner.base_channels=8", "--set", "refiner.time_dim=16", "--set", "train_refiner.batch_size=4"]
+BB = Path("results/fx/tiny")
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """A params file, a (0-epoch) backbone and its cache: 7 training crops, 5 val crops."""
+    monkeypatch.chdir(tmp_path)
+    params_file, _ = tiny_project(tmp_path)
+    assert cli(["train_backbone", "--params", str(params_file)]) == 0
+    assert cli(["cache", "--params", str(params_file), "--set", "cache.batch_size=1"]) == 0
+    return ["--params", str(params_file), *SMALL]
+
+
+def _weights(variant: str = "ours") -> dict[str, torch.Tensor]:
+    return torch.load(BB / variant / "refiner.pt", weights_only=False)["state_dict"]
+
+
+def _assert_weights_close(a: dict, b: dict, atol: float = 0.0) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=atol, rtol=0, msg=k)
+
+
+def test_trains_writes_checkpoint_and_log(project):
+    assert cli(["train_refiner", *project, "--set", "train_refiner.epochs=2", "--variant", "ours_S4"]) == 0
+    ckpt = torch.load(BB / "ours_S4" / "refiner.pt", weights_only=False)
+    assert ckpt["variant"] == "ours_S4" and ckpt["epoch"] == 2 and ckpt["feature_levels"] == [0, 1, 2]
+    assert ckpt["feature_channels"] == [16, 16, 16] and "optimizer" not in ckpt
+    log = pd.read_csv(BB / "ours_S4" / "train_log.csv")
+    assert list(log.epoch) == [1, 2] and (log.loss > 0).all()
+    assert sorted(p.name for p in (BB / "ours_S4").iterdir()) == ["refiner.pt", "train_log.csv"]
+    with pytest.raises(SystemExit):
+        cli(["train_refiner", *project, "--variant", "baseline"])  # argparse: baseline has no refiner
+
+
+def test_an_interrupted_run_resumes_to_the_same_weights(project, monkeypatch):
+    three = [*project, "--set", "train_refiner.epochs=3"]
+    assert cli(["train_refiner", *three]) == 0
+    want = _weights()
+    (BB / "ours" / "refiner.pt").unlink()
+    real, calls = stage.training_loss, []
+
+    def dies_in_epoch_two(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:  # 2 batches per epoch: the first batch of epoch 2
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(stage, "training_loss", dies_in_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        cli(["train_refiner", *three])
+    assert (BB / "ours" / "refiner.pt.last").is_file() and not (BB / "ours" / "refiner.pt").exists()
+    monkeypatch.setattr(stage, "training_loss", real)
+    assert cli(["train_refiner", *three]) == 0
+    assert list(pd.read_csv(BB / "ours" / "train_log.csv").epoch) == [1, 2, 3]
+    _assert_weights_close(_weights(), want)  # model, optimizer and generator state all resumed
+
+
+def test_two_ddp_processes_train_the_same_weights_as_one(project):
+    """torchrun, gloo on the CPU: each process takes every other sample of each global batch and the
+    loss is weighted by its share, so the averaged gradient is the single-process one."""
+    two = [*project, "--set", "train_refiner.epochs=2"]
+    assert cli(["train_refiner", *two]) == 0
+    one, one_log = _weights(), pd.read_csv(BB / "ours" / "train_log.csv")
+    assert cli(["train_refiner", *two, "--set", "train_refiner.seed=1"]) == 0
+    other_seed = _weights()
+    assert cli(["train_refiner", *two, "--set", "train_refiner.devices=2"]) == 0
+    ddp, log = _weights(), pd.read_csv(BB / "ours" / "train_log.csv")
+    assert list(log.epoch) == [1, 2] and not (BB / "ours" / "refiner.pt.last").exists()
+    assert log.loss.tolist() == pytest.approx(one_log.loss.tolist(), rel=1e-4)  # the same batches, steps, loss
+    # Adam normalises every gradient: a parameter whose gradient is ~0 (a bias before GroupNorm) moves
+    # by up to ~lr per step on the reduce's rounding alone; 4 steps at lr 1e-4 bound the difference
+    _assert_weights_close(ddp, one, atol=4 * 4 * 1e-4)
+    assert max((one[k] - other_seed[k]).abs().max().item() for k in one) > 0.1  # what a real difference is
+
+
+def test_online_features_are_the_cached_ones_without_augmentation(project):
+    """features: online runs the frozen backbone on the crops; with augmentation off its batch equals
+    the cache's (fp16 storage aside), and a refiner trains without the training cache."""
+    no_aug = ["--set", "cache.augment={flip_prob: 0.0, scale_factor: 0.0, rotation_factor: 0.0}"]
+    params = load_params(project[1], [a for a in [*project[2:], *no_aug] if a != "--set"])
+    paths, dev = Paths(params), torch.device("cpu")
+    cached = next(iter(stage.CachedSource(paths.cache("train"), params).batches([[0, 2, 5]], 0)))
+    online_source = stage.OnlineSource(params, paths, dev)
+    online = next(iter(online_source.batches([[0, 2, 5]], 0)))
+    assert online_source.channels == [16, 16, 16] and online_source.levels == [0, 1, 2]
+    for key in ("heatmaps", "target", "target_weight", "joints"):
+        torch.testing.assert_close(online[key].float(), cached[key], atol=2e-3, rtol=1e-2, msg=key)
+    for a, b in zip(features(online), features(cached)):
+        torch.testing.assert_close(a, b, atol=2e-2, rtol=1e-2)
+    for p in (BB / "cache").glob("train*"):
+        p.unlink() if p.is_file() else [q.unlink() for q in p.iterdir()]
+    assert cli(["train_refiner", *project, "--set", "train_refiner.epochs=1", "--set",
+                "train_refiner.features=online"]) == 0
+    assert _weights()["head.2.weight"].shape[0] == 17
+
+
+def test_cached_training_views_are_drawn_per_epoch(project):
+    assert cli(["cache", "--params", project[1], "--set", "cache.train_views=2", "--set", "cache.batch_size=1"]) == 0
+    params = load_params(project[1], [a for a in project[2:] if a != "--set"])
+    source = stage.CachedSource(Paths(params).cache("train"), params)
+    assert (source.views, source.num_instances, len(source.data)) == (2, 7, 14)
+    assert source.data.memory is not None  # a small cache: read into memory once
+    assert cli(["train_refiner", *project, "--set", "train_refiner.epochs=1"]) == 0
