@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 import yaml
 from sgpose.data.coco import instances_from_gt, load_coco
 from sgpose.keypoints import COCO
@@ -33,6 +34,18 @@ def fixture_instances(input_size: tuple[int, int], coco_json: Path = FIXTURE_COC
     """The instance table of every labelled person of a COCO json, as `sgpose prepare` builds it."""
     coco = load_coco(require(coco_json), COCO)
     return instances_from_gt(coco, [im["id"] for im in coco["images"]], COCO, aspect=input_size[1] / input_size[0])
+
+
+def as_trained(model: torch.nn.Module, std: float = 0.05, seed: int = 0) -> torch.nn.Module:
+    """`model` with its all-zero parameters (the UNet's zero-initialised convs) drawn at random, as
+    training leaves them: a fresh UNet outputs zeros whatever its inputs, so tests of what each input
+    changes need one whose output depends on them."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            if not p.any():
+                p.copy_(torch.randn(p.shape, generator=gen) * std)
+    return model
 
 
 def params_tree(dataset: str = "fx", backbone: str = "tiny", *, layout: str = "coco", data: dict | None = None,

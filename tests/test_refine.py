@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import as_trained
 from sgpose import guidance
 from sgpose.config import load_params
 from sgpose.refine import build_unet, draw_steps, guidance_spec, refine, refine_static, training_loss
@@ -66,7 +67,7 @@ class Recorder(torch.nn.Module):
 def _variant_setup(variant: str, *overrides: str):
     params = load_params(ROOT / "params.yaml", ["refiner.base_channels=8", "refiner.time_dim=16", *overrides])
     _, _, _, feats, y0 = _setup()
-    return params, build_unet(params, [8, 8, 8], variant).eval(), guidance_spec(params, variant), feats, y0
+    return params, as_trained(build_unet(params, [8, 8, 8], variant)).eval(), guidance_spec(params, variant), feats, y0
 
 
 def _pred(params, y0):

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from conftest import as_trained
 from sgpose.models.unet import StructureGuidedUNet, step_embedding
 
 SIMPLE_BASELINE = [(256, 64, 48), (256, 32, 24), (256, 16, 12)]
@@ -19,7 +20,7 @@ def test_output_shape_for_feature_lists(feats):
 
 def test_guidance_step_and_each_feature_change_the_output():
     torch.manual_seed(0)
-    unet = StructureGuidedUNet(4, [8, 8, 8], base_channels=8, channel_mults=[1, 2, 2], time_dim=16).eval()
+    unet = as_trained(StructureGuidedUNet(4, [8, 8, 8], base_channels=8, channel_mults=[1, 2, 2], time_dim=16)).eval()
     feats = [torch.randn(1, 8, 16, 12), torch.randn(1, 8, 8, 6), torch.randn(1, 8, 4, 3)]
     H, t = torch.rand(1, 4, 16, 12), torch.tensor([1])
     ref = unet(feats, H, t)
@@ -29,6 +30,14 @@ def test_guidance_step_and_each_feature_change_the_output():
         changed = [f.clone() for f in feats]
         changed[i] = changed[i] + 1
         assert not torch.allclose(ref, unet(changed, H, t)), f"feature {i} is not injected"
+
+
+def test_a_fresh_unet_outputs_zero_heatmaps():
+    """guided-diffusion's initialisation: the output conv and each block's second conv start at zero."""
+    unet = StructureGuidedUNet(4, [8, 8, 8], base_channels=8, channel_mults=[1, 2, 2], time_dim=16)
+    feats = [torch.randn(2, 8, 16, 12), torch.randn(2, 8, 8, 6), torch.randn(2, 8, 4, 3)]
+    assert torch.equal(unet(feats, torch.rand(2, 4, 16, 12), torch.tensor([0, 3])), torch.zeros(2, 4, 16, 12))
+    assert all(not block.conv2.weight.any() for block in [*unet.enc, *unet.mid, *unet.dec])
 
 
 def test_step_embedding_and_bad_mults():
@@ -45,8 +54,8 @@ def test_a_subset_of_feature_levels_and_a_deeper_unet():
     4-level UNet over SimpleBaseline's 3 features leaves the lowest level without injection."""
     torch.manual_seed(0)
     feats = [torch.randn(1, 8, 8, 6), torch.randn(1, 8, 4, 3)]
-    unet = StructureGuidedUNet(4, [8, 8], base_channels=8, channel_mults=[1, 2, 2], time_dim=16,
-                               feature_levels=[1, 2]).eval()
+    unet = as_trained(StructureGuidedUNet(4, [8, 8], base_channels=8, channel_mults=[1, 2, 2], time_dim=16,
+                                          feature_levels=[1, 2])).eval()
     H, t = torch.rand(1, 4, 16, 12), torch.tensor([1])
     ref = unet(feats, H, t)
     assert ref.shape == (1, 4, 16, 12) and unet.stem.in_channels == 4  # guidance only at the input

@@ -34,6 +34,7 @@ def test_check_compatible_names_the_mismatches():
     zoo.check_compatible("mmpose:hrnet_w48_coco_256x192", ok, 17)
     bad = BackboneParams(name="b", arch="simple_baseline", depth=50, deconv_channels=64,
                          input_size=(128, 96), heatmap_size=(32, 24))
-    with pytest.raises(ValueError, match=r"mmpose:res50_coco_256x192: .*backbone\.input_size=\(128, 96\) \(needs \(256, 192\)\), "
-                       r"backbone\.deconv_channels=64 \(needs 256\), 14 joints \(needs 17\)"):
+    with pytest.raises(ValueError, match=r"mmpose:res50_coco_256x192: .*backbones\.b\.input_size=\(128, 96\) "
+                       r"\(needs \(256, 192\)\), "
+                       r"backbones\.b\.deconv_channels=64 \(needs 256\), 14 joints \(needs 17\)"):
         zoo.check_compatible("mmpose:res50_coco_256x192", bad, 14)

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import as_trained
 from sgpose.config import load_params
 from sgpose.refine import build_unet, guidance_spec, refine
 from sgpose.report import evolution as ev
@@ -59,7 +60,7 @@ def test_refine_steps_matches_refine():
     h, w = params.backbone.heatmap_size
     feats = [torch.randn(2, 8, h >> i, w >> i) for i in range(3)]
     y0 = torch.rand(2, 17, h, w)
-    unet = build_unet(params, [8, 8, 8]).eval()
+    unet = as_trained(build_unet(params, [8, 8, 8])).eval()
     spec = guidance_spec(params)
     for mode in ("static", "recursive", "recursive_from_pred"):
         steps = ev.refine_steps(unet, spec, feats, y0, mode)

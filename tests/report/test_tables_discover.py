@@ -75,6 +75,9 @@ def test_tables_3_and_4():
     assert list(ours["method"]) == ["sb_r152 baseline", "sb_r152 ours"]  # Table 1 order
     assert ours.iloc[1][["AP", "AP(E)", "AP(H)"]].tolist() == pytest.approx([60, 70, 40])
     assert np.isnan(ours.iloc[0]["AP(E)"])  # never invented
+    undefined = tables.table3([Run("crowdpose", "b", "ours", "val", m(0.1, AP_easy=-1.0, AP_medium=0.2, AP_hard=-1.0))])
+    assert undefined.iloc[-1][["AP(E)", "AP(H)"]].isna().all()  # COCOeval's -1: no such images, shown as '-'
+    assert undefined.iloc[-1]["AP(M)"] == pytest.approx(20.0)
     t4 = tables.table4([])
     assert len(t4) == len(tables.paper.TABLE4_COCO_DET) and (t4["source"] == tables.QUOTED).all()
     md = tables.to_markdown(t4)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from conftest import as_trained
 from sgpose.cache import load_cache
 from sgpose.config import load_params
 from sgpose.data.cache_loader import features
@@ -39,7 +40,7 @@ def test_refined_flip_test_refines_each_view_with_its_own_features(tmp_path):
     torch.manual_seed(0)
     data = _data(tmp_path)
     params = load_params(REPO / "params.yaml", SMALL)
-    unet, spec = build_unet(params, [8, 8, 8]).eval(), guidance_spec(params)
+    unet, spec = as_trained(build_unet(params, [8, 8, 8])).eval(), guidance_spec(params)
     y0, yf = data["heatmaps"], data["flip/heatmaps"]
     own = refine(unet, spec, features(data), y0)
     mirrored = refine(unet, spec, features(data, prefix="flip/"), yf)

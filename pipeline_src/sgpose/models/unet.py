@@ -7,6 +7,9 @@
     middle    two residual blocks at the lowest resolution
     decoder   upsample, concatenate the encoder skip, residual block, back to F_0's resolution
     output    a 1x1 conv to K heatmaps
+    init      as the diffusion UNet it follows (guided-diffusion, Dhariwal & Nichol 2021): the output conv
+              and every residual block's second conv start at zero, so each block starts as its skip
+              path and the network's first output is all-zero heatmaps (docs/paper_notes.md)
 Works for any feature list whose resolutions halve (SimpleBaseline: 3, HRNet: 4), and for a subset
 of its levels (`feature_levels`, what `cache.feature_levels` stored): a level without a backbone
 feature is simply not fused.
@@ -29,6 +32,13 @@ def step_embedding(t: Tensor, dim: int) -> Tensor:
     return torch.cat([torch.sin(args), torch.cos(args)], dim=-1)
 
 
+def zero(module: nn.Module) -> nn.Module:
+    """`module` with every parameter set to zero (guided-diffusion's `zero_module`)."""
+    for p in module.parameters():
+        nn.init.zeros_(p)
+    return module
+
+
 def _norm(channels: int) -> nn.GroupNorm:
     return nn.GroupNorm(math.gcd(8, channels), channels)
 
@@ -40,7 +50,7 @@ class ResBlock(nn.Module):
         super().__init__()
         self.norm1, self.conv1 = _norm(cin), nn.Conv2d(cin, cout, 3, padding=1)
         self.time = nn.Linear(time_dim, cout)
-        self.norm2, self.conv2 = _norm(cout), nn.Conv2d(cout, cout, 3, padding=1)
+        self.norm2, self.conv2 = _norm(cout), zero(nn.Conv2d(cout, cout, 3, padding=1))
         self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
 
     def forward(self, x: Tensor, temb: Tensor) -> Tensor:
@@ -86,7 +96,7 @@ class StructureGuidedUNet(nn.Module):
         # decoder level i sees its upsampled input concatenated with encoder skip i
         self.dec = nn.ModuleList(ResBlock(2 * w, w, time_dim) for w in widths)
         self.up = nn.ModuleList(nn.Conv2d(widths[i + 1], widths[i], 1) for i in range(levels - 1))
-        self.head = nn.Sequential(_norm(widths[0]), nn.SiLU(), nn.Conv2d(widths[0], num_joints, 1))
+        self.head = nn.Sequential(_norm(widths[0]), nn.SiLU(), zero(nn.Conv2d(widths[0], num_joints, 1)))
 
     def forward(self, features: list[Tensor], guidance: Tensor, t: Tensor) -> Tensor:
         feat = dict(zip(self.levels, features))  # UNet level -> backbone feature

@@ -1,6 +1,6 @@
 """The registry of official backbone checkpoints: the one place that holds their URLs and checksums.
 
-`backbone.checkpoint` in params names either a key of `CHECKPOINTS` (fetched into `checkpoints/`
+`backbones.<name>.checkpoint` in params names either a key of `CHECKPOINTS` (fetched into `checkpoints/`
 by the download stage, loaded from there by cache) or a local file path.
 
 All five are mmpose 0.x's COCO 256x192 top-down models (SimpleBaseline ResNet-50/101/152 and HRNet-
@@ -99,8 +99,8 @@ def check_compatible(key: str, bp: BackboneParams, num_joints: int) -> None:
     zc = lookup(key)
     arch_fields = {"depth": zc.depth, "deconv_channels": 256} if zc.arch == "simple_baseline" else {"width": zc.width}
     want = {"arch": zc.arch, "input_size": zc.input_size, **arch_fields}
-    wrong = [f"backbone.{k}={getattr(bp, k)} (needs {v})" for k, v in want.items() if getattr(bp, k) != v]
+    wrong = [f"backbones.{bp.name}.{k}={getattr(bp, k)} (needs {v})" for k, v in want.items() if getattr(bp, k) != v]
     if num_joints != zc.num_joints:
         wrong.append(f"{num_joints} joints (needs {zc.num_joints})")
     if wrong:
-        raise ValueError(f"backbone.checkpoint {key}: params do not match the checkpoint: {', '.join(wrong)}")
+        raise ValueError(f"backbones.{bp.name}.checkpoint {key}: params do not match the checkpoint: {', '.join(wrong)}")

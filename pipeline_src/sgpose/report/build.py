@@ -48,7 +48,7 @@ def table_sections(params: Params, paths: Paths, runs: list[discover.Run], out: 
         ("table3", t3, "Table 3: CrowdPose val, GT boxes; rows with source 'paper (quoted)' are quoted from "
          "the paper (it states AP only), the others are this pipeline's CrowdPose runs.", len(crowd)),
         ("table4", t4, "Table 4: COCO val, detection boxes; 'paper (quoted)' rows are quoted from the paper, "
-         "the others this pipeline's runs on detector boxes (metrics.json boxes: detections, or a *_det dataset).",
+         "the others this pipeline's runs on detector boxes (the val_det split).",
          len(det)),
     ]
     sections = []

@@ -10,7 +10,7 @@ import pandas as pd
 from sgpose.io import atomic_path
 from sgpose.report import paper
 
-# column -> metrics.json key; this run's numbers, in %
+# column -> metrics key; this run's numbers, in %
 RUN_COLUMNS = {"AP (this run)": "AP", "AP50": "AP50", "AP75": "AP75", "APM": "APM", "APL": "APL", "AR": "AR"}
 PAPER_COLUMN = "paper AP (quoted)"
 TABLE1_COLUMNS = ["variant", "description", *RUN_COLUMNS, PAPER_COLUMN]
@@ -37,16 +37,18 @@ def _rank(variant: str) -> int:
 
 
 def _run_values(m: dict | None, columns: dict[str, str]) -> dict[str, float]:
-    """This run's metrics x100 for `columns` (column -> metrics key); NaN ('-') where absent."""
+    """This run's metrics x100 for `columns` (column -> metrics key); NaN ('-') where absent, and where
+    COCOeval reports -1: a category without ground truth (e.g. no easy CrowdPose image), undefined."""
     m = m or {}
-    return {col: round(100.0 * float(m[key]), 2) if key in m else NAN for col, key in columns.items()}
+    return {col: round(100.0 * float(m[key]), 2) if key in m and float(m[key]) >= 0 else NAN
+            for col, key in columns.items()}
 
 
 def table1(metrics: dict[str, dict]) -> pd.DataFrame:
     """Table 1: one row per paper variant (baseline, A1..A4, ours), this run's metrics (x100, in %)
-    where a metrics.json exists ('-' where not), and the paper's quoted AP.
+    where a metrics file exists ('-' where not), and the paper's quoted AP.
 
-    `metrics` maps a variant name to its metrics.json content (fractions in [0, 1]); other variants
+    `metrics` maps a variant name to its metrics (one split) (fractions in [0, 1]); other variants
     (sweeps) belong to Figs. 5-6 and are not listed here.
     """
     rows = []
@@ -58,7 +60,7 @@ def table1(metrics: dict[str, dict]) -> pd.DataFrame:
 
 def table2(backbones: list[dict]) -> pd.DataFrame:
     """Table 2: baseline vs ours per backbone. `backbones`: dicts with `dir`, `paper_name` (or None),
-    `input_size` and `metrics` (variant -> metrics.json). The paper's five backbones are always rows
+    `input_size` and `metrics` (variant -> metrics). The paper's five backbones are always rows
     (this run '-' where no directory matches); found backbones the paper lacks follow."""
     rows, used = [], set()
     for name, (q_base, q_ours) in paper.TABLE2.items():

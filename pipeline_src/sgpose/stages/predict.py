@@ -75,7 +75,7 @@ def models(params: Params, paths: Paths):
 
     ckpt = paths.backbone
     if not ckpt.is_file():
-        raise FileNotFoundError(f"{ckpt}: no backbone (run `sgpose train_backbone`; it imports backbone.checkpoint "
+        raise FileNotFoundError(f"{ckpt}: no backbone (run `sgpose train_backbone`; it imports backbones.<name>.checkpoint "
                                 "when one is set)")
     backbone = load_backbone(ckpt, params.backbone, get_layout(params.layout).num_joints)
     refiner = paths.refiner(VARIANT)

@@ -4,7 +4,7 @@ Adam + MultiStepLR (x0.1 at `lr_steps`) on SimpleBaseline's JointsMSELoss. Resum
 every epoch the model, optimizer, scheduler and log so far go to `backbone.pt.last` (atomically);
 a rerun continues from it when it was made with the same parameters. Outputs: `backbone.pt`
 ({"state_dict", "backbone", "num_joints", "epochs", "source", "source_sha256"}) and the per-epoch log CSV.
-With `backbone.checkpoint` set nothing is trained: the official checkpoint is imported into backbone.pt.
+With `backbones.<name>.checkpoint` set nothing is trained: the official checkpoint is imported into backbone.pt.
 """
 
 from __future__ import annotations
@@ -89,13 +89,13 @@ def _try_resume(last: Path, fingerprint: dict, epochs: int, model, optimizer, sc
 
 
 def configured_checkpoint(params: Params, paths: Paths) -> Path:
-    """The official checkpoint named by `backbone.checkpoint` (registry file under checkpoints/, or a path)."""
+    """The official checkpoint named by `backbones.<name>.checkpoint` (registry file under checkpoints/, or a path)."""
     key = params.backbone.checkpoint
     if zoo.is_registry_key(key):
         zoo.check_compatible(key, params.backbone, get_layout(params.layout).num_joints)
     path = zoo.checkpoint_path(key, paths.root)
     if not path.is_file():
-        hint = "run `sgpose download`" if zoo.is_registry_key(key) else "check backbone.checkpoint"
+        hint = "run `sgpose download`" if zoo.is_registry_key(key) else f"check backbones.{params.backbone.name}.checkpoint"
         raise FileNotFoundError(f"{path}: checkpoint {key} not found ({hint})")
     return path
 
