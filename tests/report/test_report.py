@@ -8,11 +8,13 @@ import matplotlib.image as mpimg
 import numpy as np
 import pandas as pd
 import pytest
+from sgpose.cache import write_cache
 from sgpose.guidance import guidance_sequence
 from sgpose.keypoints import COCO
 from sgpose.report import paper
-from sgpose.report.figures import fig_guidance_sequence
+from sgpose.report.figures import fig2_poses, fig_guidance_sequence
 from sgpose.report.tables import PAPER_COLUMN, TABLE1_COLUMNS, table1, to_markdown
+from test_cache import ATTRS, arrays
 
 
 def fake_metrics(ap: float) -> dict:
@@ -83,3 +85,17 @@ def torch_tensor(a):
     import torch
 
     return torch.from_numpy(np.asarray(a, dtype=np.float32))
+
+
+def test_fig2_uses_the_first_sample_whose_joint_is_detected(tmp_path):
+    data = arrays()
+    data["heatmaps"] = np.zeros_like(data["heatmaps"])
+    data["heatmaps"][2, 9, 7, 5] = 0.9  # left_wrist found in sample 2 only, at (x, y) = (5, 7)
+    write_cache(tmp_path / "val.h5", data, ATTRS)
+    start = np.zeros((17, 2))
+    pose, source = fig2_poses(start, tmp_path / "val.h5", 0.2, joint=9)
+    assert pose[9].tolist() == [5.0, 7.0] and source.startswith("val sample 2 of ")
+    pose, source = fig2_poses(start, tmp_path / "val.h5", 0.2, joint=10)  # missed everywhere: sample 0
+    assert pose[10].tolist() == [0.0, 0.0] and source.endswith("(the joint is missed in every sample)")
+    pose, source = fig2_poses(start, tmp_path / "none.h5", 0.2, joint=9)
+    assert source.startswith("canonical pose shifted")

@@ -128,7 +128,7 @@ def fig2_section(params: Params, paths: Paths, out: Path) -> Section:
         raise ValueError(f"report.fig2_joint: {err.args[0]}") from None
     size = tuple(params.backbone.heatmap_size)
     start = layout.canonical_pose(size)
-    pred, source = fig2_poses(start, paths.cache("val"), params.guidance.pred_threshold)
+    pred, source = fig2_poses(start, paths.cache("val"), params.guidance.pred_threshold, joint)
     g = params.guidance
     fig_guidance_sequence(start, pred, joint, g.S, g.schedule, params.backbone.heatmap_sigma, size,
                           out / "fig2_guidance.png", joint_name=params.report.fig2_joint, missing=g.missing)
@@ -142,5 +142,6 @@ def qualitative_sections(notes: dict[str, str]) -> list[Section]:
     titles = {"fig7_corrected": "Fig. 7: heatmap evolution, corrected joint",
               "fig8_recovered": "Fig. 8: heatmap evolution, recovered joint",
               "fig9_hardest": "Figs. 9-16: hardest val instances"}
-    legend = " Skeletons: backbone blue, refined green, ground truth red."
-    return [Section(k, titles[k], notes[k] + legend, image=f"{k}.png", links=[f"{k}.csv"]) for k in titles]
+    legend = "Skeletons: backbone blue, refined green, ground truth red."
+    return [Section(k, titles[k], f"{notes[k].rstrip('.')}. {legend}", image=f"{k}.png", links=[f"{k}.csv"])
+            for k in titles]

@@ -55,7 +55,7 @@ def _bars(ax: plt.Axes, labels: list[str], values: list, color: str, title: str)
     else:
         heights = [v if k else 0.0 for v, k in zip(values, ok)]
         bars = ax.bar(labels, heights, color=color)
-        ax.bar_label(bars, labels=[f"{v:g}" if k else "-" for v, k in zip(values, ok)], fontsize=8)
+        ax.bar_label(bars, labels=[f"{v:.2f}" if k else "-" for v, k in zip(values, ok)], fontsize=8)
         ax.set_ylabel("AP (%)")
         ax.tick_params(axis="x", labelrotation=30)
     ax.set_title(title, fontsize=10)
@@ -83,7 +83,7 @@ def _points(ax: plt.Axes, xs: list, ys: list, color: str, title: str, xlabel: st
         py = [y for y, k in zip(ys, ok) if k]
         ax.plot(px, py, "o-", color=color)
         for x, y in zip(px, py):
-            ax.annotate(f"{y:g}", (x, y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8)
+            ax.annotate(f"{y:.2f}", (x, y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8)
         ax.set_xlabel(xlabel)
         ax.set_ylabel("AP (%)")
         ax.set_xticks(px)

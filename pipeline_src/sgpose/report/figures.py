@@ -69,22 +69,28 @@ def fig_guidance_sequence(start: np.ndarray, pred: np.ndarray, joint_index: int,
 FALLBACK_SHIFT = np.array([3.0, -2.0], dtype=np.float32)  # canonical pose moved a few pixels
 
 
-def fig2_poses(start: np.ndarray, cache: Path, threshold: float) -> tuple[np.ndarray, str]:
-    """(pred, where it came from): the first cached val sample's predicted pose if the val cache can
-    be read, else the start pose shifted a few pixels (so the figure still shows a path)."""
+def fig2_poses(start: np.ndarray, cache: Path, threshold: float, joint: int = 0) -> tuple[np.ndarray, str]:
+    """(pred, where it came from): the predicted pose of the first cached val sample whose `joint` the
+    backbone detects (else of the first sample: the joint is then missing and its path runs to the
+    corner, SPEC 2), if the val cache can be read; else the start pose shifted a few pixels (so the
+    figure still shows a path)."""
     if cache.exists():
         try:
-            return _cached_pose(cache, threshold), str(cache)
-        except (OSError, KeyError) as err:
+            pose, n, found = _cached_pose(cache, threshold, joint)
+            return pose, f"val sample {n} of {cache}" + ("" if found else " (the joint is missed in every sample)")
+        except (OSError, KeyError, ValueError) as err:
             log.warning("%s: cannot read heatmaps (%s); Fig. 2 uses a shifted canonical pose", cache, err)
     return start + FALLBACK_SHIFT, "canonical pose shifted by (3, -2) px (no val cache)"
 
 
-def _cached_pose(cache: Path, threshold: float) -> np.ndarray:
-    import h5py
-
+def _cached_pose(cache: Path, threshold: float, joint: int) -> tuple[np.ndarray, int, bool]:
+    """The predicted pose of the first sample whose `joint` responds above `threshold` (or of sample 0)."""
+    from sgpose.cache import open_cache
     from sgpose.data.heatmaps import predicted_pose
 
-    with h5py.File(cache, "r") as f:
-        heatmaps = np.asarray(f["heatmaps"][:1], dtype=np.float32)
-    return predicted_pose(torch.from_numpy(heatmaps), threshold)[0].numpy()
+    with open_cache(cache) as f:
+        peaks = np.asarray(f["heatmaps"][:, joint], dtype=np.float32).reshape(len(f["heatmaps"]), -1).max(axis=1)
+        hits = np.flatnonzero(peaks > threshold)
+        n = int(hits[0]) if len(hits) else 0
+        heatmaps = np.asarray(f["heatmaps"][n:n + 1], dtype=np.float32)
+    return predicted_pose(torch.from_numpy(heatmaps), threshold)[0].numpy(), n, bool(len(hits))
