@@ -84,6 +84,7 @@ def test_train_overrides_per_backbone():
     ("ablation.variants=[A1,A1]", "each once"),
     ("ablation.variants=[ours]", "run for every backbone"),
     ("ablation.variants=[A9]", "unknown refined variant"),
+    ("ablation.variants=[ours_S20]", "ablation.variants ours_S20: Input should be less than or equal to 16"),
     ("cache.shards={train: 0}", "at least one shard"),
     ("cache.feature_levels=[1,0]", "increasing"),
     ("backbone.evals=[val,val]", "twice"),

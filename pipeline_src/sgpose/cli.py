@@ -68,16 +68,23 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)  # to re-launch itself (DDP under torchrun)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    module = importlib.import_module(STAGES[args.stage][0])
+    if hasattr(module, "run"):  # profile: replaces the params file, never reads it (it may be broken)
+        return _guarded(args.stage, lambda: module.run(args))
     try:
         params = load_params(args.params, args.overrides, backbone=args.backbone, dataset=args.dataset)
     except ParamsError as err:
         print(f"sgpose: {err}", file=sys.stderr)
         return 2
-    module = importlib.import_module(STAGES[args.stage][0])
+    return _guarded(args.stage, lambda: module.main(params, Paths(params), args))
+
+
+def _guarded(stage: str, run) -> int:
+    """Run a stage; a missing file or a bad value is a one-line error naming it (exit 1), not a traceback."""
     try:
-        module.main(params, Paths(params), args)
+        run()
     except (FileNotFoundError, ValueError) as err:
-        print(f"sgpose {args.stage}: error: {err}", file=sys.stderr)
+        print(f"sgpose {stage}: error: {err}", file=sys.stderr)
         return 1
     return 0
 

@@ -23,7 +23,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from sgpose.variants import BASELINE, check_name
+from sgpose.variants import BASELINE, Variant, check_name, get_variant
 
 EvalSplit = Literal["val", "val_det"]  # val: ground-truth boxes; val_det: detector boxes (Table 4)
 SPLITS = ("train", "val", "val_det")
@@ -173,6 +173,11 @@ class GuidanceParams(_Section):
         """Number of refinement steps, T = S + 2 (SPEC 2)."""
         return self.S + 2
 
+    def for_variant(self, variant: Variant) -> "GuidanceParams":
+        """The section as a variant sees it: a sweep's S or schedule (Figs. 5-6) applied, validated."""
+        update = {k: getattr(variant, k) for k in ("S", "schedule") if getattr(variant, k) is not None}
+        return GuidanceParams.model_validate(self.model_dump() | update) if update else self
+
 
 class RefinerParams(_Section):
     base_channels: int = Field(32, gt=0)
@@ -246,6 +251,11 @@ class ParamsFile(_Section):
                                  "names no detection file")
             self.train_backbone_of(name)  # the overrides validate
         a = self.ablation
+        for name in a.variants:  # a sweep's guidance value is a guidance value: the same bounds
+            try:
+                self.guidance.for_variant(get_variant(name))
+            except ValidationError as err:
+                raise ValueError(f"ablation.variants {name}: {err.errors()[0]['msg']}") from None
         if a.backbone not in self.backbones:
             raise ValueError(f"ablation.backbone {a.backbone!r} is not in backbones ({', '.join(self.backbones)})")
         if self.backbones[a.backbone].dataset != a.dataset:

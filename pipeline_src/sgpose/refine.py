@@ -165,18 +165,12 @@ def load_start_pose(path: Path, layout: str, size: tuple[int, int]) -> Tensor:
     return torch.tensor(data["pose"], dtype=torch.float32)
 
 
-def variant_guidance(gp: GuidanceParams, v: Variant) -> GuidanceParams:
-    """The guidance section as a variant sees it: a sweep variant's S or schedule (Figs. 5-6) applied."""
-    update = {k: getattr(v, k) for k in ("S", "schedule") if getattr(v, k) is not None}
-    return gp.model_copy(update=update) if update else gp
-
-
 def guidance_spec(params: Params, variant: str = "ours", start_pose_path: Path | None = None) -> GuidanceSpec:
     """The guidance of one variant for a params file: start pose (canonical, or the mean training
     pose read from `start_pose_path`), sigma scaled to the heatmap, the variant's step weights."""
     size = tuple(params.backbone.heatmap_size)
     v = get_variant(variant)
-    gp = variant_guidance(params.guidance, v)
+    gp = params.guidance.for_variant(v)
     if gp.start_pose == "mean":
         if start_pose_path is None:
             raise ValueError("guidance.start_pose is mean but no start_pose.json path was given")

@@ -67,6 +67,12 @@ def test_profile_command_activates(workdir):
     assert not list(workdir.glob("*.tmp-*"))
 
 
+def test_a_broken_params_file_is_replaced_not_read(workdir):
+    (workdir / "params.yaml").write_text("datasets: [this is not a grid\n")
+    assert cli(["profile", "sample"]) == 0
+    assert (workdir / "params.yaml").read_bytes() == (workdir / "profiles/sample.yaml").read_bytes()
+
+
 def test_bad_or_unknown_profile_leaves_params(workdir, capsys):
     before = (workdir / "params.yaml").read_bytes()
     (workdir / "profiles/broken.yaml").write_text("datasets: {}\nbogus: 1\n")

@@ -11,6 +11,7 @@ import sgpose.stages.train_refiner as stage
 import torch
 from sgpose.cli import main as cli
 from sgpose.config import Paths, load_params
+from sgpose.data import sources
 from sgpose.data.cache_loader import features
 from test_cache_stage import tiny_project
 
@@ -97,8 +98,8 @@ def test_online_features_are_the_cached_ones_without_augmentation(project):
     no_aug = ["--set", "cache.augment={flip_prob: 0.0, scale_factor: 0.0, rotation_factor: 0.0}"]
     params = load_params(project[1], [a for a in [*project[2:], *no_aug] if a != "--set"])
     paths, dev = Paths(params), torch.device("cpu")
-    cached = next(iter(stage.CachedSource(paths.cache("train"), params).batches([[0, 2, 5]], 0)))
-    online_source = stage.OnlineSource(params, paths, dev)
+    cached = next(iter(sources.CachedSource(paths.cache("train"), params).batches([[0, 2, 5]], 0)))
+    online_source = sources.OnlineSource(params, paths, dev)
     online = next(iter(online_source.batches([[0, 2, 5]], 0)))
     assert online_source.channels == [16, 16, 16] and online_source.levels == [0, 1, 2]
     for key in ("heatmaps", "target", "target_weight", "joints"):
@@ -115,7 +116,7 @@ def test_online_features_are_the_cached_ones_without_augmentation(project):
 def test_cached_training_views_are_drawn_per_epoch(project):
     assert cli(["cache", "--params", project[1], "--set", "cache.train_views=2", "--set", "cache.batch_size=1"]) == 0
     params = load_params(project[1], [a for a in project[2:] if a != "--set"])
-    source = stage.CachedSource(Paths(params).cache("train"), params)
+    source = sources.CachedSource(Paths(params).cache("train"), params)
     assert (source.views, source.num_instances, len(source.data)) == (2, 7, 14)
     assert source.data.memory is not None  # a small cache: read into memory once
     assert cli(["train_refiner", *project, "--set", "train_refiner.epochs=1"]) == 0

@@ -28,6 +28,10 @@ rule cache_shard:
         f"{CODE}/stages/cache.py",
         f"{CODE}/cache.py",
         f"{CODE}/shards.py",
+        f"{CODE}/compute.py",
+        f"{CODE}/data/dataset.py",
+        f"{CODE}/data/transforms.py",
+        f"{CODE}/data/heatmaps.py",
     output:
         f"{RES}/{{ds}}/{{bb}}/cache/{{split}}.shards/shard-{{shard}}.h5",
     params:

@@ -19,6 +19,10 @@ rule train_refiner:
         f"{RES}/{{ds}}/{{bb}}/start_pose.json",
         f"{RES}/{{ds}}/{{bb}}/backbone.pt",
         f"{CODE}/stages/train_refiner.py",
+        f"{CODE}/data/sources.py",
+        f"{CODE}/data/cache_loader.py",
+        f"{CODE}/compute.py",
+        f"{CODE}/distributed.py",
         f"{CODE}/refine.py",
         f"{CODE}/variants.py",
         f"{CODE}/guidance.py",
@@ -42,7 +46,8 @@ rule train_refiner:
 
 def infer_inputs(w):
     """The backbone's cached evaluation splits; a refined variant also needs its refiner."""
-    inputs = [f"{bbdir(w.bb)}/cache/{s}.h5" for s in evals_of(w.bb)] + [f"{CODE}/stages/infer.py"]
+    inputs = [f"{bbdir(w.bb)}/cache/{s}.h5" for s in evals_of(w.bb)] + [
+        f"{CODE}/stages/infer.py", f"{CODE}/data/cache_loader.py", f"{CODE}/compute.py"]
     if w.variant != "baseline":
         inputs += [f"{bbdir(w.bb)}/{w.variant}/refiner.pt", f"{bbdir(w.bb)}/start_pose.json", f"{CODE}/refine.py"]
     return inputs

@@ -147,3 +147,11 @@ def subset_annotations(coco: dict, image_ids) -> dict:
     out["images"] = [img for img in coco["images"] if int(img["id"]) in wanted]
     out["annotations"] = [a for a in coco["annotations"] if int(a["image_id"]) in wanted]
     return out
+
+
+def read_instances(path: str | Path) -> pd.DataFrame:
+    """The instance table of one split (`prepare`'s output); a missing file names the stage that writes it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: instance table not found (has the prepare stage run?)")
+    return pd.read_parquet(path)

@@ -135,3 +135,18 @@ class CropDataset(Dataset):
             "score": torch.tensor(float(row["score"])),
             "bbox": torch.tensor([row["bbox_x"], row["bbox_y"], row["bbox_w"], row["bbox_h"]], dtype=torch.float32),
         }
+
+
+class ViewCrops(Dataset):
+    """`views` crops of every instance, interleaved: item i * views + v is view v of instance i,
+    view 0 the plain crop and v >= 1 the augmentation draw of `epoch` v (seeded: reproducible)."""
+
+    def __init__(self, plain: CropDataset, augmented: CropDataset, views: int):
+        self.plain, self.augmented, self.views = plain, augmented, views
+
+    def __len__(self) -> int:
+        return len(self.plain) * self.views
+
+    def __getitem__(self, j: int) -> dict:
+        i, v = divmod(j, self.views)
+        return {**(self.plain[i] if v == 0 else self.augmented.item(i, v)), "view": torch.tensor(v)}

@@ -27,12 +27,13 @@ from tqdm import tqdm
 
 from sgpose import compute, shards
 from sgpose.cache import cache_writer
-from sgpose.config import SPLITS, Params, Paths
-from sgpose.data.dataset import CropDataset
+from sgpose.config import SPLITS, AugmentParams, Params, Paths
+from sgpose.data.coco import read_instances
+from sgpose.data.dataset import CropDataset, ViewCrops
 from sgpose.keypoints import get_layout
 from sgpose.models.backbones import forward_views
 from sgpose.models.checkpoints import load_backbone
-from sgpose.stages.train_backbone import backbone_source_sha256, read_instances
+from sgpose.stages.train_backbone import backbone_source_sha256
 
 log = logging.getLogger(__name__)
 META = ("center", "scale", "bbox", "image_id", "ann_id", "score")
@@ -51,21 +52,6 @@ def batch_arrays(batch: dict, outputs: dict[str, torch.Tensor]) -> dict:
     out |= {k: batch[k] for k in ("target", "target_weight", "joints")}
     out |= {f"meta/{k}": batch[k] for k in (*META, *(("view",) if "view" in batch else ()))}
     return {k: v.detach().cpu().numpy() for k, v in out.items()}
-
-
-class ViewCrops(Dataset):
-    """`views` crops of every instance, interleaved: item i * views + v is view v of instance i,
-    view 0 the plain crop and v >= 1 the augmentation draw of `epoch` v (seeded: reproducible)."""
-
-    def __init__(self, plain: CropDataset, augmented: CropDataset, views: int):
-        self.plain, self.augmented, self.views = plain, augmented, views
-
-    def __len__(self) -> int:
-        return len(self.plain) * self.views
-
-    def __getitem__(self, j: int) -> dict:
-        i, v = divmod(j, self.views)
-        return {**(self.plain[i] if v == 0 else self.augmented.item(i, v)), "view": torch.tensor(v)}
 
 
 def main(params: Params, paths: Paths, args: argparse.Namespace) -> None:
@@ -149,13 +135,14 @@ class SplitPlan:
 
 
 def _crops(params: Params, plan: SplitPlan) -> Dataset:
-    """The split's crops in cache order (with the training views)."""
+    """The split's crops in cache order (with the training views; augmentation draws seeded: reproducible)."""
     bp, layout = params.backbone, get_layout(params.layout)
-    make = lambda augment: CropDataset(plan.rows, params.data.images_dir, bp.input_size, bp.heatmap_size,  # noqa: E731
-                                       bp.heatmap_sigma, layout, augment=augment)  # fixed seed: views reproducible
-    if plan.views == 1:
-        return make(None)
-    return ViewCrops(make(None), make(params.cache.augment), plan.views)
+
+    def crops(augment: AugmentParams | None) -> CropDataset:
+        return CropDataset(plan.rows, params.data.images_dir, bp.input_size, bp.heatmap_size, bp.heatmap_sigma,
+                           layout, augment=augment)
+
+    return crops(None) if plan.views == 1 else ViewCrops(crops(None), crops(params.cache.augment), plan.views)
 
 
 def _write_shards(params: Params, paths: Paths, plan: SplitPlan, todo: list[int]) -> None:

@@ -11,7 +11,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from sgpose.config import Params, Paths, load_params
+from sgpose.config import ParamsFile, read_params_file
 from sgpose.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -27,18 +27,19 @@ def available(root: Path = Path(".")) -> list[str]:
     return sorted(p.stem for p in (root / PROFILE_DIR).glob("*.yaml"))
 
 
-def activate(name: str, target: str | Path, root: Path = Path(".")) -> Params:
+def activate(name: str, target: str | Path, root: Path = Path(".")) -> ParamsFile:
     """Validate `profiles/<name>.yaml` and copy it over `target`; returns its parameters."""
     source = root / PROFILE_DIR / f"{name}.yaml"
     if not source.is_file():
         raise FileNotFoundError(f"{source}: no such profile; available: {', '.join(available(root)) or 'none'}")
-    params = load_params(source)  # raises ParamsError (a ValueError) naming the profile file
+    params = read_params_file(source)  # raises ParamsError (a ValueError) naming the profile file
     with atomic_path(target) as tmp:
         tmp.write_bytes(source.read_bytes())
     return params
 
 
-def main(params: Params, paths: Paths, args: argparse.Namespace) -> None:
-    new = activate(args.name, args.params, paths.root)
-    log.info("%s is now profile %s (dataset %s, backbone %s); run `dvc repro` or `snakemake`",
-             args.params, args.name, new.dataset, new.backbone.name)
+def run(args: argparse.Namespace) -> None:
+    """Activate the profile; the current params file is replaced, not read (it may be broken)."""
+    new = activate(args.name, args.params)
+    log.info("%s is now profile %s (datasets %s; backbones %s); run `dvc repro` or `snakemake`",
+             args.params, args.name, ", ".join(new.datasets), ", ".join(new.backbones))

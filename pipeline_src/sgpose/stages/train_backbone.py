@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from sgpose.config import Params, Paths
+from sgpose.data.coco import read_instances
 from sgpose.data.dataset import CropDataset
 from sgpose.data.download import sha256_file
 from sgpose.io import atomic_path
@@ -37,13 +38,6 @@ def joints_mse_loss(pred: Tensor, target: Tensor, weight: Tensor) -> Tensor:
     """SimpleBaseline's JointsMSELoss: 0.5 * mean over joints of MSE(pred * w, target * w)."""
     w = weight[..., None, None]
     return 0.5 * ((pred - target) * w).pow(2).mean()
-
-
-def read_instances(path: Path) -> pd.DataFrame:
-    """The instance table of one split; a missing file names the stage that writes it."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: instance table not found (has the prepare stage run?)")
-    return pd.read_parquet(path)
 
 
 def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,

@@ -1,6 +1,6 @@
 """`sgpose train_refiner --backbone B --variant V`: train the structure-guided UNet (SPEC 4).
 
-Features come from the HDF5 cache, read batch by batch (`sgpose.data.cache_loader`,
+Features come (`sgpose.data.sources`) from the HDF5 cache, read batch by batch (`sgpose.data.cache_loader`,
 `train_refiner.num_workers` reader processes; a cache under `train_refiner.preload_gb` is read into
 memory once), one cached view of each instance per epoch; or, with `train_refiner.features: online`,
 from the frozen backbone run in the loop on freshly augmented crops (`cache.augment`). Each epoch's
@@ -18,77 +18,24 @@ import csv
 import logging
 import time
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from sgpose import compute, distributed, variants
 from sgpose.config import Params, Paths
-from sgpose.data.cache_loader import CacheBatches, batch_loader, features, shuffled_batches
-from sgpose.data.dataset import CropDataset
+from sgpose.data.cache_loader import features, shuffled_batches
+from sgpose.data.sources import training_source
 from sgpose.io import atomic_path
-from sgpose.keypoints import get_layout
-from sgpose.models.backbones import forward_views
-from sgpose.models.checkpoints import load_backbone
 from sgpose.refine import build_unet, draw_steps, guidance_spec, training_loss
-from sgpose.stages.train_backbone import read_instances
 
 log = logging.getLogger(__name__)
-TARGETS = ("target", "target_weight", "joints")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variant", default="ours", type=variants.refined_argument,
                         help="which refiner to train: A1..A4, ours, or a sweep ours_S<k> / ours_linear (default ours)")
-
-
-class CachedSource:
-    """Training batches read from the train cache; one of its views per instance and epoch."""
-
-    def __init__(self, path: Path, params: Params):
-        tp = params.train_refiner
-        self.data = CacheBatches(path)
-        if self.data.nbytes <= tp.preload_gb * 1e9:
-            self.data = CacheBatches(path, preload=True)
-            log.info("%s: %.2f GB, read into memory (train_refiner.preload_gb %.1f)", path, self.data.nbytes / 1e9,
-                     tp.preload_gb)
-        self.views, self.workers = self.data.views, tp.num_workers
-        self.num_instances = len(self.data) // self.views
-        self.channels, self.levels = self.data.feature_channels(), self.data.feature_levels
-
-    def batches(self, batches: list[list[int]], epoch: int) -> Iterable[dict[str, torch.Tensor]]:
-        return batch_loader(self.data, batches, self.workers)
-
-
-class OnlineSource:
-    """Training batches computed by the frozen backbone on augmented crops (`features: online`):
-    every epoch new draws of `cache.augment`, at the cost of a backbone forward per sample."""
-
-    def __init__(self, params: Params, paths: Paths, dev: torch.device):
-        bp, layout, self.cp, self.dev = params.backbone, get_layout(params.layout), params.compute, dev
-        self.model = compute.prepare_model(load_backbone(paths.backbone, bp, layout.num_joints), self.cp, dev).eval()
-        self.crops = CropDataset(read_instances(paths.instances("train")), params.data.images_dir, bp.input_size,
-                                 bp.heatmap_size, bp.heatmap_sigma, layout, augment=params.cache.augment,
-                                 seed=params.train_refiner.seed)
-        self.levels_cfg, self.workers = params.cache.feature_levels, params.train_refiner.num_workers
-        with torch.no_grad():
-            probe = forward_views(self.model, torch.zeros(1, 3, *bp.input_size, device=dev), False, self.levels_cfg)
-        self.channels = [v.shape[1] for k, v in probe.items() if k.startswith("feat/")]
-        self.levels = list(self.levels_cfg) if self.levels_cfg is not None else list(range(len(self.channels)))
-        self.views, self.num_instances = 1, len(self.crops)
-
-    def batches(self, batches: list[list[int]], epoch: int) -> Iterator[dict[str, torch.Tensor]]:
-        self.crops.set_epoch(epoch)
-        loader = DataLoader(self.crops, batch_sampler=batches, num_workers=self.workers,
-                            pin_memory=self.dev.type == "cuda")
-        for batch in loader:
-            with compute.inference(self.cp, self.dev):
-                out = forward_views(self.model, compute.to_device(batch["image"], self.cp, self.dev), False,
-                                    self.levels_cfg)
-            yield out | {k: batch[k] for k in TARGETS}
 
 
 def main(params: Params, paths: Paths, args: argparse.Namespace) -> None:
@@ -104,7 +51,7 @@ def train(params: Params, paths: Paths, variant: str, dev: torch.device, rank: i
     """Train one variant's refiner; process `rank` of `world` (DDP) takes every world-th sample of each batch."""
     tp, cp = params.train_refiner, params.compute
     torch.manual_seed(tp.seed)
-    source = CachedSource(paths.cache("train"), params) if tp.features == "cache" else OnlineSource(params, paths, dev)
+    source = training_source(params, paths, dev)
     n = source.num_instances
     if n == 0:
         raise ValueError(f"{paths.cache('train')}: the training split holds no samples")

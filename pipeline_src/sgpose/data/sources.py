@@ -1,0 +1,80 @@
+"""Where refiner training batches come from: the HDF5 cache, or the frozen backbone run online.
+
+Both give batches keyed like the cache (`heatmaps`, `feat/0..`, `target`, `target_weight`,
+`joints`) for lists of instance indices, so the training loop does not know which it reads.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import torch
+from torch.utils.data import DataLoader
+
+from sgpose import compute
+from sgpose.config import Params, Paths
+from sgpose.data.cache_loader import CacheBatches, batch_loader
+from sgpose.data.coco import read_instances
+from sgpose.data.dataset import CropDataset
+from sgpose.keypoints import get_layout
+from sgpose.models.backbones import forward_views
+from sgpose.models.checkpoints import load_backbone
+
+log = logging.getLogger(__name__)
+TARGETS = ("target", "target_weight", "joints")
+
+
+class CachedSource:
+    """Training batches read from the train cache; one of its views per instance and epoch."""
+
+    def __init__(self, path: Path, params: Params):
+        tp = params.train_refiner
+        self.data = CacheBatches(path)
+        if self.data.nbytes <= tp.preload_gb * 1e9:
+            self.data = CacheBatches(path, preload=True)
+            log.info("%s: %.2f GB, read into memory (train_refiner.preload_gb %.1f)", path, self.data.nbytes / 1e9,
+                     tp.preload_gb)
+        self.views, self.workers = self.data.views, tp.num_workers
+        self.num_instances = len(self.data) // self.views
+        self.channels, self.levels = self.data.feature_channels(), self.data.feature_levels
+
+    def batches(self, batches: list[list[int]], epoch: int) -> Iterable[dict[str, torch.Tensor]]:
+        return batch_loader(self.data, batches, self.workers)
+
+
+class OnlineSource:
+    """Training batches computed by the frozen backbone on augmented crops (`features: online`):
+    every epoch new draws of `cache.augment`, at the cost of a backbone forward per sample."""
+
+    def __init__(self, params: Params, paths: Paths, dev: torch.device):
+        bp, layout, self.cp, self.dev = params.backbone, get_layout(params.layout), params.compute, dev
+        self.model = compute.prepare_model(load_backbone(paths.backbone, bp, layout.num_joints), self.cp, dev).eval()
+        self.crops = CropDataset(read_instances(paths.instances("train")), params.data.images_dir, bp.input_size,
+                                 bp.heatmap_size, bp.heatmap_sigma, layout, augment=params.cache.augment,
+                                 seed=params.train_refiner.seed)
+        self.levels_cfg, self.workers = params.cache.feature_levels, params.train_refiner.num_workers
+        with torch.no_grad():
+            probe = forward_views(self.model, torch.zeros(1, 3, *bp.input_size, device=dev), False, self.levels_cfg)
+        self.channels = [v.shape[1] for k, v in probe.items() if k.startswith("feat/")]
+        self.levels = list(self.levels_cfg) if self.levels_cfg is not None else list(range(len(self.channels)))
+        self.views, self.num_instances = 1, len(self.crops)
+
+    def batches(self, batches: list[list[int]], epoch: int) -> Iterator[dict[str, torch.Tensor]]:
+        self.crops.set_epoch(epoch)
+        loader = DataLoader(self.crops, batch_sampler=batches, num_workers=self.workers,
+                            pin_memory=self.dev.type == "cuda")
+        for batch in loader:
+            with compute.inference(self.cp, self.dev):
+                out = forward_views(self.model, compute.to_device(batch["image"], self.cp, self.dev), False,
+                                    self.levels_cfg)
+            yield out | {k: batch[k] for k in TARGETS}
+
+
+
+def training_source(params: Params, paths: Paths, dev: torch.device) -> CachedSource | OnlineSource:
+    """The source `train_refiner.features` names."""
+    if params.train_refiner.features == "online":
+        return OnlineSource(params, paths, dev)
+    return CachedSource(paths.cache("train"), params)
