@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -38,6 +37,7 @@ from sgpose.models.backbones import build_backbone, forward_views
 from sgpose.models.unet import StructureGuidedUNet
 from sgpose.refine import GuidanceSpec, draw_steps, training_loss
 from sgpose.variants import get_variant
+from timing import timed
 from torch.utils.data import DataLoader, Subset
 
 SIZE, HEATMAP, K = (256, 192), (64, 48), 17
@@ -66,20 +66,6 @@ def section_bytes(ratio: float) -> None:
         gb = {s: n * (train if s == "train" else ev) * ratio / 1e9 for s, n in COCO_PERSONS.items()}
         print(f"{name:20s} {train / 1e6:9.2f} {ev / 1e6:8.2f} {gb['train']:9.1f} {gb['val']:7.1f} {gb['val_det']:10.1f} "
               f"{sum(gb.values()):9.1f}")
-
-
-def timed(fn, iters: int = 3) -> float:
-    """Median seconds of fn() after one warm-up (synchronised on CUDA)."""
-    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
-    fn()
-    sync()
-    out = []
-    for _ in range(iters):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        out.append(time.perf_counter() - t0)
-    return statistics.median(out)
 
 
 def section_compression(cache: Path | None, batch: int) -> float:

@@ -13,8 +13,6 @@ as a ratio to the backbone. Features are random tensors of SimpleBaseline-R50's 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 from sgpose import guidance
@@ -24,22 +22,9 @@ from sgpose.models.simple_baseline import PoseResNet
 from sgpose.models.unet import StructureGuidedUNet
 from sgpose.refine import GuidanceSpec, refine
 from sgpose.variants import get_variant
+from timing import timed
 
 SIZE, HEATMAP, K = (256, 192), (64, 48), 17
-
-
-def timed(fn, iters: int, device: torch.device) -> float:
-    """Median seconds of `fn()` over `iters` runs after one warm-up (synchronised on CUDA)."""
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    fn()
-    sync()
-    times = []
-    for _ in range(iters):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -64,14 +49,14 @@ def main() -> None:
     t_last = torch.full((b,), gp.T - 1, device=device)
     with torch.no_grad():
         rows = {
-            "backbone forward (SimpleBaseline-R50)": timed(lambda: backbone(images), args.iters, device),
+            "backbone forward (SimpleBaseline-R50)": timed(lambda: backbone(images), args.iters),
             f"guidance sequence (B, T={gp.T}, K, 64, 48)": timed(
-                lambda: guidance.guidance_sequence(start, pred, args.S), args.iters, device),
-            "one UNet step": timed(lambda: unet(feats, y0, t_last), args.iters, device),
+                lambda: guidance.guidance_sequence(start, pred, args.S), args.iters),
+            "one UNet step": timed(lambda: unet(feats, y0, t_last), args.iters),
             "static refinement (1 UNet call)": timed(lambda: refine(unet, spec, feats, y0, "static"),
-                                                      args.iters, device),
+                                                      args.iters),
             f"full T-step refinement (recursive, {gp.T} calls)": timed(
-                lambda: refine(unet, spec, feats, y0, "recursive"), args.iters, device),
+                lambda: refine(unet, spec, feats, y0, "recursive"), args.iters),
         }
     base = rows["backbone forward (SimpleBaseline-R50)"]
     print(f"device {device} ({torch.get_num_threads()} threads), batch {b}, 256x192, S={args.S}, "

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import http.server
 import os
+import shutil
+import subprocess
 import threading
 from pathlib import Path
 
@@ -18,6 +20,19 @@ from sgpose.keypoints import COCO
 REPO = Path(__file__).resolve().parents[1]
 MIRROR = Path(os.environ.get("SGPOSE_MIRROR") or REPO.parent / "shared" / "data").resolve()
 FIXTURE_COCO = MIRROR / "fixtures" / "coco"
+
+
+def copy_project(dest: Path) -> Path:
+    """The project's files as git sees them (tracked, and untracked but not ignored) copied into
+    `dest`, made a fresh git repository: what a clone of this working tree would hold."""
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                           check=True, capture_output=True, text=True).stdout.split()
+    for rel in files:
+        if (REPO / rel).is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / rel, dest / rel)
+    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
+    return dest
 
 
 def require(path: Path) -> Path:

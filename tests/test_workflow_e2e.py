@@ -8,14 +8,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import MIRROR, require
+from conftest import MIRROR, copy_project, require
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,18 +55,12 @@ def _merge(base: dict, update: dict) -> dict:
 
 
 def make_repo(dest: Path) -> Path:
-    """A copy of the project's tracked files with the tiny grid, as a fresh git repo."""
+    """A copy of the project with the tiny grid, as a fresh git repo."""
     require(MIRROR / "fixtures" / "coco")
     require(MIRROR / "fixtures" / "crowdpose")
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                           check=True, capture_output=True, text=True).stdout.split()
-    for rel in files:
-        if (ROOT / rel).is_file():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / rel, dest / rel)
+    copy_project(dest)
     params = _merge(yaml.safe_load((ROOT / "params.yaml").read_text()), SECTIONS) | GRID
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
     return dest
 
 

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import copy_project
 from sgpose.config import read_params_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,16 +20,9 @@ PAPER = read_params_file(ROOT / "profiles" / "paper.yaml")
 
 @pytest.fixture(scope="module")
 def paper_repo(tmp_path_factory) -> Path:
-    """The project's tracked files with profiles/paper.yaml as params.yaml (what `sgpose profile paper` does)."""
-    dest = tmp_path_factory.mktemp("paper")
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                           check=True, capture_output=True, text=True).stdout.split()
-    for rel in files:
-        if (ROOT / rel).is_file():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / rel, dest / rel)
+    """The project with profiles/paper.yaml as params.yaml (what `sgpose profile paper` does)."""
+    dest = copy_project(tmp_path_factory.mktemp("paper"))
     shutil.copy(ROOT / "profiles" / "paper.yaml", dest / "params.yaml")
-    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
     return dest
 
 

@@ -1,0 +1,36 @@
+"""`compute`: the device, autocast and memory format; on the CPU everything stays fp32 and NCHW."""
+
+import pytest
+import torch
+from sgpose import compute
+from sgpose.config import ComputeParams
+
+
+def test_cpu_is_plain_fp32_nchw():
+    cp = ComputeParams(device="cpu", amp="bf16", channels_last=True)
+    dev = compute.device(cp)
+    assert dev == torch.device("cpu") and not compute.channels_last(cp, dev)
+    model = compute.prepare_model(torch.nn.Conv2d(3, 4, 3), cp, dev)
+    x = compute.to_device(torch.randn(2, 3, 8, 8), cp, dev)
+    assert x.is_contiguous() and not x.is_contiguous(memory_format=torch.channels_last)
+    with compute.inference(cp, dev):
+        y = model(x)
+    assert y.dtype == torch.float32 and not y.requires_grad  # no autocast, no grad
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_auto_is_the_cpu_without_cuda_and_cuda_is_an_error():
+    assert compute.device(ComputeParams()) == torch.device("cpu")
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        compute.device(ComputeParams(device="cuda"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_autocasts_to_bf16_in_channels_last():
+    cp = ComputeParams()
+    dev = compute.device(cp)
+    model = compute.prepare_model(torch.nn.Conv2d(3, 4, 3), cp, dev)
+    x = compute.to_device(torch.randn(2, 3, 8, 8), cp, dev)
+    assert x.is_contiguous(memory_format=torch.channels_last)
+    with compute.inference(cp, dev):
+        assert model(x).dtype == torch.bfloat16
