@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import matplotlib.image as mpimg
+import pandas as pd
 import pytest
 import yaml
 from conftest import MIRROR, copy_project, require
@@ -94,10 +96,19 @@ def test_dvc_repro_runs_the_whole_dag(dvc_repo):
     assert "AP_hard" in metrics[("tiny_crowd", "cp", "ours")]["val"]  # CrowdPose metrics
     assert len(list((dvc_repo / "results/tiny/r18/cache/train.shards").iterdir())) == 2
     report = dvc_repo / "results" / "report"
-    for name in ("table1.csv", "table1.md", "table3.csv", "table4.csv", "fig2_guidance.png", "fig5_steps.csv",
-                 "index.html"):
-        assert (report / name).stat().st_size > 0, name
-    assert "tiny_crowd" in (report / "table3.md").read_text() and "r18 ours" in (report / "table4.md").read_text()
+    tables = {n: pd.read_csv(report / f"{n}.csv") for n in ("table1", "table2", "table3", "table4")}
+    assert tables["table1"].variant.tolist() == ["baseline", "A1", "A2", "A3", "A4", "ours"]
+    assert tables["table1"]["AP (this run)"].notna().tolist() == [True, True, False, False, False, True]
+    assert tables["table2"].directory.tolist()[-1] == "tiny/r18"  # after the paper's five backbones
+    this_run = {n: t[t.source.str.startswith("this run")].method.tolist() for n, t in tables.items() if "source" in t}
+    assert this_run == {"table3": ["cp baseline", "cp ours"],
+                        "table4": ["r18 baseline", "r18 A1", "r18 ours", "r18 ours_S2"]}
+    for png in ("fig2_guidance", "fig4_ablation", "fig5_steps", "fig6_schedule", "fig7_corrected", "fig8_recovered",
+                "fig9_hardest", "training_curves"):
+        img = mpimg.imread(report / f"{png}.png")
+        assert img.shape[0] > 100 and img[..., :3].std() > 0.03, f"{png}.png is blank"
+        assert (report / f"{png}.csv").is_file(), png
+    assert (report / "index.html").stat().st_size > 0 and (report / "provenance.json").is_file()
     assert not list(dvc_repo.rglob("*.tmp-*")), "a temporary file was left behind"
 
 
