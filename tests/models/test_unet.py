@@ -63,6 +63,8 @@ def test_a_subset_of_feature_levels_and_a_deeper_unet():
         changed = [f.clone() for f in feats]
         changed[i] = changed[i] + 1
         assert not torch.allclose(ref, unet(changed, H, t)), f"feature level {i + 1} is not injected"
+    with pytest.raises(ValueError, match=r"3 backbone features given; this refiner was built for feature levels \[1, 2\]"):
+        unet([torch.randn(1, 8, 16, 12), *feats], H, t)
     deep = StructureGuidedUNet(4, [8, 8, 8], base_channels=8, channel_mults=[1, 2, 2, 4], time_dim=16)
     full = [torch.randn(1, 8, 16, 12), *feats]
     assert deep(full, H, t).shape == (1, 4, 16, 12) and deep.fuse[2].in_channels == 16  # level 3: no feature

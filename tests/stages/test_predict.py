@@ -25,7 +25,8 @@ def tiny_params(root: Path) -> Path:
                                           refiner={"base_channels": 8, "time_dim": 16}))
 
 
-def save_models(root: Path, backbone: bool = True, refiner: bool = True) -> None:
+def save_models(root: Path, backbone: bool = True, refiner: bool = True, levels: list[int] | None = None) -> None:
+    """A backbone and an `ours` refiner built on the backbone's feature `levels` (None: all)."""
     params = load_params(root / "params.yaml")
     bb_dir = root / "results" / "fx" / "tiny"
     (bb_dir / "ours").mkdir(parents=True, exist_ok=True)
@@ -36,8 +37,9 @@ def save_models(root: Path, backbone: bool = True, refiner: bool = True) -> None
                     "num_joints": 17, "epochs": 0}, bb_dir / "backbone.pt")
     if refiner:
         _, feats = model(torch.zeros(1, 3, 64, 64))
-        unet = build_unet(params, [f.shape[1] for f in feats], "ours")
-        torch.save({"state_dict": unet.state_dict(), "feature_channels": [f.shape[1] for f in feats],
+        channels = [feats[i].shape[1] for i in (levels or range(len(feats)))]
+        unet = build_unet(params, channels, "ours", levels)
+        torch.save({"state_dict": unet.state_dict(), "feature_channels": channels, "feature_levels": levels,
                     "variant": "ours"}, bb_dir / "ours" / "refiner.pt")
 
 
@@ -68,6 +70,13 @@ def test_predict_whole_image_default_out(project):
     assert cli(["predict", str(IMAGE)]) == 0
     results = json.loads((project / "results" / "predict" / "000000040083_keypoints.json").read_text())
     assert len(results) == 1 and len(results[0]["keypoints"]) == 51
+
+
+def test_predict_with_a_refiner_on_a_subset_of_feature_levels(project):
+    """A refiner trained on `cache.feature_levels: [1, 2]` gets those backbone levels, not all three."""
+    save_models(project, levels=[1, 2])
+    assert cli(["predict", str(IMAGE), "--out", "pred"]) == 0
+    assert len(json.loads((project / "pred" / "000000040083_keypoints.json").read_text())) == 1
 
 
 @pytest.mark.parametrize("backbone,refiner,stage", [(False, True, "train_backbone"), (True, False, "train_refiner")])

@@ -99,6 +99,9 @@ class StructureGuidedUNet(nn.Module):
         self.head = nn.Sequential(_norm(widths[0]), nn.SiLU(), zero(nn.Conv2d(widths[0], num_joints, 1)))
 
     def forward(self, features: list[Tensor], guidance: Tensor, t: Tensor) -> Tensor:
+        if len(features) != len(self.levels):
+            raise ValueError(f"{len(features)} backbone features given; this refiner was built for feature levels "
+                             f"{self.levels}")
         feat = dict(zip(self.levels, features))  # UNet level -> backbone feature
         if self.time_mlp is None:
             temb = features[0].new_zeros(features[0].shape[0], self.time_dim)

@@ -90,7 +90,8 @@ def heatmaps(params: Params, backbone, unet, spec, images: torch.Tensor) -> tupl
     from sgpose.stages.infer import final_heatmaps
 
     with torch.no_grad():
-        batch = forward_views(backbone, images, params.infer.flip_test)
+        # the backbone levels the refiner was trained on (its cache's `cache.feature_levels`)
+        batch = forward_views(backbone, images, params.infer.flip_test, unet.levels)
     return final_heatmaps(params, batch), final_heatmaps(params, batch, unet, spec)
 
 
