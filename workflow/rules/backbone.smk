@@ -2,14 +2,13 @@ rule train_backbone:
     input:
         f"{RES}/{{ds}}/prepared/instances_train.parquet",
         f"{RES}/{{ds}}/download.json",
-        f"{CODE}/stages/train_backbone.py",
-        f"{CODE}/data/dataset.py",
+        code("stages/train_backbone.py", "models", "data/dataset.py", "data/transforms.py", "data/heatmaps.py"),
     output:
         f"{RES}/{{ds}}/{{bb}}/backbone.pt",
         f"{RES}/{{ds}}/{{bb}}/train_log.csv",
     params:
         backbone=lambda w: BACKBONES[w.bb],
-        train=config.get("train_backbone"),
+        train=lambda w: None if BACKBONES[w.bb].get("checkpoint") else config.get("train_backbone"),  # imported
     threads: 8
     resources:
         gpu=1,
@@ -25,17 +24,14 @@ rule cache_shard:
         f"{RES}/{{ds}}/{{bb}}/backbone.pt",
         f"{RES}/{{ds}}/prepared/instances_{{split}}.parquet",
         f"{RES}/{{ds}}/download.json",
-        f"{CODE}/stages/cache.py",
-        f"{CODE}/cache.py",
-        f"{CODE}/shards.py",
-        f"{CODE}/compute.py",
-        f"{CODE}/data/dataset.py",
-        f"{CODE}/data/transforms.py",
-        f"{CODE}/data/heatmaps.py",
+        code("stages/cache.py", "cache.py", "shards.py", "compute.py", "keypoints.py", "data/dataset.py",
+             "data/transforms.py", "data/heatmaps.py", "models"),  # sgpose.shards.CODE
     output:
         f"{RES}/{{ds}}/{{bb}}/cache/{{split}}.shards/shard-{{shard}}.h5",
     params:
-        cache=config.get("cache"),
+        # what a shard's fingerprint holds (stages/cache.py cache_attrs), and the split's shard count
+        cache=lambda w: {k: v for k, v in CACHE.items() if k not in ("batch_size", "shards")},
+        shards=lambda w: len(shards_of(w.split)),
         compute=config.get("compute"),
     threads: 8
     resources:

@@ -1,11 +1,32 @@
 # Names shared by every rule: the experiment grid of params.yaml and the file layout of
 # sgpose.config.Paths (dvc.yaml interpolates the same keys).
+from pathlib import Path
+
 DATASETS = config["datasets"]
 BACKBONES = config["backbones"]
 ABLATION = config.get("ablation") or {}
 CACHE = config.get("cache") or {}
 CODE = "pipeline_src/sgpose"
 RES = "results"
+
+
+def code(*entries):
+    """Package sources a rule depends on: a .py file, or every .py file of a directory (as DVC hashes
+    a directory dependency whole)."""
+    out = []
+    for entry in entries:
+        path = Path(CODE) / entry
+        out += sorted(str(f) for f in path.rglob("*.py")) if path.is_dir() else [str(path)]
+    return out
+
+
+DETECTION_KEYS = ("detections", "det_score_threshold", "min_box_area")  # prepare keys only val_det reads
+
+
+def prepare_params(ds, detections):
+    """datasets.<ds>.prepare as the train/val rule (without the detection keys) or val_det sees it."""
+    prep = DATASETS[ds].get("prepare") or {}
+    return prep if detections else {k: v for k, v in prep.items() if k not in DETECTION_KEYS}
 
 
 def dataset_of(bb):
@@ -21,10 +42,6 @@ def evals_of(bb):
     return BACKBONES[bb].get("evals", ["val"])
 
 
-def splits_of(bb):
-    return ["train", *evals_of(bb)]
-
-
 def variants_of(bb):
     """The refined variants a backbone trains: ours, and the ablation's on the ablation backbone."""
     return ["ours", *(ABLATION.get("variants", []) if ABLATION.get("backbone") == bb else [])]
@@ -33,14 +50,6 @@ def variants_of(bb):
 def shards_of(split):
     """Shard names of a split (cache.shards, default 1): 00000, 00001, ..."""
     return [f"{i:05d}" for i in range((CACHE.get("shards") or {}).get(split, 1))]
-
-
-def has_detections(ds):
-    return bool((DATASETS[ds].get("prepare") or {}).get("detections"))
-
-
-def prepare_splits(ds):
-    return ["train", "val", *(["val_det"] if has_detections(ds) else [])]
 
 
 def grid():

@@ -1,10 +1,7 @@
 rule download:
     input:
         lambda w: DATASETS[w.ds]["data"]["manifest"],
-        f"{CODE}/stages/download.py",
-        f"{CODE}/data/download.py",
-        f"{CODE}/data/archives.py",
-        f"{CODE}/models/zoo.py",
+        code("stages/download.py", "data/download.py", "data/archives.py", "models/zoo.py"),
     output:
         f"{RES}/{{ds}}/download.json",
     params:
@@ -20,14 +17,13 @@ rule download:
 rule prepare:
     input:
         f"{RES}/{{ds}}/download.json",
-        f"{CODE}/stages/prepare.py",
-        f"{CODE}/data/coco.py",
+        code("stages/prepare.py", "data/coco.py"),
     output:
         expand(f"{RES}/{{{{ds}}}}/prepared/instances_{{split}}.parquet", split=["train", "val"]),
         expand(f"{RES}/{{{{ds}}}}/prepared/annotations_{{split}}.json", split=["train", "val"]),
     params:
         layout=lambda w: DATASETS[w.ds].get("layout", "coco"),
-        prepare=lambda w: DATASETS[w.ds].get("prepare"),
+        prepare=lambda w: prepare_params(w.ds, detections=False),  # a detection edit leaves train/val alone
         data=lambda w: DATASETS[w.ds]["data"],
     resources:
         mem_mb=16000,
@@ -40,13 +36,12 @@ rule prepare:
 rule prepare_detections:
     input:
         f"{RES}/{{ds}}/download.json",
-        f"{CODE}/stages/prepare.py",
-        f"{CODE}/data/detections.py",
+        code("stages/prepare.py", "data/coco.py", "data/detections.py"),
     output:
         f"{RES}/{{ds}}/prepared/instances_val_det.parquet",
     params:
         layout=lambda w: DATASETS[w.ds].get("layout", "coco"),
-        prepare=lambda w: DATASETS[w.ds].get("prepare"),
+        prepare=lambda w: prepare_params(w.ds, detections=True),
         data=lambda w: DATASETS[w.ds]["data"],
     resources:
         mem_mb=16000,

@@ -3,7 +3,7 @@
 rule start_pose:
     input:
         f"{RES}/{{ds}}/{{bb}}/cache/train.h5",
-        f"{CODE}/stages/start_pose.py",
+        code("stages/start_pose.py"),
     output:
         f"{RES}/{{ds}}/{{bb}}/start_pose.json",
     resources:
@@ -18,15 +18,8 @@ rule train_refiner:
         f"{RES}/{{ds}}/{{bb}}/cache/train.h5",
         f"{RES}/{{ds}}/{{bb}}/start_pose.json",
         f"{RES}/{{ds}}/{{bb}}/backbone.pt",
-        f"{CODE}/stages/train_refiner.py",
-        f"{CODE}/data/sources.py",
-        f"{CODE}/data/cache_loader.py",
-        f"{CODE}/compute.py",
-        f"{CODE}/distributed.py",
-        f"{CODE}/refine.py",
-        f"{CODE}/variants.py",
-        f"{CODE}/guidance.py",
-        f"{CODE}/models/unet.py",
+        code("stages/train_refiner.py", "data/sources.py", "data/cache_loader.py", "refine.py", "variants.py",
+             "guidance.py", "models/unet.py", "compute.py", "distributed.py"),
     output:
         f"{RES}/{{ds}}/{{bb}}/{{variant}}/refiner.pt",
         f"{RES}/{{ds}}/{{bb}}/{{variant}}/train_log.csv",
@@ -46,10 +39,11 @@ rule train_refiner:
 
 def infer_inputs(w):
     """The backbone's cached evaluation splits; a refined variant also needs its refiner."""
-    inputs = [f"{bbdir(w.bb)}/cache/{s}.h5" for s in evals_of(w.bb)] + [
-        f"{CODE}/stages/infer.py", f"{CODE}/data/cache_loader.py", f"{CODE}/compute.py"]
+    inputs = [f"{bbdir(w.bb)}/cache/{s}.h5" for s in evals_of(w.bb)] + code(
+        "stages/infer.py", "data/cache_loader.py", "compute.py")
     if w.variant != "baseline":
-        inputs += [f"{bbdir(w.bb)}/{w.variant}/refiner.pt", f"{bbdir(w.bb)}/start_pose.json", f"{CODE}/refine.py"]
+        inputs += [f"{bbdir(w.bb)}/{w.variant}/refiner.pt", f"{bbdir(w.bb)}/start_pose.json",
+                   *code("refine.py", "variants.py")]
     return inputs
 
 
@@ -60,9 +54,9 @@ rule infer:
         directory(f"{RES}/{{ds}}/{{bb}}/{{variant}}/predictions"),
     params:
         evals=lambda w: evals_of(w.bb),
-        guidance=config.get("guidance"),
+        guidance=lambda w: None if w.variant == "baseline" else config.get("guidance"),  # as dvc.yaml
         infer=config.get("infer"),
-        compute=config.get("compute"),
+        compute=lambda w: None if w.variant == "baseline" else config.get("compute"),
     resources:
         gpu=1,
         mem_mb=32000,
@@ -75,7 +69,7 @@ rule evaluate:
     input:
         f"{RES}/{{ds}}/{{bb}}/{{variant}}/predictions",
         f"{RES}/{{ds}}/prepared/annotations_val.json",
-        f"{CODE}/stages/evaluate.py",
+        code("stages/evaluate.py", "evaluation"),
     output:
         f"{RES}/metrics/{{ds}}/{{bb}}/{{variant}}.json",
     params:

@@ -1,10 +1,10 @@
 def report_inputs(w):
     """Every evaluation of the grid, and what the figures read: the primary backbone's val cache,
-    refiners and training logs (the ablation's backbone, else the first)."""
-    bb = ABLATION.get("backbone") or next(iter(BACKBONES))
+    refiners and training logs (the ablation's backbone)."""
+    bb = ABLATION["backbone"]
     return ([f"{RES}/metrics/{ds}/{b}/{v}.json" for ds, b, v in grid()]
             + [f"{bbdir(bb)}/cache/val.h5", f"{bbdir(bb)}/train_log.csv",
-               f"{RES}/{dataset_of(bb)}/prepared/instances_val.parquet", f"{CODE}/stages/report.py"]
+               f"{RES}/{dataset_of(bb)}/prepared/instances_val.parquet", *code("stages/report.py", "report")]
             + [f"{bbdir(bb)}/{v}/refiner.pt" for v in variants_of(bb)])
 
 
