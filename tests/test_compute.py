@@ -34,3 +34,31 @@ def test_cuda_autocasts_to_bf16_in_channels_last():
     assert x.is_contiguous(memory_format=torch.channels_last)
     with compute.inference(cp, dev):
         assert model(x).dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("configured,env,want", [
+    ("auto", {}, "cuda:0"), ("cuda", {}, "cuda:0"), ("cuda:1", {}, "cuda:1"),
+    ("auto", {"LOCAL_RANK": "1", "WORLD_SIZE": "2"}, "cuda:1"), ("cuda", {"LOCAL_RANK": "1", "WORLD_SIZE": "2"}, "cuda:1"),
+    ("cpu", {"LOCAL_RANK": "1", "WORLD_SIZE": "2"}, "cpu")])
+def test_each_ddp_process_gets_its_own_gpu(monkeypatch, configured, env, want):
+    """torchrun's LOCAL_RANK picks the GPU for `auto` and `cuda` (device resolution only: no CUDA needed)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    for key in ("LOCAL_RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert compute.device(ComputeParams(device=configured)) == torch.device(want)
+
+
+def test_one_fixed_gpu_for_several_ddp_processes_is_an_error(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ValueError, match="names one GPU for 2 DDP processes"):
+        compute.device(ComputeParams(device="cuda:0"))
+
+
+def test_effective_records_what_runs_here():
+    cp = ComputeParams(device="cpu", amp="bf16", channels_last=True)
+    assert compute.effective(cp, torch.device("cpu")) == {"device": "cpu", "amp": "off", "channels_last": False}
+    assert compute.effective(cp, torch.device("cuda", 0)) == {"device": "cuda", "amp": "bf16", "channels_last": True}

@@ -20,15 +20,22 @@ AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def device(cp: ComputeParams) -> torch.device:
-    """The configured device; `auto` is CUDA when available (a DDP process: its LOCAL_RANK's GPU)."""
-    if cp.device == "auto":
-        if not torch.cuda.is_available():
-            return torch.device("cpu")
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    dev = torch.device(cp.device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
+    """The configured device; `auto` is CUDA when available. A DDP process (torchrun sets LOCAL_RANK)
+    gets its own GPU for `auto` and `cuda`; a fixed `cuda:N` would put every process on one GPU."""
+    if cp.device == "auto" and not torch.cuda.is_available():
+        return torch.device("cpu")
+    dev = torch.device("cuda" if cp.device == "auto" else cp.device)
+    if dev.type != "cuda":
+        return dev
+    if not torch.cuda.is_available():
         raise ValueError(f"compute.device is {cp.device} but CUDA is not available here (use auto or cpu)")
-    return dev
+    rank = os.environ.get("LOCAL_RANK")
+    if rank is None:
+        return dev if dev.index is not None else torch.device("cuda", 0)
+    if dev.index is not None and int(os.environ.get("WORLD_SIZE", 1)) > 1:
+        raise ValueError(f"compute.device {cp.device} names one GPU for {os.environ['WORLD_SIZE']} DDP processes; "
+                         "use auto or cuda")
+    return torch.device("cuda", int(rank))
 
 
 def autocast(cp: ComputeParams, dev: torch.device) -> contextlib.AbstractContextManager:
@@ -41,6 +48,13 @@ def autocast(cp: ComputeParams, dev: torch.device) -> contextlib.AbstractContext
 def channels_last(cp: ComputeParams, dev: torch.device) -> bool:
     """Whether tensors and models use the NHWC memory format here (CUDA only)."""
     return cp.channels_last and dev.type == "cuda"
+
+
+def effective(cp: ComputeParams, dev: torch.device) -> dict:
+    """What the numbers are computed with here (device type, autocast dtype, memory format): the
+    configured section says `auto` and `bf16` alike on a CPU and a GPU node, this does not."""
+    amp = cp.amp if dev.type == "cuda" else "off"
+    return {"device": dev.type, "amp": amp, "channels_last": channels_last(cp, dev)}
 
 
 def prepare_model(model: nn.Module, cp: ComputeParams, dev: torch.device) -> nn.Module:

@@ -33,8 +33,8 @@ from sgpose.cache import cache_attrs, dataset_keys
 from sgpose.io import atomic_path
 
 # sources whose change changes the cached numbers (relative to the package directory)
-CODE = ("cache.py", "shards.py", "stages/cache.py", "data/dataset.py", "data/transforms.py",
-        "data/heatmaps.py", "models")
+CODE = ("cache.py", "shards.py", "stages/cache.py", "compute.py", "keypoints.py", "data/dataset.py",
+        "data/transforms.py", "data/heatmaps.py", "models")
 MANIFEST_ONLY = ("shard_index", "shard_start", "fingerprint", "num_samples", "complete")
 
 
@@ -107,12 +107,33 @@ def shard_problem(path: Path, num_samples: int, expected: str) -> str | None:
     return None
 
 
-def write_manifest(manifest: str | Path, shards: list[Path], starts: list[int], num_samples: int) -> None:
+def manifest_current(manifest: Path, shards: list[Path], fingerprints: list[str], starts: list[int],
+                     num_samples: int) -> bool:
+    """True when `manifest` is complete and names exactly these shards, fingerprints, starts and size.
+    Rewriting such a manifest would change only HDF5's timestamps, yet give DVC a new hash and re-run
+    everything trained from the cache."""
+    if not manifest.is_file() or not h5py.is_hdf5(manifest):
+        return False
+    try:
+        with h5py.File(manifest, "r") as h5:
+            a = h5.attrs
+            return (bool(a.get("complete", False)) and int(a.get("num_samples", -1)) == num_samples
+                    and list(a.get("shard_files", [])) == [s.relative_to(manifest.parent).as_posix() for s in shards]
+                    and list(a.get("shard_fingerprints", [])) == fingerprints
+                    and [int(x) for x in a.get("shard_starts", [])] == starts)
+    except OSError:
+        return False
+
+
+def write_manifest(manifest: str | Path, shards: list[Path], starts: list[int], num_samples: int) -> bool:
     """Write `manifest` (atomically): virtual datasets over the shards, the shards' common attributes,
-    their relative names and fingerprints, `complete` last."""
+    their relative names and fingerprints, `complete` last. A current manifest is left untouched
+    (`manifest_current`); returns whether it was written."""
     manifest = Path(manifest)
     files = [h5py.File(s, "r") for s in shards]
     try:
+        if manifest_current(manifest, shards, [f.attrs["fingerprint"] for f in files], starts, num_samples):
+            return False
         with atomic_path(manifest) as tmp, h5py.File(tmp, "w") as out:
             filled = [i for i, f in enumerate(files) if f.attrs.get("num_samples", 0) > 0]
             for key in dataset_keys(files[filled[0]]) if filled else []:
@@ -127,6 +148,7 @@ def write_manifest(manifest: str | Path, shards: list[Path], starts: list[int], 
             out.attrs["shard_starts"] = starts
             out.attrs["num_samples"] = num_samples
             out.attrs["complete"] = True
+        return True
     finally:
         for f in files:
             f.close()

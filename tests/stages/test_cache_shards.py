@@ -104,6 +104,18 @@ def test_damaged_shard_is_detected_and_rebuilt(project, damage):
     _assert_same(want, _snapshot(cache))
 
 
+def test_a_rerun_keeps_the_manifests_byte_for_byte(project):
+    """A re-run that keeps every shard (here: only a val-side parameter changed) leaves the train
+    manifest's bytes alone: HDF5 stamps times into a rewritten file, and DVC would see a new hash."""
+    params_file, cache = project
+    assert cli(["cache", "--params", str(params_file), *SHARDED]) == 0
+    before = {p: p.read_bytes() for p in cache.glob("*.h5")}
+    assert cli(["cache", "--params", str(params_file), *SHARDED, "--set", "cache.shards={train: 3, val: 2}"]) == 0
+    assert (cache / "train.h5").read_bytes() == before[cache / "train.h5"]
+    assert (cache / "val.h5").read_bytes() != before[cache / "val.h5"]  # re-sharded: a new manifest
+    assert len(cache_attrs(open_cache(cache / "val.h5"))["shard_files"]) == 2
+
+
 def test_other_weights_rebuild_every_shard(project):
     params_file, cache = project
     assert cli(["cache", "--params", str(params_file), *SHARDED]) == 0

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from sgpose.config import BackboneParams
+from sgpose.data.download import sha256_file
 from sgpose.models.backbones import ARCH_FIELDS, build_backbone, describe
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,13 @@ def _check_saved_params(path: Path, obj: object, bp: BackboneParams) -> None:
     for key in ARCH_FIELDS[bp.arch]:
         if saved.get(key) != getattr(bp, key):
             raise CheckpointError(f"{path}: trained with backbone.{key}={saved.get(key)}, params say {getattr(bp, key)}")
+
+
+def backbone_source_sha256(path: Path) -> str:
+    """sha256 of the official checkpoint a backbone.pt was imported from, else of backbone.pt itself:
+    what the weights behind a cache or a refiner are known by."""
+    meta = torch.load(path, map_location="cpu", weights_only=True)
+    return meta.get("source_sha256") or sha256_file(path)
 
 
 def load_backbone(path: str | Path, bp: BackboneParams, num_joints: int) -> nn.Module:

@@ -32,8 +32,7 @@ from sgpose.data.coco import read_instances
 from sgpose.data.dataset import CropDataset, ViewCrops
 from sgpose.keypoints import get_layout
 from sgpose.models.backbones import forward_views
-from sgpose.models.checkpoints import load_backbone
-from sgpose.stages.train_backbone import backbone_source_sha256
+from sgpose.models.checkpoints import backbone_source_sha256, load_backbone
 
 log = logging.getLogger(__name__)
 META = ("center", "scale", "bbox", "image_id", "ann_id", "score")
@@ -74,13 +73,13 @@ def main(params: Params, paths: Paths, args: argparse.Namespace) -> None:
 
 def cache_attrs(params: Params, paths: Paths) -> dict:
     """The attributes every shard and manifest carries: layout, sizes, backbone, weights, and the
-    parameters its numbers depend on (cache and compute sections as configured)."""
+    parameters its numbers depend on (the cache section; the compute set-up in effect on this node)."""
     bp, layout = params.backbone, get_layout(params.layout)
     return {"layout": layout.name, "input_size": list(bp.input_size), "heatmap_size": list(bp.heatmap_size),
             "num_joints": layout.num_joints, "backbone": bp.model_dump(mode="json", exclude={"evals", "train"}),
             "checkpoint_sha256": backbone_source_sha256(paths.backbone),
             "cache": params.cache.model_dump(mode="json", exclude={"batch_size", "shards"}),
-            "compute": params.compute.model_dump(mode="json")}
+            "compute": compute.effective(params.compute, compute.device(params.compute))}
 
 
 class SplitPlan:
@@ -130,8 +129,10 @@ class SplitPlan:
         for stray in shards.remove_strays(self.manifest, self.files):
             log.info("removed stray %s", stray)
         n = len(self.rows) * self.views
-        shards.write_manifest(self.manifest, self.files, [self.samples(i)[0] for i in range(len(self.files))], n)
-        log.info("wrote %s (%d samples in %d shards)", self.manifest, n, len(self.files))
+        if shards.write_manifest(self.manifest, self.files, [self.samples(i)[0] for i in range(len(self.files))], n):
+            log.info("wrote %s (%d samples in %d shards)", self.manifest, n, len(self.files))
+        else:
+            log.info("%s: current (same shards), kept", self.manifest)
 
 
 def _crops(params: Params, plan: SplitPlan) -> Dataset:

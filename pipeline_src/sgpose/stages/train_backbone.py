@@ -115,12 +115,6 @@ def save_backbone(path: Path, model: nn.Module, params: Params, epochs: int, sou
                     "source_sha256": sha256_file(source) if source else None}, tmp)
 
 
-def backbone_source_sha256(path: Path) -> str:
-    """sha256 of the official checkpoint a backbone.pt was imported from, else of backbone.pt itself."""
-    meta = torch.load(path, map_location="cpu", weights_only=True)
-    return meta.get("source_sha256") or sha256_file(path)
-
-
 def main(params: Params, paths: Paths, args: argparse.Namespace) -> None:
     if params.backbone.checkpoint:
         return import_checkpoint(params, paths)
