@@ -88,6 +88,9 @@ def test_train_overrides_per_backbone():
     ("cache.shards={train: 0}", "at least one shard"),
     ("cache.feature_levels=[1,0]", "increasing"),
     ("backbone.evals=[val,val]", "twice"),
+    ("backbone.evals=[val_det]", "backbones.sb_r18.evals must include val"),
+    ("backbones.cp_r18.dataset=sample", "datasets crowdpose_sample: no backbone"),
+    ("train_refiner.devices=1000", r"batch_size \d+ is the global batch: it must be at least train_refiner.devices"),
 ])
 def test_inconsistent_files_are_errors(override, message):
     with pytest.raises(ParamsError, match=message):

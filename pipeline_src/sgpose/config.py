@@ -196,6 +196,13 @@ class TrainRefinerParams(_Section):
     preload_gb: float = Field(2.0, ge=0)  # read the whole training cache into memory when it is this small
     devices: int = Field(1, ge=1)  # DDP processes (torchrun): one per GPU, or gloo processes on CPU
 
+    @model_validator(mode="after")
+    def _a_sample_per_process(self) -> "TrainRefinerParams":
+        if self.batch_size < self.devices:
+            raise ValueError(f"train_refiner.batch_size {self.batch_size} is the global batch: it must be at least "
+                             f"train_refiner.devices ({self.devices}), or some processes get no sample")
+        return self
+
 
 class InferParams(_Section):
     mode: Literal["static", "recursive", "recursive_from_pred"] = "static"  # SPEC 5 readings
@@ -261,6 +268,13 @@ class ParamsFile(_Section):
         if self.backbones[a.backbone].dataset != a.dataset:
             raise ValueError(f"ablation.dataset {a.dataset!r}: backbone {a.backbone} runs on "
                              f"{self.backbones[a.backbone].dataset!r}")
+        if "val" not in self.backbones[a.backbone].evals:
+            raise ValueError(f"backbones.{a.backbone}.evals must include val: Table 1 and Figs. 2, 4-9 of the "
+                             "ablation are scored on the ground-truth boxes")
+        unused = [d for d in self.datasets if all(bp.dataset != d for bp in self.backbones.values())]
+        if unused:
+            raise ValueError(f"datasets {', '.join(unused)}: no backbone in backbones runs on it (the DAG would "
+                             "download and prepare it for nothing)")
         return self
 
     def train_backbone_of(self, backbone: str) -> TrainBackboneParams:

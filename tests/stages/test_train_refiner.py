@@ -51,11 +51,8 @@ def test_trains_writes_checkpoint_and_log(project):
         cli(["train_refiner", *project, "--variant", "baseline"])  # argparse: baseline has no refiner
 
 
-def test_an_interrupted_run_resumes_to_the_same_weights(project, monkeypatch):
-    three = [*project, "--set", "train_refiner.epochs=3"]
-    assert cli(["train_refiner", *three]) == 0
-    want = _weights()
-    (BB / "ours" / "refiner.pt").unlink()
+def _interrupt_in_epoch_two(args: list[str], monkeypatch) -> None:
+    """Run train_refiner with `args` and kill it in its second epoch: refiner.pt.last is left."""
     real, calls = stage.training_loss, []
 
     def dies_in_epoch_two(*args, **kwargs):
@@ -66,12 +63,34 @@ def test_an_interrupted_run_resumes_to_the_same_weights(project, monkeypatch):
 
     monkeypatch.setattr(stage, "training_loss", dies_in_epoch_two)
     with pytest.raises(KeyboardInterrupt):
-        cli(["train_refiner", *three])
+        cli(["train_refiner", *args])
     assert (BB / "ours" / "refiner.pt.last").is_file() and not (BB / "ours" / "refiner.pt").exists()
     monkeypatch.setattr(stage, "training_loss", real)
+
+
+def test_an_interrupted_run_resumes_to_the_same_weights(project, monkeypatch):
+    three = [*project, "--set", "train_refiner.epochs=3"]
+    assert cli(["train_refiner", *three]) == 0
+    want = _weights()
+    (BB / "ours" / "refiner.pt").unlink()
+    _interrupt_in_epoch_two(three, monkeypatch)
     assert cli(["train_refiner", *three]) == 0
     assert list(pd.read_csv(BB / "ours" / "train_log.csv").epoch) == [1, 2, 3]
     _assert_weights_close(_weights(), want)  # model, optimizer and generator state all resumed
+
+
+def test_a_run_with_other_parameters_starts_clean(project, monkeypatch, caplog):
+    """An interrupted run's refiner.pt.last is not continued under other parameters (here the lr and
+    the guidance threshold): the re-run equals a fresh run with the new ones."""
+    three = [*project, "--set", "train_refiner.epochs=3"]
+    other = [*three, "--set", "train_refiner.lr=3e-4", "--set", "guidance.pred_threshold=0.3"]
+    assert cli(["train_refiner", *other]) == 0
+    want = _weights()
+    (BB / "ours" / "refiner.pt").unlink()
+    _interrupt_in_epoch_two(three, monkeypatch)
+    assert cli(["train_refiner", *other]) == 0
+    assert "made with other parameters or data; starting clean" in caplog.text
+    _assert_weights_close(_weights(), want)
 
 
 def test_two_ddp_processes_train_the_same_weights_as_one(project):
@@ -98,7 +117,7 @@ def test_online_features_are_the_cached_ones_without_augmentation(project):
     no_aug = ["--set", "cache.augment={flip_prob: 0.0, scale_factor: 0.0, rotation_factor: 0.0}"]
     params = load_params(project[1], [a for a in [*project[2:], *no_aug] if a != "--set"])
     paths, dev = Paths(params), torch.device("cpu")
-    cached = next(iter(sources.CachedSource(paths.cache("train"), params).batches([[0, 2, 5]], 0)))
+    cached = next(iter(sources.CachedSource(paths.cache("train"), params, torch.device("cpu")).batches([[0, 2, 5]], 0)))
     online_source = sources.OnlineSource(params, paths, dev)
     online = next(iter(online_source.batches([[0, 2, 5]], 0)))
     assert online_source.channels == [16, 16, 16] and online_source.levels == [0, 1, 2]
@@ -116,7 +135,7 @@ def test_online_features_are_the_cached_ones_without_augmentation(project):
 def test_cached_training_views_are_drawn_per_epoch(project):
     assert cli(["cache", "--params", project[1], "--set", "cache.train_views=2", "--set", "cache.batch_size=1"]) == 0
     params = load_params(project[1], [a for a in project[2:] if a != "--set"])
-    source = sources.CachedSource(Paths(params).cache("train"), params)
+    source = sources.CachedSource(Paths(params).cache("train"), params, torch.device("cpu"))
     assert (source.views, source.num_instances, len(source.data)) == (2, 7, 14)
     assert source.data.memory is not None  # a small cache: read into memory once
     assert cli(["train_refiner", *project, "--set", "train_refiner.epochs=1"]) == 0

@@ -61,9 +61,16 @@ class CacheBatches(Dataset):
             files = self.attrs.get("shard_files")
             self.sources = [self.path.parent / f for f in files] if files else [self.path]
             self.starts = np.asarray(self.attrs.get("shard_starts", [0]), dtype=np.int64)
-            self.memory = {k: h5[k][()] for k in names} if preload else None
+        self.memory: dict[str, np.ndarray] | None = None
         self._files: list[h5py.File] | None = None
         self._pid: int | None = None
+        if preload:
+            self.load()
+
+    def load(self) -> None:
+        """Read the selected datasets into memory (`nbytes`); later batches come from there."""
+        with h5py.File(self.path, "r") as h5:
+            self.memory = {k: h5[k][()] for k in self.keys}
 
     def __len__(self) -> int:
         return self.num_samples
@@ -148,7 +155,8 @@ def shuffled_batches(n: int, batch_size: int, generator: torch.Generator, views:
     return [order[i:i + batch_size].sort().values.tolist() for i in range(0, n, batch_size)]
 
 
-def batch_loader(dataset: CacheBatches, batches: list[list[int]], num_workers: int = 0) -> DataLoader:
-    """Read `batches` in this order, in `num_workers` processes; pinned memory when CUDA is there."""
+def batch_loader(dataset: CacheBatches, batches: list[list[int]], num_workers: int = 0,
+                 pin_memory: bool = False) -> DataLoader:
+    """Read `batches` in this order, in `num_workers` processes; `pin_memory` when batches go to a GPU."""
     return DataLoader(dataset, batch_size=None, sampler=batches, num_workers=num_workers,
-                      pin_memory=torch.cuda.is_available(), persistent_workers=False)
+                      pin_memory=pin_memory, persistent_workers=False)

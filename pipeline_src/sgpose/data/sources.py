@@ -6,6 +6,8 @@ Both give batches keyed like the cache (`heatmaps`, `feat/0..`, `target`, `targe
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -20,7 +22,7 @@ from sgpose.data.coco import read_instances
 from sgpose.data.dataset import CropDataset
 from sgpose.keypoints import get_layout
 from sgpose.models.backbones import forward_views
-from sgpose.models.checkpoints import load_backbone
+from sgpose.models.checkpoints import backbone_source_sha256, load_backbone
 
 log = logging.getLogger(__name__)
 TARGETS = ("target", "target_weight", "joints")
@@ -29,19 +31,21 @@ TARGETS = ("target", "target_weight", "joints")
 class CachedSource:
     """Training batches read from the train cache; one of its views per instance and epoch."""
 
-    def __init__(self, path: Path, params: Params):
+    def __init__(self, path: Path, params: Params, dev: torch.device):
         tp = params.train_refiner
-        self.data = CacheBatches(path)
+        self.data, self.pin = CacheBatches(path), dev.type == "cuda"
         if self.data.nbytes <= tp.preload_gb * 1e9:
-            self.data = CacheBatches(path, preload=True)
+            self.data.load()
             log.info("%s: %.2f GB, read into memory (train_refiner.preload_gb %.1f)", path, self.data.nbytes / 1e9,
                      tp.preload_gb)
         self.views, self.workers = self.data.views, tp.num_workers
         self.num_instances = len(self.data) // self.views
         self.channels, self.levels = self.data.feature_channels(), self.data.feature_levels
+        # the cache's attributes name its backbone weights, parameters and (manifest) shard fingerprints
+        self.identity = hashlib.sha256(json.dumps(self.data.attrs, sort_keys=True, default=str).encode()).hexdigest()
 
     def batches(self, batches: list[list[int]], epoch: int) -> Iterable[dict[str, torch.Tensor]]:
-        return batch_loader(self.data, batches, self.workers)
+        return batch_loader(self.data, batches, self.workers, self.pin)
 
 
 class OnlineSource:
@@ -60,6 +64,8 @@ class OnlineSource:
         self.channels = [v.shape[1] for k, v in probe.items() if k.startswith("feat/")]
         self.levels = list(self.levels_cfg) if self.levels_cfg is not None else list(range(len(self.channels)))
         self.views, self.num_instances = 1, len(self.crops)
+        self.identity = json.dumps({"backbone": backbone_source_sha256(paths.backbone),
+                                    "cache": params.cache.model_dump(mode="json")}, sort_keys=True)
 
     def batches(self, batches: list[list[int]], epoch: int) -> Iterator[dict[str, torch.Tensor]]:
         self.crops.set_epoch(epoch)
@@ -77,4 +83,4 @@ def training_source(params: Params, paths: Paths, dev: torch.device) -> CachedSo
     """The source `train_refiner.features` names."""
     if params.train_refiner.features == "online":
         return OnlineSource(params, paths, dev)
-    return CachedSource(paths.cache("train"), params)
+    return CachedSource(paths.cache("train"), params, dev)

@@ -85,7 +85,7 @@ def split_results(params: Params, paths: Paths, split: str, unet=None, spec: Gui
     prefixes = () if unet is None else ("", "flip/") if flip else ("",)
     data = CacheBatches(path, keys=["heatmaps", *(["flip/heatmaps"] if flip else []), *META], prefixes=prefixes)
     results, size = [], tuple(params.backbone.heatmap_size)
-    for batch in batch_loader(data, sequential_batches(len(data), params.infer.batch_size)):
+    for batch in batch_loader(data, sequential_batches(len(data), params.infer.batch_size), pin_memory=dev.type == "cuda"):
         coords, scores = decode(final_heatmaps(params, batch, unet, spec, dev))
         center, scale = batch["meta/center"].double().numpy(), batch["meta/scale"].double().numpy()
         joints = heatmap_to_image(coords.numpy(), center, scale, size)

@@ -50,11 +50,11 @@ def main(params: Params, paths: Paths, args: argparse.Namespace) -> None:
 def train(params: Params, paths: Paths, variant: str, dev: torch.device, rank: int = 0, world: int = 1) -> None:
     """Train one variant's refiner; process `rank` of `world` (DDP) takes every world-th sample of each batch."""
     tp, cp = params.train_refiner, params.compute
-    torch.manual_seed(tp.seed)
     source = training_source(params, paths, dev)
     n = source.num_instances
     if n == 0:
         raise ValueError(f"{paths.cache('train')}: the training split holds no samples")
+    torch.manual_seed(tp.seed)  # the initial weights, whichever source loaded what before
     unet = compute.prepare_model(build_unet(params, source.channels, variant, source.levels), cp, dev)
     spec = guidance_spec(params, variant, paths.start_pose)
     if rank == 0:
@@ -65,10 +65,17 @@ def train(params: Params, paths: Paths, variant: str, dev: torch.device, rank: i
     out = paths.refiner(variant)
     last = out.with_name(out.name + ".last")
     gen = torch.Generator().manual_seed(tp.seed)
-    start_epoch, rows = _resume(last, unet, opt, gen)
+    fingerprint = _fingerprint(params, variant, source.identity)
+    start_epoch, rows = 0, []
+    if (state := _resumable(last, fingerprint, tp.epochs)) is not None:
+        unet.load_state_dict(state["state_dict"])
+        opt.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        gen.set_state(state["generator"])
+        start_epoch, rows = state["epoch"], list(state["log"])
     model = DistributedDataParallel(unet, device_ids=[dev.index] if dev.type == "cuda" else None) if world > 1 else unet
     for epoch in range(start_epoch, tp.epochs):
-        t0, total = time.time(), 0.0
+        t0, total = time.time(), torch.zeros((), device=dev)
         model.train()
         batches = shuffled_batches(n, tp.batch_size, gen, source.views)
         steps = [draw_steps(spec, len(b), gen) for b in batches]
@@ -87,12 +94,13 @@ def train(params: Params, paths: Paths, variant: str, dev: torch.device, rank: i
             scaler.scale(loss * (k * world / size)).backward()  # DDP averages: the global batch mean
             scaler.step(opt)
             scaler.update()
-            total += loss.item() * k
-        rows.append({"epoch": epoch + 1, "loss": distributed.all_sum(total, world) / sum(map(len, batches)),
+            total += loss.detach().float() * k  # on the device: no sync per step
+        rows.append({"epoch": epoch + 1, "loss": distributed.all_sum(total.item(), world) / sum(map(len, batches)),
                      "lr": tp.lr, "seconds": round(time.time() - t0, 2)})
         if rank == 0:
             log.info("refiner %s epoch %d: loss %.3e (%.1f s)", variant, epoch + 1, rows[-1]["loss"], rows[-1]["seconds"])
-            _save(last, _checkpoint(unet, opt, epoch + 1, rows, source, params, variant) | {"generator": gen.get_state()})
+            _save(last, _checkpoint(unet, opt, epoch + 1, rows, source, params, variant)
+                  | {"generator": gen.get_state(), "scaler": scaler.state_dict(), "fingerprint": fingerprint})
         distributed.barrier(world)
     if rank == 0:
         _save(out, _checkpoint(unet, None, tp.epochs, rows, source, params, variant))
@@ -115,20 +123,30 @@ def _save(path: Path, ckpt: dict) -> None:
         torch.save(ckpt, tmp)
 
 
-def _resume(last: Path, unet, opt, gen: torch.Generator) -> tuple[int, list[dict]]:
-    """Continue from an interrupted run's last epoch checkpoint, if one is there and fits."""
-    if not last.exists():
-        return 0, []
-    ckpt = torch.load(last, map_location="cpu", weights_only=False)
+def _fingerprint(params: Params, variant: str, source: str) -> dict:
+    """What an interrupted run must have been made with to be continued: every parameter that changes
+    the weights (any `epochs` not below its own) and the training data (`source.identity`)."""
+    train = params.train_refiner.model_dump(mode="json", exclude={"epochs", "num_workers", "preload_gb"})
+    return {"variant": variant, "train": train, "guidance": params.guidance.model_dump(mode="json"),
+            "refiner": params.refiner.model_dump(mode="json"), "compute": params.compute.model_dump(mode="json"),
+            "layout": params.layout, "source": source}
+
+
+def _resumable(last: Path, fingerprint: dict, epochs: int) -> dict | None:
+    """An interrupted run's last epoch checkpoint if it is there, readable and made the same way, else
+    None (nothing is loaded from it then: the run starts clean)."""
+    if not last.is_file():
+        return None
     try:
-        unet.load_state_dict(ckpt["state_dict"])
-        opt.load_state_dict(ckpt["optimizer"])
-        gen.set_state(ckpt["generator"])
-    except (RuntimeError, KeyError, ValueError) as err:
-        log.warning("%s does not fit this configuration (%s): starting clean", last, err)
-        return 0, []
-    log.info("resuming refiner training from %s (epoch %d)", last, ckpt["epoch"])
-    return ckpt["epoch"], list(ckpt["log"])
+        state = torch.load(last, map_location="cpu", weights_only=False)
+    except Exception as err:  # a truncated or foreign file must not block a fresh run
+        log.warning("%s: cannot resume (%s); starting clean", last, err)
+        return None
+    if state.get("fingerprint") != fingerprint or state.get("epoch", 0) > epochs:
+        log.warning("%s: made with other parameters or data; starting clean", last)
+        return None
+    log.info("resuming refiner training from %s (epoch %d)", last, state["epoch"])
+    return state
 
 
 def _write_log(path: Path, rows: list[dict]) -> None:
