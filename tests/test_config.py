@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+import yaml
 from sgpose.config import ParamsError, Paths, load_params, read_params_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,6 +30,25 @@ def test_overrides_and_errors(tmp_path):
         load_params(tmp_path / "missing.yaml")
     with pytest.raises(ParamsError, match="input_size"):
         load_params(ROOT / "params.yaml", ["backbone.heatmap_size=[10,10]"])
+
+
+@pytest.mark.parametrize("section,old,new", [("datasets", "crowdpose_sample", "metrics"),
+                                              ("backbones", "cp_r18", "prepared"), ("backbones", "cp_r18", "cp r18")])
+def test_names_that_would_clash_as_directories_are_errors(tmp_path, section, old, new):
+    tree = yaml.safe_load((ROOT / "params.yaml").read_text())
+    tree[section][new] = tree[section].pop(old)
+    for bp in tree["backbones"].values():
+        bp["dataset"] = new if bp["dataset"] == old else bp["dataset"]
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(tree))
+    with pytest.raises(ParamsError, match=f"{section}.{new}: a name is letters"):
+        read_params_file(tmp_path / "p.yaml")
+
+
+def test_a_misspelt_selection_is_named_before_overrides_apply():
+    with pytest.raises(ParamsError, match=r"--backbone sb_r81: not in backbones \(sb_r18, cp_r18\)"):
+        load_params(ROOT / "params.yaml", ["backbone.sigma=3"], backbone="sb_r81")
+    with pytest.raises(ParamsError, match="--dataset smaple: not in datasets"):
+        load_params(ROOT / "params.yaml", ["data.raw_dir=x"], dataset="smaple")
 
 
 def test_paths_layout():

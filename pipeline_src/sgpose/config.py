@@ -17,6 +17,7 @@ returns the `Params` view of that selection (`params.backbone`, `params.data`, .
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,6 +28,10 @@ from sgpose.variants import BASELINE, Variant, check_name, get_variant
 
 EvalSplit = Literal["val", "val_det"]  # val: ground-truth boxes; val_det: detector boxes (Table 4)
 SPLITS = ("train", "val", "val_det")
+# dataset and backbone names become directories, DVC stage names and Snakemake wildcard values
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+RESERVED = {"datasets": ("metrics", "report", "predict", "test-artifacts"),  # beside them in results/
+            "backbones": ("prepared",)}  # beside them in results/<dataset>/
 
 
 class _Section(BaseModel):
@@ -88,7 +93,7 @@ class BackboneParams(_Section):
     heatmap_size: tuple[int, int] = (64, 48)
     sigma: float = Field(2.0, gt=0)
     checkpoint: str | None = None
-    evals: list[EvalSplit] = Field(["val"], min_length=1)  # splits baseline and ours are scored on
+    evals: list[EvalSplit] = Field(["val"], min_length=1)  # splits baseline and ours are scored on (Params.evals_of)
     train: dict[str, Any] = {}  # this backbone's overrides of the train_backbone section
 
     @model_validator(mode="after")
@@ -245,6 +250,11 @@ class ParamsFile(_Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> "ParamsFile":
+        for section, reserved in RESERVED.items():
+            for name in getattr(self, section):
+                if not NAME.match(name) or name in reserved:
+                    raise ValueError(f"{section}.{name}: a name is letters, digits, '_', '.', '-' (not first), and "
+                                     f"not one of {', '.join(reserved)} (they share its directory)")
         for name, bp in self.backbones.items():
             if bp.dataset not in self.datasets:
                 raise ValueError(f"backbones.{name}.dataset {bp.dataset!r} is not in datasets ({', '.join(self.datasets)})")
@@ -338,6 +348,11 @@ class Params:
         """The evaluation splits of the selected backbone (`val`, `val_det`)."""
         return list(self.backbone.evals)
 
+    def evals_of(self, variant: str) -> list[str]:
+        """The splits a variant is scored on: baseline and ours on every evaluation split of the
+        backbone; the ablation's variants (Table 1, Figs. 5-6) on `val` (ground-truth boxes) only."""
+        return self.evals if variant in ("baseline", "ours") else ["val"]
+
     @property
     def splits(self) -> list[str]:
         """Every split the selected backbone caches: train, then its evaluation splits."""
@@ -411,6 +426,10 @@ def read_params_file(path: str | Path = "params.yaml", overrides: list[str] | No
         raise ParamsError(f"{path}: not valid YAML: {err}") from None
     if not isinstance(tree, dict):
         raise ParamsError(f"{path}: expected a mapping of parameter sections")
+    for flag, name, section in (("--backbone", backbone, "backbones"), ("--dataset", dataset, "datasets")):
+        known = tree.get(section) if isinstance(tree.get(section), dict) else {}
+        if name is not None and name not in known:  # before --set creates it
+            raise ParamsError(f"{path}: {flag} {name}: not in {section} ({', '.join(known)})")
     for assignment in overrides or []:
         apply_override(tree, assignment, backbone, dataset)
     try:

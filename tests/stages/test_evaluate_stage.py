@@ -52,6 +52,13 @@ def test_evaluate_writes_metrics_per_split(bb_dir):
     assert not list(METRICS.glob("*.tmp-*"))
 
 
+def test_the_ablations_variants_are_scored_on_val_only(bb_dir):
+    """Table 1 and Figs. 5-6 read val; detector boxes (Table 4) are for baseline and ours."""
+    write_results(bb_dir, "A2", gt_results(), [])
+    assert cli_main(["evaluate", "--params", "params.yaml", "--variant", "A2"]) == 0
+    assert set(json.loads((METRICS / "A2.json").read_text())) == {"val"}
+
+
 def test_evaluate_missing_results_is_an_error(bb_dir, capsys):
     assert cli_main(["evaluate", "--params", "params.yaml", "--variant", "A1"]) == 1
     assert "A1/predictions/val.json" in capsys.readouterr().err

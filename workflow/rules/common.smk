@@ -38,8 +38,9 @@ def bbdir(bb):
     return f"{RES}/{dataset_of(bb)}/{bb}"
 
 
-def evals_of(bb):
-    return BACKBONES[bb].get("evals", ["val"])
+def evals_of(bb, variant="baseline"):
+    """sgpose.config.Params.evals_of: baseline and ours on the backbone's evals, the ablation on val."""
+    return BACKBONES[bb].get("evals", ["val"]) if variant in ("baseline", "ours") else ["val"]
 
 
 def variants_of(bb):

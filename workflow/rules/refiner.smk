@@ -39,7 +39,7 @@ rule train_refiner:
 
 def infer_inputs(w):
     """The backbone's cached evaluation splits; a refined variant also needs its refiner."""
-    inputs = [f"{bbdir(w.bb)}/cache/{s}.h5" for s in evals_of(w.bb)] + code(
+    inputs = [f"{bbdir(w.bb)}/cache/{s}.h5" for s in evals_of(w.bb, w.variant)] + code(
         "stages/infer.py", "data/cache_loader.py", "compute.py")
     if w.variant != "baseline":
         inputs += [f"{bbdir(w.bb)}/{w.variant}/refiner.pt", f"{bbdir(w.bb)}/start_pose.json",
@@ -53,7 +53,7 @@ rule infer:
     output:
         directory(f"{RES}/{{ds}}/{{bb}}/{{variant}}/predictions"),
     params:
-        evals=lambda w: evals_of(w.bb),
+        evals=lambda w: evals_of(w.bb, w.variant),
         guidance=lambda w: None if w.variant == "baseline" else config.get("guidance"),  # as dvc.yaml
         infer=config.get("infer"),
         compute=lambda w: None if w.variant == "baseline" else config.get("compute"),

@@ -44,6 +44,6 @@ def split_metrics(params: Params, paths: Paths, variant: str, split: str) -> dic
 
 
 def main(params: Params, paths: Paths, args: argparse.Namespace) -> None:
-    """Score `paths.keypoints(variant, split)` for every evaluation split of the backbone."""
-    metrics = {split: split_metrics(params, paths, args.variant, split) for split in params.evals}
+    """Score `paths.keypoints(variant, split)` on the variant's evaluation splits (`Params.evals_of`)."""
+    metrics = {split: split_metrics(params, paths, args.variant, split) for split in params.evals_of(args.variant)}
     write_json(paths.metrics(args.variant), metrics)

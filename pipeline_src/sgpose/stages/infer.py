@@ -97,7 +97,7 @@ def split_results(params: Params, paths: Paths, split: str, unet=None, spec: Gui
 def main(params: Params, paths: Paths, args: argparse.Namespace) -> None:
     dev = compute.device(params.compute)
     unet, spec = refiner_for(params, paths, args.variant, dev)
-    for split in params.evals:
+    for split in params.evals_of(args.variant):
         results = split_results(params, paths, split, unet, spec, dev)
         write_json(paths.keypoints(args.variant, split), results, indent=None)
         log.info("%s %s: %d person results -> %s", args.variant, split, len(results), paths.keypoints(args.variant, split))
