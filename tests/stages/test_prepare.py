@@ -110,6 +110,22 @@ def test_prepare_official_split_with_image_subdirs(tmp_path, monkeypatch):
     assert len(json.loads((PREPARED / "annotations_val.json").read_text())["annotations"]) == 14
 
 
+def test_a_val_det_job_reads_no_training_annotations(tmp_path, monkeypatch):
+    """Official splits: the val_det job (Snakemake's prepare_detections) parses val's file only."""
+    args = _setup(tmp_path, monkeypatch, SAMPLE, FIX_DET)
+    split = ["--set", f"data.val_annotations={require(FIXTURE)}", "--set", "data.annotations=data/raw/absent.json",
+             "--set", "prepare.det_score_threshold=0.0"]
+    assert cli(["prepare", *args, *split, "--split", "val_det"]) == 0
+    assert len(pd.read_parquet(PREPARED / "instances_val_det.parquet")) == 118
+    assert cli(["prepare", *args, *split, "--split", "train"]) == 1  # the train job does need it
+
+
+def test_an_empty_detection_split_names_the_thresholds(tmp_path, monkeypatch, capsys):
+    args = _setup(tmp_path, monkeypatch, SAMPLE)
+    assert cli(["prepare", *args, "--split", "val_det", "--set", "prepare.det_score_threshold=1.5"]) == 1
+    assert "passes prepare.det_score_threshold 1.5 and min_box_area 0.0" in capsys.readouterr().err
+
+
 def test_prepare_crowdpose_layout(tmp_path, monkeypatch):
     args = _setup(tmp_path, monkeypatch, CROWD, CROWD_DET)
     assert cli(["prepare", *args, "--set", "layout=crowdpose", "--set", f"data.val_annotations={CROWD}"]) == 0

@@ -24,20 +24,23 @@ from sgpose.keypoints import get_layout
 log = logging.getLogger(__name__)
 
 
-def split_sources(params: Params) -> dict[str, tuple[str, dict, list[int]]]:
-    """split -> (annotation file, its COCO dict, the split's image ids); val_det shares val's."""
+def split_sources(params: Params, wanted: list[str]) -> dict[str, tuple[str, dict, list[int]]]:
+    """split -> (annotation file, its COCO dict, the split's image ids) for the `wanted` splits; val_det
+    shares val's. Only the files those splits need are parsed (full COCO train's is ~240 MB)."""
     layout, data, p = get_layout(params.layout), params.data, params.prepare
-    coco = load_coco(data.annotations, layout)
-    if data.val_annotations:
-        val = load_coco(data.val_annotations, layout)
-        out = {"train": (data.annotations, coco, [int(i["id"]) for i in coco["images"]]),
-               "val": (data.val_annotations, val, [int(i["id"]) for i in val["images"]])}
-    else:
+    out = {}
+    if data.val_annotations:  # official splits: a file each
+        for split, path in (("train", data.annotations), ("val", data.val_annotations)):
+            if split in wanted or (split == "val" and "val_det" in wanted):
+                coco = load_coco(path, layout)
+                out[split] = (path, coco, [int(i["id"]) for i in coco["images"]])
+    else:  # one file, split by image
+        coco = load_coco(data.annotations, layout)
         train_ids, val_ids = split_images([img["id"] for img in coco["images"]], p.val_fraction, p.split_seed)
         out = {"train": (data.annotations, coco, train_ids), "val": (data.annotations, coco, val_ids)}
-    if p.detections:
+    if "val_det" in wanted:
         out["val_det"] = (p.detections, *out["val"][1:])
-    return out
+    return {split: out[split] for split in wanted}
 
 
 def split_table(params: Params, split: str, coco: dict, ids: list[int]) -> pd.DataFrame:
@@ -63,16 +66,18 @@ def main(params: Params, paths: Paths, args: argparse.Namespace) -> None:
     wanted = getattr(args, "splits", None)
     if wanted and "val_det" in wanted and not p.detections:
         raise ValueError(f"--split val_det: datasets.{params.dataset}.prepare.detections names no detection file")
-    sources = split_sources(params)
-    for split in wanted or list(sources):
-        source, coco, ids = sources[split]
+    wanted = wanted or ["train", "val", *(["val_det"] if p.detections else [])]
+    for split, (source, coco, ids) in split_sources(params, wanted).items():
         table = split_table(params, split, coco, ids)
+        if split == "val_det" and table.empty:
+            raise ValueError(f"{source}: no detection box on the {len(ids)} val images passes prepare.det_score_threshold "
+                             f"{p.det_score_threshold} and min_box_area {p.min_box_area} (a detection file of "
+                             "other images?)")
         if not ids or table.empty:
-            what = "detections" if split == "val_det" else f"persons with >= {p.min_keypoints} keypoints"
             raise ValueError(
-                f"{source}: the {split} split is empty ({len(ids)} images, {len(table)} {what}; "
-                f"{len(coco['images'])} images in the file, prepare.val_fraction={p.val_fraction}): "
-                "use more images or change the fraction")
+                f"{source}: the {split} split is empty ({len(ids)} images, {len(table)} persons with >= "
+                f"{p.min_keypoints} keypoints; {len(coco['images'])} images in the file, "
+                f"prepare.val_fraction={p.val_fraction}): use more images or change the fraction")
         with atomic_path(paths.instances(split)) as tmp:
             table.to_parquet(tmp, index=False)
         if split != "val_det":
