@@ -55,6 +55,21 @@ def test_batches_and_float32(tmp_path):
     np.testing.assert_allclose(back["heatmaps"], data["heatmaps"], rtol=1e-6)
 
 
+def test_values_beyond_float16_are_named_once(tmp_path, caplog):
+    """An untrained backbone's activations can exceed fp16: stored as inf, with one warning per dataset."""
+    data = arrays()
+    data["feat/2"][1, 0, 0, 0] = 7e4
+    data["feat/2"][3, 0, 0, 0] = -9e4
+    with cache_writer(tmp_path / "val.h5", N, ATTRS) as w:  # the overflow in both batches
+        w.append({k: v[:2] for k, v in data.items()})
+        w.append({k: v[2:] for k, v in data.items()})
+    back = load_cache(tmp_path / "val.h5", ["feat/2"])["feat/2"]
+    assert back[1, 0, 0, 0] == np.inf and back[3, 0, 0, 0] == -np.inf
+    assert caplog.text.count("feat/2 has values beyond the float16 range") == 1 and "feat/1" not in caplog.text
+    write_cache(tmp_path / "f32.h5", data, ATTRS, dtype="float32")
+    assert load_cache(tmp_path / "f32.h5", ["feat/2"])["feat/2"][1, 0, 0, 0] == 7e4
+
+
 def test_incomplete_and_foreign_files_rejected(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.h5"):
         open_cache(tmp_path / "nope.h5")

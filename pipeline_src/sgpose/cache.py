@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -21,14 +22,19 @@ import numpy as np
 
 from sgpose.io import atomic_path
 
+log = logging.getLogger(__name__)
+
 # datasets stored in the cache dtype (fp16 by default); everything else has a fixed dtype
 LARGE = ("heatmaps", "target")
 FIXED_DTYPES = {
     "target_weight": np.float32, "joints": np.float32, "meta/center": np.float64,
     "meta/scale": np.float64, "meta/bbox": np.float64, "meta/image_id": np.int64,
-    "meta/ann_id": np.int64, "meta/score": np.float32, "meta/view": np.int64,
+    "meta/ann_id": np.int64, "meta/score": np.float32, "meta/view": np.int64, "meta/rotation": np.float64,
+    "meta/flipped": np.int8,
 }
-OPTIONAL = ("meta/view",)  # train caches with cache.train_views > 1: which view a sample is
+# train caches with cache.train_views > 1: which view a sample is and its augmentation draw (degrees;
+# a flipped view's meta/center is in the mirrored image, x' = width - 1 - x)
+OPTIONAL = ("meta/view", "meta/rotation", "meta/flipped")
 REQUIRED = (*LARGE, *(k for k in FIXED_DTYPES if k not in OPTIONAL))
 # `cache.compression` -> h5py create_dataset filter arguments for the large datasets. lz4 and blosc
 # come from hdf5plugin (imported above: a reader needs it too); benchmarks/cache_throughput.py and
@@ -61,6 +67,7 @@ class CacheWriter:
         self.dtype = dtype
         self.compression = compression
         self.count = 0
+        self.overflowed: set[str] = set()  # datasets already warned about
 
     def _create(self, batch: Mapping[str, np.ndarray]) -> None:
         for key, arr in batch.items():
@@ -84,7 +91,15 @@ class CacheWriter:
         if self.count + b > self.n:
             raise ValueError(f"cache overflow: {self.count + b} samples for {self.n} preallocated")
         for key, arr in batch.items():
-            self.h5[key][self.count:self.count + b] = np.asarray(arr)
+            ds = self.h5[key]
+            with np.errstate(over="ignore"):  # numpy converts to fp16 about 2x faster than HDF5 does
+                stored = np.asarray(arr, dtype=ds.dtype)
+            if ds.dtype == np.float16 and key not in self.overflowed and np.isinf(stored).any() \
+                    and np.isfinite(arr).all():
+                self.overflowed.add(key)
+                log.warning("%s: %s has values beyond the float16 range (|x| > 65504), stored as inf; "
+                            "cache.dtype: float32 keeps them", self.h5.filename, key)
+            ds[self.count:self.count + b] = stored
         self.count += b
 
     def finish(self, attrs: Mapping[str, Any]) -> None:

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import sgpose.stages.cache as stage
 from sgpose.cache import cache_attrs, load_cache, open_cache
@@ -164,6 +165,12 @@ def test_training_views_interleave_the_plain_crop_and_augmented_draws(project):
     assert cli(["cache", "--params", str(params_file), *views]) == 0
     three = load_cache(cache / "train.h5")
     assert three["heatmaps"].shape[0] == 21 and three["meta/view"].tolist() == [0, 1, 2] * 7
+    # each view's draw is recorded: the plain view unrotated, unflipped; a flipped view's center mirrored
+    rotation, flipped = three["meta/rotation"], three["meta/flipped"]
+    assert not rotation[::3].any() and not flipped[::3].any() and rotation[1::3].any() and flipped.any()
+    width = pd.read_parquet(Path("results/fx/prepared/instances_train.parquet")).width.to_numpy()
+    x0 = np.repeat(plain["meta/center"][:, 0], 3)
+    np.testing.assert_allclose(three["meta/center"][:, 0], np.where(flipped == 1, np.repeat(width, 3) - 1 - x0, x0), rtol=1e-6)
     for key in ("heatmaps", "feat/0", "target", "joints", "meta/ann_id"):  # view 0 is the plain crop
         np.testing.assert_array_equal(three[key][::3], plain[key], err_msg=key)
     np.testing.assert_array_equal(three["meta/ann_id"][1::3], plain["meta/ann_id"])

@@ -86,18 +86,19 @@ class CropDataset(Dataset):
         self.epoch = epoch
 
     def _augment(self, index: int, epoch: int, image: np.ndarray, joints: np.ndarray, center: np.ndarray,
-                 scale: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
-        """Random scale, rotation and flip; returns (image, joints, center, scale, rotation)."""
+                 scale: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float, bool]:
+        """Random scale, rotation and flip; returns (image, joints, center, scale, rotation, flipped)."""
         rng = np.random.default_rng([self.seed, epoch, index])
         sf, rf = self.augment.scale_factor, self.augment.rotation_factor
         scale = scale * np.clip(rng.standard_normal() * sf + 1, 1 - sf, 1 + sf)
         rot = float(np.clip(rng.standard_normal() * rf, -2 * rf, 2 * rf)) if rng.random() <= 0.6 else 0.0
-        if rng.random() < self.augment.flip_prob:
+        flipped = bool(rng.random() < self.augment.flip_prob)
+        if flipped:
             width = image.shape[1]
             image = image[:, ::-1]
             joints = flip_joints(joints, width, self.layout.flip_permutation())
             center = np.array([width - 1 - center[0], center[1]])
-        return image, joints, center, scale, rot
+        return image, joints, center, scale, rot, flipped
 
     def __getitem__(self, index: int) -> dict[str, Tensor]:
         return self.item(index, self.epoch)
@@ -115,9 +116,9 @@ class CropDataset(Dataset):
                              f"{self.layout.name!r} has {self.layout.num_joints}")
         center = np.array([row["center_x"], row["center_y"]], dtype=np.float64)
         scale = np.array([row["scale_w"], row["scale_h"]], dtype=np.float64)
-        rot = 0.0
+        rot, flipped = 0.0, False
         if self.augment is not None:
-            image, joints, center, scale, rot = self._augment(index, epoch, image, joints, center, scale)
+            image, joints, center, scale, rot, flipped = self._augment(index, epoch, image, joints, center, scale)
         crop = warp_crop(np.ascontiguousarray(image), center, scale, rot, self.input_size)
         to_heatmap = affine_matrix(center, scale, rot, self.heatmap_size)
         hm_joints = torch.from_numpy(apply_affine(joints[:, :2], to_heatmap)).float()
@@ -134,6 +135,10 @@ class CropDataset(Dataset):
             "ann_id": torch.tensor(int(row["ann_id"])),
             "score": torch.tensor(float(row["score"])),
             "bbox": torch.tensor([row["bbox_x"], row["bbox_y"], row["bbox_w"], row["bbox_h"]], dtype=torch.float32),
+            # the augmentation drawn: with these, an augmented crop maps back to the image
+            # (a flipped crop's center is in the mirrored image, x' = width - 1 - x)
+            "rotation": torch.tensor(rot, dtype=torch.float64),
+            "flipped": torch.tensor(int(flipped)),
         }
 
 

@@ -36,6 +36,7 @@ from sgpose.models.checkpoints import backbone_source_sha256, load_backbone
 
 log = logging.getLogger(__name__)
 META = ("center", "scale", "bbox", "image_id", "ann_id", "score")
+VIEW_META = ("view", "rotation", "flipped")  # with cache.train_views > 1: how each view was drawn
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,7 +50,7 @@ def batch_arrays(batch: dict, outputs: dict[str, torch.Tensor]) -> dict:
     """One DataLoader batch plus backbone outputs, keyed by cache dataset name, as numpy."""
     out = dict(outputs)
     out |= {k: batch[k] for k in ("target", "target_weight", "joints")}
-    out |= {f"meta/{k}": batch[k] for k in (*META, *(("view",) if "view" in batch else ()))}
+    out |= {f"meta/{k}": batch[k] for k in (*META, *(VIEW_META if "view" in batch else ()))}
     return {k: v.detach().cpu().numpy() for k, v in out.items()}
 
 
