@@ -29,6 +29,8 @@ STAGES: dict[str, tuple[str, str]] = {
     "report": ("sgpose.stages.report", "tables (paper numbers beside ours) and figures from results/"),
     "predict": ("sgpose.stages.predict", "run the trained backbone + ours refiner on an image: keypoints JSON + overlay PNG"),
 }
+# stages that never read the params file: `profile` replaces it (the current one may be broken)
+NO_PARAMS = frozenset({"profile"})
 
 
 def _selected_stage(argv: list[str]) -> str | None:
@@ -50,6 +52,10 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     for name, (module, help_text) in STAGES.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("--params", default="params.yaml", help="parameter file (default: %(default)s)")
+        if name in NO_PARAMS:
+            if name == selected:
+                importlib.import_module(module).add_arguments(p)
+            continue
         p.add_argument("--backbone", metavar="NAME", help="a key of `backbones` (default: ablation.backbone; "
                        "with --dataset, the first backbone of that dataset)")
         p.add_argument("--dataset", metavar="NAME", help="a key of `datasets` (default: the backbone's)")
@@ -69,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     module = importlib.import_module(STAGES[args.stage][0])
-    if hasattr(module, "run"):  # profile: replaces the params file, never reads it (it may be broken)
+    if args.stage in NO_PARAMS:
         return _guarded(args.stage, lambda: module.run(args))
     try:
         params = load_params(args.params, args.overrides, backbone=args.backbone, dataset=args.dataset)

@@ -48,9 +48,8 @@ class GuidanceSpec:
 
     @property
     def in_channels(self) -> int:
-        """Maps concatenated with F_0 at the UNet input: guidance (K or 0) + previous heatmap (K or 0)."""
-        k = self.start.shape[0]
-        return k * (self.variant.guidance != "none") + k * self.prev_heatmap
+        """Maps concatenated with F_0 at the UNet input (`input_channels`)."""
+        return input_channels(self.start.shape[0], self.variant, self.prev_heatmap)
 
     def maps(self, pose: Tensor) -> Tensor:
         """G^0..G^{S-1} (B, S, K, h, w) from P_start to `pose` (B, K, 2) (SPEC 2)."""
@@ -181,13 +180,18 @@ def guidance_spec(params: Params, variant: str = "ours", start_pose_path: Path |
     return GuidanceSpec(gp, v, start, params.backbone.heatmap_sigma, size, weights, params.refiner.prev_heatmap)
 
 
+def input_channels(num_joints: int, variant: Variant, prev_heatmap: bool) -> int:
+    """Maps concatenated with F_0 at the UNet input (SPEC 3): the guidance map (K, none for A1) and
+    the previous step's heatmap (K, with refiner.prev_heatmap)."""
+    return num_joints * (variant.guidance != "none") + num_joints * prev_heatmap
+
+
 def build_unet(params: Params, feature_channels: list[int], variant: str = "ours",
                feature_levels: list[int] | None = None) -> StructureGuidedUNet:
     """The refiner for this params file, this backbone's cached feature list (channels, and the
     backbone level of each) and this variant."""
     rp, k = params.refiner, get_layout(params.layout).num_joints
     v = get_variant(variant)
-    in_channels = k * (v.guidance != "none") + k * rp.prev_heatmap
     return StructureGuidedUNet(k, feature_channels, rp.base_channels, rp.channel_mults, rp.time_dim,
-                               in_channels=in_channels, step_embedding=v.step_embedding,
+                               in_channels=input_channels(k, v, rp.prev_heatmap), step_embedding=v.step_embedding,
                                feature_levels=feature_levels)

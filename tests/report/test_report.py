@@ -11,7 +11,7 @@ import pytest
 from sgpose.cache import write_cache
 from sgpose.guidance import guidance_sequence
 from sgpose.keypoints import COCO
-from sgpose.report import paper
+from sgpose.report import figures, paper
 from sgpose.report.figures import fig2_poses, fig_guidance_sequence
 from sgpose.report.tables import PAPER_COLUMN, TABLE1_COLUMNS, table1, to_markdown
 from test_cache import ATTRS, arrays
@@ -87,7 +87,9 @@ def torch_tensor(a):
     return torch.from_numpy(np.asarray(a, dtype=np.float32))
 
 
-def test_fig2_uses_the_first_sample_whose_joint_is_detected(tmp_path):
+@pytest.mark.parametrize("block", [256, 2])  # the hit in the first block read, or in the second
+def test_fig2_uses_the_first_sample_whose_joint_is_detected(tmp_path, monkeypatch, block):
+    monkeypatch.setattr(figures, "SCAN_BLOCK", block)
     data = arrays()
     data["heatmaps"] = np.zeros_like(data["heatmaps"])
     data["heatmaps"][2, 9, 7, 5] = 0.9  # left_wrist found in sample 2 only, at (x, y) = (5, 7)

@@ -96,9 +96,11 @@ def chart_sections(params: Params, paths: Paths, runs: list[discover.Run], t1: p
     return [
         Section("fig4", "Fig. 4: ablation", "Table 1 as bars: this run (left), the paper's quoted AP (right).",
                 image="fig4_ablation.png", links=["fig4_ablation.csv"]),
-        Section("fig5", "Fig. 5: AP vs S", f"{naming} Paper points (quoted): S=3 73.7, S=5 73.7, S=8 73.3.",
+        Section("fig5", "Fig. 5: AP vs S", f"{naming} Paper points (quoted): "
+                + ", ".join(f"S={s} {ap}" for s, ap in paper.FIG5_S_SWEEP.items()) + ".",
                 image="fig5_steps.png", links=["fig5_steps.csv"]),
-        Section("fig6", "Fig. 6: cosine vs linear", f"{naming} Paper (quoted): cosine 73.7, linear 73.4.",
+        Section("fig6", "Fig. 6: cosine vs linear", f"{naming} Paper (quoted): "
+                + ", ".join(f"{name} {ap}" for name, ap in paper.FIG6_SCHEDULE.items()) + ".",
                 image="fig6_schedule.png", links=["fig6_schedule.csv"]),
         Section("curves", "Training curves", "Loss per epoch from the backbone's and each refiner's train_log.csv.",
                 image="training_curves.png", links=["training_curves.csv"]),

@@ -83,14 +83,21 @@ def fig2_poses(start: np.ndarray, cache: Path, threshold: float, joint: int = 0)
     return start + FALLBACK_SHIFT, "canonical pose shifted by (3, -2) px (no val cache)"
 
 
+SCAN_BLOCK = 256  # samples read at a time while looking for Fig. 2's sample
+
+
 def _cached_pose(cache: Path, threshold: float, joint: int) -> tuple[np.ndarray, int, bool]:
     """The predicted pose of the first sample whose `joint` responds above `threshold` (or of sample 0)."""
     from sgpose.cache import open_cache
     from sgpose.data.heatmaps import predicted_pose
 
     with open_cache(cache) as f:
-        peaks = np.asarray(f["heatmaps"][:, joint], dtype=np.float32).reshape(len(f["heatmaps"]), -1).max(axis=1)
-        hits = np.flatnonzero(peaks > threshold)
-        n = int(hits[0]) if len(hits) else 0
-        heatmaps = np.asarray(f["heatmaps"][n:n + 1], dtype=np.float32)
-    return predicted_pose(torch.from_numpy(heatmaps), threshold)[0].numpy(), n, bool(len(hits))
+        maps, n, found = f["heatmaps"], 0, False
+        for a in range(0, len(maps), SCAN_BLOCK):  # stop at the first hit: a full val cache is GBs
+            block = np.asarray(maps[a:a + SCAN_BLOCK, joint], dtype=np.float32)
+            hits = np.flatnonzero(block.reshape(len(block), -1).max(axis=1) > threshold)
+            if len(hits):
+                n, found = a + int(hits[0]), True
+                break
+        heatmaps = np.asarray(maps[n:n + 1], dtype=np.float32)
+    return predicted_pose(torch.from_numpy(heatmaps), threshold)[0].numpy(), n, found

@@ -19,7 +19,7 @@ PROFILE_DIR = Path("profiles")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("name", help="profile name: profiles/<name>.yaml (sample, coco, crowdpose)")
+    parser.add_argument("name", help="profile name: profiles/<name>.yaml (sample, coco, crowdpose, paper)")
 
 
 def available(root: Path = Path(".")) -> list[str]:
