@@ -25,9 +25,9 @@ FIXTURE_COCO = MIRROR / "fixtures" / "coco"
 def copy_project(dest: Path) -> Path:
     """The project's files as git sees them (tracked, and untracked but not ignored) copied into
     `dest`, made a fresh git repository: what a clone of this working tree would hold."""
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO,
-                           check=True, capture_output=True, text=True).stdout.split()
-    for rel in files:
+    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                           check=True, capture_output=True, text=True).stdout.split("\0")
+    for rel in filter(None, files):
         if (REPO / rel).is_file():
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / rel, dest / rel)

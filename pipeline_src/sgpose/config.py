@@ -19,15 +19,22 @@ from __future__ import annotations
 import copy
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sgpose.variants import BASELINE, Variant, check_name, get_variant
 
+Split = Literal["train", "val", "val_det"]
 EvalSplit = Literal["val", "val_det"]  # val: ground-truth boxes; val_det: detector boxes (Table 4)
-SPLITS = ("train", "val", "val_det")
+SPLITS: tuple[str, ...] = get_args(Split)
+DET_SPLIT = "val_det"  # val's images with detector boxes: val's images and ground truth
+
+
+def gt_split(split: str) -> str:
+    """The split whose images and ground truth `split` uses (val_det: val's)."""
+    return "val" if split == DET_SPLIT else split
 # dataset and backbone names become directories, DVC stage names and Snakemake wildcard values
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 RESERVED = {"datasets": ("metrics", "report", "predict", "test-artifacts"),  # beside them in results/
@@ -133,7 +140,7 @@ class CacheParams(_Section):
     batch_size: int = Field(32, gt=0)
     dtype: Literal["float16", "float32"] = "float16"
     flip_test: bool = True  # also store the mirrored crop's outputs (flip/*) for the evaluation splits
-    shards: dict[Literal["train", "val", "val_det"], int] = {}  # shard files per split (default 1; Snakemake: a job each)
+    shards: dict[Split, int] = {}  # shard files per split (default 1; Snakemake: a job each)
     compression: Literal["none", "gzip", "lzf", "lz4", "blosc_lz4", "blosc_zstd"] = "lz4"  # docs/scale.md
     feature_levels: list[int] | None = None  # backbone feature levels to store (None: all); 0 = highest resolution
     train_views: int = Field(1, ge=1)  # cached views per training instance: the plain crop + augmented ones
@@ -263,7 +270,7 @@ class ParamsFile(_Section):
             if abs(w / h - prep.aspect_ratio) > 1e-6:
                 raise ValueError(f"backbones.{name}.input_size {list(bp.input_size)} has aspect {w / h:.4g}, "
                                  f"datasets.{bp.dataset}.prepare.aspect_ratio is {prep.aspect_ratio}")
-            if "val_det" in bp.evals and not prep.detections:
+            if DET_SPLIT in bp.evals and not prep.detections:
                 raise ValueError(f"backbones.{name}.evals has val_det but datasets.{bp.dataset}.prepare.detections "
                                  "names no detection file")
             self.train_backbone_of(name)  # the overrides validate
@@ -452,10 +459,20 @@ class Paths:
     """Output locations of every stage, derived from params (mirrored by dvc.yaml and the Snakefile)."""
 
     def __init__(self, params: Params, root: str | Path = "."):
+        self._place(root, params.dataset, params.backbone.name)
+
+    @classmethod
+    def of(cls, dataset: str, backbone: str, root: str | Path = ".") -> "Paths":
+        """The paths of any (dataset, backbone) directory pair, e.g. a run the report found under results/."""
+        paths = cls.__new__(cls)
+        paths._place(root, dataset, backbone)
+        return paths
+
+    def _place(self, root: str | Path, dataset: str, backbone: str) -> None:
         self.root = Path(root)
         self.results = self.root / "results"
-        self.dataset = self.results / params.dataset
-        self.backbone_dir = self.dataset / params.backbone.name
+        self.dataset = self.results / dataset
+        self.backbone_dir = self.dataset / backbone
 
     @property
     def download_stamp(self) -> Path:
@@ -472,7 +489,7 @@ class Paths:
 
     def split_annotations(self, split: str) -> Path:
         """COCO-format ground truth of one split's images (what evaluate scores; val_det: val's)."""
-        return self.prepared / f"annotations_{'val' if split == 'val_det' else split}.json"
+        return self.prepared / f"annotations_{gt_split(split)}.json"
 
     @property
     def backbone(self) -> Path:

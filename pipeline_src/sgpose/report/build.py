@@ -65,7 +65,7 @@ def backbones(paths: Paths, runs: list[discover.Run]) -> list[dict]:
     metrics per variant."""
     out = []
     for ds, bb in sorted({(r.dataset, r.backbone) for r in runs}):
-        attrs = discover.cache_attrs_of(paths.results / ds / bb)
+        attrs = discover.cache_attrs_of(Paths.of(ds, bb, paths.root))
         out.append({"dir": f"{ds}/{bb}", "paper_name": discover.paper_backbone_name(bb, attrs),
                     "input_size": attrs.get("input_size"),
                     "metrics": discover.by_variant(discover.select(runs, ds, bb))})

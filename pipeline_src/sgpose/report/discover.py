@@ -11,11 +11,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from sgpose.config import DET_SPLIT, Paths
 from sgpose.io import read_json
 
 log = logging.getLogger(__name__)
 CROWDPOSE_KEYS = ("AP_easy", "AP_medium", "AP_hard")  # what evaluate writes for CrowdPose
-DETECTIONS = "val_det"  # the split scored on detector boxes (Table 4)
+DETECTIONS = DET_SPLIT  # the split scored on detector boxes (Table 4)
 
 
 @dataclass(frozen=True)
@@ -83,11 +84,11 @@ def paper_backbone_name(backbone_dir: str, attrs: dict | None = None) -> str | N
     return None
 
 
-def cache_attrs_of(backbone_dir: Path, split: str = "val") -> dict:
-    """The attributes of `<backbone_dir>/cache/<split>.h5` (empty when there is no finished cache)."""
+def cache_attrs_of(paths: Paths, split: str = "val") -> dict:
+    """The attributes of a backbone's `<split>` cache (empty when there is no finished cache)."""
     from sgpose.cache import cache_attrs, open_cache
 
-    path = Path(backbone_dir) / "cache" / f"{split}.h5"
+    path = paths.cache(split)
     if not path.is_file():
         return {}
     try:

@@ -7,6 +7,7 @@ import logging
 import subprocess
 from pathlib import Path
 
+from sgpose.config import Paths
 from sgpose.data.download import sha256_file
 from sgpose.report.discover import cache_attrs_of
 
@@ -42,9 +43,11 @@ def checkpoints(results: Path) -> list[dict[str, str]]:
     """Backbone checkpoint sha256 as recorded in each val cache, and the sha256 of every refiner.pt."""
     rows = []
     for cache in sorted(Path(results).glob("*/*/cache")):
-        sha = cache_attrs_of(cache.parent).get("checkpoint_sha256")
+        paths = Paths.of(cache.parent.parent.name, cache.parent.name, Path(results).parent)
+        sha = cache_attrs_of(paths).get("checkpoint_sha256")
         if sha:
-            rows.append({"what": "backbone (cache attribute checkpoint_sha256)", "file": str(cache / "val.h5"), "sha256": sha})
+            rows.append({"what": "backbone (cache attribute checkpoint_sha256)", "file": str(paths.cache("val")),
+                         "sha256": sha})
     for ckpt in sorted(Path(results).glob("*/*/*/refiner.pt")):
         rows.append({"what": f"refiner {ckpt.parent.name}", "file": str(ckpt), "sha256": sha256_file(ckpt)})
     return rows

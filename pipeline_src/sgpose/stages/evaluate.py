@@ -14,7 +14,7 @@ import argparse
 import logging
 
 from sgpose import variants
-from sgpose.config import Params, Paths
+from sgpose.config import DET_SPLIT, Params, Paths
 from sgpose.evaluation.coco_eval import evaluate_keypoints
 from sgpose.evaluation.nms import nms_results
 from sgpose.io import read_json, write_json
@@ -32,7 +32,7 @@ def split_metrics(params: Params, paths: Paths, variant: str, split: str) -> dic
     """The metrics of one variant on one split (OKS-NMS first on detector boxes)."""
     layout = get_layout(params.layout)
     results = read_json(paths.keypoints(variant, split))
-    if split == "val_det":
+    if split == DET_SPLIT:
         before = len(results)
         results = nms_results(results, layout.sigmas, params.evaluate.nms_threshold)
         log.info("OKS-NMS at %.2f: %d -> %d results", params.evaluate.nms_threshold, before, len(results))

@@ -15,7 +15,7 @@ import logging
 
 import pandas as pd
 
-from sgpose.config import SPLITS, Params, Paths
+from sgpose.config import DET_SPLIT, SPLITS, Params, Paths, gt_split
 from sgpose.data.coco import instances_from_gt, load_coco, split_images, subset_annotations
 from sgpose.data.detections import instances_from_detections, load_detections
 from sgpose.io import atomic_path, write_json
@@ -31,28 +31,28 @@ def split_sources(params: Params, wanted: list[str]) -> dict[str, tuple[str, dic
     out = {}
     if data.val_annotations:  # official splits: a file each
         for split, path in (("train", data.annotations), ("val", data.val_annotations)):
-            if split in wanted or (split == "val" and "val_det" in wanted):
+            if split in wanted or (split == "val" and DET_SPLIT in wanted):
                 coco = load_coco(path, layout)
                 out[split] = (path, coco, [int(i["id"]) for i in coco["images"]])
     else:  # one file, split by image
         coco = load_coco(data.annotations, layout)
         train_ids, val_ids = split_images([img["id"] for img in coco["images"]], p.val_fraction, p.split_seed)
         out = {"train": (data.annotations, coco, train_ids), "val": (data.annotations, coco, val_ids)}
-    if "val_det" in wanted:
-        out["val_det"] = (p.detections, *out["val"][1:])
+    if DET_SPLIT in wanted:
+        out[DET_SPLIT] = (p.detections, *out["val"][1:])
     return {split: out[split] for split in wanted}
 
 
 def split_table(params: Params, split: str, coco: dict, ids: list[int]) -> pd.DataFrame:
     """The split's instances: ground-truth boxes, or for val_det the detector's boxes."""
     layout, p = get_layout(params.layout), params.prepare
-    if split == "val_det":
+    if split == DET_SPLIT:
         table = instances_from_detections(coco, load_detections(p.detections), ids, layout, p.aspect_ratio,
                                           p.padding, p.det_score_threshold, p.min_box_area)
     else:
         table = instances_from_gt(coco, ids, layout, aspect=p.aspect_ratio, padding=p.padding,
                                   min_keypoints=p.min_keypoints)
-    subdir = params.data.image_subdirs.get("val" if split == "val_det" else split)
+    subdir = params.data.image_subdirs.get(gt_split(split))
     return table.assign(file_name=subdir.rstrip("/") + "/" + table.file_name) if subdir else table
 
 
@@ -64,12 +64,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(params: Params, paths: Paths, args: argparse.Namespace) -> None:
     p = params.prepare
     wanted = getattr(args, "splits", None)
-    if wanted and "val_det" in wanted and not p.detections:
+    if wanted and DET_SPLIT in wanted and not p.detections:
         raise ValueError(f"--split val_det: datasets.{params.dataset}.prepare.detections names no detection file")
-    wanted = wanted or ["train", "val", *(["val_det"] if p.detections else [])]
+    wanted = wanted or ["train", "val", *([DET_SPLIT] if p.detections else [])]
     for split, (source, coco, ids) in split_sources(params, wanted).items():
         table = split_table(params, split, coco, ids)
-        if split == "val_det" and table.empty:
+        if split == DET_SPLIT and table.empty:
             raise ValueError(f"{source}: no detection box on the {len(ids)} val images passes prepare.det_score_threshold "
                              f"{p.det_score_threshold} and min_box_area {p.min_box_area} (a detection file of "
                              "other images?)")
@@ -80,6 +80,6 @@ def main(params: Params, paths: Paths, args: argparse.Namespace) -> None:
                 f"prepare.val_fraction={p.val_fraction}): use more images or change the fraction")
         with atomic_path(paths.instances(split)) as tmp:
             table.to_parquet(tmp, index=False)
-        if split != "val_det":
+        if split != DET_SPLIT:
             write_json(paths.split_annotations(split), subset_annotations(coco, ids), indent=None)
         log.info("%s: %d images, %d person instances -> %s", split, len(ids), len(table), paths.instances(split))
