@@ -35,6 +35,8 @@ DET_SPLIT = "val_det"  # val's images with detector boxes: val's images and grou
 def gt_split(split: str) -> str:
     """The split whose images and ground truth `split` uses (val_det: val's)."""
     return "val" if split == DET_SPLIT else split
+
+
 # dataset and backbone names become directories, DVC stage names and Snakemake wildcard values
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 RESERVED = {"datasets": ("metrics", "report", "predict", "test-artifacts"),  # beside them in results/
@@ -358,7 +360,7 @@ class Params:
     def evals_of(self, variant: str) -> list[str]:
         """The splits a variant is scored on: baseline and ours on every evaluation split of the
         backbone; the ablation's variants (Table 1, Figs. 5-6) on `val` (ground-truth boxes) only."""
-        return self.evals if variant in ("baseline", "ours") else ["val"]
+        return self.evals if variant in (BASELINE, "ours") else ["val"]
 
     @property
     def splits(self) -> list[str]:

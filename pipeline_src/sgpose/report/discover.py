@@ -16,7 +16,6 @@ from sgpose.io import read_json
 
 log = logging.getLogger(__name__)
 CROWDPOSE_KEYS = ("AP_easy", "AP_medium", "AP_hard")  # what evaluate writes for CrowdPose
-DETECTIONS = DET_SPLIT  # the split scored on detector boxes (Table 4)
 
 
 @dataclass(frozen=True)
@@ -65,7 +64,7 @@ def is_crowdpose(run: Run) -> bool:
 
 def uses_detections(run: Run) -> bool:
     """Runs scored on detector boxes: the val_det split."""
-    return run.split == DETECTIONS
+    return run.split == DET_SPLIT
 
 
 def paper_backbone_name(backbone_dir: str, attrs: dict | None = None) -> str | None:
