@@ -110,6 +110,8 @@ def test_train_overrides_per_backbone():
     ("backbone.evals=[val,val]", "twice"),
     ("backbone.evals=[val_det]", "backbones.sb_r18.evals must include val"),
     ("backbones.cp_r18.dataset=sample", "datasets crowdpose_sample: no backbone"),
+    ("backbones.cp_r18.online=[val_det]", r"online \['val_det'\]: each a split of evals"),
+    ("backbone.online=[val]", "backbones.sb_r18.online must not hold val"),
     ("train_refiner.devices=1000", r"batch_size \d+ is the global batch: it must be at least train_refiner.devices"),
 ])
 def test_inconsistent_files_are_errors(override, message):
@@ -122,3 +124,11 @@ def test_every_backbone_of_every_profile_resolves(profile):
     path = ROOT / "profiles" / f"{profile}.yaml"
     for name in read_params_file(path).backbones:
         assert load_params(path, backbone=name).backbone.name == name
+
+
+def test_online_splits_are_not_cached_and_name_their_variants():
+    p = load_params(ROOT / "params.yaml", ["backbone.online=[val_det]"])
+    assert p.splits == ["train", "val"] and p.cached_evals_of("baseline") == ["val"]
+    assert p.online_variants("val_det") == ["baseline", "ours"]  # the ablation's variants are scored on val only
+    assert p.online_variants("val") == ["baseline", *p.variants]
+    assert load_params(ROOT / "params.yaml").splits == ["train", "val", "val_det"]

@@ -103,6 +103,9 @@ class BackboneParams(_Section):
     sigma: float = Field(2.0, gt=0)
     checkpoint: str | None = None
     evals: list[EvalSplit] = Field(["val"], min_length=1)  # splits baseline and ours are scored on (Params.evals_of)
+    # evaluation splits scored without a cache: one streaming pass (`sgpose infer --online`) runs the frozen
+    # backbone and every refiner scored on the split; the cache stage skips them (docs/scale.md)
+    online: list[EvalSplit] = []
     train: dict[str, Any] = {}  # this backbone's overrides of the train_backbone section
 
     @model_validator(mode="after")
@@ -115,6 +118,8 @@ class BackboneParams(_Section):
             raise ValueError(f"heatmap_size {self.heatmap_size} must be input_size {self.input_size} / 4")
         if len(set(self.evals)) != len(self.evals):
             raise ValueError(f"evals {self.evals} lists a split twice")
+        if not set(self.online) <= set(self.evals) or len(set(self.online)) != len(self.online):
+            raise ValueError(f"online {self.online}: each a split of evals {self.evals}, once")
         return self
 
     @property
@@ -290,6 +295,9 @@ class ParamsFile(_Section):
         if "val" not in self.backbones[a.backbone].evals:
             raise ValueError(f"backbones.{a.backbone}.evals must include val: Table 1 and Figs. 2, 4-9 of the "
                              "ablation are scored on the ground-truth boxes")
+        if "val" in self.backbones[a.backbone].online:
+            raise ValueError(f"backbones.{a.backbone}.online must not hold val: the report's figures (Figs. 2, 7-16) "
+                             "read the ablation backbone's val cache")
         unused = [d for d in self.datasets if all(bp.dataset != d for bp in self.backbones.values())]
         if unused:
             raise ValueError(f"datasets {', '.join(unused)}: no backbone in backbones runs on it (the DAG would "
@@ -362,10 +370,19 @@ class Params:
         backbone; the ablation's variants (Table 1, Figs. 5-6) on `val` (ground-truth boxes) only."""
         return self.evals if variant in (BASELINE, "ours") else ["val"]
 
+    def cached_evals_of(self, variant: str) -> list[str]:
+        """The splits of `evals_of(variant)` scored from the cache (`sgpose infer --variant`); the others
+        are the backbone's `online` splits (`sgpose infer --online`)."""
+        return [s for s in self.evals_of(variant) if s not in self.backbone.online]
+
+    def online_variants(self, split: str) -> list[str]:
+        """Every variant scored on `split` (baseline, ours, the ablation's on val): what one online pass writes."""
+        return [v for v in (BASELINE, *self.variants) if split in self.evals_of(v)]
+
     @property
     def splits(self) -> list[str]:
-        """Every split the selected backbone caches: train, then its evaluation splits."""
-        return ["train", *self.backbone.evals]
+        """Every split the selected backbone caches: train, then its evaluation splits not scored online."""
+        return ["train", *(s for s in self.backbone.evals if s not in self.backbone.online)]
 
     def model_dump(self, **kwargs) -> dict:
         """The whole file as plain data."""

@@ -5,7 +5,9 @@ variant runs its trained UNet over the cached features first, in the reading `in
 `infer.flip_test` and a cache holding `flip/*`, each view is refined with its own features and Y0
 and the mirrored view is mapped back (`flip_back`) and averaged with the original. The cache is
 read batch by batch (never whole: full COCO's detection-box val cache is hundreds of GB) and each
-batch is decoded at once. Writes `<variant>/predictions/<split>.json` per split of the backbone.
+batch is decoded at once. Writes `<variant>/predictions/<split>.json` per cached split of the backbone;
+`--online` writes every variant's predictions of the backbone's `online` splits in one pass over the
+crops, with no cache (sgpose.online).
 """
 
 from __future__ import annotations
@@ -13,16 +15,14 @@ from __future__ import annotations
 import argparse
 import logging
 
-import numpy as np
 import torch
 
 from sgpose import compute, variants
 from sgpose.cache import has_flip, open_cache
 from sgpose.config import Params, Paths
 from sgpose.data.cache_loader import CacheBatches, batch_loader, features, sequential_batches
-from sgpose.data.heatmaps import decode, flip_back
-from sgpose.data.transforms import heatmap_to_image
-from sgpose.evaluation.results import to_coco_results
+from sgpose.data.heatmaps import flip_back
+from sgpose.evaluation.results import heatmap_results
 from sgpose.io import write_json
 from sgpose.keypoints import get_layout
 from sgpose.refine import GuidanceSpec, guidance_spec, refine
@@ -34,8 +34,11 @@ META = ("meta/center", "meta/scale", "meta/image_id", "meta/score")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--variant", required=True, type=variants.argument,
-                        help="baseline or a refined variant (A1..A4, ours, ours_S<k>, ours_<schedule>)")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--variant", type=variants.argument,
+                       help="baseline or a refined variant (A1..A4, ours, ours_S<k>, ours_<schedule>): its cached splits")
+    which.add_argument("--online", action="store_true",
+                       help="the backbone's online splits (backbones.<name>.online): every variant in one pass, no cache")
 
 
 def view_heatmaps(params: Params, batch: dict[str, torch.Tensor], prefix: str, unet=None,
@@ -84,20 +87,24 @@ def split_results(params: Params, paths: Paths, split: str, unet=None, spec: Gui
         log.warning("%s: infer.flip_test is on but the cache has no flip/*: single view", path)
     prefixes = () if unet is None else ("", "flip/") if flip else ("",)
     data = CacheBatches(path, keys=["heatmaps", *(["flip/heatmaps"] if flip else []), *META], prefixes=prefixes)
-    results, size = [], tuple(params.backbone.heatmap_size)
+    results = []
     for batch in batch_loader(data, sequential_batches(len(data), params.infer.batch_size), pin_memory=dev.type == "cuda"):
-        coords, scores = decode(final_heatmaps(params, batch, unet, spec, dev))
-        center, scale = batch["meta/center"].double().numpy(), batch["meta/scale"].double().numpy()
-        joints = heatmap_to_image(coords.numpy(), center, scale, size)
-        results += to_coco_results(batch["meta/image_id"].numpy(), joints, scores.numpy(),
-                                   batch["meta/score"].numpy(), areas=np.prod(scale, axis=1))  # crop area: OKS-NMS scale
+        results += heatmap_results(final_heatmaps(params, batch, unet, spec, dev).cpu(), batch["meta/center"].numpy(),
+                                   batch["meta/scale"].numpy(), batch["meta/image_id"].numpy(), batch["meta/score"].numpy())
     return results
 
 
 def main(params: Params, paths: Paths, args: argparse.Namespace) -> None:
     dev = compute.device(params.compute)
+    if args.online:  # the backbone's online splits, every variant scored on them
+        from sgpose.online import write_predictions  # it builds on this module's refiner_for, final_heatmaps
+
+        return write_predictions(params, paths, dev)
     unet, spec = refiner_for(params, paths, args.variant, dev)
-    for split in params.evals_of(args.variant):
+    if not params.cached_evals_of(args.variant):
+        log.info("%s: every split is scored online (backbones.%s.online): `sgpose infer --online` writes them",
+                 args.variant, params.backbone.name)
+    for split in params.cached_evals_of(args.variant):
         results = split_results(params, paths, split, unet, spec, dev)
         write_json(paths.keypoints(args.variant, split), results, indent=None)
         log.info("%s %s: %d person results -> %s", args.variant, split, len(results), paths.keypoints(args.variant, split))
