@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import copy_project
-from sgpose.config import read_params_file
+from sgpose.config.selection import read_params_file
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = read_params_file(ROOT / "profiles" / "paper.yaml")

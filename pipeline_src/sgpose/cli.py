@@ -13,7 +13,10 @@ import importlib
 import logging
 import sys
 
-from sgpose.config import ParamsError, Paths, load_params
+from sgpose.config.paths import Paths
+
+# stage name -> (module, one-line help). Order is the DAG's order.
+from sgpose.config.selection import ParamsError, load_params
 
 # stage name -> (module, one-line help). Order is the DAG's order.
 STAGES: dict[str, tuple[str, str]] = {

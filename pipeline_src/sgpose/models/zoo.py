@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from sgpose.config import BackboneParams
+from sgpose.config.schema import BackboneParams
 from sgpose.data.download import Entry
 
 CHECKPOINT_DIR = Path("checkpoints")

@@ -27,7 +27,9 @@ from tqdm import tqdm
 
 from sgpose import compute, shards
 from sgpose.cache import cache_writer
-from sgpose.config import SPLITS, AugmentParams, Params, Paths
+from sgpose.config.paths import Paths
+from sgpose.config.schema import SPLITS, AugmentParams
+from sgpose.config.selection import Params
 from sgpose.data.coco import read_instances
 from sgpose.data.dataset import CropDataset, ViewCrops
 from sgpose.keypoints import get_layout

@@ -16,7 +16,8 @@ import logging
 import os
 from pathlib import Path
 
-from sgpose.config import Params, Paths
+from sgpose.config.paths import Paths
+from sgpose.config.selection import Params
 from sgpose.data.download import Entry, fetch, fetch_all, read_manifest, sha256_file
 from sgpose.io import write_json
 from sgpose.models import zoo

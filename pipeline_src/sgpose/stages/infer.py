@@ -18,7 +18,8 @@ import torch
 
 from sgpose import compute, variants
 from sgpose.cache import has_flip, open_cache
-from sgpose.config import Params, Paths
+from sgpose.config.paths import Paths
+from sgpose.config.selection import Params
 from sgpose.data.cache_loader import CacheBatches, batch_loader, features, sequential_batches
 from sgpose.data.heatmaps import decode, flip_back
 from sgpose.data.transforms import heatmap_to_image

@@ -11,7 +11,8 @@ import argparse
 import logging
 from pathlib import Path
 
-from sgpose.config import ParamsFile, read_params_file
+from sgpose.config.schema import ParamsFile
+from sgpose.config.selection import read_params_file
 from sgpose.io import atomic_path
 
 log = logging.getLogger(__name__)
