@@ -27,6 +27,8 @@ for r in rules(PARAMS):
             r.log(),
         params:
             values=r.params,
+        conda:
+            "workflow/envs/sgpose.yaml"
         wildcard_constraints:
             **r.constraints(),
         shell:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sgpose.config import ParamsFile
-from sgpose.dag.table import Keys, Stage, STAGES
+from sgpose.dag.table import STAGES, Keys, Stage
 
 KEYS = ("ds", "bb", "variant", "split", "shard")
 LOG_DIR = "logs"
@@ -36,9 +36,12 @@ class Rule:
                 for k in self.wildcards}
 
     def outputs(self) -> dict[str, Any]:
-        """Named output patterns ({ds}, {bb}, ... wildcards); directories flagged for `directory()`."""
+        """Named output patterns ({ds}, {bb}, ... wildcards), directories as Snakemake's `directory()`."""
+        from snakemake.io import directory  # only where Snakemake reads the Snakefile
+
         pattern = {k: "{" + k + "}" for k in self.wildcards}
-        return {f"out{i}": o for i, o in enumerate(self.stage.outs(pattern))}
+        return {f"out{i}": directory(o.path) if o.directory else o.path
+                for i, o in enumerate(self.stage.outs(pattern))}
 
     def log(self) -> str:
         return f"{LOG_DIR}/{self.name}/" + ("-".join("{" + k + "}" for k in self.wildcards) or "all") + ".log"
