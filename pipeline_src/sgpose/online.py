@@ -1,4 +1,4 @@
-"""Evaluation splits scored without a feature cache (`backbones.<name>.online`; docs/scale.md).
+"""Evaluation splits scored without a feature cache (the `online` section; docs/scale.md).
 
 A cache pays for the training split, read every epoch; an evaluation split is read once per variant
 scored on it, and its cache (with the flip view) is the largest of all (COCO's ~104k detection boxes:
@@ -19,7 +19,8 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from sgpose import compute
-from sgpose.config import Params, Paths
+from sgpose.config.paths import Paths
+from sgpose.config.selection import Params
 from sgpose.data.coco import read_instances
 from sgpose.data.dataset import CropDataset
 from sgpose.evaluation.results import heatmap_results
@@ -78,17 +79,22 @@ def split_predictions(params: Params, paths: Paths, split: str, model: torch.nn.
     return results
 
 
-def write_predictions(params: Params, paths: Paths, dev: torch.device) -> list[str]:
-    """`sgpose infer --online`: the predictions file of every variant on every online split of the
-    backbone; returns the files written. Each file is written atomically when its split is done."""
-    written = []
-    if not params.backbone.online:
-        log.info("backbone %s scores no split online (backbones.%s.online is empty)", params.backbone.name,
-                 params.backbone.name)
-        return written
+def write_predictions(params: Params, paths: Paths, dev: torch.device, splits: list[str] | None = None) -> list[str]:
+    """`sgpose infer --online [--split S]`: the predictions file of every variant scored on each online split
+    of the backbone (default all of them); returns the files written, each atomically when its split is done."""
+    name = params.backbone.name
+    wanted = splits or params.online
+    bad = [s for s in wanted if s not in params.online]
+    if bad:
+        raise ValueError(f"--split {bad[0]}: backbone {name} scores {params.online or 'no split'} online "
+                         f"(online.{name}); a cached split is `sgpose infer --variant V --split {bad[0]}`")
+    if not wanted:
+        log.info("backbone %s scores no split online (online.%s is empty)", name, name)
+        return []
     model = compute.prepare_model(load_backbone(paths.backbone, params.backbone, get_layout(params.layout).num_joints),
                                   params.compute, dev).eval()
-    for split in params.backbone.online:
+    written = []
+    for split in wanted:
         refiners = {v: refiner_for(params, paths, v, dev) for v in params.online_variants(split)}
         for variant, results in split_predictions(params, paths, split, model, refiners, dev).items():
             write_json(paths.keypoints(variant, split), results, indent=None)

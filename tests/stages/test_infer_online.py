@@ -17,8 +17,8 @@ from test_cache_stage import tiny_project
 
 BB = Path("results/fx/tiny")
 SMALL = ["--set", "refiner.base_channels=8", "--set", "refiner.time_dim=16", "--set", "train_refiner.batch_size=4",
-         "--set", "prepare.detections=dets.json", "--set", "backbone.evals=[val,val_det]", "--set", "infer.batch_size=3"]
-ONLINE = ["--set", "backbone.online=[val_det]"]
+         "--set", "prepare.detections=dets.json", "--set", "evals={tiny: [val, val_det]}", "--set", "infer.batch_size=3"]
+ONLINE = ["--set", "online={tiny: [val_det]}"]
 
 
 @pytest.fixture

@@ -19,7 +19,9 @@ import torch
 
 from sgpose import compute, variants
 from sgpose.cache import has_flip, open_cache
-from sgpose.config import Params, Paths
+from sgpose.config.paths import Paths
+from sgpose.config.schema import SPLITS
+from sgpose.config.selection import Params
 from sgpose.data.cache_loader import CacheBatches, batch_loader, features, sequential_batches
 from sgpose.data.heatmaps import flip_back
 from sgpose.evaluation.results import heatmap_results
@@ -38,7 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     which.add_argument("--variant", type=variants.argument,
                        help="baseline or a refined variant (A1..A4, ours, ours_S<k>, ours_<schedule>): its cached splits")
     which.add_argument("--online", action="store_true",
-                       help="the backbone's online splits (backbones.<name>.online): every variant in one pass, no cache")
+                       help="the backbone's online splits (`online`): every variant scored on them in one pass, no cache")
+    parser.add_argument("--split", action="append", dest="splits", choices=SPLITS,
+                        help="only this evaluation split (repeatable; default: every split the variant is scored on, "
+                        "from the cache; with --online every online split)")
 
 
 def view_heatmaps(params: Params, batch: dict[str, torch.Tensor], prefix: str, unet=None,
@@ -99,12 +104,20 @@ def main(params: Params, paths: Paths, args: argparse.Namespace) -> None:
     if args.online:  # the backbone's online splits, every variant scored on them
         from sgpose.online import write_predictions  # it builds on this module's refiner_for, final_heatmaps
 
-        return write_predictions(params, paths, dev)
+        write_predictions(params, paths, dev, getattr(args, "splits", None))
+        return
+    scored = params.evals_of(args.variant)
+    wanted = getattr(args, "splits", None) or [s for s in scored if s not in params.online]
+    unknown = [s for s in wanted if s not in scored]
+    if unknown:
+        raise ValueError(f"--split {unknown[0]}: {args.variant} of backbone {params.backbone.name} is scored on "
+                         f"{', '.join(scored)} (evals.{params.backbone.name})")
+    online = [s for s in wanted if s in params.online]
+    if online:
+        raise ValueError(f"--split {online[0]}: backbone {params.backbone.name} scores it online, without a cache "
+                         f"(online.{params.backbone.name}): `sgpose infer --online --split {online[0]}` writes it")
     unet, spec = refiner_for(params, paths, args.variant, dev)
-    if not params.cached_evals_of(args.variant):
-        log.info("%s: every split is scored online (backbones.%s.online): `sgpose infer --online` writes them",
-                 args.variant, params.backbone.name)
-    for split in params.cached_evals_of(args.variant):
+    for split in wanted:
         results = split_results(params, paths, split, unet, spec, dev)
         write_json(paths.keypoints(args.variant, split), results, indent=None)
         log.info("%s %s: %d person results -> %s", args.variant, split, len(results), paths.keypoints(args.variant, split))

@@ -2,9 +2,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from sgpose.config import ParamsError, Paths, load_params, read_params_file
+from sgpose.config.paths import Paths
+from sgpose.config.selection import ParamsError, load_params, read_params_file
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_repo_params_validate():
@@ -110,8 +111,9 @@ def test_train_overrides_per_backbone():
     ("backbone.evals=[val,val]", "twice"),
     ("backbone.evals=[val_det]", "backbones.sb_r18.evals must include val"),
     ("backbones.cp_r18.dataset=sample", "datasets crowdpose_sample: no backbone"),
-    ("backbones.cp_r18.online=[val_det]", r"online \['val_det'\]: each a split of evals"),
-    ("backbone.online=[val]", "backbones.sb_r18.online must not hold val"),
+    ("online={cp_r18: [val_det]}", r"online.cp_r18 \['val_det'\]: each once, each a split of evals.cp_r18"),
+    ("online={nope: [val]}", "online.nope: not in backbones"),
+    ("online={sb_r18: [val]}", "online.sb_r18 must not hold val"),
     ("train_refiner.devices=1000", r"batch_size \d+ is the global batch: it must be at least train_refiner.devices"),
 ])
 def test_inconsistent_files_are_errors(override, message):
@@ -127,8 +129,8 @@ def test_every_backbone_of_every_profile_resolves(profile):
 
 
 def test_online_splits_are_not_cached_and_name_their_variants():
-    p = load_params(ROOT / "params.yaml", ["backbone.online=[val_det]"])
-    assert p.splits == ["train", "val"] and p.cached_evals_of("baseline") == ["val"]
+    p = load_params(ROOT / "params.yaml", ["online={sb_r18: [val_det]}"])
+    assert p.splits == ["train", "val"] and p.online == ["val_det"]
     assert p.online_variants("val_det") == ["baseline", "ours"]  # the ablation's variants are scored on val only
     assert p.online_variants("val") == ["baseline", *p.variants]
     assert load_params(ROOT / "params.yaml").splits == ["train", "val", "val_det"]
