@@ -75,10 +75,16 @@ def _arrays(results: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             np.array([r["score"] for r in results]))
 
 
-def test_online_split_is_not_cached_and_written_for_every_variant(project):
+def test_online_split_is_not_cached_and_written_for_every_variant(project, capsys):
     assert not (BB / "cache" / "val_det.h5").exists() and (BB / "cache" / "val.h5").is_file()
     assert cli(["infer", *project, *ONLINE, "--variant", "ours"]) == 0  # the cached splits only
     assert sorted(p.name for p in (BB / "ours" / "predictions").iterdir()) == ["val.json"]
+    assert cli(["infer", *project, *ONLINE, "--variant", "ours", "--split", "val_det"]) == 1
+    assert "scores it online" in capsys.readouterr().err
+    assert cli(["infer", *project, *ONLINE, "--online", "--split", "val"]) == 1  # val is cached
+    assert "--split val" in capsys.readouterr().err
+    assert cli(["infer", *project, *ONLINE, "--online", "--set", "cache.feature_levels=[1,2]"]) == 1
+    assert "ours/refiner.pt: trained on feature levels [0, 1, 2]" in capsys.readouterr().err
     assert cli(["infer", *project, *ONLINE, "--online"]) == 0
     for variant in ("baseline", "ours"):
         assert len(_predictions(variant, "val_det")) == 5
