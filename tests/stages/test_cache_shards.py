@@ -6,9 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import sgpose.stages.cache as stage
-from sgpose.cache import cache_attrs, load_cache, open_cache
+from sgpose.cache.format import read_attrs
+from sgpose.cache.reader import load_cache, open_cache
+from sgpose.cache.shards import shard_path
 from sgpose.cli import main as cli
-from sgpose.shards import shard_path
 from test_cache_stage import tiny_project
 
 SHARDED = ["--set", "cache.shards={train: 3}", "--set", "cache.batch_size=2"]  # train: 7 samples -> 2 + 2 + 3
@@ -27,7 +28,7 @@ def _snapshot(cache) -> dict:
     for split in ("train", "val"):
         out |= {f"{split}:{k}": v for k, v in load_cache(cache / f"{split}.h5").items()}
         with open_cache(cache / f"{split}.h5") as h5:
-            out[f"{split}:attrs"] = cache_attrs(h5)
+            out[f"{split}:attrs"] = read_attrs(h5)
     return out
 
 
@@ -114,19 +115,19 @@ def test_a_rerun_keeps_the_manifests_byte_for_byte(project):
     assert cli(["cache", "--params", str(params_file), *SHARDED, "--set", "cache.shards={train: 3, val: 2}"]) == 0
     assert (cache / "train.h5").read_bytes() == before[cache / "train.h5"]
     assert (cache / "val.h5").read_bytes() != before[cache / "val.h5"]  # re-sharded: a new manifest
-    assert len(cache_attrs(open_cache(cache / "val.h5"))["shard_files"]) == 2
+    assert len(read_attrs(open_cache(cache / "val.h5"))["shard_files"]) == 2
 
 
 def test_other_weights_rebuild_every_shard(project):
     params_file, cache = project
     assert cli(["cache", "--params", str(params_file), *SHARDED]) == 0
     before = load_cache(cache / "train.h5", ["heatmaps"])["heatmaps"]
-    prints = cache_attrs(open_cache(cache / "train.h5"))["shard_fingerprints"]
+    prints = read_attrs(open_cache(cache / "train.h5"))["shard_fingerprints"]
     assert cli(["train_backbone", "--params", str(params_file), "--set", "train_backbone.seed=5",
                 "--set", "train_backbone.epochs=1"]) == 0
     assert cli(["cache", "--params", str(params_file), *SHARDED]) == 0
     with open_cache(cache / "train.h5") as h5:
-        assert not set(cache_attrs(h5)["shard_fingerprints"]) & set(prints)
+        assert not set(read_attrs(h5)["shard_fingerprints"]) & set(prints)
         assert not np.array_equal(h5["heatmaps"][()], before)
 
 
@@ -177,7 +178,7 @@ def test_training_views_interleave_the_plain_crop_and_augmented_draws(project):
     assert not np.array_equal(three["joints"][1::3], plain["joints"])  # views 1, 2: other crops
     assert not np.array_equal(three["joints"][1::3], three["joints"][2::3])
     with open_cache(cache / "train.h5") as h5:
-        assert cache_attrs(h5)["views"] == 3
+        assert read_attrs(h5)["views"] == 3
     assert cli(["cache", "--params", str(params_file), *views, "--set", "cache.shards={train: 3}"]) == 0
     np.testing.assert_array_equal(load_cache(cache / "train.h5")["joints"], three["joints"])  # seeded draws
 

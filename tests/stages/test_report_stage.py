@@ -18,7 +18,7 @@ import pytest
 import torch
 import yaml
 from conftest import FIXTURE_COCO, fixture_instances
-from sgpose.cache import write_cache
+from sgpose.cache.writer import write_cache
 from sgpose.cli import main as cli_main
 from sgpose.config.selection import load_params
 from sgpose.guidance import render_gaussians

@@ -1,28 +1,21 @@
-"""HDF5 cache of the frozen backbone's outputs (docs/architecture.md, "HDF5 cache").
+"""The HDF5 cache format (docs/architecture.md, "HDF5 cache"): the one table of cached datasets, their
+dtypes, the compression choices and how attributes are encoded. Writer, shards and reader use it.
 
 One file per (dataset, backbone, split). Datasets: `heatmaps`, `feat/0..n-1` (highest
 resolution first), `target` in the cache dtype; `target_weight`, `joints`, `meta/*`. Chunks hold
 one sample (the refiner reads random samples). With the flip test on, `flip/heatmaps` and
-`flip/feat/0..n-1` hold the raw outputs for the horizontally mirrored crops (val split). The file
-is written under a temporary name and renamed when complete, and the `complete` attribute is set
-last: a half-written cache is never mistaken for a finished one.
+`flip/feat/0..n-1` hold the raw outputs for the horizontally mirrored crops (evaluation splits). A
+file is complete when its `complete` attribute is set (last).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
-from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 import h5py
 import hdf5plugin  # registers the lz4 / blosc filters with HDF5 (writing and reading)
 import numpy as np
-
-from sgpose.io import atomic_path
-
-log = logging.getLogger(__name__)
 
 # datasets stored in the cache dtype (fp16 by default); everything else has a fixed dtype
 LARGE = ("heatmaps", "target")
@@ -47,7 +40,8 @@ COMPRESSION: dict[str, dict[str, Any]] = {
 }
 
 
-def _dtype(key: str, cache_dtype: str) -> np.dtype:
+def dtype_of(key: str, cache_dtype: str) -> np.dtype:
+    """The stored dtype of dataset `key`: the cache dtype for the large ones, else its fixed one."""
     if key in LARGE or key == "flip/heatmaps" or key.startswith(("feat/", "flip/feat/")):
         return np.dtype(cache_dtype)
     if key not in FIXED_DTYPES:
@@ -56,110 +50,14 @@ def _dtype(key: str, cache_dtype: str) -> np.dtype:
     return np.dtype(FIXED_DTYPES[key])
 
 
-class CacheWriter:
-    """Preallocates N samples on the first batch and appends batches of arrays keyed by dataset name."""
 
-    def __init__(self, h5: h5py.File, num_samples: int, dtype: str = "float16", compression: str = "lz4"):
-        if compression not in COMPRESSION:
-            raise ValueError(f"cache compression {compression!r}; expected one of {', '.join(COMPRESSION)}")
-        self.h5 = h5
-        self.n = num_samples
-        self.dtype = dtype
-        self.compression = compression
-        self.count = 0
-        self.overflowed: set[str] = set()  # datasets already warned about
-
-    def _create(self, batch: Mapping[str, np.ndarray]) -> None:
-        for key, arr in batch.items():
-            dt = _dtype(key, self.dtype)
-            shape = (self.n, *arr.shape[1:])
-            big = int(np.prod(arr.shape[1:])) > 64
-            self.h5.create_dataset(key, shape=shape, dtype=dt, chunks=(1, *arr.shape[1:]) if big else None,
-                                   **(COMPRESSION[self.compression] if big else {}))
-
-    def append(self, batch: Mapping[str, np.ndarray]) -> None:
-        """Write the next len(batch) samples; every batch has the same keys. An empty cache (an empty
-        shard) holds no datasets at all."""
-        sizes = {len(v) for v in batch.values()}
-        if len(sizes) != 1:
-            raise ValueError(f"cache batch with unequal lengths {sizes}")
-        b = sizes.pop()
-        if b == 0:
-            return
-        if self.count == 0:
-            self._create(batch)
-        if self.count + b > self.n:
-            raise ValueError(f"cache overflow: {self.count + b} samples for {self.n} preallocated")
-        for key, arr in batch.items():
-            ds = self.h5[key]
-            with np.errstate(over="ignore"):  # numpy converts to fp16 about 2x faster than HDF5 does
-                stored = np.asarray(arr, dtype=ds.dtype)
-            if ds.dtype == np.float16 and key not in self.overflowed and np.isinf(stored).any() \
-                    and np.isfinite(arr).all():
-                self.overflowed.add(key)
-                log.warning("%s: %s has values beyond the float16 range (|x| > 65504), stored as inf; "
-                            "cache.dtype: float32 keeps them", self.h5.filename, key)
-            ds[self.count:self.count + b] = stored
-        self.count += b
-
-    def finish(self, attrs: Mapping[str, Any]) -> None:
-        """Check completeness, write the attributes, and mark the file complete (last)."""
-        if self.count != self.n:
-            raise ValueError(f"cache holds {self.count} samples, expected {self.n}")
-        missing = [k for k in REQUIRED if k not in self.h5]
-        if self.n and (missing or "feat" not in self.h5):
-            raise ValueError(f"cache lacks datasets {missing or ['feat/*']}")
-        if "flip" in self.h5 and ("heatmaps" not in self.h5["flip"] or num_features(self.h5, "flip/feat")
-                                  != num_features(self.h5)):
-            raise ValueError("cache flip/* must hold flip/heatmaps and as many flip/feat/<i> as feat/<i>")
-        for key, value in attrs.items():
-            self.h5.attrs[key] = json.dumps(value) if isinstance(value, dict) else value  # lists: arrays
-        self.h5.attrs["num_samples"] = self.n
-        self.h5.attrs["complete"] = True
+def write_attrs(h5: h5py.File, attrs: Mapping[str, Any]) -> None:
+    """Store attributes: dicts as JSON strings, lists as arrays (`read_attrs` decodes them)."""
+    for key, value in attrs.items():
+        h5.attrs[key] = json.dumps(value) if isinstance(value, dict) else value
 
 
-@contextlib.contextmanager
-def cache_writer(path: str | Path, num_samples: int, attrs: Mapping[str, Any],
-                 dtype: str = "float16", compression: str = "lz4") -> Iterator[CacheWriter]:
-    """Open a CacheWriter on a temporary file; on success the file is finished and renamed to `path`."""
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as h5:
-            writer = CacheWriter(h5, num_samples, dtype, compression)
-            yield writer
-            writer.finish(attrs)
-
-
-def write_cache(path: str | Path, arrays: Mapping[str, np.ndarray], attrs: Mapping[str, Any],
-                dtype: str = "float16", compression: str = "lz4") -> None:
-    """Write whole arrays (keys as in the file: `heatmaps`, `feat/0`, `meta/center`, ...) at once."""
-    n = len(next(iter(arrays.values())))
-    with cache_writer(path, n, attrs, dtype, compression) as writer:
-        writer.append(arrays)
-
-
-def open_cache(path: str | Path) -> h5py.File:
-    """A finished cache opened read-only; a missing, non-HDF5 or incomplete file is an error naming it."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: cache not found (has the cache stage run?)")
-    if not h5py.is_hdf5(path):
-        raise ValueError(f"{path}: not an HDF5 file")
-    h5 = h5py.File(path, "r")
-    if not bool(h5.attrs.get("complete", False)):
-        h5.close()
-        raise ValueError(f"{path}: incomplete cache (no 'complete' mark); rerun the cache stage")
-    if "shard_files" in h5.attrs:  # a manifest: a missing shard would read as zeros, never allow it
-        from sgpose.shards import check_shards
-
-        try:
-            check_shards(path, h5)
-        except ValueError:
-            h5.close()
-            raise
-    return h5
-
-
-def cache_attrs(h5: h5py.File) -> dict[str, Any]:
+def read_attrs(h5: h5py.File) -> dict[str, Any]:
     """Attributes as Python values: JSON-encoded dicts decoded, arrays as lists."""
     out = {}
     for key, value in h5.attrs.items():
@@ -180,16 +78,6 @@ def dataset_keys(h5: h5py.File) -> list[str]:
         level = int(base.split("/")[1]) if base.startswith("feat/") else -1
         return (k.startswith("flip/"), k.split("/")[0], base.split("/")[0], level, k)
     return sorted(keys, key=order)
-
-
-def load_cache(path: str | Path, keys: list[str] | None = None) -> dict[str, np.ndarray]:
-    """Read datasets fully into memory (all by default)."""
-    with open_cache(path) as h5:
-        names = dataset_keys(h5) if keys is None else keys
-        missing = [k for k in names if k not in h5]
-        if missing:
-            raise KeyError(f"{path}: cache has no datasets {missing}")
-        return {k: h5[k][()] for k in names}
 
 
 def num_features(h5: h5py.File, group: str = "feat") -> int:

@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from sgpose.cache import open_cache  # noqa: E402
+from sgpose.cache.reader import open_cache  # noqa: E402
 from sgpose.config.paths import Paths  # noqa: E402
 from sgpose.config.selection import Params  # noqa: E402
 from sgpose.data.transforms import heatmap_to_image  # noqa: E402

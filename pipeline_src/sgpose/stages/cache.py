@@ -9,7 +9,7 @@ crop (docs/architecture.md, "Flip test"). The train split holds `cache.train_vie
 instance, interleaved (sample i * V + v is view v of instance i): view 0 the plain crop, the others
 drawn with `cache.augment` (flip / scale / rotation), so refiner training can see one per epoch.
 
-Each split is `cache.shards[split]` shard files plus a manifest (`sgpose.shards`): a re-run keeps
+Each split is `cache.shards[split]` shard files plus a manifest (`sgpose.cache.shards`): a re-run keeps
 every finished shard with the expected fingerprint and rebuilds the rest, so an interrupted run
 resumes at the first unfinished shard. `--split S --shard i` writes one shard (a Snakemake scatter
 job), `--split S --gather` only the manifest of finished shards (the gather job).
@@ -25,8 +25,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
-from sgpose import compute, shards
-from sgpose.cache import cache_writer
+from sgpose import compute
+from sgpose.cache import shards
+from sgpose.cache.writer import cache_writer
 from sgpose.config.paths import Paths
 from sgpose.config.schema import SPLITS, AugmentParams
 from sgpose.config.selection import Params
@@ -74,7 +75,7 @@ def main(params: Params, paths: Paths, args: argparse.Namespace) -> None:
             plan.gather()
 
 
-def cache_attrs(params: Params, paths: Paths) -> dict:
+def shard_attrs(params: Params, paths: Paths) -> dict:
     """The attributes every shard and manifest carries: layout, sizes, backbone, weights, and the
     parameters its numbers depend on (the cache section; the compute set-up in effect on this node)."""
     bp, layout = params.backbone, get_layout(params.layout)
@@ -93,7 +94,7 @@ class SplitPlan:
         self.rows = read_instances(paths.instances(split))
         self.flip = params.cache.flip_test and split != "train"  # the flip test is an inference-time device
         self.views = params.cache.train_views if split == "train" else 1
-        self.attrs = cache_attrs(params, paths) | {"flip_test": self.flip, "views": self.views}
+        self.attrs = shard_attrs(params, paths) | {"flip_test": self.flip, "views": self.views}
         self.ranges = shards.shard_ranges(len(self.rows), params.cache.num_shards(split))
         code = shards.code_digest()
         self.prints = [shards.fingerprint(self.attrs, self.rows.iloc[a:b], a, code) for a, b in self.ranges]

@@ -17,10 +17,10 @@ import numpy as np
 import torch
 
 from sgpose import compute, variants
-from sgpose.cache import has_flip, open_cache
+from sgpose.cache.format import has_flip
+from sgpose.cache.reader import CacheBatches, batch_loader, features, open_cache, sequential_batches
 from sgpose.config.paths import Paths
 from sgpose.config.selection import Params
-from sgpose.data.cache_loader import CacheBatches, batch_loader, features, sequential_batches
 from sgpose.data.heatmaps import decode, flip_back
 from sgpose.data.transforms import heatmap_to_image
 from sgpose.evaluation.results import to_coco_results

@@ -1,6 +1,6 @@
 """`sgpose train_refiner --backbone B --variant V`: train the structure-guided UNet (SPEC 4).
 
-Features come (`sgpose.data.sources`) from the HDF5 cache, read batch by batch (`sgpose.data.cache_loader`,
+Features come (`sgpose.data.sources`) from the HDF5 cache, read batch by batch (`sgpose.cache.reader`,
 `train_refiner.num_workers` reader processes; a cache under `train_refiner.preload_gb` is read into
 memory once), one cached view of each instance per epoch; or, with `train_refiner.features: online`,
 from the frozen backbone run in the loop on freshly augmented crops (`cache.augment`). Each epoch's
@@ -24,9 +24,9 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from sgpose import compute, distributed, variants
+from sgpose.cache.reader import features, shuffled_batches
 from sgpose.config.paths import Paths
 from sgpose.config.selection import Params
-from sgpose.data.cache_loader import features, shuffled_batches
 from sgpose.data.sources import training_source
 from sgpose.io import atomic_path
 from sgpose.refine import build_unet, draw_steps, guidance_spec, training_loss
