@@ -20,7 +20,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from sgpose.variants import BASELINE, Variant, check_name, get_variant
+from sgpose.variants import BASELINE, UNREFINED, Variant, check_name, get_variant
 
 Split = Literal["train", "val", "val_det"]
 EvalSplit = Literal["val", "val_det"]  # val: ground-truth boxes; val_det: detector boxes (Table 4)
@@ -71,6 +71,10 @@ class PrepareParams(_Section):
     min_box_area: float = Field(0.0, ge=0)  # detections with w * h below this are dropped
 
 
+PREPARE_KEYS: tuple[str, ...] = tuple(PrepareParams.model_fields)
+DETECTION_KEYS = ("detections", "det_score_threshold", "min_box_area")  # only the val_det split reads them
+
+
 class DatasetParams(_Section):
     layout: Literal["coco", "crowdpose"] = "coco"  # keypoint layout (sgpose.keypoints)
     data: DataParams
@@ -98,7 +102,6 @@ class BackboneParams(_Section):
     heatmap_size: tuple[int, int] = (64, 48)
     sigma: float = Field(2.0, gt=0)
     checkpoint: str | None = None
-    evals: list[EvalSplit] = Field(["val"], min_length=1)  # splits baseline and ours are scored on (Params.evals_of)
     train: dict[str, Any] = {}  # this backbone's overrides of the train_backbone section
 
     @model_validator(mode="after")
@@ -109,8 +112,6 @@ class BackboneParams(_Section):
                              "(ResNet stride 32, three x2 deconvs; HRNet's lowest branch at stride 32)")
         if (h // 4, w // 4) != tuple(self.heatmap_size):
             raise ValueError(f"heatmap_size {self.heatmap_size} must be input_size {self.input_size} / 4")
-        if len(set(self.evals)) != len(self.evals):
-            raise ValueError(f"evals {self.evals} lists a split twice")
         return self
 
     @property
@@ -235,6 +236,10 @@ class ParamsFile(_Section):
     datasets: dict[str, DatasetParams] = Field(min_length=1)
     backbones: dict[str, BackboneParams] = Field(min_length=1)
     ablation: AblationParams
+    # backbone -> the splits its baseline and ours are scored on (val: ground-truth boxes, val_det: detector
+    # boxes, Table 4); a backbone not listed: [val]. Apart from `backbones` so that adding a split re-runs
+    # no backbone training.
+    evals: dict[str, list[EvalSplit]] = {}
     train_backbone: TrainBackboneParams = TrainBackboneParams()
     cache: CacheParams = CacheParams()
     compute: ComputeParams = ComputeParams()
@@ -249,6 +254,11 @@ class ParamsFile(_Section):
     @classmethod
     def _backbone_names(cls, tree: Any) -> Any:
         if isinstance(tree, dict) and isinstance(tree.get("backbones"), dict):
+            moved = [k for k, v in tree["backbones"].items() if isinstance(v, dict) and "evals" in v]
+            if moved:  # the schema before evals became a section of its own
+                example = ", ".join(f"{k}: {tree['backbones'][k]['evals']}" for k in moved)
+                raise ValueError(f"backbones.{moved[0]}.evals has moved to the top-level section `evals` "
+                                 f"(write `evals: {{{example}}}` and delete the backbones' evals keys)")
             tree = {**tree, "backbones": {k: {**v, "name": k} if isinstance(v, dict) else v
                                           for k, v in tree["backbones"].items()}}
         return tree
@@ -260,6 +270,11 @@ class ParamsFile(_Section):
                 if not NAME.match(name) or name in reserved:
                     raise ValueError(f"{section}.{name}: a name is letters, digits, '_', '.', '-' (not first), and "
                                      f"not one of {', '.join(reserved)} (they share its directory)")
+        for name, splits in self.evals.items():
+            if name not in self.backbones:
+                raise ValueError(f"evals.{name}: not in backbones ({', '.join(self.backbones)})")
+            if not splits or len(set(splits)) != len(splits):
+                raise ValueError(f"evals.{name} {splits}: one or more splits, each once")
         for name, bp in self.backbones.items():
             if bp.dataset not in self.datasets:
                 raise ValueError(f"backbones.{name}.dataset {bp.dataset!r} is not in datasets ({', '.join(self.datasets)})")
@@ -268,8 +283,8 @@ class ParamsFile(_Section):
             if abs(w / h - prep.aspect_ratio) > 1e-6:
                 raise ValueError(f"backbones.{name}.input_size {list(bp.input_size)} has aspect {w / h:.4g}, "
                                  f"datasets.{bp.dataset}.prepare.aspect_ratio is {prep.aspect_ratio}")
-            if DET_SPLIT in bp.evals and not prep.detections:
-                raise ValueError(f"backbones.{name}.evals has val_det but datasets.{bp.dataset}.prepare.detections "
+            if DET_SPLIT in self.evals_of(name) and not prep.detections:
+                raise ValueError(f"evals.{name} has val_det but datasets.{bp.dataset}.prepare.detections "
                                  "names no detection file")
             self.train_backbone_of(name)  # the overrides validate
         a = self.ablation
@@ -283,8 +298,8 @@ class ParamsFile(_Section):
         if self.backbones[a.backbone].dataset != a.dataset:
             raise ValueError(f"ablation.dataset {a.dataset!r}: backbone {a.backbone} runs on "
                              f"{self.backbones[a.backbone].dataset!r}")
-        if "val" not in self.backbones[a.backbone].evals:
-            raise ValueError(f"backbones.{a.backbone}.evals must include val: Table 1 and Figs. 2, 4-9 of the "
+        if "val" not in self.evals_of(a.backbone):
+            raise ValueError(f"evals.{a.backbone} must include val: Table 1 and Figs. 2, 4-9 of the "
                              "ablation are scored on the ground-truth boxes")
         unused = [d for d in self.datasets if all(bp.dataset != d for bp in self.backbones.values())]
         if unused:
@@ -305,6 +320,20 @@ class ParamsFile(_Section):
     def variants_of(self, backbone: str) -> list[str]:
         """The refined variants a backbone trains: `ours`, and the ablation's when it is the ablation backbone."""
         return ["ours", *(self.ablation.variants if self.ablation.backbone == backbone else [])]
+
+    def scored_variants_of(self, backbone: str) -> list[str]:
+        """Every variant of a backbone that is scored: the unrefined ones (baseline) and the refined ones."""
+        return [*UNREFINED, *self.variants_of(backbone)]
+
+    def evals_of(self, backbone: str, variant: str = BASELINE) -> list[str]:
+        """The splits a variant is scored on: baseline and ours on every evaluation split of the backbone
+        (`evals`); the ablation's variants (Table 1, Figs. 5-6) on `val` (ground-truth boxes) only."""
+        splits = list(self.evals.get(backbone, ["val"]))
+        return splits if variant in (*UNREFINED, "ours") else ["val"]
+
+    def splits_of(self, backbone: str) -> list[str]:
+        """Every split a backbone caches: train, then its evaluation splits."""
+        return ["train", *self.evals_of(backbone)]
 
     def primary(self) -> str:
         """The backbone stages use when none is named: the ablation's."""

@@ -28,7 +28,6 @@ from sgpose.config.schema import (
     TrainBackboneParams,
     TrainRefinerParams,
 )
-from sgpose.variants import BASELINE
 
 
 class Params:
@@ -71,17 +70,16 @@ class Params:
     @property
     def evals(self) -> list[str]:
         """The evaluation splits of the selected backbone (`val`, `val_det`)."""
-        return list(self.backbone.evals)
+        return self.file.evals_of(self.backbone.name)
 
     def evals_of(self, variant: str) -> list[str]:
-        """The splits a variant is scored on: baseline and ours on every evaluation split of the
-        backbone; the ablation's variants (Table 1, Figs. 5-6) on `val` (ground-truth boxes) only."""
-        return self.evals if variant in (BASELINE, "ours") else ["val"]
+        """The splits a variant is scored on (ParamsFile.evals_of)."""
+        return self.file.evals_of(self.backbone.name, variant)
 
     @property
     def splits(self) -> list[str]:
         """Every split the selected backbone caches: train, then its evaluation splits."""
-        return ["train", *self.backbone.evals]
+        return self.file.splits_of(self.backbone.name)
 
     def model_dump(self, **kwargs) -> dict:
         """The whole file as plain data."""
