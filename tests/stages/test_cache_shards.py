@@ -10,6 +10,8 @@ from sgpose.cache.format import read_attrs
 from sgpose.cache.reader import load_cache, open_cache
 from sgpose.cache.shards import shard_path
 from sgpose.cli import main as cli
+from sgpose.config.paths import Paths
+from sgpose.config.selection import load_params
 from test_cache_stage import tiny_project
 
 SHARDED = ["--set", "cache.shards={train: 3}", "--set", "cache.batch_size=2"]  # train: 7 samples -> 2 + 2 + 3
@@ -200,3 +202,35 @@ def test_feature_levels_store_a_subset_the_refiner_trains_on(project):
     assert cli(["train_refiner", "--params", str(params_file), *small]) == 0
     assert cli(["infer", "--params", str(params_file), "--variant", "ours", *small]) == 0
     assert cli(["cache", "--params", str(params_file), *one, "--set", "cache.feature_levels=[3]"]) == 1  # no level 3
+
+
+@pytest.mark.parametrize("key, value, rebuilt", [
+    ("cache.train_views", 2, {"train"}), ("cache.augment.flip_prob", 0.0, set()),  # augment: only with views > 1
+    ("cache.flip_test", False, {"val"}), ("cache.feature_levels", [0, 2], {"train", "val"}),
+    ("cache.dtype", "float32", {"train", "val"}), ("cache.compression", "gzip", {"train", "val"}),
+    ("cache.batch_size", 3, set()), ("cache.shards", {"val": 2}, set()),
+])
+def test_a_split_fingerprints_only_the_keys_that_shape_its_shards(project, key, value, rebuilt):
+    """The attributes each shard's fingerprint hashes change exactly for the splits the key shapes."""
+    params_file, _ = project
+    base = load_params(params_file)
+    changed = load_params(params_file, [f"{key}={value}"])
+    differs = {split for split in ("train", "val") if stage.shard_attrs(base, Paths(base), split)
+               != stage.shard_attrs(changed, Paths(changed), split)}
+    assert differs == rebuilt
+    views = load_params(params_file, ["cache.train_views=2"])  # with views drawn, augment shapes train
+    assert stage.shard_attrs(views, Paths(views), "train") != \
+        stage.shard_attrs(load_params(params_file, ["cache.train_views=2", "cache.augment.flip_prob=0"]),
+                          Paths(views), "train")
+
+
+def test_a_train_views_change_keeps_the_val_shards_and_rebuilds_train(project):
+    params_file, cache = project
+    assert cli(["cache", "--params", str(params_file)]) == 0
+    val = {p: p.read_bytes() for p in [cache / "val.h5", *sorted((cache / "val.shards").iterdir())]}
+    train = read_attrs(open_cache(cache / "train.h5"))["shard_fingerprints"]
+    assert cli(["cache", "--params", str(params_file), "--set", "cache.train_views=2"]) == 0
+    assert {p: p.read_bytes() for p in val} == val  # neither the val shard nor its manifest rewritten
+    with open_cache(cache / "train.h5") as h5:
+        assert not set(read_attrs(h5)["shard_fingerprints"]) & set(train)
+        assert read_attrs(h5)["views"] == 2 and len(h5["heatmaps"]) == 2 * 7  # 7 training instances

@@ -30,11 +30,9 @@ import numpy as np
 import pandas as pd
 
 from sgpose.cache.format import dataset_keys, read_attrs, write_attrs
+from sgpose.dag import imports
 from sgpose.io import atomic_path
 
-# sources whose change changes the cached numbers (relative to the package directory)
-CODE = ("cache/format.py", "cache/writer.py", "cache/shards.py", "stages/cache.py", "compute.py", "keypoints.py", "data/dataset.py",
-        "data/transforms.py", "data/heatmaps.py", "models")
 MANIFEST_ONLY = ("shard_index", "shard_start", "fingerprint", "num_samples", "complete")
 
 
@@ -58,13 +56,12 @@ def shard_ranges(num_items: int, num_shards: int) -> list[tuple[int, int]]:
     return list(zip(bounds[:-1], bounds[1:]))
 
 
-def code_digest() -> str:
-    """sha256 over the package sources that compute the cached numbers (CODE), in a fixed order."""
-    root = Path(__file__).resolve().parents[1]
-    files = sorted(f for entry in CODE for f in ([root / entry] if entry.endswith(".py")
-                                                 else (root / entry).rglob("*.py")))
+def code_digest(entry: str = "sgpose.stages.cache") -> str:
+    """sha256 over the package sources that compute the cached numbers, in a fixed order: the import
+    closure of the cache stage (`sgpose.dag.imports`, the same files the DAG tracks for it)."""
+    root = imports.ROOT
     digest = hashlib.sha256()
-    for f in files:
+    for f in imports.module_files(entry):
         digest.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())
     return digest.hexdigest()
 
