@@ -185,14 +185,3 @@ def input_channels(num_joints: int, variant: Variant, prev_heatmap: bool) -> int
     """Maps concatenated with F_0 at the UNet input (SPEC 3): the guidance map (K, none for A1) and
     the previous step's heatmap (K, with refiner.prev_heatmap)."""
     return num_joints * (variant.guidance != "none") + num_joints * prev_heatmap
-
-
-def build_unet(params: Params, feature_channels: list[int], variant: str = "ours",
-               feature_levels: list[int] | None = None) -> StructureGuidedUNet:
-    """The refiner for this params file, this backbone's cached feature list (channels, and the
-    backbone level of each) and this variant."""
-    rp, k = params.refiner, get_layout(params.layout).num_joints
-    v = get_variant(variant)
-    return StructureGuidedUNet(k, feature_channels, rp.base_channels, rp.channel_mults, rp.time_dim,
-                               in_channels=input_channels(k, v, rp.prev_heatmap), step_embedding=v.step_embedding,
-                               feature_levels=feature_levels)

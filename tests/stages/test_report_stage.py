@@ -22,7 +22,7 @@ from sgpose.cache.writer import write_cache
 from sgpose.cli import main as cli_main
 from sgpose.config.selection import load_params
 from sgpose.guidance import render_gaussians
-from sgpose.refine import build_unet
+from sgpose.refiner import build_unet
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "results" / "test-artifacts"

@@ -118,7 +118,7 @@ def write_qualitative(params: Params, paths: Paths, out: Path) -> dict[str, str]
     missing = [str(p) for p in (cache, ckpt) if not p.is_file()]
     if missing:
         return {n: placeholder(out / f"{n}.png", n, f"{', '.join(missing)} missing", ["sample"]) for n in names}
-    from sgpose.stages.train_refiner import load_refiner
+    from sgpose.refiner import load_refiner
 
     unet = load_refiner(ckpt, params, VARIANT)
     spec = guidance_spec(params, VARIANT, paths.start_pose)
