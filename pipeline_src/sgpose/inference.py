@@ -25,6 +25,7 @@ from sgpose.data.heatmaps import decode, flip_back
 from sgpose.data.transforms import heatmap_to_image
 from sgpose.evaluation.results import to_coco_results
 from sgpose.keypoints import get_layout
+from sgpose.modes import InferenceMode
 from sgpose.refine import GuidanceSpec, guidance_spec, refine
 from sgpose.refiner import load_refiner
 from sgpose.variants import BASELINE
@@ -63,7 +64,7 @@ def refiner_for(params: Params, paths: Paths, variant: str, dev: torch.device):
     unet = compute.prepare_model(load_refiner(paths.refiner(variant), params, variant), params.compute, dev)
     spec = guidance_spec(params, variant, paths.start_pose)
     mode = params.infer.mode
-    if spec.T == 1 or (mode == "static" and not spec.prev_heatmap):
+    if spec.T == 1 or (mode == InferenceMode.STATIC and not spec.prev_heatmap):
         log.info("%s %s inference: only step t=T-1=%d affects the output; the other steps are skipped",
                  variant, mode if spec.T > 1 else "single-step", spec.T - 1)
     return unet, spec

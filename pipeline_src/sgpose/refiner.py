@@ -34,7 +34,7 @@ def refiner_checkpoint(unet, opt, epoch, rows, source, params: Params, variant: 
     `opt`, the optimizer state too (an epoch checkpoint to resume from)."""
     ckpt = {"state_dict": {k: v.cpu() for k, v in unet.state_dict().items()}, "epoch": epoch, "log": rows,
             "feature_channels": source.channels, "feature_levels": source.levels, "variant": variant,
-            "refiner": params.refiner.model_dump(), "guidance": params.guidance.model_dump(), "layout": params.layout}
+            "refiner": params.refiner.model_dump(), "guidance": params.guidance.model_dump(mode="json"), "layout": params.layout}
     if opt is not None:
         ckpt["optimizer"] = opt.state_dict()
     return ckpt
