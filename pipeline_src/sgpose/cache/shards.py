@@ -30,7 +30,6 @@ import numpy as np
 import pandas as pd
 
 from sgpose.cache.format import dataset_keys, read_attrs, write_attrs
-from sgpose.dag import imports
 from sgpose.io import atomic_path
 
 MANIFEST_ONLY = ("shard_index", "shard_start", "fingerprint", "num_samples", "complete")
@@ -56,12 +55,11 @@ def shard_ranges(num_items: int, num_shards: int) -> list[tuple[int, int]]:
     return list(zip(bounds[:-1], bounds[1:]))
 
 
-def code_digest(entry: str = "sgpose.stages.cache") -> str:
-    """sha256 over the package sources that compute the cached numbers, in a fixed order: the import
-    closure of the cache stage (`sgpose.dag.imports`, the same files the DAG tracks for it)."""
-    root = imports.ROOT
+def code_digest(files: list[Path], root: Path) -> str:
+    """sha256 over source files (named relative to `root`), in a fixed order: what the cache stage
+    passes is its import closure (`sgpose.dag.imports.module_files`, the files the DAG tracks for it)."""
     digest = hashlib.sha256()
-    for f in imports.module_files(entry):
+    for f in sorted(files):
         digest.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())
     return digest.hexdigest()
 

@@ -31,6 +31,7 @@ from sgpose.cache.writer import cache_writer
 from sgpose.config.paths import Paths
 from sgpose.config.schema import SPLITS, AugmentParams
 from sgpose.config.selection import Params
+from sgpose.dag import imports
 from sgpose.data.coco import read_instances
 from sgpose.data.dataset import CropDataset, ViewCrops
 from sgpose.keypoints import get_layout
@@ -109,7 +110,7 @@ class SplitPlan:
         self.attrs = shard_attrs(params, paths, split)
         self.flip, self.views = self.attrs["flip_test"], self.attrs["views"]
         self.ranges = shards.shard_ranges(len(self.rows), params.cache.num_shards(split))
-        code = shards.code_digest()
+        code = shards.code_digest(imports.module_files(__name__), imports.ROOT)  # the code computing the numbers
         self.prints = [shards.fingerprint(self.attrs, self.rows.iloc[a:b], a, code) for a, b in self.ranges]
         self.files = [shards.shard_path(self.manifest, i) for i in range(len(self.ranges))]
 
