@@ -8,9 +8,9 @@ import pytest
 import torch
 from conftest import as_trained
 from sgpose import compute
-from sgpose.cache import write_cache
+from sgpose.cache.reader import CacheBatches, batch_loader, features, sequential_batches
+from sgpose.cache.writer import write_cache
 from sgpose.config.schema import BackboneParams, ComputeParams, GuidanceParams
-from sgpose.data.cache_loader import CacheBatches, batch_loader, features, sequential_batches
 from sgpose.data.heatmaps import decode
 from sgpose.guidance import fusion_weights
 from sgpose.keypoints import COCO

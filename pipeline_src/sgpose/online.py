@@ -24,11 +24,11 @@ from sgpose.config.selection import Params
 from sgpose.data.coco import read_instances
 from sgpose.data.dataset import CropDataset
 from sgpose.evaluation.results import heatmap_results
+from sgpose.inference import final_heatmaps, refiner_for
 from sgpose.io import write_json
 from sgpose.keypoints import get_layout
 from sgpose.models.backbones import forward_views
 from sgpose.models.checkpoints import load_backbone
-from sgpose.stages.infer import final_heatmaps, refiner_for
 
 log = logging.getLogger(__name__)
 Refiners = dict[str, tuple[torch.nn.Module | None, object]]  # variant -> (UNet or None for baseline, GuidanceSpec)

@@ -12,7 +12,8 @@ import pytest
 import torch
 from conftest import as_trained, write_instances
 from sgpose.cli import main as cli
-from sgpose.config import load_params
+from sgpose.config.selection import load_params
+from sgpose.refiner import build_unet
 from test_cache_stage import tiny_project
 
 BB = Path("results/fx/tiny")
@@ -35,8 +36,6 @@ def project(tmp_path, monkeypatch):
     assert cli(["train_refiner", *args, "--set", "train_refiner.epochs=1"]) == 0
     ckpt = torch.load(BB / "ours" / "refiner.pt", weights_only=False)
     params = load_params(params_file, [a for a in args[2:] if a != "--set"])
-    from sgpose.refine import build_unet
-
     unet = build_unet(params, ckpt["feature_channels"])
     unet.load_state_dict(ckpt["state_dict"])
     ckpt["state_dict"] = as_trained(unet, std=0.2).state_dict()  # a fresh UNet's zero convs output zeros
