@@ -227,7 +227,7 @@ def _score(project: Project, *sets: str, cache: bool = False) -> None:
         project.run("cache", "--split", "val", *sets)
     for variant in ("baseline", "ours"):
         project.run("infer", "--variant", variant, *sets)
-    project.run("infer", "--online", *sets)
+    project.run("infer_online", *sets)
     for variant in ("baseline", "ours"):
         project.run("evaluate", "--variant", variant)
 

@@ -29,6 +29,8 @@ STAGES: dict[str, tuple[str, str]] = {
     "start_pose": ("sgpose.stages.start_pose", "mean training pose in crop coordinates (guidance.start_pose: mean)"),
     "train_refiner": ("sgpose.stages.train_refiner", "train the structure-guided UNet from the cache (SPEC 4)"),
     "infer": ("sgpose.stages.infer", "refine the cached heatmaps of each evaluation split; COCO results JSON (SPEC 5)"),
+    "infer_online": ("sgpose.stages.infer_online", "every variant's predictions on the backbone's online splits: one "
+                     "pass through the backbone, no cache"),
     "evaluate": ("sgpose.stages.evaluate", "OKS keypoint AP (COCO or CrowdPose) per evaluation split; writes results/metrics/..."),
     "report": ("sgpose.stages.report", "tables (paper numbers beside ours) and figures from results/"),
     "predict": ("sgpose.stages.predict", "run the trained backbone + ours refiner on an image: keypoints JSON + overlay PNG"),

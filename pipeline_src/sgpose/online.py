@@ -80,7 +80,7 @@ def split_predictions(params: Params, paths: Paths, split: str, model: torch.nn.
 
 
 def write_predictions(params: Params, paths: Paths, dev: torch.device, splits: list[str] | None = None) -> list[str]:
-    """`sgpose infer --online [--split S]`: the predictions file of every variant scored on each online split
+    """`sgpose infer_online [--split S]`: the predictions file of every variant scored on each online split
     of the backbone (default all of them); returns the files written, each atomically when its split is done."""
     name = params.backbone.name
     wanted = splits or params.online

@@ -1,4 +1,4 @@
-"""`sgpose infer --online` (sgpose.online): an evaluation split scored in one streaming pass over its crops,
+"""`sgpose infer_online` (sgpose.online): an evaluation split scored in one streaming pass over its crops,
 without a cache, gives the cached path's predictions for the baseline and a refined variant (to the
 rounding of the cache's fp16 storage; exactly with a float32 cache), and the cache stage skips it."""
 
@@ -80,11 +80,11 @@ def test_online_split_is_not_cached_and_written_for_every_variant(project, capsy
     assert sorted(p.name for p in (BB / "ours" / "predictions").iterdir()) == ["val.json"]
     assert cli(["infer", *project, *ONLINE, "--variant", "ours", "--split", "val_det"]) == 1
     assert "scores it online" in capsys.readouterr().err
-    assert cli(["infer", *project, *ONLINE, "--online", "--split", "val"]) == 1  # val is cached
+    assert cli(["infer_online", *project, *ONLINE, "--split", "val"]) == 1  # val is cached
     assert "--split val" in capsys.readouterr().err
-    assert cli(["infer", *project, *ONLINE, "--online", "--set", "cache.feature_levels=[1,2]"]) == 1
+    assert cli(["infer_online", *project, *ONLINE, "--set", "cache.feature_levels=[1,2]"]) == 1
     assert "ours/refiner.pt: trained on feature levels [0, 1, 2]" in capsys.readouterr().err
-    assert cli(["infer", *project, *ONLINE, "--online"]) == 0
+    assert cli(["infer_online", *project, *ONLINE]) == 0
     for variant in ("baseline", "ours"):
         assert len(_predictions(variant, "val_det")) == 5
     assert not (BB / "cache" / "val_det.h5").exists()
@@ -94,7 +94,7 @@ def test_online_predictions_are_the_cached_ones(project):
     """The same crops, backbone outputs, refiners and decoding: a float32 cache gives the online predictions
     to float32 rounding; the default fp16 cache to its rounding of Y0 and the features: keypoints within a
     quarter heatmap pixel (the decoding's sub-pixel step) and scores within fp16's relative precision."""
-    assert cli(["infer", *project, *ONLINE, "--online"]) == 0
+    assert cli(["infer_online", *project, *ONLINE]) == 0
     online = {v: _arrays(_predictions(v, "val_det")) for v in ("baseline", "ours")}
     params = load_params(project[1], [a for a in project[2:] if a != "--set"])
     area = np.array([r["area"] for r in _predictions("baseline", "val_det")])  # crop scale_w * scale_h

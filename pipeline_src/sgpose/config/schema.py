@@ -241,9 +241,9 @@ class ParamsFile(_Section):
     # boxes, Table 4); a backbone not listed: [val]. Apart from `backbones` so that adding a split re-runs
     # no backbone training.
     evals: dict[str, list[EvalSplit]] = {}
-    # backbone -> the evaluation splits of `evals` scored without a cache: one streaming pass (`sgpose infer
-    # --online --split S`) runs the frozen backbone and every variant scored on S; the cache stage skips them
-    # (docs/scale.md). A backbone not listed: none.
+    # backbone -> the evaluation splits of `evals` scored without a cache: one streaming pass (`sgpose
+    # infer_online --split S`) runs the frozen backbone and every variant scored on S; the cache stage skips
+    # them (docs/scale.md). A backbone not listed: none.
     online: dict[str, list[EvalSplit]] = {}
     train_backbone: TrainBackboneParams = TrainBackboneParams()
     cache: CacheParams = CacheParams()

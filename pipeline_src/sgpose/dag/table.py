@@ -262,8 +262,8 @@ STAGES: tuple[Stage, ...] = (
           outs=lambda k: [Out(str(_paths(k).keypoints(k["variant"], k["split"])))],
           deps=_infer_deps, params=_infer_params),
     # an online split (`online`): the frozen backbone over its crops once, every variant from the same forward
-    Stage("infer_online", "sgpose.online", "every variant's predictions on one split, without a cache",
-          per_online_split, "sgpose infer --backbone {bb} --online --split {split}",
+    Stage("infer_online", "sgpose.stages.infer_online", "every variant's predictions on one split, without a cache",
+          per_online_split, "sgpose infer_online --backbone {bb} --split {split}",
           outs=lambda k: [Out(str(_paths(k).keypoints(v, k["split"]))) for v in ONLINE_VARIANTS],
           deps=_online_deps,
           params=lambda f, k: [f"backbones.{k['bb']}", "infer", "guidance", "refiner", "compute",

@@ -1,9 +1,8 @@
 """`sgpose infer --backbone B --variant V`: each evaluation split's heatmaps -> COCO results JSON (SPEC 5).
 
 The stage writes `<variant>/predictions/<split>.json` per cached split of the backbone; what it computes
-(decoding, refinement, the flip test) is `sgpose.inference`'s. `--online [--split S]` writes every
-variant's predictions of the backbone's `online` splits instead, in one pass over the crops with no
-cache (`sgpose.online`).
+(decoding, refinement, the flip test) is `sgpose.inference`'s. The backbone's `online` splits are
+`sgpose infer_online`'s (no cache).
 """
 
 from __future__ import annotations
@@ -17,27 +16,20 @@ from sgpose.config.schema import SPLITS
 from sgpose.config.selection import Params
 from sgpose.inference import final_heatmaps, refiner_for, split_results  # noqa: F401  final_heatmaps: for parity.py
 from sgpose.io import write_json
-from sgpose.online import write_predictions
 
 log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    which = parser.add_mutually_exclusive_group(required=True)
-    which.add_argument("--variant", type=variants.argument,
-                       help="baseline or a refined variant (A1..A4, ours, ours_S<k>, ours_<schedule>): its cached splits")
-    which.add_argument("--online", action="store_true",
-                       help="the backbone's online splits (`online`): every variant scored on them in one pass, no cache")
+    parser.add_argument("--variant", required=True, type=variants.argument,
+                        help="baseline or a refined variant (A1..A4, ours, ours_S<k>, ours_<schedule>)")
     parser.add_argument("--split", action="append", dest="splits", choices=SPLITS,
                         help="only this evaluation split (repeatable; default: every split the variant is scored on "
-                        "from the cache; with --online, every online split)")
+                        "from the cache)")
 
 
 def main(params: Params, paths: Paths, args: argparse.Namespace) -> None:
     dev = compute.device(params.compute)
-    if args.online:  # the backbone's online splits, every variant scored on them
-        write_predictions(params, paths, dev, getattr(args, "splits", None))
-        return
     scored = params.evals_of(args.variant)
     wanted = getattr(args, "splits", None) or [s for s in scored if s not in params.online]
     unknown = [s for s in wanted if s not in scored]
@@ -47,7 +39,7 @@ def main(params: Params, paths: Paths, args: argparse.Namespace) -> None:
     online = [s for s in wanted if s in params.online]
     if online:
         raise ValueError(f"--split {online[0]}: backbone {params.backbone.name} scores it online, without a cache "
-                         f"(online.{params.backbone.name}): `sgpose infer --online --split {online[0]}` writes it")
+                         f"(online.{params.backbone.name}): `sgpose infer_online --split {online[0]}` writes it")
     unet, spec = refiner_for(params, paths, args.variant, dev)
     for split in wanted:
         results = split_results(params, paths, split, unet, spec, dev)
