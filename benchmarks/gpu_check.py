@@ -46,8 +46,8 @@ COCO_TRAIN = 149_813  # full COCO train2017 person instances (SPEC 4: 130 epochs
 PAPER_EPOCHS = 130
 TARGETS = {"static_ratio": 0.25, "train_samples_per_s": 230.0, "cache_over_forward": 0.90, "ap_difference": 0.01}
 SIZES = {  # per machine: GPU sizes fit the 8 minutes on one H100, CPU sizes a few minutes on 2 cores
-    "gpu": dict(batch=64, iters=10, crops=512, workers=8, train_samples=2048, train_epochs=4, backbone_epochs=40,
-                refiner_epochs=20, keep=None),
+    "gpu": dict(batch=64, iters=10, crops=512, workers=8, train_samples=2048, train_epochs=4, backbone_epochs=80,
+                refiner_epochs=30, keep=None),
     "cpu": dict(batch=4, iters=1, crops=8, workers=0, train_samples=48, train_epochs=2, backbone_epochs=1,
                 refiner_epochs=1, keep={"train": 48, "val": 16, "val_det": 16}),
 }
@@ -217,7 +217,9 @@ def sample(size: dict, work: Path) -> dict:
     _score(cpu, "--set", "compute.device=cpu", cache=True)
     ap = {"device": {v: here.ap(v) for v in ("baseline", "ours")}, "cpu": {v: cpu.ap(v) for v in ("baseline", "ours")}}
     diff = max(abs(ap["device"][v][s] - ap["cpu"][v][s]) for v in ap["cpu"] for s in ap["cpu"][v])
-    return {"ap": ap, "ap_difference": diff, "train_seconds": trained, "infer_seconds": scored,
+    # an untrained backbone scores AP 0 on both: the comparison then proves the plumbing, not the numbers
+    informative = any(a > 0 for v in ap["cpu"].values() for a in v.values())
+    return {"ap": ap, "ap_difference": diff, "informative": informative, "train_seconds": trained, "infer_seconds": scored,
             "instances": {s: len(pd.read_parquet(here.paths.instances(s))) for s in ("train", "val", "val_det")}}
 
 
@@ -260,6 +262,8 @@ def table(report: dict) -> list[tuple[str, str, str]]:
         ("DDP via torchrun, 1 process: max |w - w_single|", get("ddp", "max_weight_difference", fmt="{:.2e}"),
          f"<= {report.get('ddp', {}).get('bound', '-')} ({report.get('ddp', {}).get('backend', '-')})"),
         ("sample AP, device vs CPU: max |dAP|", get("sample", "ap_difference", fmt="{:.4f}"), f"<= {t['ap_difference']}"),
+        ("  sample AP (device; ours val, val_det)", get("sample", "ap", "device", "ours", fmt="{}"),
+         "> 0 for an informative comparison"),
     ]
 
 
