@@ -91,10 +91,13 @@ def download_entry(key: str) -> Entry:
 
 def fetch_checkpoint(key: str, root: str | Path = ".", mirror: str | None = None, progress: bool = True) -> Path:
     """Fetch registry checkpoint `key` into `root/checkpoints/` (resumable, verified); a local mirror
-    directory's `checkpoints/<file>` is preferred, else the mirror URL or the registry URL."""
+    directory's `checkpoints/<file>` is preferred (else the registry URL), an http(s) mirror's is used."""
     entry, dest = download_entry(key), Path(root) / CHECKPOINT_DIR
-    local = Path(mirror) / CHECKPOINT_DIR if mirror and not mirror.startswith(("http://", "https://")) else None
-    source = str(local) if local is not None and (local / entry.path).is_file() else None
+    if mirror and mirror.startswith(("http://", "https://")):
+        source: str | None = f"{mirror.rstrip('/')}/{CHECKPOINT_DIR}"
+    else:
+        local = Path(mirror) / CHECKPOINT_DIR if mirror else None
+        source = str(local) if local is not None and (local / entry.path).is_file() else None
     outcome = fetch(entry, dest, source, progress=progress)
     log.info("checkpoint %s: %s (%s)", key, dest / entry.path, outcome)
     return dest / entry.path
