@@ -4,7 +4,7 @@ The file describes the whole experiment grid (one DAG for DVC and Snakemake):
 
     datasets   name -> keypoint layout, data files, how instances are prepared
     backbones  name -> the dataset it runs on, architecture, weights, evaluation splits;
-               every backbone gets `baseline` and `ours` (Tables 2-4)
+               every backbone gets `baseline`, `baseline_dark` and `ours` (Tables 2-4)
     ablation   the extra refined variants (A1-A4, sweeps) of one backbone (Table 1, Figs. 4-6); its
                backbone is the primary one (the report's figures; a stage's default)
     ...        one section per stage, shared by every backbone (train_backbone, cache, guidance, ...)
@@ -24,7 +24,8 @@ from typing import Any, Literal, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from sgpose.variants import BASELINE, Variant, check_name, get_variant
+from sgpose.modes import ColorOrder, DecodeMode
+from sgpose.variants import UNREFINED, Variant, check_name, get_variant
 
 Split = Literal["train", "val", "val_det"]
 EvalSplit = Literal["val", "val_det"]  # val: ground-truth boxes; val_det: detector boxes (Table 4)
@@ -92,6 +93,8 @@ class TrainBackboneParams(_Section):
 
 
 class BackboneParams(_Section):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=True)  # modes as plain strings
+
     name: str = ""  # its key in `backbones` (filled in on load)
     dataset: str = ""  # a key of `datasets` (required in a params file; checked there)
     arch: Literal["simple_baseline", "hrnet"] = "simple_baseline"
@@ -102,6 +105,9 @@ class BackboneParams(_Section):
     heatmap_size: tuple[int, int] = (64, 48)
     sigma: float = Field(2.0, gt=0)
     checkpoint: str | None = None
+    # channel order of the input tensors: the checkpoint's (a registry checkpoint's must match, models.zoo);
+    # bgr for the official SimpleBaseline .pth files (their configs: DATASET.COLOR_RGB false)
+    input_color: ColorOrder = ColorOrder.RGB
     evals: list[EvalSplit] = Field(["val"], min_length=1)  # splits baseline and ours are scored on (Params.evals_of)
     train: dict[str, Any] = {}  # this backbone's overrides of the train_backbone section
 
@@ -133,8 +139,9 @@ class AblationParams(_Section):
     def _names(cls, variants: list[str]) -> list[str]:
         for name in variants:
             check_name(name)
-        if len(set(variants)) != len(variants) or BASELINE in variants or "ours" in variants:
-            raise ValueError(f"ablation.variants {variants}: each once; baseline and ours run for every backbone")
+        if len(set(variants)) != len(variants) or set(UNREFINED) & set(variants) or "ours" in variants:
+            raise ValueError(f"ablation.variants {variants}: each once; {', '.join(UNREFINED)} and ours run for "
+                             "every backbone")
         return variants
 
 
@@ -219,9 +226,12 @@ class TrainRefinerParams(_Section):
 
 
 class InferParams(_Section):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=True)  # modes as plain strings
+
     mode: Literal["static", "recursive", "recursive_from_pred"] = "static"  # SPEC 5 readings
     batch_size: int = Field(64, gt=0)
     flip_test: bool = True  # average with the mirrored crop's output where the cache holds flip/*
+    decode: DecodeMode = DecodeMode.STANDARD  # final heatmaps -> joints, baseline and refined alike (data.decoding)
 
 
 class EvaluateParams(_Section):
@@ -310,6 +320,11 @@ class ParamsFile(_Section):
         """The refined variants a backbone trains: `ours`, and the ablation's when it is the ablation backbone."""
         return ["ours", *(self.ablation.variants if self.ablation.backbone == backbone else [])]
 
+    def evaluations_of(self, backbone: str) -> list[str]:
+        """Every variant a backbone infers and evaluates: the unrefined ones (baseline, baseline_dark;
+        no refiner to train), then its refined variants (`variants_of`)."""
+        return [*UNREFINED, *self.variants_of(backbone)]
+
     def primary(self) -> str:
         """The backbone stages use when none is named: the ablation's."""
         return self.ablation.backbone
@@ -358,9 +373,10 @@ class Params:
         return list(self.backbone.evals)
 
     def evals_of(self, variant: str) -> list[str]:
-        """The splits a variant is scored on: baseline and ours on every evaluation split of the
-        backbone; the ablation's variants (Table 1, Figs. 5-6) on `val` (ground-truth boxes) only."""
-        return self.evals if variant in (BASELINE, "ours") else ["val"]
+        """The splits a variant is scored on: the unrefined ones (baseline, baseline_dark) and ours on
+        every evaluation split of the backbone; the ablation's variants (Table 1, Figs. 5-6) on `val`
+        (ground-truth boxes) only."""
+        return self.evals if variant in UNREFINED or variant == "ours" else ["val"]
 
     @property
     def splits(self) -> list[str]:

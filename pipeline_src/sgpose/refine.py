@@ -18,7 +18,7 @@ from torch import Tensor
 
 from sgpose import guidance
 from sgpose.config import GuidanceParams, Params
-from sgpose.data.heatmaps import predicted_pose
+from sgpose.data.decoding import predicted_pose
 from sgpose.keypoints import get_layout
 from sgpose.losses import joints_mse
 from sgpose.models.unet import StructureGuidedUNet

@@ -34,7 +34,7 @@ from sgpose.io import atomic_path
 
 # sources whose change changes the cached numbers (relative to the package directory)
 CODE = ("cache.py", "shards.py", "stages/cache.py", "compute.py", "keypoints.py", "data/dataset.py",
-        "data/transforms.py", "data/heatmaps.py", "models")
+        "data/transforms.py", "data/targets.py", "models")
 MANIFEST_ONLY = ("shard_index", "shard_start", "fingerprint", "num_samples", "complete")
 
 

@@ -8,7 +8,7 @@ from conftest import FIXTURE_COCO as FIXTURE
 from conftest import fixture_instances
 from sgpose.config import AugmentParams
 from sgpose.data.dataset import CropDataset, ImageNorm
-from sgpose.data.heatmaps import argmax_coords
+from sgpose.data.decoding import argmax_coords
 from sgpose.data.transforms import image_to_heatmap
 from sgpose.keypoints import COCO
 

@@ -12,7 +12,7 @@ from sgpose.cache import cache_attrs, has_flip, load_cache, num_features, open_c
 from sgpose.cli import main as cli
 from sgpose.config import load_params
 from sgpose.data.dataset import CropDataset
-from sgpose.data.heatmaps import flip_back
+from sgpose.data.decoding import flip_back
 from sgpose.keypoints import COCO
 from sgpose.models.backbones import build_backbone
 from sgpose.models.checkpoints import load_backbone

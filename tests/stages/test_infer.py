@@ -10,7 +10,7 @@ from conftest import as_trained
 from sgpose.cache import load_cache
 from sgpose.config import load_params
 from sgpose.data.cache_loader import features
-from sgpose.data.heatmaps import flip_back
+from sgpose.data.decoding import flip_back
 from sgpose.keypoints import COCO
 from sgpose.refine import build_unet, guidance_spec, refine
 from sgpose.stages.infer import final_heatmaps

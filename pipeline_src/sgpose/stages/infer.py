@@ -1,7 +1,9 @@
 """`sgpose infer --backbone B --variant V`: each evaluation split's heatmaps -> COCO results JSON (SPEC 5).
 
-`baseline` decodes the backbone's own heatmaps Y0 (same decoding, same evaluation); a refined
-variant runs its trained UNet over the cached features first, in the reading `infer.mode`. With
+`baseline` decodes the backbone's own heatmaps Y0 (same decoding, same evaluation) and
+`baseline_dark` the same with DARK whatever `infer.decode` says; a refined variant runs its trained
+UNet over the cached features first, in the reading `infer.mode`. Every final heatmap is decoded as
+`variants.decode_mode` says (`infer.decode`: standard | dark). With
 `infer.flip_test` and a cache holding `flip/*`, each view is refined with its own features and Y0
 and the mirrored view is mapped back (`flip_back`) and averaged with the original. The cache is
 read batch by batch (never whole: full COCO's detection-box val cache is hundreds of GB) and each
@@ -20,14 +22,15 @@ from sgpose import compute, variants
 from sgpose.cache import has_flip, open_cache
 from sgpose.config import Params, Paths
 from sgpose.data.cache_loader import CacheBatches, batch_loader, features, sequential_batches
-from sgpose.data.heatmaps import decode, flip_back
+from sgpose.data.decoding import decode, flip_back
 from sgpose.data.transforms import heatmap_to_image
 from sgpose.evaluation.results import to_coco_results
 from sgpose.io import write_json
 from sgpose.keypoints import get_layout
+from sgpose.modes import DecodeMode
 from sgpose.refine import GuidanceSpec, guidance_spec, refine
 from sgpose.stages.train_refiner import load_refiner
-from sgpose.variants import BASELINE
+from sgpose.variants import UNREFINED
 
 log = logging.getLogger(__name__)
 META = ("meta/center", "meta/scale", "meta/image_id", "meta/score")
@@ -35,7 +38,7 @@ META = ("meta/center", "meta/scale", "meta/image_id", "meta/score")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variant", required=True, type=variants.argument,
-                        help="baseline or a refined variant (A1..A4, ours, ours_S<k>, ours_<schedule>)")
+                        help="baseline, baseline_dark or a refined variant (A1..A4, ours, ours_S<k>, ours_<schedule>)")
 
 
 def view_heatmaps(params: Params, batch: dict[str, torch.Tensor], prefix: str, unet=None,
@@ -62,8 +65,8 @@ def final_heatmaps(params: Params, batch: dict[str, torch.Tensor], unet=None, sp
 
 
 def refiner_for(params: Params, paths: Paths, variant: str, dev: torch.device):
-    """(UNet on the device, its guidance spec), or (None, None) for the baseline."""
-    if variant == BASELINE:
+    """(UNet on the device, its guidance spec), or (None, None) for an unrefined variant (baseline*)."""
+    if variant in UNREFINED:
         return None, None
     unet = compute.prepare_model(load_refiner(paths.refiner(variant), params, variant), params.compute, dev)
     spec = guidance_spec(params, variant, paths.start_pose)
@@ -75,8 +78,10 @@ def refiner_for(params: Params, paths: Paths, variant: str, dev: torch.device):
 
 
 def split_results(params: Params, paths: Paths, split: str, unet=None, spec: GuidanceSpec | None = None,
-                  dev: torch.device = torch.device("cpu")) -> list[dict]:
-    """COCO results of every cached sample of one split, decoded batch by batch."""
+                  dev: torch.device = torch.device("cpu"), mode: DecodeMode | str | None = None) -> list[dict]:
+    """COCO results of every cached sample of one split, decoded batch by batch (`mode`: the decoder,
+    default `infer.decode`)."""
+    mode = mode or params.infer.decode
     path = paths.cache(split)
     with open_cache(path) as h5:
         flip = params.infer.flip_test and has_flip(h5)
@@ -86,7 +91,7 @@ def split_results(params: Params, paths: Paths, split: str, unet=None, spec: Gui
     data = CacheBatches(path, keys=["heatmaps", *(["flip/heatmaps"] if flip else []), *META], prefixes=prefixes)
     results, size = [], tuple(params.backbone.heatmap_size)
     for batch in batch_loader(data, sequential_batches(len(data), params.infer.batch_size), pin_memory=dev.type == "cuda"):
-        coords, scores = decode(final_heatmaps(params, batch, unet, spec, dev))
+        coords, scores = decode(final_heatmaps(params, batch, unet, spec, dev), mode, params.backbone.heatmap_sigma)
         center, scale = batch["meta/center"].double().numpy(), batch["meta/scale"].double().numpy()
         joints = heatmap_to_image(coords.numpy(), center, scale, size)
         results += to_coco_results(batch["meta/image_id"].numpy(), joints, scores.numpy(),
@@ -97,7 +102,9 @@ def split_results(params: Params, paths: Paths, split: str, unet=None, spec: Gui
 def main(params: Params, paths: Paths, args: argparse.Namespace) -> None:
     dev = compute.device(params.compute)
     unet, spec = refiner_for(params, paths, args.variant, dev)
+    mode = variants.decode_mode(args.variant, params.infer.decode)
     for split in params.evals_of(args.variant):
-        results = split_results(params, paths, split, unet, spec, dev)
+        results = split_results(params, paths, split, unet, spec, dev, mode)
         write_json(paths.keypoints(args.variant, split), results, indent=None)
-        log.info("%s %s: %d person results -> %s", args.variant, split, len(results), paths.keypoints(args.variant, split))
+        log.info("%s %s (%s decoding): %d person results -> %s", args.variant, split, mode.value, len(results),
+                 paths.keypoints(args.variant, split))
