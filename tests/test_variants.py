@@ -2,14 +2,16 @@
 weights each guidance kind implies."""
 
 import argparse
+from pathlib import Path
 
 import pytest
 import torch
-from sgpose.config import load_params
+from sgpose.config.selection import load_params
 from sgpose.guidance import fusion_weights, step_weights
 from sgpose.refine import guidance_spec
 from sgpose.variants import ALL, REFINED, UNREFINED, VARIANTS, check_name, decode_mode, get_variant, refined_argument
-from test_config import ROOT
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_variant_names_and_descriptions():

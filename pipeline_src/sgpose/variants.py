@@ -72,6 +72,11 @@ REFINED = tuple(VARIANTS)  # the paper's refined variants (Table 1)
 ALL = (*UNREFINED, *REFINED)
 
 
+def is_refined(name: str) -> bool:
+    """True for a variant with a refiner (a UNet to train); False for the backbone's own heatmaps."""
+    return name not in UNREFINED
+
+
 def decode_mode(variant: str, configured: DecodeMode | str) -> DecodeMode:
     """The decoder a variant's final heatmaps go through: an unrefined variant's own when it has
     one (baseline_dark: DARK), else the configured `infer.decode` (baseline and every refined variant)."""

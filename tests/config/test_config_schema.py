@@ -2,9 +2,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from sgpose.config import ParamsError, Paths, load_params, read_params_file
+from sgpose.config.paths import Paths
+from sgpose.config.selection import ParamsError, load_params, read_params_file
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_repo_params_validate():
@@ -131,8 +132,8 @@ def test_decode_mode_and_baseline_dark_in_every_backbones_grid():
     with pytest.raises(ParamsError, match="infer.decode"):
         load_params(ROOT / "params.yaml", ["infer.decode=darker"])
     for name in p.file.backbones:
-        assert p.file.evaluations_of(name)[:2] == ["baseline", "baseline_dark"]
-        assert p.file.evaluations_of(name)[2:] == p.file.variants_of(name)  # the refined ones, trained
+        assert p.file.scored_variants_of(name)[:2] == ["baseline", "baseline_dark"]
+        assert p.file.scored_variants_of(name)[2:] == p.file.variants_of(name)  # the refined ones, trained
     assert p.evals_of("baseline_dark") == p.evals_of("baseline") == p.evals
     with pytest.raises(ParamsError, match="baseline_dark and ours run for every backbone"):
         load_params(ROOT / "params.yaml", ["ablation.variants=[baseline_dark]"])
