@@ -69,7 +69,7 @@ def test_baseline_dark_decodes_the_backbone_heatmaps_with_dark_whatever_infer_de
     from sgpose.io import read_json
     from sgpose.stages import infer
 
-    over = [*SMALL, "backbone.evals=[val]", "infer.flip_test=false"]
+    over = [*SMALL, f"evals.{load_params(REPO / 'params.yaml').backbone.name}=[val]", "infer.flip_test=false"]
     params = load_params(REPO / "params.yaml", over)
     paths = Paths(params, root=tmp_path)
     write_synthetic_cache(tmp_path / "synthetic.h5", n=4)
