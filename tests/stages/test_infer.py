@@ -7,13 +7,13 @@ from pathlib import Path
 
 import torch
 from conftest import as_trained
-from sgpose.cache import load_cache
+from sgpose.cache.reader import features, load_cache
 from sgpose.config.selection import load_params
-from sgpose.data.cache_loader import features
 from sgpose.data.decoding import flip_back
+from sgpose.inference import final_heatmaps
 from sgpose.keypoints import COCO
-from sgpose.refine import build_unet, guidance_spec, refine
-from sgpose.stages.infer import final_heatmaps
+from sgpose.refine import guidance_spec, refine
+from sgpose.refiner import build_unet
 from synthetic_cache import write_synthetic_cache
 
 REPO = Path(__file__).resolve().parents[2]
@@ -62,7 +62,7 @@ def test_baseline_dark_decodes_the_backbone_heatmaps_with_dark_whatever_infer_de
     from argparse import Namespace
 
     import numpy as np
-    from sgpose.cache import write_cache
+    from sgpose.cache.writer import write_cache
     from sgpose.config import Paths
     from sgpose.data.transforms import heatmap_to_image
     from sgpose.guidance import render_gaussians

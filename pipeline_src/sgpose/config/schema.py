@@ -20,7 +20,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from sgpose.modes import ColorOrder, DecodeMode
+from sgpose.modes import ColorOrder, DecodeMode, InferenceMode, Missing, Schedule, StartPose
 from sgpose.variants import BASELINE, UNREFINED, Variant, check_name, get_variant
 
 Split = Literal["train", "val", "val_det"]
@@ -93,8 +93,6 @@ class TrainBackboneParams(_Section):
 
 
 class BackboneParams(_Section):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=True)  # modes as plain strings
-
     name: str = ""  # its key in `backbones` (filled in on load)
     dataset: str = ""  # a key of `datasets` (required in a params file; checked there)
     arch: Literal["simple_baseline", "hrnet"] = "simple_baseline"
@@ -179,9 +177,9 @@ class ComputeParams(_Section):
 
 class GuidanceParams(_Section):
     S: int = Field(3, ge=1, le=16)
-    schedule: Literal["cosine", "linear"] = "cosine"
-    start_pose: Literal["canonical", "mean"] = "canonical"  # mean: the `start_pose` stage's artifact
-    missing: Literal["literal", "keep_start", "blank"] = "literal"
+    schedule: Schedule = Schedule.COSINE
+    start_pose: StartPose = StartPose.CANONICAL
+    missing: Missing = Missing.LITERAL
     pred_threshold: float = Field(0.2, ge=0)
     a2_map: Literal["rendered", "raw"] = "rendered"  # A2's static map: Gaussian of P_pred, or Y0 itself
     a3_steps: Literal["clamp", "per_map"] = "clamp"  # A3: T = S+2 with H(t) = G^clamp(t-1), or T = S, H(t) = G^t
@@ -223,9 +221,7 @@ class TrainRefinerParams(_Section):
 
 
 class InferParams(_Section):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=True)  # modes as plain strings
-
-    mode: Literal["static", "recursive", "recursive_from_pred"] = "static"  # SPEC 5 readings
+    mode: InferenceMode = InferenceMode.STATIC  # SPEC 5 readings
     batch_size: int = Field(64, gt=0)
     flip_test: bool = True  # average with the mirrored crop's output where the cache holds flip/*
     decode: DecodeMode = DecodeMode.STANDARD  # final heatmaps -> joints, baseline and refined alike (data.decoding)

@@ -1,8 +1,8 @@
 """Heatmap training targets (the usual SimpleBaseline/HRNet encoding), in torch.
 
-The ENCODER only: the cache stores these targets, so this module is one of the sources whose change
-invalidates a cache (`sgpose.shards.CODE`); decoding lives in `sgpose.data.decoding`, which the cache
-never uses.
+The ENCODER only: the cache stores these targets, so this module is in the cache stage's import
+closure, whose change invalidates a cache (`sgpose.cache.shards`); decoding lives in
+`sgpose.data.decoding`, which the cache never imports.
 """
 
 from __future__ import annotations
