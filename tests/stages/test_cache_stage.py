@@ -13,7 +13,7 @@ from sgpose.cache.reader import load_cache, open_cache
 from sgpose.cli import main as cli
 from sgpose.config.selection import load_params
 from sgpose.data.dataset import CropDataset
-from sgpose.data.heatmaps import flip_back
+from sgpose.data.decoding import flip_back
 from sgpose.keypoints import COCO
 from sgpose.models.backbones import build_backbone
 from sgpose.models.checkpoints import load_backbone

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from sgpose.config.schema import BackboneParams
 from sgpose.data.download import Entry, fetch
+from sgpose.modes import ColorOrder
 
 CHECKPOINT_DIR = Path("checkpoints")
 _MMPOSE = "https://download.openmmlab.com/mmpose/top_down"
@@ -28,7 +29,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ZooCheckpoint:
-    """One published checkpoint and the backbone params it needs (arch, depth or width, input size)."""
+    """One published checkpoint and the backbone params it needs (arch, depth or width, input size, and
+    the channel order it was trained on: mmpose 0.x trains every top-down model on RGB)."""
 
     url: str
     arch: str
@@ -36,6 +38,7 @@ class ZooCheckpoint:
     width: int | None = None
     input_size: tuple[int, int] = (256, 192)
     num_joints: int = 17
+    input_color: ColorOrder = ColorOrder.RGB
     sha256: str = ""  # full digest when known
     size: int | None = None
 
@@ -114,7 +117,7 @@ def check_compatible(key: str, bp: BackboneParams, num_joints: int) -> None:
     """Refuse params that cannot use this registry checkpoint (saves a confusing shape error later)."""
     zc = lookup(key)
     arch_fields = {"depth": zc.depth, "deconv_channels": 256} if zc.arch == "simple_baseline" else {"width": zc.width}
-    want = {"arch": zc.arch, "input_size": zc.input_size, **arch_fields}
+    want = {"arch": zc.arch, "input_size": zc.input_size, "input_color": zc.input_color.value, **arch_fields}
     wrong = [f"backbones.{bp.name}.{k}={getattr(bp, k)} (needs {v})" for k, v in want.items() if getattr(bp, k) != v]
     if num_joints != zc.num_joints:
         wrong.append(f"{num_joints} joints (needs {zc.num_joints})")
