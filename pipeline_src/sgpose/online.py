@@ -4,7 +4,7 @@ A cache pays for the training split, read every epoch; an evaluation split is re
 scored on it, and its cache (with the flip view) is the largest of all (COCO's ~104k detection boxes:
 ~460 GB for one SimpleBaseline). Here one streaming pass over the split's crops runs the frozen
 backbone (and its flip view with `infer.flip_test`) batch by batch and hands the same outputs to
-every variant scored on the split (baseline, ours, the ablation's on val): one backbone forward per
+every variant scored on the split (baseline, baseline_dark, ours, the ablation's on val): one backbone forward per
 crop, as the cache stage pays, and no disk. The batch is keyed like a cache batch (`heatmaps`,
 `feat/i`, `flip/*`), so the heatmaps, the decoding and the results are the cached path's own; only
 the cache's fp16 storage of the features and Y0 is missing (the predictions agree to its rounding).
@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from sgpose import compute
+from sgpose import compute, variants
 from sgpose.config.paths import Paths
 from sgpose.config.selection import Params
 from sgpose.data.coco import read_instances
@@ -54,9 +54,10 @@ def batch_predictions(params: Params, outputs: dict[str, torch.Tensor], meta: di
                       refiners: Refiners, dev: torch.device) -> dict[str, list[dict]]:
     """Every variant's COCO results for one batch of backbone outputs (keyed like a cache batch) and the
     crops' meta (`center`, `scale`, `image_id`, `score`)."""
-    center, scale = meta["center"].numpy(), meta["scale"].numpy()
+    center, scale, sigma = meta["center"].numpy(), meta["scale"].numpy(), params.backbone.heatmap_sigma
     return {variant: heatmap_results(final_heatmaps(params, outputs, unet, spec, dev).cpu(), center, scale,
-                                     meta["image_id"].numpy(), meta["score"].numpy())
+                                     meta["image_id"].numpy(), meta["score"].numpy(),
+                                     variants.decode_mode(variant, params.infer.decode), sigma)
             for variant, (unet, spec) in refiners.items()}
 
 

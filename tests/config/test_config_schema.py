@@ -132,6 +132,20 @@ def test_every_backbone_of_every_profile_resolves(profile):
 def test_online_splits_are_not_cached_and_name_their_variants():
     p = load_params(ROOT / "params.yaml", ["online={sb_r18: [val_det]}"])
     assert p.splits == ["train", "val"] and p.online == ["val_det"]
-    assert p.online_variants("val_det") == ["baseline", "ours"]  # the ablation's variants are scored on val only
-    assert p.online_variants("val") == ["baseline", *p.variants]
+    assert p.online_variants("val_det") == ["baseline", "baseline_dark", "ours"]  # the ablation's: val only
+    assert p.online_variants("val") == ["baseline", "baseline_dark", *p.variants]
     assert load_params(ROOT / "params.yaml").splits == ["train", "val", "val_det"]
+
+
+def test_decode_mode_and_baseline_dark_in_every_backbones_grid():
+    p = load_params(ROOT / "params.yaml")
+    assert p.infer.decode == "standard"  # as the paper
+    assert load_params(ROOT / "params.yaml", ["infer.decode=dark"]).infer.decode == "dark"
+    with pytest.raises(ParamsError, match="infer.decode"):
+        load_params(ROOT / "params.yaml", ["infer.decode=darker"])
+    for name in p.file.backbones:
+        assert p.file.scored_variants_of(name)[:2] == ["baseline", "baseline_dark"]
+        assert p.file.scored_variants_of(name)[2:] == p.file.variants_of(name)  # the refined ones, trained
+    assert p.evals_of("baseline_dark") == p.evals_of("baseline") == p.evals
+    with pytest.raises(ParamsError, match="baseline_dark and ours run for every backbone"):
+        load_params(ROOT / "params.yaml", ["ablation.variants=[baseline_dark]"])

@@ -42,15 +42,16 @@ def to_coco_results(
     return out
 
 
-def heatmap_results(heatmaps, center: np.ndarray, scale: np.ndarray, image_ids: np.ndarray,
-                    box_scores: np.ndarray) -> list[dict]:
+def heatmap_results(heatmaps, center: np.ndarray, scale: np.ndarray, image_ids: np.ndarray, box_scores: np.ndarray,
+                    mode: str = "standard", sigma: float | None = None) -> list[dict]:
     """COCO results of a batch of final heatmaps (N, K, h, w) (a torch tensor on the CPU) of crops with
-    `center`, `scale` (N, 2) in image pixels: decoded, mapped to the image, rescored; `area` is the crop
-    area (the OKS-NMS scale). One function for the cached and the online inference paths."""
-    from sgpose.data.heatmaps import decode
+    `center`, `scale` (N, 2) in image pixels: decoded (`mode` standard | dark, dark with the targets'
+    `sigma`; sgpose.data.decoding), mapped to the image, rescored; `area` is the crop area (the OKS-NMS
+    scale). One function for the cached and the online inference paths."""
+    from sgpose.data.decoding import decode
     from sgpose.data.transforms import heatmap_to_image
 
-    coords, scores = decode(heatmaps)
+    coords, scores = decode(heatmaps, mode, sigma)
     center, scale = np.asarray(center, dtype=np.float64), np.asarray(scale, dtype=np.float64)
     joints = heatmap_to_image(coords.numpy(), center, scale, tuple(heatmaps.shape[-2:]))
     return to_coco_results(image_ids, joints, scores.numpy(), box_scores, areas=np.prod(scale, axis=1))
