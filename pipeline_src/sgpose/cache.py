@@ -2,7 +2,9 @@
 
 One file per (dataset, backbone, split). Datasets: `heatmaps`, `feat/0..n-1` (highest
 resolution first), `target` in the cache dtype; `target_weight`, `joints`, `meta/*`. Chunks hold
-one sample (the refiner reads random samples). With the flip test on, `flip/heatmaps` and
+one sample (the refiner reads random samples); every dataset carries HDF5's per-chunk Fletcher-32
+checksum, so a read of a damaged chunk fails (an InputError naming the file) instead of returning
+other numbers. With the flip test on, `flip/heatmaps` and
 `flip/feat/0..n-1` hold the raw outputs for the horizontally mirrored crops (val split). The file
 is written under a temporary name and renamed when complete, and the `complete` attribute is set
 last: a half-written cache is never mistaken for a finished one.
@@ -13,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -20,6 +23,7 @@ import h5py
 import hdf5plugin  # registers the lz4 / blosc filters with HDF5 (writing and reading)
 import numpy as np
 
+from sgpose.errors import InputError, disk_full, reading
 from sgpose.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -73,9 +77,9 @@ class CacheWriter:
         for key, arr in batch.items():
             dt = _dtype(key, self.dtype)
             shape = (self.n, *arr.shape[1:])
-            big = int(np.prod(arr.shape[1:])) > 64
-            self.h5.create_dataset(key, shape=shape, dtype=dt, chunks=(1, *arr.shape[1:]) if big else None,
-                                   **(COMPRESSION[self.compression] if big else {}))
+            big = int(np.prod(arr.shape[1:])) > 64  # small per-sample rows: HDF5 picks the chunks
+            self.h5.create_dataset(key, shape=shape, dtype=dt, chunks=(1, *arr.shape[1:]) if big else True,
+                                   fletcher32=True, **(COMPRESSION[self.compression] if big else {}))
 
     def append(self, batch: Mapping[str, np.ndarray]) -> None:
         """Write the next len(batch) samples; every batch has the same keys. An empty cache (an empty
@@ -121,12 +125,36 @@ class CacheWriter:
 @contextlib.contextmanager
 def cache_writer(path: str | Path, num_samples: int, attrs: Mapping[str, Any],
                  dtype: str = "float16", compression: str = "lz4") -> Iterator[CacheWriter]:
-    """Open a CacheWriter on a temporary file; on success the file is finished and renamed to `path`."""
+    """Open a CacheWriter on a temporary file; on success the file is finished and renamed to `path`.
+    On any failure the file is closed here and deleted (a full disk: a DiskFullError naming it)."""
     with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as h5:
+        h5 = h5py.File(tmp, "w")
+        try:
             writer = CacheWriter(h5, num_samples, dtype, compression)
             yield writer
             writer.finish(attrs)
+            h5.close()
+        except BaseException as err:
+            full = disk_full(err, tmp)  # measured before the file is freed
+            _abandon(h5, tmp)
+            if full is not None:
+                raise full from err
+            raise
+
+
+def _abandon(h5: h5py.File, tmp: Path) -> None:
+    """Close a failed write's file for good. After a write error HDF5 retries flushing its buffers at
+    every close, and an HDF5 file still open at interpreter exit crashes it (segfault): empty the file
+    first (frees its space, so the final flush fits), then close, and drop a handle that still fails."""
+    if tmp.exists():
+        os.truncate(tmp, 0)
+    for _ in range(3):
+        try:
+            if h5.id.valid:
+                h5.close()
+            return
+        except Exception:  # noqa: BLE001 - a flush of a file being thrown away
+            continue
 
 
 def write_cache(path: str | Path, arrays: Mapping[str, np.ndarray], attrs: Mapping[str, Any],
@@ -143,8 +171,9 @@ def open_cache(path: str | Path) -> h5py.File:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: cache not found (has the cache stage run?)")
     if not h5py.is_hdf5(path):
-        raise ValueError(f"{path}: not an HDF5 file")
-    h5 = h5py.File(path, "r")
+        raise InputError(path, "not an HDF5 file (truncated or foreign); rerun the cache stage")
+    with reading(path, "cache"):
+        h5 = h5py.File(path, "r")
     if not bool(h5.attrs.get("complete", False)):
         h5.close()
         raise ValueError(f"{path}: incomplete cache (no 'complete' mark); rerun the cache stage")
@@ -189,7 +218,21 @@ def load_cache(path: str | Path, keys: list[str] | None = None) -> dict[str, np.
         missing = [k for k in names if k not in h5]
         if missing:
             raise KeyError(f"{path}: cache has no datasets {missing}")
-        return {k: h5[k][()] for k in names}
+        with reading(path, "cache"):
+            return {k: h5[k][()] for k in names}
+
+
+def damaged_chunks(h5: h5py.File, block: int = 256) -> str | None:
+    """Read every chunk of every dataset (`block` samples at a time: bounded memory), so HDF5 checks
+    each chunk's Fletcher-32 checksum; None when all read back, else which dataset and rows failed."""
+    for key in dataset_keys(h5):
+        ds = h5[key]
+        for a in range(0, len(ds), block):
+            try:
+                ds[a:a + block]
+            except OSError as err:
+                return f"{key} rows {a}:{min(a + block, len(ds))} fail their checksum ({err})"
+    return None
 
 
 def num_features(h5: h5py.File, group: str = "feat") -> int:

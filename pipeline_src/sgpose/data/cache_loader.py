@@ -8,7 +8,8 @@ handle is never shared across `fork`, and the dataset pickles without one (spawn
 
 Reads go to the shard files directly (a manifest's virtual datasets resolve every selection through
 HDF5's VDS layer, several times slower for scattered rows), one `read_direct` per run of consecutive
-samples into a preallocated array. A small cache can be read into memory once (`preload`).
+samples into a preallocated array. A small cache can be read into memory once (`preload`). A read
+that fails (a chunk failing its checksum, a damaged file) is an InputError naming the shard.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from sgpose.cache import cache_attrs, num_features, open_cache
+from sgpose.errors import reading
 
 TRAIN_KEYS = ("heatmaps", "target", "target_weight", "joints")  # + feat/*
 
@@ -48,7 +50,7 @@ class CacheBatches(Dataset):
     def __init__(self, path: str | Path, keys: Sequence[str] = TRAIN_KEYS, prefixes: Sequence[str] = ("",),
                  preload: bool = False):
         self.path = Path(path)
-        with open_cache(self.path) as h5:  # validates the file (and a manifest's shards) once, then closes
+        with open_cache(self.path) as h5, reading(self.path, "cache"):  # validates the file once, then closes
             names = [*keys, *(k for prefix in prefixes for k in feature_keys(h5, prefix))]
             missing = [k for k in names if k not in h5]
             if missing:
@@ -70,7 +72,7 @@ class CacheBatches(Dataset):
 
     def load(self) -> None:
         """Read the selected datasets into memory (`nbytes`); later batches come from there."""
-        with h5py.File(self.path, "r") as h5:
+        with h5py.File(self.path, "r") as h5, reading(self.path, "cache"):
             self.memory = {k: h5[k][()] for k in self.keys}
 
     def __len__(self) -> int:
@@ -114,9 +116,10 @@ class CacheBatches(Dataset):
         for shard in np.unique(which):
             datasets, offset = self._handles()[shard], int(self.starts[shard])
             pos0 = int(np.searchsorted(which, shard))
-            for a, b, pos in runs(idx[which == shard] - offset):
-                for k, ds in datasets.items():
-                    ds.read_direct(out[k], np.s_[a:b], np.s_[pos0 + pos:pos0 + pos + b - a])
+            with reading(self.sources[shard], "cache shard"):
+                for a, b, pos in runs(idx[which == shard] - offset):
+                    for k, ds in datasets.items():
+                        ds.read_direct(out[k], np.s_[a:b], np.s_[pos0 + pos:pos0 + pos + b - a])
         return {k: _as_tensor(v) for k, v in out.items()}
 
     def __getstate__(self) -> dict:
