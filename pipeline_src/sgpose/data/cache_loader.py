@@ -101,8 +101,18 @@ class CacheBatches(Dataset):
     def _handles(self) -> list[dict[str, h5py.Dataset]]:
         """Per shard, its datasets by key (looking one up costs ~10% of reading a sample's chunk)."""
         if self._files is None or self._pid != os.getpid():  # first use in this process (or a forked child)
-            self._files, self._pid = [h5py.File(p, "r") for p in self.sources], os.getpid()
-            self._datasets = [{k: f[k] for k in self.keys} if len(f.keys()) else {} for f in self._files]
+            files: list[h5py.File] = []
+            datasets: list[dict[str, h5py.Dataset]] = []
+            try:  # a damaged shard: an error naming it, and no handle left open
+                for path in self.sources:
+                    with reading(path, "cache shard"):
+                        files.append(f := h5py.File(path, "r"))
+                        datasets.append({k: f[k] for k in self.keys} if len(f.keys()) else {})
+            except BaseException:
+                for f in files:
+                    f.close()
+                raise
+            self._files, self._datasets, self._pid = files, datasets, os.getpid()
         return self._datasets
 
     def __getitem__(self, indices) -> dict[str, torch.Tensor]:
