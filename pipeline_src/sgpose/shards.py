@@ -88,10 +88,11 @@ def fingerprint(attrs: Mapping[str, Any], rows: pd.DataFrame, start: int, code: 
     return hashlib.sha256(record.encode()).hexdigest()
 
 
-def shard_problem(path: Path, num_samples: int, expected: str) -> str | None:
+def shard_problem(path: Path, num_samples: int, expected: str, content: bool = True) -> str | None:
     """None if `path` is a finished shard with this fingerprint and length whose every chunk passes its
-    checksum, else why it must be (re)built. The content check reads the whole shard back, once per run
-    of the cache stage: about as long as copying it, far less than recomputing it."""
+    checksum (`content`), else why it must be (re)built. The content check reads the whole shard back
+    (0.36 s for the sample's 579-sample, 20 MiB train shard: ~60 MB/s per core, decompressing),
+    far less than recomputing it; without it, only the header is read."""
     if not path.is_file():
         return "missing"
     if not h5py.is_hdf5(path):
@@ -106,7 +107,7 @@ def shard_problem(path: Path, num_samples: int, expected: str) -> str | None:
                 return "stale (written for other weights, parameters, instances or code)"
             if attrs.get("num_samples") != num_samples or lengths - {num_samples}:
                 return f"holds {sorted(lengths)} samples, expected {num_samples}"
-            damage = damaged_chunks(h5)
+            damage = damaged_chunks(h5) if content else None
     except (OSError, KeyError, RuntimeError) as err:
         return f"unreadable ({err})"
     return f"damaged: {damage}" if damage else None
