@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from sgpose.config import BackboneParams
 from sgpose.data.download import sha256_file
+from sgpose.errors import InputError
 from sgpose.models.backbones import ARCH_FIELDS, build_backbone, describe
 
 log = logging.getLogger(__name__)
@@ -34,18 +35,32 @@ class CheckpointError(ValueError):
     """A checkpoint that does not fit the model; the message names the file and the keys."""
 
 
+class UnreadableCheckpoint(InputError, CheckpointError):
+    """A file torch cannot load at all (truncated, garbage, not a checkpoint): names the file."""
+
+
+def torch_load(path: str | Path, weights_only: bool = True) -> object:
+    """torch.load on CPU; any failure to load (zip or pickle corruption of any kind) is an
+    UnreadableCheckpoint naming the file, never a raw UnpicklingError or ValueError from deep inside."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=weights_only)
+    except Exception as err:  # noqa: BLE001 - torch raises anything from a damaged file
+        raise UnreadableCheckpoint(path, f"not a readable torch checkpoint ({type(err).__name__}: "
+                                   f"{str(err).splitlines()[0] if str(err) else ''}); rewrite it with the "
+                                   "stage that makes it") from None
+
+
 def read_checkpoint(path: Path) -> object:
     """torch.load on CPU; tensors-only first, full unpickling only for foreign (sha256-verified) files."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: backbone checkpoint not found (run train_backbone or download)")
     try:
-        try:
-            return torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError:
-            log.warning("%s: not a tensors-only checkpoint; loading it with full unpickling", path)
-            return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # zip/pickle corruption of any kind
-        raise CheckpointError(f"{path}: not a readable torch checkpoint ({err})") from None
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        log.warning("%s: not a tensors-only checkpoint; loading it with full unpickling", path)
+    except Exception:  # noqa: BLE001 - damaged: torch_load says so, naming the file
+        pass
+    return torch_load(path, weights_only=False)
 
 
 def detect_naming(keys: list[str]) -> str:
@@ -117,7 +132,10 @@ def _check_saved_params(path: Path, obj: object, bp: BackboneParams) -> None:
 def backbone_source_sha256(path: Path) -> str:
     """sha256 of the official checkpoint a backbone.pt was imported from, else of backbone.pt itself:
     what the weights behind a cache or a refiner are known by."""
-    meta = torch.load(path, map_location="cpu", weights_only=True)
+    meta = torch_load(path)
+    if not isinstance(meta, dict):
+        raise InputError(path, f"not a backbone checkpoint (holds a {type(meta).__name__}, not a dict); "
+                         "rerun train_backbone")
     return meta.get("source_sha256") or sha256_file(path)
 
 
