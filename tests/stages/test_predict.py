@@ -102,3 +102,13 @@ def test_parse_boxes():
     for bad in ["1,2,3", "1,2,0,4", "a,b,c,d"]:
         with pytest.raises(ValueError, match="x,y,w,h"):
             parse_boxes([bad], 9, 9)
+
+
+@pytest.mark.parametrize("box, says", [("nan,10,50,50", "finite numbers"), ("10,10,inf,50", "finite numbers"),
+                                       ("100000,100000,50,50", "outside the"), ("-500,10,100,50", "outside the")])
+def test_predict_refuses_non_finite_and_outside_boxes(project, capsys, box, says):
+    save_models(project)
+    assert cli(["predict", str(IMAGE), f"--boxes={box}", "--out", "out"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"sgpose predict: error: --boxes '{box}': ") and says in err
+    assert not Path("out").exists()
