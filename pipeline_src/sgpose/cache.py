@@ -23,7 +23,7 @@ import h5py
 import hdf5plugin  # registers the lz4 / blosc filters with HDF5 (writing and reading)
 import numpy as np
 
-from sgpose.errors import InputError, disk_full, reading
+from sgpose.errors import DiskFullError, InputError, disk_full, free_bytes, mount_point, reading
 from sgpose.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,8 @@ REQUIRED = (*LARGE, *(k for k in FIXED_DTYPES if k not in OPTIONAL))
 # `cache.compression` -> h5py create_dataset filter arguments for the large datasets. lz4 and blosc
 # come from hdf5plugin (imported above: a reader needs it too); benchmarks/cache_throughput.py and
 # docs/scale.md have the measurements behind the default.
+# bytes kept free beyond a batch's uncompressed size: HDF5's chunk caches (1 MiB per dataset) and metadata
+HEADROOM = 8 << 20
 COMPRESSION: dict[str, dict[str, Any]] = {
     "none": {}, "gzip": {"compression": "gzip", "compression_opts": 1}, "lzf": {"compression": "lzf"},
     "lz4": dict(hdf5plugin.LZ4()),
@@ -94,6 +96,7 @@ class CacheWriter:
             self._create(batch)
         if self.count + b > self.n:
             raise ValueError(f"cache overflow: {self.count + b} samples for {self.n} preallocated")
+        self._check_space(batch)
         for key, arr in batch.items():
             ds = self.h5[key]
             with np.errstate(over="ignore"):  # numpy converts to fp16 about 2x faster than HDF5 does
@@ -105,6 +108,13 @@ class CacheWriter:
                             "cache.dtype: float32 keeps them", self.h5.filename, key)
             ds[self.count:self.count + b] = stored
         self.count += b
+
+    def _check_space(self, batch: Mapping[str, np.ndarray]) -> None:
+        """Refuse a batch the disk cannot take (its uncompressed size plus HEADROOM): HDF5 hitting ENOSPC
+        itself swallows the errors as it evicts chunks and then crashes closing the file (segfault)."""
+        free = free_bytes(self.h5.filename)
+        if free < sum(np.asarray(v).nbytes for v in batch.values()) + HEADROOM:
+            raise DiskFullError(self.h5.filename, free, mount_point(self.h5.filename))
 
     def finish(self, attrs: Mapping[str, Any]) -> None:
         """Check completeness, write the attributes, and mark the file complete (last)."""
