@@ -30,6 +30,7 @@ from sgpose.cache import cache_writer
 from sgpose.config import SPLITS, AugmentParams, Params, Paths
 from sgpose.data.coco import read_instances
 from sgpose.data.dataset import CropDataset, ViewCrops
+from sgpose.data.integrity import verify_images
 from sgpose.keypoints import get_layout
 from sgpose.models.backbones import forward_views
 from sgpose.models.checkpoints import backbone_source_sha256, load_backbone
@@ -67,6 +68,7 @@ def main(params: Params, paths: Paths, args: argparse.Namespace) -> None:
             continue
         todo = plan.todo() if shard is None else plan.todo([shard])
         if todo:
+            verify_images(params, paths, [f for i in todo for f in plan.rows["file_name"].iloc[slice(*plan.ranges[i])]])
             _write_shards(params, paths, plan, todo)
         if shard is None:
             plan.gather()

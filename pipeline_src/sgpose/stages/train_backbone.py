@@ -24,6 +24,7 @@ from sgpose.config import Params, Paths
 from sgpose.data.coco import read_instances
 from sgpose.data.dataset import CropDataset
 from sgpose.data.download import sha256_file
+from sgpose.data.integrity import verify_images
 from sgpose.io import atomic_path
 from sgpose.keypoints import get_layout
 from sgpose.models import zoo
@@ -121,7 +122,9 @@ def main(params: Params, paths: Paths, args: argparse.Namespace) -> None:
     tp, bp = params.train_backbone, params.backbone
     layout = get_layout(params.layout)
     torch.manual_seed(tp.seed)
-    dataset = CropDataset(read_instances(paths.instances("train")), params.data.images_dir, bp.input_size,
+    instances = read_instances(paths.instances("train"))
+    verify_images(params, paths, instances["file_name"])  # the downloaded bytes, not damaged ones
+    dataset = CropDataset(instances, params.data.images_dir, bp.input_size,
                           bp.heatmap_size, bp.heatmap_sigma, layout, augment=tp.augment, seed=tp.seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = build_backbone(bp, layout.num_joints).to(device)
