@@ -17,7 +17,8 @@ import os
 from pathlib import Path
 from typing import Iterable
 
-from sgpose.config import Params, Paths
+from sgpose.config.paths import Paths
+from sgpose.config.selection import Params
 from sgpose.data.download import file_digest
 from sgpose.errors import InputError
 

@@ -14,7 +14,8 @@ import hashlib
 import logging
 from pathlib import Path
 
-from sgpose.config import Params, Paths
+from sgpose.config.paths import Paths
+from sgpose.config.selection import Params
 from sgpose.io import write_json
 
 log = logging.getLogger(__name__)
