@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from sgpose.cache import load_cache
+from sgpose.cache.reader import load_cache
 from sgpose.cli import main as cli
 from sgpose.errors import DiskFullError, InputError, disk_full, reading
 from sgpose.io import atomic_path

@@ -8,7 +8,7 @@ import hashlib
 from pathlib import Path
 
 from conftest import MIRROR, fixture_instances, params_tree, require, write_instances, write_params
-from sgpose.cache import load_cache
+from sgpose.cache.reader import load_cache
 from sgpose.cli import main as cli
 
 FILES = ["000000000785.jpg", "000000040083.jpg", "000000196141.jpg", "000000197388.jpg", "test_coco.json"]

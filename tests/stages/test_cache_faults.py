@@ -11,9 +11,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from sgpose.cache import load_cache
+from sgpose.cache.reader import load_cache
+from sgpose.cache.shards import shard_path
 from sgpose.cli import main as cli
-from sgpose.shards import shard_path
 from test_cache_stage import tiny_project
 
 CACHE = Path("results/fx/tiny/cache")

@@ -20,6 +20,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
 
+from sgpose.modes import InferenceMode, Missing, Schedule, StartPose
 from sgpose.variants import BASELINE, UNREFINED, Variant, check_name, get_variant
 
 Split = Literal["train", "val", "val_det"]
@@ -174,9 +175,9 @@ class ComputeParams(_Section):
 
 class GuidanceParams(_Section):
     S: int = Field(3, ge=1, le=16)
-    schedule: Literal["cosine", "linear"] = "cosine"
-    start_pose: Literal["canonical", "mean"] = "canonical"  # mean: the `start_pose` stage's artifact
-    missing: Literal["literal", "keep_start", "blank"] = "literal"
+    schedule: Schedule = Schedule.COSINE
+    start_pose: StartPose = StartPose.CANONICAL
+    missing: Missing = Missing.LITERAL
     pred_threshold: float = Field(0.2, ge=0)
     a2_map: Literal["rendered", "raw"] = "rendered"  # A2's static map: Gaussian of P_pred, or Y0 itself
     a3_steps: Literal["clamp", "per_map"] = "clamp"  # A3: T = S+2 with H(t) = G^clamp(t-1), or T = S, H(t) = G^t
@@ -218,7 +219,7 @@ class TrainRefinerParams(_Section):
 
 
 class InferParams(_Section):
-    mode: Literal["static", "recursive", "recursive_from_pred"] = "static"  # SPEC 5 readings
+    mode: InferenceMode = InferenceMode.STATIC  # SPEC 5 readings
     batch_size: int = Field(64, gt=0)
     flip_test: bool = True  # average with the mirrored crop's output where the cache holds flip/*
 

@@ -142,11 +142,11 @@ def _dataset_params(file: ParamsFile, ds: str, prepare: list[str]) -> list[str]:
 
 
 def _train_refiner_deps(file: ParamsFile, k: Keys) -> list[str]:
+    """The train cache and start pose; with train_refiner.features: online also the backbone and the crops
+    (listed whatever the setting, so that switching it needs no new dvc.yaml: they change only with the cache)."""
     p = _paths(k)
-    deps = [str(p.cache("train")), str(p.start_pose)]
-    if file.train_refiner.features == "online":  # crops through the frozen backbone every epoch
-        deps += [str(p.backbone), str(p.instances("train")), str(p.download_stamp)]
-    return deps
+    return [str(p.cache("train")), str(p.start_pose), str(p.backbone), str(p.instances("train")),
+            str(p.download_stamp)]
 
 
 def _infer_deps(file: ParamsFile, k: Keys) -> list[str]:

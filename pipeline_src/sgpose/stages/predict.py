@@ -77,7 +77,7 @@ def models(params: Params, paths: Paths):
     """(backbone, refiner, guidance spec); a missing checkpoint names the stage that makes it."""
     from sgpose.models.checkpoints import load_backbone
     from sgpose.refine import guidance_spec
-    from sgpose.stages.train_refiner import load_refiner
+    from sgpose.refiner import load_refiner
 
     ckpt = paths.backbone
     if not ckpt.is_file():
@@ -92,8 +92,8 @@ def models(params: Params, paths: Paths):
 
 def heatmaps(params: Params, backbone, unet, spec, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(backbone heatmaps, refined heatmaps), both flip-averaged as `infer` does."""
+    from sgpose.inference import final_heatmaps
     from sgpose.models.backbones import forward_views
-    from sgpose.stages.infer import final_heatmaps
 
     with torch.no_grad():
         # the backbone levels the refiner was trained on (its cache's `cache.feature_levels`)
