@@ -41,7 +41,10 @@ class UnreadableCheckpoint(InputError, CheckpointError):
 
 def torch_load(path: str | Path, weights_only: bool = True) -> object:
     """torch.load on CPU; any failure to load (zip or pickle corruption of any kind) is an
-    UnreadableCheckpoint naming the file, never a raw UnpicklingError or ValueError from deep inside."""
+    UnreadableCheckpoint naming the file, never a raw UnpicklingError or ValueError from deep inside.
+    A missing file is not a damaged one: a FileNotFoundError naming it."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint (has the stage that makes it run?)")
     try:
         return torch.load(path, map_location="cpu", weights_only=weights_only)
     except Exception as err:  # noqa: BLE001 - torch raises anything from a damaged file
