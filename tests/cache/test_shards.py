@@ -6,11 +6,11 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
+from cache_samples import ATTRS, arrays
 from sgpose.cache.format import read_attrs
 from sgpose.cache.reader import load_cache, open_cache
 from sgpose.cache.shards import fingerprint, remove_strays, shard_path, shard_problem, shard_ranges, shards_dir, write_manifest
 from sgpose.cache.writer import write_cache
-from test_cache_format import ATTRS, arrays
 
 N = 5
 

@@ -124,3 +124,17 @@ def test_every_backbone_of_every_profile_resolves(profile):
     path = ROOT / "profiles" / f"{profile}.yaml"
     for name in read_params_file(path).backbones:
         assert load_params(path, backbone=name).backbone.name == name
+
+
+def test_decode_mode_and_baseline_dark_in_every_backbones_grid():
+    p = load_params(ROOT / "params.yaml")
+    assert p.infer.decode == "standard"  # as the paper
+    assert load_params(ROOT / "params.yaml", ["infer.decode=dark"]).infer.decode == "dark"
+    with pytest.raises(ParamsError, match="infer.decode"):
+        load_params(ROOT / "params.yaml", ["infer.decode=darker"])
+    for name in p.file.backbones:
+        assert p.file.scored_variants_of(name)[:2] == ["baseline", "baseline_dark"]
+        assert p.file.scored_variants_of(name)[2:] == p.file.variants_of(name)  # the refined ones, trained
+    assert p.evals_of("baseline_dark") == p.evals_of("baseline") == p.evals
+    with pytest.raises(ParamsError, match="baseline_dark and ours run for every backbone"):
+        load_params(ROOT / "params.yaml", ["ablation.variants=[baseline_dark]"])

@@ -163,7 +163,7 @@ def _crops(params: Params, plan: SplitPlan) -> Dataset:
 
     def crops(augment: AugmentParams | None) -> CropDataset:
         return CropDataset(plan.rows, params.data.images_dir, bp.input_size, bp.heatmap_size, bp.heatmap_sigma,
-                           layout, augment=augment)
+                           layout, augment=augment, input_color=bp.input_color)
 
     return crops(None) if plan.views == 1 else ViewCrops(crops(None), crops(params.cache.augment), plan.views)
 

@@ -129,7 +129,8 @@ def main(params: Params, paths: Paths, args: argparse.Namespace) -> None:
     instances = read_instances(paths.instances("train"))
     verify_images(params, paths, instances["file_name"])  # the downloaded bytes, not damaged ones
     dataset = CropDataset(instances, params.data.images_dir, bp.input_size,
-                          bp.heatmap_size, bp.heatmap_sigma, layout, augment=tp.augment, seed=tp.seed)
+                          bp.heatmap_size, bp.heatmap_sigma, layout, augment=tp.augment, seed=tp.seed,
+                          input_color=bp.input_color)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = build_backbone(bp, layout.num_joints).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=tp.lr)
