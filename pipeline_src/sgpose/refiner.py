@@ -9,11 +9,11 @@ from pathlib import Path
 
 import torch
 
+from sgpose.checkpoint_io import torch_load
 from sgpose.config.selection import Params
 from sgpose.errors import InputError
 from sgpose.io import atomic_path
 from sgpose.keypoints import get_layout
-from sgpose.models.checkpoints import torch_load
 from sgpose.models.unet import StructureGuidedUNet
 from sgpose.refine import input_channels
 from sgpose.variants import get_variant

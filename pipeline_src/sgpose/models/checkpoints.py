@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from sgpose.checkpoint_io import CheckpointError, UnreadableCheckpoint, torch_load  # noqa: F401 (re-exported)
 from sgpose.config.schema import BackboneParams
 from sgpose.data.download import sha256_file
 from sgpose.errors import InputError
@@ -29,28 +30,6 @@ NAMINGS: dict[str, tuple[str, ...]] = {
     "mmpose_1x": ("backbone.", "head."),
 }
 SHOW = 5  # offending keys quoted in an error
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that does not fit the model; the message names the file and the keys."""
-
-
-class UnreadableCheckpoint(InputError, CheckpointError):
-    """A file torch cannot load at all (truncated, garbage, not a checkpoint): names the file."""
-
-
-def torch_load(path: str | Path, weights_only: bool = True) -> object:
-    """torch.load on CPU; any failure to load (zip or pickle corruption of any kind) is an
-    UnreadableCheckpoint naming the file, never a raw UnpicklingError or ValueError from deep inside.
-    A missing file is not a damaged one: a FileNotFoundError naming it."""
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint (has the stage that makes it run?)")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=weights_only)
-    except Exception as err:  # noqa: BLE001 - torch raises anything from a damaged file
-        raise UnreadableCheckpoint(path, f"not a readable torch checkpoint ({type(err).__name__}: "
-                                   f"{str(err).splitlines()[0] if str(err) else ''}); rewrite it with the "
-                                   "stage that makes it") from None
 
 
 def read_checkpoint(path: Path) -> object:
