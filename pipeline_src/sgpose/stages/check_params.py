@@ -16,13 +16,23 @@ from pathlib import Path
 
 from sgpose.config.paths import Paths
 from sgpose.config.selection import Params
+from sgpose.dag import dvc
 from sgpose.io import write_json
 
 log = logging.getLogger(__name__)
 
 
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dvc-yaml", metavar="PATH",
+                        help="also fail when this dvc.yaml is stale for the file's grid (DVC's form of the stage)")
+
+
 def main(params: Params, paths: Paths, args: argparse.Namespace) -> None:
     file = params.file
+    dvc_yaml = getattr(args, "dvc_yaml", None)
+    if dvc_yaml and dvc.stale(getattr(args, "params", "params.yaml"), dvc_yaml):
+        raise ValueError(f"{dvc_yaml} is stale for {args.params}: the grid (datasets, backbones, evals, ablation) "
+                         "or the stage table changed; run `sgpose dag`, then `dvc repro` again")
     for name in file.backbones:  # each selection a stage can be run with
         Params(file, backbone=name)
     source = Path(getattr(args, "params", "params.yaml"))
