@@ -18,7 +18,7 @@ import copy
 import re
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
 
 from sgpose.modes import ColorOrder, DecodeMode, InferenceMode, Missing, Schedule, StartPose
 from sgpose.variants import BASELINE, UNREFINED, Variant, check_name, get_variant
@@ -33,6 +33,8 @@ def gt_split(split: str) -> str:
     """The split whose images and ground truth `split` uses (val_det: val's)."""
     return "val" if split == DET_SPLIT else split
 
+
+DEVICE = r"^(auto|cpu|cuda(:\d+)?)$"  # compute.device values sgpose.compute.device understands
 
 # dataset and backbone names become directories, DVC stage names and Snakemake wildcard values
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -99,8 +101,8 @@ class BackboneParams(_Section):
     depth: Literal[18, 34, 50, 101, 152] = 50  # simple_baseline only
     width: Literal[32, 48] = 32  # hrnet only
     deconv_channels: int = Field(256, gt=0)
-    input_size: tuple[int, int] = (256, 192)
-    heatmap_size: tuple[int, int] = (64, 48)
+    input_size: tuple[PositiveInt, PositiveInt] = (256, 192)
+    heatmap_size: tuple[PositiveInt, PositiveInt] = (64, 48)
     sigma: float = Field(2.0, gt=0)
     checkpoint: str | None = None
     # channel order of the input tensors: the checkpoint's (a registry checkpoint's must match, models.zoo);
@@ -170,7 +172,7 @@ class CacheParams(_Section):
 
 
 class ComputeParams(_Section):
-    device: str = "auto"  # auto (CUDA when available) | cpu | cuda | cuda:N
+    device: str = Field("auto", pattern=DEVICE)  # auto (CUDA when available) | cpu | cuda | cuda:N
     amp: Literal["bf16", "fp16", "off"] = "bf16"  # autocast dtype on CUDA (never on CPU)
     channels_last: bool = True  # NHWC tensors on CUDA (never on CPU)
 
@@ -197,7 +199,7 @@ class GuidanceParams(_Section):
 
 class RefinerParams(_Section):
     base_channels: int = Field(32, gt=0)
-    channel_mults: list[int] = [1, 2, 4]  # one UNet level per cached backbone feature level
+    channel_mults: list[PositiveInt] = Field([1, 2, 4], min_length=1)  # one UNet level per cached feature level
     time_dim: int = Field(64, gt=0)
     prev_heatmap: bool = False  # also input the previous step's heatmap (Y0 at the first step)
 

@@ -22,6 +22,7 @@ from sgpose.dag.imports import PACKAGE, ROOT, module_files
 from sgpose.variants import UNREFINED, is_refined
 
 Keys = dict[str, str]
+WHOLE_FILE = "*"  # a params "key" meaning every key of the file (check_params)
 CODE_ROOT = "pipeline_src"  # the package's directory, relative to the project root
 
 
@@ -47,6 +48,7 @@ class Job:
     params: tuple[str, ...]
     outs: tuple[Out, ...]
     code: tuple[str, ...]
+    dvc_cmd: str | None = None  # where DVC runs another command than Snakemake
 
     @property
     def name(self) -> str:
@@ -68,10 +70,12 @@ class Stage:
     deps: Callable[[ParamsFile, Keys], list[str]] = lambda f, k: []
     params: Callable[[ParamsFile, Keys], list[str]] = lambda f, k: []
     engines: frozenset[str] = field(default=frozenset({"dvc", "snakemake"}))
+    dvc_cmd: str | None = None  # a format string over the keys, where DVC runs another command
 
     def job(self, file: ParamsFile, keys: Keys) -> Job:
         return Job(self.name, keys, self.cmd.format(**keys), tuple(self.deps(file, keys)),
-                   tuple(self.params(file, keys)), tuple(self.outs(keys)), tuple(code_files(self.entry)))
+                   tuple(self.params(file, keys)), tuple(self.outs(keys)), tuple(code_files(self.entry)),
+                   self.dvc_cmd.format(**keys) if self.dvc_cmd else None)
 
     def jobs(self, file: ParamsFile) -> Iterator[Job]:
         for keys in self.grid(file):
@@ -207,6 +211,11 @@ def _report_deps(file: ParamsFile, k: Keys) -> list[str]:
 
 # ------------------------------------------------------------------------------------------ the table
 STAGES: tuple[Stage, ...] = (
+    # every key of the file: a misspelt section, which no other stage reads, fails the run; under DVC also a
+    # dvc.yaml that is stale for the file's grid
+    Stage("check_params", "sgpose.stages.check_params", "validate the whole params file (and dvc.yaml's currency)",
+          once, "sgpose check_params", outs=lambda k: [Out(str(Paths.of("-", "-").params_check))],
+          params=lambda f, k: [WHOLE_FILE], dvc_cmd="sgpose check_params --dvc-yaml dvc.yaml"),
     Stage("download", "sgpose.stages.download", "fetch and verify a dataset's files",
           per_dataset, "sgpose download --dataset {ds}",
           outs=lambda k: [Out(str(_paths(k).download_stamp), cache=False)],
