@@ -8,8 +8,8 @@ import pytest
 import yaml
 from sgpose.config.selection import read_params_file
 from sgpose.dag import dvc, table
+from sgpose.dag.dvc import stale
 from sgpose.dag.snakemake import lookup, rules
-from sgpose.stages.dag import stale
 
 ROOT = Path(__file__).resolve().parents[2]
 FILE = read_params_file(ROOT / "params.yaml")
