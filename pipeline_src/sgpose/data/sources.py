@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 
 from sgpose import compute
 from sgpose.config import Params, Paths
-from sgpose.data.cache_loader import CacheBatches, batch_loader
+from sgpose.data.cache_loader import TRAIN_KEYS, CacheBatches, batch_loader
 from sgpose.data.coco import read_instances
 from sgpose.data.dataset import CropDataset
 from sgpose.keypoints import get_layout
@@ -31,9 +31,9 @@ TARGETS = ("target", "target_weight", "joints")
 class CachedSource:
     """Training batches read from the train cache; one of its views per instance and epoch."""
 
-    def __init__(self, path: Path, params: Params, dev: torch.device):
+    def __init__(self, path: Path, params: Params, dev: torch.device, keys: tuple[str, ...] = TRAIN_KEYS):
         tp = params.train_refiner
-        self.data, self.pin = CacheBatches(path), dev.type == "cuda"
+        self.data, self.pin = CacheBatches(path, keys), dev.type == "cuda"
         if self.data.nbytes <= tp.preload_gb * 1e9:
             self.data.load()
             log.info("%s: %.2f GB, read into memory (train_refiner.preload_gb %.1f)", path, self.data.nbytes / 1e9,
@@ -80,7 +80,14 @@ class OnlineSource:
 
 
 def training_source(params: Params, paths: Paths, dev: torch.device) -> CachedSource | OnlineSource:
-    """The source `train_refiner.features` names."""
+    """The source `train_refiner.features` names (a controlled backbone: its cache, Y0 redrawn per epoch)."""
+    if params.backbone.controlled:
+        if params.train_refiner.features == "online":
+            raise ValueError(f"backbones.{params.backbone.name}: a controlled backbone ({params.backbone.arch}) trains "
+                             "from its cache; train_refiner.features: online is not supported for it")
+        from sgpose.data.controlled import ControlledSource
+
+        return ControlledSource(params, paths, dev)
     if params.train_refiner.features == "online":
         return OnlineSource(params, paths, dev)
     return CachedSource(paths.cache("train"), params, dev)
