@@ -312,10 +312,11 @@ class ParamsFile(_Section):
 
     def _check_ablation_backbone(self, bb: str) -> None:
         a = self.ablation
+        key = "ablation.backbone" if bb == a.backbone else "ablation.backbones"
         if bb not in self.backbones:
-            raise ValueError(f"ablation backbone {bb!r} is not in backbones ({', '.join(self.backbones)})")
+            raise ValueError(f"{key} {bb!r} is not in backbones ({', '.join(self.backbones)})")
         if self.backbones[bb].dataset != a.dataset:
-            raise ValueError(f"ablation.dataset {a.dataset!r}: backbone {bb} runs on {self.backbones[bb].dataset!r}")
+            raise ValueError(f"ablation.dataset {a.dataset!r}: {key} {bb} runs on {self.backbones[bb].dataset!r}")
         if "val" not in self.backbones[bb].evals:
             raise ValueError(f"backbones.{bb}.evals must include val: Table 1 and Figs. 2, 4-9 of the "
                              "ablation are scored on the ground-truth boxes")
