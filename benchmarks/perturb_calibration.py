@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from sgpose.controlled import KINDS, UNLABELLED, CropContext, instance_uniforms, perturb, render_y0
 from sgpose.controlled_params import ORACLE, PERTURBED, PerturbParams
 from sgpose.data.coco import read_instances
