@@ -5,11 +5,25 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
+import yaml
 from sgpose.config import Paths, load_params
 from sgpose.report import build, controlled, tables
 from sgpose.report.discover import find_runs
-from test_config_controlled import with_controlled
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def with_controlled(tmp_path: Path, ablation: list[str] | None = None) -> Path:
+    """The repo's params.yaml plus sb_r18_perturbed (features of sb_r18), optionally in the ablation."""
+    tree = yaml.safe_load((ROOT / "params.yaml").read_text())
+    real = tree["backbones"]["sb_r18"]
+    tree["backbones"]["sb_r18_perturbed"] = {"dataset": "sample", "arch": "perturbed", "features_from": "sb_r18",
+                                             "input_size": real["input_size"], "heatmap_size": real["heatmap_size"]}
+    tree["ablation"]["backbones"] = ablation
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(tree))
+    return tmp_path / "p.yaml"
 
 
 def write_metrics(root, backbone: str, aps: dict[str, float], split: str = "val") -> None:

@@ -37,7 +37,7 @@ def controlled_tree(real: str = "tiny", **backbone: dict) -> dict:
     bp = tree["backbones"][real]
     for name, fields in backbone.items():
         tree["backbones"][name] = {"dataset": bp["dataset"], "features_from": real, "input_size": bp["input_size"],
-                                   "heatmap_size": bp["heatmap_size"], "evals": ["val"]} | fields
+                                   "heatmap_size": bp["heatmap_size"]} | fields
     return tree
 
 
@@ -114,7 +114,7 @@ def sample_tree() -> dict:
                        backbone_params={"input_size": [128, 96], "heatmap_size": [32, 24]},
                        train_backbone={"epochs": 0}, cache={"batch_size": 32})
     bp = tree["backbones"]["sb"]
-    tree["backbones"]["oracle"] = {"dataset": "sample", "arch": "oracle", "features_from": "sb", "evals": ["val"],
+    tree["backbones"]["oracle"] = {"dataset": "sample", "arch": "oracle", "features_from": "sb",
                                    "input_size": bp["input_size"], "heatmap_size": bp["heatmap_size"]}
     return tree
 

@@ -14,7 +14,9 @@ from typing import Iterator
 import pandas as pd
 import torch
 
-from sgpose.config import BackboneParams, Params, Paths
+from sgpose.config.paths import Paths
+from sgpose.config.schema import BackboneParams
+from sgpose.config.selection import Params
 from sgpose.controlled import CropContext, perturb_params, synthesise
 from sgpose.data.cache_loader import TRAIN_KEYS
 from sgpose.data.coco import read_instances

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from sgpose.config import Params, Paths
+from sgpose.config.paths import Paths
+from sgpose.config.selection import Params
 from sgpose.controlled import ARCHS
 from sgpose.report import discover, paper, tables
 from sgpose.report.page import Section

@@ -8,16 +8,19 @@ from sgpose.config import ParamsError, Paths, load_params, read_params_file
 from sgpose.controlled_params import PERTURBED
 from sgpose.data.controlled import weights
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def with_controlled(tmp_path: Path, extra: dict | None = None, ablation: list[str] | None = None) -> Path:
     """The repo's params.yaml plus a perturbed copy of sb_r18 (and `extra` fields on it)."""
     tree = yaml.safe_load((ROOT / "params.yaml").read_text())
     real = tree["backbones"]["sb_r18"]
+    extra = dict(extra or {})
+    if "evals" in extra:  # a top-level section
+        tree["evals"]["sb_r18_perturbed"] = extra.pop("evals")
     tree["backbones"]["sb_r18_perturbed"] = {"dataset": "sample", "arch": "perturbed", "features_from": "sb_r18",
-                                             "input_size": real["input_size"], "heatmap_size": real["heatmap_size"],
-                                             "evals": ["val"]} | (extra or {})
+                                             "input_size": real["input_size"],
+                                             "heatmap_size": real["heatmap_size"]} | extra
     if ablation is not None:
         tree["ablation"]["backbones"] = ablation
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(tree))
