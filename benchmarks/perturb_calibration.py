@@ -68,13 +68,13 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=5, help="perturb seeds per setting (the spread of the draws)")
     args = ap.parse_args()
     size = tuple(int(v) for v in args.size.split("x"))
-    print(f"{'setting':24s} {'AP x100 (per seed)':28s} AR    realised shares of labelled joints")
+    print(f"{"setting":24s} {"AP x100 (per seed)":32s} AR    realised shares of labelled joints")
     for name, p in SETTINGS.items():
         runs = [baseline_ap(args.prepared, p.model_copy(update={"seed": s}), size, args.sigma)
                 for s in range(args.seeds if p != ORACLE else 1)]
         aps = " ".join(f"{100 * m['AP']:5.1f}" for m, _ in runs)
         shares = " ".join(f"{k} {v:.3f}" for k, v in runs[0][1].items() if v)
-        print(f"{name:24s} {aps:28s} {100 * runs[0][0]['AR']:5.1f} {shares}")
+        print(f"{name:24s} {aps:32s} {100 * runs[0][0]['AR']:5.1f} {shares}")
 
 
 if __name__ == "__main__":

@@ -104,7 +104,8 @@ def per_backbone(file: ParamsFile) -> list[Keys]:
 
 
 def per_trained_backbone(file: ParamsFile) -> list[Keys]:
-    return per_backbone(file)
+    """Backbones with weights of their own (a controlled one, oracle / perturbed, borrows `features_from`'s)."""
+    return [k for k in per_backbone(file) if not file.backbones[k["bb"]].controlled]
 
 
 def per_cache_split(file: ParamsFile) -> list[Keys]:
@@ -144,7 +145,9 @@ def _dataset_params(file: ParamsFile, ds: str, prepare: list[str]) -> list[str]:
 def _train_refiner_deps(file: ParamsFile, k: Keys) -> list[str]:
     p = _paths(k)
     deps = [str(p.cache("train")), str(p.start_pose)]
-    if file.train_refiner.features == "online":  # crops through the frozen backbone every epoch
+    if file.backbones[k["bb"]].controlled:  # Y0 redrawn every epoch: the other persons of each crop (swaps)
+        deps.append(str(p.instances("train")))
+    elif file.train_refiner.features == "online":  # crops through the frozen backbone every epoch
         deps += [str(p.backbone), str(p.instances("train")), str(p.download_stamp)]
     return deps
 
@@ -250,8 +253,9 @@ STAGES: tuple[Stage, ...] = (
 
 
 def _cache_deps(file: ParamsFile, k: Keys) -> list[str]:
-    p = _paths(k)
-    return [str(p.backbone), str(p.instances(k["split"])), str(p.download_stamp)]
+    p, bp = _paths(k), file.backbones[k["bb"]]
+    weights = Paths.of(k["ds"], bp.features_from).backbone if bp.controlled else p.backbone  # sgpose.data.controlled
+    return [str(weights), str(p.instances(k["split"])), str(p.download_stamp)]
 
 
 def _cache_params(file: ParamsFile, k: Keys) -> list[str]:
