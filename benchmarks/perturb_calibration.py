@@ -68,7 +68,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=5, help="perturb seeds per setting (the spread of the draws)")
     args = ap.parse_args()
     size = tuple(int(v) for v in args.size.split("x"))
-    print(f"{"setting":24s} {"AP x100 (per seed)":32s} AR    realised shares of labelled joints")
+    print(f"{'setting':24s} {'AP x100 (per seed)':32s} AR    realised shares of labelled joints")
     for name, p in SETTINGS.items():
         runs = [baseline_ap(args.prepared, p.model_copy(update={"seed": s}), size, args.sigma)
                 for s in range(args.seeds if p != ORACLE else 1)]

@@ -2,14 +2,14 @@
 
 A controlled backbone has no weights: its `cache` stage runs `features_from`'s backbone.pt for the
 features and replaces Y0 (`heatmaps`, `flip/heatmaps`) by the ground truth rendered with the fixed
-draws (seed, ann_id); refiner training reads the same cache through `ControlledSource`, which draws
-Y0 afresh every epoch (seed, epoch, ann_id) from the cached ground truth `joints`.
+draws (seed, ann_id); refiner training reads the same cache through
+`sgpose.data.controlled_source.ControlledSource`, which draws Y0 afresh every epoch (seed, epoch,
+ann_id) from the cached ground truth `joints`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
 
 import pandas as pd
 import torch
@@ -18,12 +18,7 @@ from sgpose.config.paths import Paths
 from sgpose.config.schema import BackboneParams
 from sgpose.config.selection import Params
 from sgpose.controlled import CropContext, perturb_params, synthesise
-from sgpose.data.cache_loader import TRAIN_KEYS
-from sgpose.data.coco import read_instances
-from sgpose.data.sources import CachedSource
 from sgpose.keypoints import get_layout
-
-META_KEYS = ("meta/ann_id", "meta/center", "meta/scale")  # + meta/rotation, meta/flipped with train_views > 1
 
 
 def weights(params: Params, paths: Paths) -> tuple[BackboneParams, Path]:
@@ -58,22 +53,3 @@ class ControlledY0:
     def for_crops(self, batch: dict[str, torch.Tensor], flip: bool) -> dict[str, torch.Tensor]:
         """The fixed-draw Y0 of a CropDataset batch (what the cache stage stores)."""
         return self(batch["joints"], batch, flip)
-
-
-class ControlledSource(CachedSource):
-    """Training batches of a controlled backbone: the train cache's features and targets, with Y0
-    drawn afresh for every epoch from its ground truth `joints` (sgpose.controlled)."""
-
-    def __init__(self, params: Params, paths: Paths, dev: torch.device):
-        path = paths.cache("train")
-        views = params.cache.train_views > 1
-        super().__init__(path, params, dev, keys=(*TRAIN_KEYS, *META_KEYS,
-                                                  *(("meta/rotation", "meta/flipped") if views else ())))
-        self.y0 = ControlledY0(params, read_instances(paths.instances("train")))
-
-    def batches(self, batches: list[list[int]], epoch: int) -> Iterator[dict[str, torch.Tensor]]:
-        for batch in super().batches(batches, epoch):
-            meta = {k.removeprefix("meta/"): v for k, v in batch.items() if k.startswith("meta/")}
-            out = {k: v for k, v in batch.items() if not k.startswith("meta/")}
-            yield out | self.y0(batch["joints"], meta, epoch=epoch)
-

@@ -86,7 +86,7 @@ def training_source(params: Params, paths: Paths, dev: torch.device) -> CachedSo
         if params.train_refiner.features == "online":
             raise ValueError(f"backbones.{params.backbone.name}: a controlled backbone ({params.backbone.arch}) trains "
                              "from its cache; train_refiner.features: online is not supported for it")
-        from sgpose.data.controlled import ControlledSource
+        from sgpose.data.controlled_source import ControlledSource
 
         return ControlledSource(params, paths, dev)
     if params.train_refiner.features == "online":
