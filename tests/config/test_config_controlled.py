@@ -12,7 +12,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def with_controlled(tmp_path: Path, extra: dict | None = None, ablation: list[str] | None = None) -> Path:
-    """The repo's params.yaml plus a perturbed copy of sb_r18 (and `extra` fields on it)."""
+    """The repo's params.yaml with sb_r18_perturbed, a perturbed copy of sb_r18 (with `extra` fields), in
+    the ablation's `backbones` as given."""
     tree = yaml.safe_load((ROOT / "params.yaml").read_text())
     real = tree["backbones"]["sb_r18"]
     extra = dict(extra or {})
@@ -21,8 +22,7 @@ def with_controlled(tmp_path: Path, extra: dict | None = None, ablation: list[st
     tree["backbones"]["sb_r18_perturbed"] = {"dataset": "sample", "arch": "perturbed", "features_from": "sb_r18",
                                              "input_size": real["input_size"],
                                              "heatmap_size": real["heatmap_size"]} | extra
-    if ablation is not None:
-        tree["ablation"]["backbones"] = ablation
+    tree["ablation"]["backbones"] = ablation  # None: the primary only
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(tree))
     return tmp_path / "p.yaml"
 

@@ -52,9 +52,11 @@ def project(tmp_path, monkeypatch):
     return params
 
 
-def test_the_cache_holds_the_real_features_and_the_rendered_ground_truth(project):
+def test_the_cache_holds_the_real_features_and_the_rendered_ground_truth(project, capsys):
     assert cli(["cache", "--params", str(project)]) == 0
     assert cli(["cache", "--params", str(project), "--backbone", "pert"]) == 0
+    assert cli(["train_backbone", "--params", str(project), "--backbone", "pert"]) == 1
+    assert "controlled backbone (perturbed): it has no weights to train" in capsys.readouterr().err
     real, pert = Path("results/fx/tiny/cache"), Path("results/fx/pert/cache")
     assert not Path("results/fx/pert/backbone.pt").exists()
     p = load_params(project, backbone="pert")
