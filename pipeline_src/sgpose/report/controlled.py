@@ -52,7 +52,8 @@ def table(metrics: dict[str, dict]) -> pd.DataFrame:
     rows = []
     described = {v: d for v, (d, _) in paper.TABLE1.items()}
     for variant in tables.variant_order(set(described) | set(metrics)):
-        row = {"variant": variant, "description": described.get(variant, "sweep (Figs. 5-6)")}
+        other = "sweep (Figs. 5-6)" if variant.startswith("ours_") else ""
+        row = {"variant": variant, "description": described.get(variant, other)}
         rows.append(row | tables._run_values(metrics.get(variant), tables.RUN_COLUMNS))
     df = pd.DataFrame(rows, columns=["variant", "description", *tables.RUN_COLUMNS])
     df[GAIN] = (df["AP (this run)"] - df.loc[df.variant == "baseline", "AP (this run)"].squeeze()).round(2) \
