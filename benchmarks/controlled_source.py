@@ -11,8 +11,8 @@ import argparse
 import time
 
 import torch
+from sgpose.cache.reader import shuffled_batches
 from sgpose.config import Paths, load_params
-from sgpose.data.cache_loader import shuffled_batches
 from sgpose.data.sources import training_source
 
 

@@ -17,7 +17,7 @@ import torch
 from sgpose.controlled import KINDS, UNLABELLED, CropContext, instance_uniforms, perturb, render_y0
 from sgpose.controlled_params import ORACLE, PERTURBED, PerturbParams
 from sgpose.data.coco import read_instances
-from sgpose.data.heatmaps import decode, flip_back
+from sgpose.data.decoding import decode, flip_back
 from sgpose.data.transforms import heatmap_to_image, image_to_heatmap
 from sgpose.evaluation.coco_eval import evaluate_keypoints
 from sgpose.evaluation.results import to_coco_results

@@ -20,7 +20,7 @@ from sgpose.controlled import (
     synthesise,
 )
 from sgpose.controlled_params import ORACLE, PERTURBED, PerturbParams
-from sgpose.data.heatmaps import decode, flip_back
+from sgpose.data.decoding import decode, flip_back
 from sgpose.data.transforms import image_to_heatmap
 from sgpose.keypoints import COCO
 

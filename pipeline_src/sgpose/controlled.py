@@ -160,7 +160,7 @@ def perturb(joints: Tensor, others: Tensor, area: Tensor, u: Tensor, p: PerturbP
 def render_y0(pos: Tensor, drawn: Tensor, size: tuple[int, int], sigma: float, flip_perm=None) -> Tensor:
     """Y0 (B, K, h, w): a unit Gaussian of the target sigma at each drawn peak, none elsewhere. With
     `flip_perm`, the Y0 of the horizontally mirrored crop instead (the cache's `flip/heatmaps`): peaks
-    at x' = w - x with left and right swapped, which `sgpose.data.heatmaps.flip_back` maps back onto
+    at x' = w - x with left and right swapped, which `sgpose.data.decoding.flip_back` maps back onto
     the peaks of the plain view (its one-pixel shift included)."""
     if flip_perm is not None:
         perm = torch.as_tensor(np.asarray(flip_perm), dtype=torch.long)

@@ -12,14 +12,15 @@ import numpy as np
 import pytest
 import torch
 from conftest import MIRROR, fixture_instances, params_tree, require, write_instances, write_params
-from sgpose.cache import cache_attrs, load_cache, open_cache
+from sgpose.cache.format import read_attrs
+from sgpose.cache.reader import load_cache, open_cache
 from sgpose.cli import main as cli
 from sgpose.config import Paths, load_params
 from sgpose.controlled import CropContext, instance_uniforms, perturb, render_y0
 from sgpose.controlled_params import PERTURBED
 from sgpose.data import sources
 from sgpose.data.coco import read_instances
-from sgpose.data.heatmaps import decode, flip_back
+from sgpose.data.decoding import decode, flip_back
 from sgpose.data.transforms import heatmap_to_image, image_to_heatmap
 from sgpose.evaluation.coco_eval import evaluate_keypoints
 from sgpose.evaluation.results import to_coco_results
@@ -67,7 +68,7 @@ def test_the_cache_holds_the_real_features_and_the_rendered_ground_truth(project
             if "heatmaps" not in key:
                 np.testing.assert_array_equal(a[key], b[key], err_msg=key)  # same crops, same features
         with open_cache(pert / f"{split}.h5") as h5:
-            attrs = cache_attrs(h5)
+            attrs = read_attrs(h5)
         sha = hashlib.sha256(Path("results/fx/tiny/backbone.pt").read_bytes()).hexdigest()
         assert attrs["checkpoint_sha256"] == sha and attrs["backbone"]["arch"] == "perturbed"
     val = load_cache(pert / "val.h5")

@@ -4,7 +4,7 @@ The file describes the whole experiment grid (one DAG for DVC and Snakemake):
 
     datasets   name -> keypoint layout, data files, how instances are prepared
     backbones  name -> the dataset it runs on, architecture, weights, evaluation splits;
-               every backbone gets `baseline` and `ours` (Tables 2-4)
+               every backbone gets `baseline`, `baseline_dark` and `ours` (Tables 2-4)
     ablation   the extra refined variants (A1-A4, sweeps) of one backbone (Table 1, Figs. 4-6); its
                backbone is the primary one (the report's figures; a stage's default)
     ...        one section per stage, shared by every backbone (train_backbone, cache, guidance, ...)
@@ -21,6 +21,7 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sgpose.controlled_params import PerturbParams
+from sgpose.modes import ColorOrder, DecodeMode, InferenceMode, Missing, Schedule, StartPose
 from sgpose.variants import BASELINE, UNREFINED, Variant, check_name, get_variant
 
 Split = Literal["train", "val", "val_det"]
@@ -107,6 +108,9 @@ class BackboneParams(_Section):
     heatmap_size: tuple[int, int] = (64, 48)
     sigma: float = Field(2.0, gt=0)
     checkpoint: str | None = None
+    # channel order of the input tensors: the checkpoint's (a registry checkpoint's must match, models.zoo);
+    # bgr for the official SimpleBaseline .pth files (their configs: DATASET.COLOR_RGB false)
+    input_color: ColorOrder = ColorOrder.RGB
     train: dict[str, Any] = {}  # this backbone's overrides of the train_backbone section
 
     @model_validator(mode="after")
@@ -146,8 +150,9 @@ class AblationParams(_Section):
     def _names(cls, variants: list[str]) -> list[str]:
         for name in variants:
             check_name(name)
-        if len(set(variants)) != len(variants) or BASELINE in variants or "ours" in variants:
-            raise ValueError(f"ablation.variants {variants}: each once; baseline and ours run for every backbone")
+        if len(set(variants)) != len(variants) or set(UNREFINED) & set(variants) or "ours" in variants:
+            raise ValueError(f"ablation.variants {variants}: each once; {', '.join(UNREFINED)} and ours run for "
+                             "every backbone")
         return variants
 
 
@@ -188,9 +193,9 @@ class ComputeParams(_Section):
 
 class GuidanceParams(_Section):
     S: int = Field(3, ge=1, le=16)
-    schedule: Literal["cosine", "linear"] = "cosine"
-    start_pose: Literal["canonical", "mean"] = "canonical"  # mean: the `start_pose` stage's artifact
-    missing: Literal["literal", "keep_start", "blank"] = "literal"
+    schedule: Schedule = Schedule.COSINE
+    start_pose: StartPose = StartPose.CANONICAL
+    missing: Missing = Missing.LITERAL
     pred_threshold: float = Field(0.2, ge=0)
     a2_map: Literal["rendered", "raw"] = "rendered"  # A2's static map: Gaussian of P_pred, or Y0 itself
     a3_steps: Literal["clamp", "per_map"] = "clamp"  # A3: T = S+2 with H(t) = G^clamp(t-1), or T = S, H(t) = G^t
@@ -232,9 +237,10 @@ class TrainRefinerParams(_Section):
 
 
 class InferParams(_Section):
-    mode: Literal["static", "recursive", "recursive_from_pred"] = "static"  # SPEC 5 readings
+    mode: InferenceMode = InferenceMode.STATIC  # SPEC 5 readings
     batch_size: int = Field(64, gt=0)
     flip_test: bool = True  # average with the mirrored crop's output where the cache holds flip/*
+    decode: DecodeMode = DecodeMode.STANDARD  # final heatmaps -> joints, baseline and refined alike (data.decoding)
 
 
 class EvaluateParams(_Section):
@@ -370,12 +376,13 @@ class ParamsFile(_Section):
         return ["ours", *(self.ablation.variants if backbone in self.ablation.runs_on else [])]
 
     def scored_variants_of(self, backbone: str) -> list[str]:
-        """Every variant of a backbone that is scored: the unrefined ones (baseline) and the refined ones."""
+        """Every variant of a backbone that is scored: the unrefined ones (baseline, baseline_dark) and the refined ones."""
         return [*UNREFINED, *self.variants_of(backbone)]
 
     def evals_of(self, backbone: str, variant: str = BASELINE) -> list[str]:
-        """The splits a variant is scored on: baseline and ours on every evaluation split of the backbone
-        (`evals`); the ablation's variants (Table 1, Figs. 5-6) on `val` (ground-truth boxes) only."""
+        """The splits a variant is scored on: the unrefined ones (baseline, baseline_dark) and ours on every
+        evaluation split of the backbone (`evals`); the ablation's variants (Table 1, Figs. 5-6) on `val`
+        (ground-truth boxes) only."""
         splits = list(self.evals.get(backbone, ["val"]))
         return splits if variant in (*UNREFINED, "ours") else ["val"]
 

@@ -57,9 +57,11 @@ class Rule:
         tree = self.file.model_dump(mode="json")
         return {key: lookup(tree, key) for key in job.params}
 
-    def command(self) -> str:
-        """The job's command over Snakemake's wildcards; stderr (sgpose logs there) to the job's log."""
-        return self.stage.cmd.format(**{k: "{wildcards." + k + "}" for k in self.wildcards}) + " 2> {log}"
+    def command(self, wildcards: Any) -> str:
+        """The job's command. A params value, not the rule's shell string: the Snakefile defines its rules in
+        a loop, and Snakemake evaluates a shell string when the job runs, when the loop variable is the
+        last rule's."""
+        return self.stage.cmd.format(**self._keys(wildcards))
 
     def constraints(self) -> dict[str, str]:
         """Wildcard regexes: exactly the values of the grid (no rule can claim another's file)."""

@@ -143,13 +143,12 @@ def _dataset_params(file: ParamsFile, ds: str, prepare: list[str]) -> list[str]:
 
 
 def _train_refiner_deps(file: ParamsFile, k: Keys) -> list[str]:
+    """The train cache and start pose; with train_refiner.features: online also the backbone and the crops
+    (listed whatever the setting, so that switching it needs no new dvc.yaml: they change only with the cache;
+    a controlled backbone reads the crops' instance table every epoch, and has `features_from`'s weights)."""
     p = _paths(k)
-    deps = [str(p.cache("train")), str(p.start_pose)]
-    if file.backbones[k["bb"]].controlled:  # Y0 redrawn every epoch: the other persons of each crop (swaps)
-        deps.append(str(p.instances("train")))
-    elif file.train_refiner.features == "online":  # crops through the frozen backbone every epoch
-        deps += [str(p.backbone), str(p.instances("train")), str(p.download_stamp)]
-    return deps
+    return [str(p.cache("train")), str(p.start_pose), str(_weights(file, k)), str(p.instances("train")),
+            str(p.download_stamp)]
 
 
 def _infer_deps(file: ParamsFile, k: Keys) -> list[str]:
@@ -252,10 +251,16 @@ STAGES: tuple[Stage, ...] = (
 )
 
 
+def _weights(file: ParamsFile, k: Keys):
+    """The backbone.pt a backbone's cache (and online training) runs: its own, or a controlled backbone's
+    `features_from`'s (sgpose.data.controlled.weights)."""
+    bp = file.backbones[k["bb"]]
+    return Paths.of(k["ds"], bp.features_from).backbone if bp.controlled else _paths(k).backbone
+
+
 def _cache_deps(file: ParamsFile, k: Keys) -> list[str]:
-    p, bp = _paths(k), file.backbones[k["bb"]]
-    weights = Paths.of(k["ds"], bp.features_from).backbone if bp.controlled else p.backbone  # sgpose.data.controlled
-    return [str(weights), str(p.instances(k["split"])), str(p.download_stamp)]
+    p = _paths(k)
+    return [str(_weights(file, k)), str(p.instances(k["split"])), str(p.download_stamp)]
 
 
 def _cache_params(file: ParamsFile, k: Keys) -> list[str]:

@@ -7,9 +7,9 @@ from typing import Iterator
 
 import torch
 
+from sgpose.cache.reader import TRAIN_KEYS
 from sgpose.config.paths import Paths
 from sgpose.config.selection import Params
-from sgpose.data.cache_loader import TRAIN_KEYS
 from sgpose.data.coco import read_instances
 from sgpose.data.controlled import ControlledY0
 from sgpose.data.sources import CachedSource

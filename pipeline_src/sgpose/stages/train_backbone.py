@@ -129,7 +129,8 @@ def main(params: Params, paths: Paths, args: argparse.Namespace) -> None:
     layout = get_layout(params.layout)
     torch.manual_seed(tp.seed)
     dataset = CropDataset(read_instances(paths.instances("train")), params.data.images_dir, bp.input_size,
-                          bp.heatmap_size, bp.heatmap_sigma, layout, augment=tp.augment, seed=tp.seed)
+                          bp.heatmap_size, bp.heatmap_sigma, layout, augment=tp.augment, seed=tp.seed,
+                          input_color=bp.input_color)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = build_backbone(bp, layout.num_joints).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=tp.lr)
