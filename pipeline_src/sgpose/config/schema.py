@@ -315,10 +315,11 @@ class ParamsFile(_Section):
                 self.guidance.for_variant(get_variant(name))
             except ValidationError as err:
                 raise ValueError(f"ablation.variants {name}: {err.errors()[0]['msg']}") from None
+        self._check_ablation_backbone(a.backbone)
         if a.backbones is not None and (a.backbone not in a.backbones or len(set(a.backbones)) != len(a.backbones)):
             raise ValueError(f"ablation.backbones {a.backbones}: each once, the primary ablation.backbone {a.backbone} "
                              "among them")
-        for bb in a.runs_on:
+        for bb in a.runs_on[1:]:
             self._check_ablation_backbone(bb)
         self._check_controlled()
         unused = [d for d in self.datasets if all(bp.dataset != d for bp in self.backbones.values())]
