@@ -4,7 +4,8 @@ fixed evaluation draws), rendered, decoded (with the flip test, as `infer` does)
 image and scored with sgpose's evaluation (pycocotools). Not a test: the numbers behind the defaults
 of `sgpose.controlled_params.PERTURBED` (docs/paper_notes.md).
 
-    python benchmarks/perturb_calibration.py [results/sample/prepared] [--size 32x24] [--sigma 2.0]
+    python benchmarks/perturb_calibration.py [results/sample/prepared] [--size 32x24] [--sigma 1.0]
+        [--decode standard|dark] [--only SETTING ...] [--seeds 5]
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ SETTINGS: dict[str, PerturbParams] = {
 }
 
 
-def baseline_ap(prepared: Path, p: PerturbParams, size: tuple[int, int], sigma: float, flip: bool = True) -> tuple[dict, dict]:
+def baseline_ap(prepared: Path, p: PerturbParams, size: tuple[int, int], sigma: float, flip: bool = True,
+                decode_mode: str = "standard") -> tuple[dict, dict]:
     """(COCO metrics of the decoded controlled Y0 on `prepared`'s val split, realised kind shares)."""
     layout = get_layout("coco")
     perm, rows = layout.flip_permutation(), read_instances(prepared / "instances_val.parquet")
@@ -52,7 +54,7 @@ def baseline_ap(prepared: Path, p: PerturbParams, size: tuple[int, int], sigma: 
     y0 = render_y0(pos, drawn, size, sigma)
     if flip:
         y0 = 0.5 * (y0 + flip_back(render_y0(pos, drawn, size, sigma, perm), perm))
-    coords, scores = decode(y0)
+    coords, scores = decode(y0, decode_mode, sigma)
     results = to_coco_results(rows["image_id"].to_numpy(), heatmap_to_image(coords.numpy(), centers, scales, size),
                               scores.numpy(), rows["score"].to_numpy())
     labelled = kind != UNLABELLED
@@ -65,12 +67,16 @@ def main() -> None:
     ap.add_argument("prepared", nargs="?", default="results/sample/prepared", type=Path)
     ap.add_argument("--size", default="32x24", help="heatmap h x w (the sample's backbones: 32x24)")
     ap.add_argument("--sigma", type=float, default=1.0, help="Gaussian sigma at that size (sample: 2.0 * 24/48)")
+    ap.add_argument("--decode", default="standard", choices=["standard", "dark"], help="infer.decode")
+    ap.add_argument("--only", nargs="*", help="settings to run (default: all)")
     ap.add_argument("--seeds", type=int, default=5, help="perturb seeds per setting (the spread of the draws)")
     args = ap.parse_args()
     size = tuple(int(v) for v in args.size.split("x"))
     print(f"{'setting':24s} {'AP x100 (per seed)':32s} AR    realised shares of labelled joints")
     for name, p in SETTINGS.items():
-        runs = [baseline_ap(args.prepared, p.model_copy(update={"seed": s}), size, args.sigma)
+        if args.only and name not in args.only:
+            continue
+        runs = [baseline_ap(args.prepared, p.model_copy(update={"seed": s}), size, args.sigma, decode_mode=args.decode)
                 for s in range(args.seeds if p != ORACLE else 1)]
         aps = " ".join(f"{100 * m['AP']:5.1f}" for m, _ in runs)
         shares = " ".join(f"{k} {v:.3f}" for k, v in runs[0][1].items() if v)
