@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 
-import numpy as np
 import torch
 
 from sgpose import compute
@@ -23,9 +22,8 @@ from sgpose.cache.format import has_flip
 from sgpose.cache.reader import CacheBatches, batch_loader, features, open_cache, sequential_batches
 from sgpose.config.paths import Paths
 from sgpose.config.selection import Params
-from sgpose.data.decoding import decode, flip_back
-from sgpose.data.transforms import heatmap_to_image
-from sgpose.evaluation.results import to_coco_results
+from sgpose.data.decoding import flip_back
+from sgpose.evaluation.results import heatmap_results
 from sgpose.keypoints import get_layout
 from sgpose.modes import DecodeMode, InferenceMode
 from sgpose.refine import GuidanceSpec, guidance_spec, refine
@@ -84,11 +82,9 @@ def split_results(params: Params, paths: Paths, split: str, unet=None, spec: Gui
         log.warning("%s: infer.flip_test is on but the cache has no flip/*: single view", path)
     prefixes = () if unet is None else ("", "flip/") if flip else ("",)
     data = CacheBatches(path, keys=["heatmaps", *(["flip/heatmaps"] if flip else []), *META], prefixes=prefixes)
-    results, size = [], tuple(params.backbone.heatmap_size)
+    results = []
     for batch in batch_loader(data, sequential_batches(len(data), params.infer.batch_size), pin_memory=dev.type == "cuda"):
-        coords, scores = decode(final_heatmaps(params, batch, unet, spec, dev), mode, params.backbone.heatmap_sigma)
-        center, scale = batch["meta/center"].double().numpy(), batch["meta/scale"].double().numpy()
-        joints = heatmap_to_image(coords.numpy(), center, scale, size)
-        results += to_coco_results(batch["meta/image_id"].numpy(), joints, scores.numpy(),
-                                   batch["meta/score"].numpy(), areas=np.prod(scale, axis=1))  # crop area: OKS-NMS scale
+        results += heatmap_results(final_heatmaps(params, batch, unet, spec, dev).cpu(), batch["meta/center"].numpy(),
+                                   batch["meta/scale"].numpy(), batch["meta/image_id"].numpy(), batch["meta/score"].numpy(),
+                                   mode, params.backbone.heatmap_sigma)
     return results

@@ -70,10 +70,10 @@ def test_missing_or_replaced_shard_is_never_read_as_zeros(tmp_path):
     manifest = _sharded(tmp_path, data, [(0, 3), (3, 5)])
     second = shard_path(manifest, 1)
     second.rename(tmp_path / "away.h5")
-    with pytest.raises(ValueError, match="shard-00001.h5 is missing"):
+    with pytest.raises(ValueError, match="shard-00001.h5: a shard of .* is missing"):
         load_cache(manifest)
     write_cache(second, {k: v[3:] for k, v in data.items()}, ATTRS | {"fingerprint": "other"})
-    with pytest.raises(ValueError, match="shard-00001.h5 is incomplete or not the one"):
+    with pytest.raises(ValueError, match="shard-00001.h5: a shard of .* is incomplete or not the one"):
         load_cache(manifest)
 
 

@@ -17,8 +17,9 @@ def with_controlled(tmp_path: Path, extra: dict | None = None, ablation: list[st
     tree = yaml.safe_load((ROOT / "params.yaml").read_text())
     real = tree["backbones"]["sb_r18"]
     extra = dict(extra or {})
-    if "evals" in extra:  # a top-level section
-        tree["evals"]["sb_r18_perturbed"] = extra.pop("evals")
+    for section in ("evals", "online"):  # top-level sections, keyed by backbone
+        if section in extra:
+            tree.setdefault(section, {})["sb_r18_perturbed"] = extra.pop(section)
     tree["backbones"]["sb_r18_perturbed"] = {"dataset": "sample", "arch": "perturbed", "features_from": "sb_r18",
                                              "input_size": real["input_size"],
                                              "heatmap_size": real["heatmap_size"]} | extra
@@ -47,6 +48,7 @@ def test_a_controlled_backbone_borrows_the_weights_of_features_from(tmp_path):
     ({"checkpoint": "x.pth"}, "no weights"),
     ({"train": {"epochs": 2}}, "no weights"),
     ({"evals": ["val", "val_det"]}, "only val"),
+    ({"online": ["val"]}, "scored from its cache"),
     ({"arch": "oracle", "perturb": {"miss": 0.1}}, "only for arch perturbed"),
     ({"perturb": {"miss": 0.9, "absent": 0.9}}, "sum to 1.8"),
 ])

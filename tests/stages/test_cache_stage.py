@@ -137,7 +137,7 @@ def test_cache_from_registry_hrnet_checkpoint(tmp_path, monkeypatch):
     model = build_backbone(params.backbone, 17)
     mm = {("keypoint_head." if k.startswith("final_layer") else "backbone.") + k: v for k, v in model.state_dict().items()}
     path = tmp_path / "checkpoints" / "hrnet_w32_coco_256x192-c78dce93_20200708.pth"
-    path.parent.mkdir()
+    path.parent.mkdir(exist_ok=True)
     torch.save({"meta": {}, "state_dict": mm}, path)
     assert cli(["train_backbone", "--params", str(params_file), *hr]) == 0
     assert cli(["cache", "--params", str(params_file), *hr]) == 0

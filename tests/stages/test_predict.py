@@ -104,6 +104,16 @@ def test_parse_boxes():
             parse_boxes([bad], 9, 9)
 
 
+@pytest.mark.parametrize("box, says", [("nan,10,50,50", "finite numbers"), ("10,10,inf,50", "finite numbers"),
+                                       ("100000,100000,50,50", "outside the"), ("-500,10,100,50", "outside the")])
+def test_predict_refuses_non_finite_and_outside_boxes(project, capsys, box, says):
+    save_models(project)
+    assert cli(["predict", str(IMAGE), f"--boxes={box}", "--out", "out"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"sgpose predict: error: --boxes '{box}': ") and says in err
+    assert not Path("out").exists()
+
+
 def test_predict_crops_are_in_the_checkpoints_colour_order(tmp_path):
     from sgpose.data.dataset import ImageNorm, read_rgb
     from sgpose.stages.predict import crops

@@ -18,7 +18,7 @@ import copy
 import re
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
 
 from sgpose.controlled_params import PerturbParams
 from sgpose.modes import ColorOrder, DecodeMode, InferenceMode, Missing, Schedule, StartPose
@@ -34,6 +34,8 @@ def gt_split(split: str) -> str:
     """The split whose images and ground truth `split` uses (val_det: val's)."""
     return "val" if split == DET_SPLIT else split
 
+
+DEVICE = r"^(auto|cpu|cuda(:\d+)?)$"  # compute.device values sgpose.compute.device understands
 
 # dataset and backbone names become directories, DVC stage names and Snakemake wildcard values
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -104,8 +106,8 @@ class BackboneParams(_Section):
     depth: Literal[18, 34, 50, 101, 152] = 50  # simple_baseline only
     width: Literal[32, 48] = 32  # hrnet only
     deconv_channels: int = Field(256, gt=0)
-    input_size: tuple[int, int] = (256, 192)
-    heatmap_size: tuple[int, int] = (64, 48)
+    input_size: tuple[PositiveInt, PositiveInt] = (256, 192)
+    heatmap_size: tuple[PositiveInt, PositiveInt] = (64, 48)
     sigma: float = Field(2.0, gt=0)
     checkpoint: str | None = None
     # channel order of the input tensors: the checkpoint's (a registry checkpoint's must match, models.zoo);
@@ -186,7 +188,7 @@ class CacheParams(_Section):
 
 
 class ComputeParams(_Section):
-    device: str = "auto"  # auto (CUDA when available) | cpu | cuda | cuda:N
+    device: str = Field("auto", pattern=DEVICE)  # auto (CUDA when available) | cpu | cuda | cuda:N
     amp: Literal["bf16", "fp16", "off"] = "bf16"  # autocast dtype on CUDA (never on CPU)
     channels_last: bool = True  # NHWC tensors on CUDA (never on CPU)
 
@@ -213,7 +215,7 @@ class GuidanceParams(_Section):
 
 class RefinerParams(_Section):
     base_channels: int = Field(32, gt=0)
-    channel_mults: list[int] = [1, 2, 4]  # one UNet level per cached backbone feature level
+    channel_mults: list[PositiveInt] = Field([1, 2, 4], min_length=1)  # one UNet level per cached feature level
     time_dim: int = Field(64, gt=0)
     prev_heatmap: bool = False  # also input the previous step's heatmap (Y0 at the first step)
 
@@ -262,6 +264,10 @@ class ParamsFile(_Section):
     # boxes, Table 4); a backbone not listed: [val]. Apart from `backbones` so that adding a split re-runs
     # no backbone training.
     evals: dict[str, list[EvalSplit]] = {}
+    # backbone -> the evaluation splits of `evals` scored without a cache: one streaming pass (`sgpose
+    # infer_online --split S`) runs the frozen backbone and every variant scored on S; the cache stage skips
+    # them (docs/scale.md). A backbone not listed: none.
+    online: dict[str, list[EvalSplit]] = {}
     train_backbone: TrainBackboneParams = TrainBackboneParams()
     cache: CacheParams = CacheParams()
     compute: ComputeParams = ComputeParams()
@@ -297,6 +303,11 @@ class ParamsFile(_Section):
                 raise ValueError(f"evals.{name}: not in backbones ({', '.join(self.backbones)})")
             if not splits or len(set(splits)) != len(splits):
                 raise ValueError(f"evals.{name} {splits}: one or more splits, each once")
+        for name, splits in self.online.items():
+            if name not in self.backbones:
+                raise ValueError(f"online.{name}: not in backbones ({', '.join(self.backbones)})")
+            if len(set(splits)) != len(splits) or not set(splits) <= set(self.evals_of(name)):
+                raise ValueError(f"online.{name} {splits}: each once, each a split of evals.{name} {self.evals_of(name)}")
         for name, bp in self.backbones.items():
             if bp.dataset not in self.datasets:
                 raise ValueError(f"backbones.{name}.dataset {bp.dataset!r} is not in datasets ({', '.join(self.datasets)})")
@@ -316,6 +327,9 @@ class ParamsFile(_Section):
             except ValidationError as err:
                 raise ValueError(f"ablation.variants {name}: {err.errors()[0]['msg']}") from None
         self._check_ablation_backbone(a.backbone)
+        if "val" in self.online_of(a.backbone):
+            raise ValueError(f"online.{a.backbone} must not hold val: the report's figures (Figs. 2, 7-16) read the "
+                             "ablation backbone's val cache")
         if a.backbones is not None and (a.backbone not in a.backbones or len(set(a.backbones)) != len(a.backbones)):
             raise ValueError(f"ablation.backbones {a.backbones}: each once, the primary ablation.backbone {a.backbone} "
                              "among them")
@@ -359,6 +373,9 @@ class ParamsFile(_Section):
             if self.evals_of(name) != ["val"]:
                 raise ValueError(f"evals.{name} {self.evals_of(name)}: a controlled backbone renders the ground truth "
                                  "of each box, so only val (ground-truth boxes) exists")
+            if self.online_of(name):
+                raise ValueError(f"online.{name}: a controlled backbone is scored from its cache (its Y0 is rendered "
+                                 "there), never online")
             if bp.perturb is not None and bp.arch != "perturbed":
                 raise ValueError(f"{where}.perturb: only for arch perturbed (the oracle has no errors)")
 
@@ -387,9 +404,17 @@ class ParamsFile(_Section):
         splits = list(self.evals.get(backbone, ["val"]))
         return splits if variant in (*UNREFINED, "ours") else ["val"]
 
+    def online_of(self, backbone: str) -> list[str]:
+        """The evaluation splits of a backbone scored online, without a cache (`online`)."""
+        return list(self.online.get(backbone, []))
+
+    def online_variants(self, backbone: str, split: str) -> list[str]:
+        """Every variant of a backbone scored on `split`: what one online pass over the split writes."""
+        return [v for v in self.scored_variants_of(backbone) if split in self.evals_of(backbone, v)]
+
     def splits_of(self, backbone: str) -> list[str]:
-        """Every split a backbone caches: train, then its evaluation splits."""
-        return ["train", *self.evals_of(backbone)]
+        """Every split a backbone caches: train, then its evaluation splits not scored online."""
+        return ["train", *(s for s in self.evals_of(backbone) if s not in self.online_of(backbone))]
 
     def primary(self) -> str:
         """The backbone stages use when none is named: the ablation's."""

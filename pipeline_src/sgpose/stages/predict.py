@@ -40,7 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_boxes(specs: list[str], width: int, height: int) -> np.ndarray:
-    """(N, 4) boxes from 'x,y,w,h' strings; the whole image when none; errors name the bad box."""
+    """(N, 4) boxes from 'x,y,w,h' strings; the whole image when none; errors name the bad box. A box
+    with a NaN or infinite value, or one that does not overlap the image, is an error (never NaN or
+    far-away keypoints in the JSON)."""
     if not specs:
         return np.array([[0.0, 0.0, float(width), float(height)]])
     boxes = []
@@ -49,8 +51,11 @@ def parse_boxes(specs: list[str], width: int, height: int) -> np.ndarray:
             box = [float(v) for v in spec.split(",")]
         except ValueError:
             box = []
-        if len(box) != 4 or box[2] <= 0 or box[3] <= 0:
-            raise ValueError(f"--boxes {spec!r}: expected x,y,w,h with w, h > 0")
+        if len(box) != 4 or not np.all(np.isfinite(box)) or box[2] <= 0 or box[3] <= 0:
+            raise ValueError(f"--boxes {spec!r}: expected x,y,w,h (finite numbers) with w, h > 0")
+        x, y, w, h = box
+        if x >= width or y >= height or x + w <= 0 or y + h <= 0:
+            raise ValueError(f"--boxes {spec!r}: outside the {width}x{height} image")
         boxes.append(box)
     return np.asarray(boxes, dtype=np.float64)
 
