@@ -46,7 +46,7 @@ def test_names_that_would_clash_as_directories_are_errors(tmp_path, section, old
 
 
 def test_a_misspelt_selection_is_named_before_overrides_apply():
-    with pytest.raises(ParamsError, match=r"--backbone sb_r81: not in backbones \(sb_r18, cp_r18\)"):
+    with pytest.raises(ParamsError, match=r"--backbone sb_r81: not in backbones \(sb_r18, sb_r18_perturbed, cp_r18\)"):
         load_params(ROOT / "params.yaml", ["backbone.sigma=3"], backbone="sb_r81")
     with pytest.raises(ParamsError, match="--dataset smaple: not in datasets"):
         load_params(ROOT / "params.yaml", ["data.raw_dir=x"], dataset="smaple")
@@ -71,7 +71,7 @@ def test_selection_of_a_backbone_or_a_dataset():
         p = load_params(ROOT / "params.yaml", backbone=name)
         assert (p.backbone.name, p.dataset) == (name, bp.dataset)
         assert p.layout == f.datasets[bp.dataset].layout and p.splits == ["train", *f.evals_of(name)]
-        assert p.variants == (primary.variants if name == f.ablation.backbone else ["ours"])
+        assert p.variants == (primary.variants if name in f.ablation.runs_on else ["ours"])
         assert load_params(ROOT / "params.yaml", dataset=bp.dataset).dataset == bp.dataset
     with pytest.raises(ParamsError, match="--backbone nope: not in backbones"):
         load_params(ROOT / "params.yaml", backbone="nope")
@@ -80,7 +80,7 @@ def test_selection_of_a_backbone_or_a_dataset():
 
 
 def test_aliases_address_the_selected_backbone_and_dataset():
-    other = next(b for b in read_params_file(ROOT / "params.yaml").backbones if b != "sb_r18")
+    other = next(b for b, bp in read_params_file(ROOT / "params.yaml").backbones.items() if bp.dataset != "sample")
     p = load_params(ROOT / "params.yaml", ["backbone.sigma=3", "prepare.val_fraction=0.5"], backbone=other)
     assert p.backbone.sigma == 3 and p.prepare.val_fraction == 0.5
     f = read_params_file(ROOT / "params.yaml", ["backbone.sigma=3", "prepare.val_fraction=0.5"], backbone=other)

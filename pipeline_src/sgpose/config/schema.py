@@ -20,6 +20,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
 
+from sgpose.controlled_params import PerturbParams
 from sgpose.modes import ColorOrder, DecodeMode, InferenceMode, Missing, Schedule, StartPose
 from sgpose.variants import BASELINE, UNREFINED, Variant, check_name, get_variant
 
@@ -97,7 +98,11 @@ class TrainBackboneParams(_Section):
 class BackboneParams(_Section):
     name: str = ""  # its key in `backbones` (filled in on load)
     dataset: str = ""  # a key of `datasets` (required in a params file; checked there)
-    arch: Literal["simple_baseline", "hrnet"] = "simple_baseline"
+    # oracle | perturbed: a controlled backbone (sgpose.controlled): Y0 rendered from the ground truth
+    # (perturbed: with `perturb`'s synthetic errors), features from the real backbone `features_from`
+    arch: Literal["simple_baseline", "hrnet", "oracle", "perturbed"] = "simple_baseline"
+    features_from: str | None = None  # controlled only: a trained/imported backbone of the same dataset
+    perturb: PerturbParams | None = None  # perturbed only (None: the calibrated defaults)
     depth: Literal[18, 34, 50, 101, 152] = 50  # simple_baseline only
     width: Literal[32, 48] = 32  # hrnet only
     deconv_channels: int = Field(256, gt=0)
@@ -121,6 +126,11 @@ class BackboneParams(_Section):
         return self
 
     @property
+    def controlled(self) -> bool:
+        """An oracle or perturbed backbone: no weights of its own, Y0 from the ground truth."""
+        return self.arch in ("oracle", "perturbed")
+
+    @property
     def heatmap_sigma(self) -> float:
         """Gaussian sigma at this heatmap size: `sigma` is quoted at 64x48 (SPEC 2)."""
         return self.sigma * self.heatmap_size[1] / 48.0
@@ -128,8 +138,14 @@ class BackboneParams(_Section):
 
 class AblationParams(_Section):
     dataset: str  # the backbone's dataset (DVC builds paths from it; checked)
-    backbone: str  # the primary backbone
+    backbone: str  # the primary backbone (the report's figures; a stage's default)
+    backbones: list[str] | None = None  # every backbone that runs the variants (None: [backbone]); includes it
     variants: list[str] = []  # refined variants besides `ours`: A1-A4, ours_S<k>, ours_<schedule>; may be empty
+
+    @property
+    def runs_on(self) -> list[str]:
+        """The backbones that train and score the ablation's variants: the primary one first."""
+        return [self.backbone, *(b for b in self.backbones or [] if b != self.backbone)]
 
     @field_validator("variants")
     @classmethod
@@ -310,22 +326,58 @@ class ParamsFile(_Section):
                 self.guidance.for_variant(get_variant(name))
             except ValidationError as err:
                 raise ValueError(f"ablation.variants {name}: {err.errors()[0]['msg']}") from None
-        if a.backbone not in self.backbones:
-            raise ValueError(f"ablation.backbone {a.backbone!r} is not in backbones ({', '.join(self.backbones)})")
-        if self.backbones[a.backbone].dataset != a.dataset:
-            raise ValueError(f"ablation.dataset {a.dataset!r}: backbone {a.backbone} runs on "
-                             f"{self.backbones[a.backbone].dataset!r}")
-        if "val" not in self.evals_of(a.backbone):
-            raise ValueError(f"evals.{a.backbone} must include val: Table 1 and Figs. 2, 4-9 of the "
-                             "ablation are scored on the ground-truth boxes")
+        self._check_ablation_backbone(a.backbone)
         if "val" in self.online_of(a.backbone):
             raise ValueError(f"online.{a.backbone} must not hold val: the report's figures (Figs. 2, 7-16) read the "
                              "ablation backbone's val cache")
+        if a.backbones is not None and (a.backbone not in a.backbones or len(set(a.backbones)) != len(a.backbones)):
+            raise ValueError(f"ablation.backbones {a.backbones}: each once, the primary ablation.backbone {a.backbone} "
+                             "among them")
+        for bb in a.runs_on[1:]:
+            self._check_ablation_backbone(bb)
+        self._check_controlled()
         unused = [d for d in self.datasets if all(bp.dataset != d for bp in self.backbones.values())]
         if unused:
             raise ValueError(f"datasets {', '.join(unused)}: no backbone in backbones runs on it (the DAG would "
                              "download and prepare it for nothing)")
         return self
+
+    def _check_ablation_backbone(self, bb: str) -> None:
+        a = self.ablation
+        key = "ablation.backbone" if bb == a.backbone else "ablation.backbones"
+        if bb not in self.backbones:
+            raise ValueError(f"{key} {bb!r} is not in backbones ({', '.join(self.backbones)})")
+        if self.backbones[bb].dataset != a.dataset:
+            raise ValueError(f"ablation.dataset {a.dataset!r}: {key} {bb} runs on {self.backbones[bb].dataset!r}")
+        if "val" not in self.evals_of(bb):
+            raise ValueError(f"evals.{bb} must include val: Table 1 and Figs. 2, 4-9 of the "
+                             "ablation are scored on the ground-truth boxes")
+
+    def _check_controlled(self) -> None:
+        """Controlled backbones (oracle / perturbed) borrow a real backbone's features and geometry."""
+        for name, bp in self.backbones.items():
+            where = f"backbones.{name}"
+            if not bp.controlled:
+                if bp.features_from is not None or bp.perturb is not None:
+                    raise ValueError(f"{where}: features_from and perturb are for arch oracle | perturbed, not {bp.arch}")
+                continue
+            src = self.backbones.get(bp.features_from or "")
+            if src is None or src.controlled or src.dataset != bp.dataset:
+                raise ValueError(f"{where}.features_from {bp.features_from!r}: must name a real (trained or imported) "
+                                 f"backbone of dataset {bp.dataset!r} in backbones")
+            if (tuple(src.input_size), tuple(src.heatmap_size)) != (tuple(bp.input_size), tuple(bp.heatmap_size)):
+                raise ValueError(f"{where}: input_size/heatmap_size must be those of {bp.features_from} "
+                                 f"({list(src.input_size)}, {list(src.heatmap_size)}): its features are used")
+            if bp.checkpoint is not None or bp.train:
+                raise ValueError(f"{where}: a controlled backbone has no weights: no checkpoint, no train overrides")
+            if self.evals_of(name) != ["val"]:
+                raise ValueError(f"evals.{name} {self.evals_of(name)}: a controlled backbone renders the ground truth "
+                                 "of each box, so only val (ground-truth boxes) exists")
+            if self.online_of(name):
+                raise ValueError(f"online.{name}: a controlled backbone is scored from its cache (its Y0 is rendered "
+                                 "there), never online")
+            if bp.perturb is not None and bp.arch != "perturbed":
+                raise ValueError(f"{where}.perturb: only for arch perturbed (the oracle has no errors)")
 
     def train_backbone_of(self, backbone: str) -> TrainBackboneParams:
         """The train_backbone section with this backbone's `train` overrides applied."""
@@ -338,8 +390,8 @@ class ParamsFile(_Section):
             raise ValueError(f"backbones.{backbone}.train: {err}") from None
 
     def variants_of(self, backbone: str) -> list[str]:
-        """The refined variants a backbone trains: `ours`, and the ablation's when it is the ablation backbone."""
-        return ["ours", *(self.ablation.variants if self.ablation.backbone == backbone else [])]
+        """The refined variants a backbone trains: `ours`, and the ablation's on the ablation's backbones."""
+        return ["ours", *(self.ablation.variants if backbone in self.ablation.runs_on else [])]
 
     def scored_variants_of(self, backbone: str) -> list[str]:
         """Every variant of a backbone that is scored: the unrefined ones (baseline, baseline_dark) and the refined ones."""

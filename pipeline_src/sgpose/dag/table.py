@@ -108,7 +108,8 @@ def per_backbone(file: ParamsFile) -> list[Keys]:
 
 
 def per_trained_backbone(file: ParamsFile) -> list[Keys]:
-    return per_backbone(file)
+    """Backbones with weights of their own (a controlled one, oracle / perturbed, borrows `features_from`'s)."""
+    return [k for k in per_backbone(file) if not file.backbones[k["bb"]].controlled]
 
 
 def per_cache_split(file: ParamsFile) -> list[Keys]:
@@ -154,9 +155,10 @@ def _dataset_params(file: ParamsFile, ds: str, prepare: list[str]) -> list[str]:
 
 def _train_refiner_deps(file: ParamsFile, k: Keys) -> list[str]:
     """The train cache and start pose; with train_refiner.features: online also the backbone and the crops
-    (listed whatever the setting, so that switching it needs no new dvc.yaml: they change only with the cache)."""
+    (listed whatever the setting, so that switching it needs no new dvc.yaml: they change only with the cache;
+    a controlled backbone reads the crops' instance table every epoch, and has `features_from`'s weights)."""
     p = _paths(k)
-    return [str(p.cache("train")), str(p.start_pose), str(p.backbone), str(p.instances("train")),
+    return [str(p.cache("train")), str(p.start_pose), str(_weights(file, k)), str(p.instances("train")),
             str(p.download_stamp)]
 
 
@@ -289,9 +291,16 @@ STAGES: tuple[Stage, ...] = (
 )
 
 
+def _weights(file: ParamsFile, k: Keys):
+    """The backbone.pt a backbone's cache (and online training) runs: its own, or a controlled backbone's
+    `features_from`'s (sgpose.data.controlled.weights)."""
+    bp = file.backbones[k["bb"]]
+    return Paths.of(k["ds"], bp.features_from).backbone if bp.controlled else _paths(k).backbone
+
+
 def _cache_deps(file: ParamsFile, k: Keys) -> list[str]:
     p = _paths(k)
-    return [str(p.backbone), str(p.instances(k["split"])), str(p.download_stamp)]
+    return [str(_weights(file, k)), str(p.instances(k["split"])), str(p.download_stamp)]
 
 
 def _cache_params(file: ParamsFile, k: Keys) -> list[str]:

@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from sgpose import compute
-from sgpose.cache.reader import CacheBatches, batch_loader
+from sgpose.cache.reader import TRAIN_KEYS, CacheBatches, batch_loader
 from sgpose.config.paths import Paths
 from sgpose.config.selection import Params
 from sgpose.data.coco import read_instances
@@ -32,9 +32,9 @@ TARGETS = ("target", "target_weight", "joints")
 class CachedSource:
     """Training batches read from the train cache; one of its views per instance and epoch."""
 
-    def __init__(self, path: Path, params: Params, dev: torch.device):
+    def __init__(self, path: Path, params: Params, dev: torch.device, keys: tuple[str, ...] = TRAIN_KEYS):
         tp = params.train_refiner
-        self.data, self.pin = CacheBatches(path), dev.type == "cuda"
+        self.data, self.pin = CacheBatches(path, keys), dev.type == "cuda"
         if self.data.nbytes <= tp.preload_gb * 1e9:
             self.data.load()
             log.info("%s: %.2f GB, read into memory (train_refiner.preload_gb %.1f)", path, self.data.nbytes / 1e9,
@@ -81,7 +81,14 @@ class OnlineSource:
 
 
 def training_source(params: Params, paths: Paths, dev: torch.device) -> CachedSource | OnlineSource:
-    """The source `train_refiner.features` names."""
+    """The source `train_refiner.features` names (a controlled backbone: its cache, Y0 redrawn per epoch)."""
+    if params.backbone.controlled:
+        if params.train_refiner.features == "online":
+            raise ValueError(f"backbones.{params.backbone.name}: a controlled backbone ({params.backbone.arch}) trains "
+                             "from its cache; train_refiner.features: online is not supported for it")
+        from sgpose.data.controlled_source import ControlledSource
+
+        return ControlledSource(params, paths, dev)
     if params.train_refiner.features == "online":
         return OnlineSource(params, paths, dev)
     return CachedSource(paths.cache("train"), params, dev)

@@ -2,7 +2,9 @@
 
 Scope: Table 1, Figs. 2 and 4-9 and the training curves are for the ablation backbone (the primary
 selection of params.yaml); Table 2 covers every COCO-layout backbone directory under results/;
-Tables 3-4 every CrowdPose / detection-box (val_det) run found anywhere under results/.
+Tables 3-4 every CrowdPose / detection-box (val_det) run found anywhere under results/. Controlled
+backbones (oracle / perturbed) get their own Table 1 each, labelled a controlled-error benchmark,
+and are left out of Tables 2-4 (sgpose.report.controlled).
 
 Sweep variants (Figs. 5-6) are found by directory name: `ours_S<k>` is `ours` with guidance.S = k,
 `ours_linear` / `ours_cosine` is `ours` with that schedule; `ours` itself stands for the
@@ -20,7 +22,7 @@ import pandas as pd
 from sgpose.config.paths import Paths
 from sgpose.config.selection import Params
 from sgpose.keypoints import get_layout
-from sgpose.report import charts, discover, paper, tables
+from sgpose.report import charts, controlled, discover, paper, tables
 from sgpose.report.figures import fig2_poses, fig_guidance_sequence
 from sgpose.report.page import Section
 
@@ -33,9 +35,12 @@ def _caption(what: str, rows: int) -> str:
 
 
 def table_sections(params: Params, paths: Paths, runs: list[discover.Run], out: Path) -> list[Section]:
-    """Tables 1-4 written as CSV + Markdown; their page sections."""
+    """Tables 1-4 written as CSV + Markdown, then Table 1 of each controlled backbone (sgpose.report.controlled,
+    kept out of Tables 2-4); their page sections, Table 1 first."""
     here = discover.by_variant(discover.select(runs, params.dataset, params.backbone.name, "val"))
     t1 = tables.table1(here)
+    benchmark = controlled.sections(params, paths, runs, out)
+    runs = controlled.excluded(controlled.find(params, paths, runs), runs)
     t2 = tables.table2(backbones(paths, [r for r in discover.select(runs, split="val") if not discover.is_crowdpose(r)]))
     crowd = [r for r in runs if discover.is_crowdpose(r) and not discover.uses_detections(r)]
     det = [r for r in runs if discover.uses_detections(r) and not discover.is_crowdpose(r)]
@@ -58,7 +63,7 @@ def table_sections(params: Params, paths: Paths, runs: list[discover.Run], out: 
         caption = _caption(caption, rows)
         tables.write_table(df, out / f"{key}.csv", out / f"{key}.md", caption)
         sections.append(Section(key, caption.split(":")[0], caption, table=df, links=[f"{key}.csv", f"{key}.md"]))
-    return sections
+    return [sections[0], *benchmark, *sections[1:]]
 
 
 def backbones(paths: Paths, runs: list[discover.Run]) -> list[dict]:

@@ -33,6 +33,7 @@ from sgpose.config.schema import SPLITS, AugmentParams
 from sgpose.config.selection import Params
 from sgpose.dag import imports
 from sgpose.data.coco import read_instances
+from sgpose.data.controlled import ControlledY0, weights
 from sgpose.data.dataset import CropDataset, ViewCrops
 from sgpose.data.integrity import verify_images
 from sgpose.keypoints import get_layout
@@ -96,7 +97,7 @@ def shard_attrs(params: Params, paths: Paths, split: str) -> dict:
     keys = {*SHAPE_KEYS, *((*TRAIN_KEYS, *(VIEW_KEYS if cp.train_views > 1 else ())) if train else EVAL_KEYS)}
     return {"layout": layout.name, "input_size": list(bp.input_size), "heatmap_size": list(bp.heatmap_size),
             "num_joints": layout.num_joints, "backbone": bp.model_dump(mode="json", exclude={"train"}),
-            "checkpoint_sha256": backbone_source_sha256(paths.backbone),
+            "checkpoint_sha256": backbone_source_sha256(weights(params, paths)[1]),
             "cache": cp.model_dump(mode="json", include=keys),
             "compute": compute.effective(params.compute, compute.device(params.compute)),
             "flip_test": cp.flip_test and not train,  # the flip test is an inference-time device
@@ -171,22 +172,25 @@ def _crops(params: Params, plan: SplitPlan) -> Dataset:
 def _write_shards(params: Params, paths: Paths, plan: SplitPlan, todo: list[int]) -> None:
     """Run the frozen backbone over the crops of the listed shards and write each shard atomically."""
     cp, dev = params.compute, compute.device(params.compute)
-    model = compute.prepare_model(load_backbone(paths.backbone, params.backbone, get_layout(params.layout).num_joints),
-                                  cp, dev).eval()
+    bp, path = weights(params, paths)  # a controlled backbone's features come from `features_from`
+    model = compute.prepare_model(load_backbone(path, bp, get_layout(params.layout).num_joints), cp, dev).eval()
+    y0 = ControlledY0(params, plan.rows) if params.backbone.controlled else None
     crops = _crops(params, plan)
     for i in todo:
         a, b = plan.samples(i)
         loader = DataLoader(Subset(crops, range(a, b)), batch_size=params.cache.batch_size, shuffle=False,
                             num_workers=params.train_backbone.num_workers, pin_memory=dev.type == "cuda")
         attrs = plan.attrs | {"fingerprint": plan.prints[i], "shard_index": i, "shard_start": a}
-        _write_shard(plan.files[i], loader, model, params, dev, plan.flip, b - a, attrs)
+        _write_shard(plan.files[i], loader, model, params, dev, plan.flip, b - a, attrs, y0)
 
 
 def _write_shard(path: Path, loader: DataLoader, model: torch.nn.Module, params: Params, dev: torch.device,
-                 flip: bool, n: int, attrs: dict) -> None:
+                 flip: bool, n: int, attrs: dict, y0: ControlledY0 | None = None) -> None:
+    """One shard; with `y0` (a controlled backbone) Y0 is the rendered ground truth, not the model's."""
     cp = params.cache
     with cache_writer(path, n, attrs, cp.dtype, cp.compression) as writer, compute.inference(params.compute, dev):
         for batch in tqdm(loader, desc=f"cache {path.parent.name}/{path.name}", leave=False, dynamic_ncols=True):
             images = compute.to_device(batch["image"], params.compute, dev)
-            writer.append(batch_arrays(batch, forward_views(model, images, flip, cp.feature_levels)))
+            outputs = forward_views(model, images, flip, cp.feature_levels)
+            writer.append(batch_arrays(batch, outputs | (y0.for_crops(batch, flip) if y0 else {})))
     log.info("wrote %s (%d samples)", path, n)

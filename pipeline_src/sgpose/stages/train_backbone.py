@@ -121,6 +121,9 @@ def save_backbone(path: Path, model: nn.Module, params: Params, epochs: int, sou
 
 
 def main(params: Params, paths: Paths, args: argparse.Namespace) -> None:
+    if params.backbone.controlled:
+        raise ValueError(f"backbones.{params.backbone.name} is a controlled backbone ({params.backbone.arch}): it has no "
+                         f"weights to train; its cache runs {params.backbone.features_from}'s backbone.pt")
     if params.backbone.checkpoint:
         return import_checkpoint(params, paths)
     tp, bp = params.train_backbone, params.backbone
