@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from sgpose import threads
 from sgpose.cache import cache_attrs, num_features, open_cache
 
 TRAIN_KEYS = ("heatmaps", "target", "target_weight", "joints")  # + feat/*
@@ -161,5 +162,5 @@ def shuffled_batches(n: int, batch_size: int, generator: torch.Generator, views:
 def batch_loader(dataset: CacheBatches, batches: list[list[int]], num_workers: int = 0,
                  pin_memory: bool = False) -> DataLoader:
     """Read `batches` in this order, in `num_workers` processes; `pin_memory` when batches go to a GPU."""
-    return DataLoader(dataset, batch_size=None, sampler=batches, num_workers=num_workers,
+    return DataLoader(dataset, batch_size=None, sampler=batches, num_workers=threads.loader_workers(num_workers),
                       pin_memory=pin_memory, persistent_workers=False)

@@ -15,7 +15,7 @@ from typing import Iterable, Iterator
 import torch
 from torch.utils.data import DataLoader
 
-from sgpose import compute
+from sgpose import compute, threads
 from sgpose.config import Params, Paths
 from sgpose.data.cache_loader import CacheBatches, batch_loader
 from sgpose.data.coco import read_instances
@@ -69,7 +69,7 @@ class OnlineSource:
 
     def batches(self, batches: list[list[int]], epoch: int) -> Iterator[dict[str, torch.Tensor]]:
         self.crops.set_epoch(epoch)
-        loader = DataLoader(self.crops, batch_sampler=batches, num_workers=self.workers,
+        loader = DataLoader(self.crops, batch_sampler=batches, num_workers=threads.loader_workers(self.workers),
                             pin_memory=self.dev.type == "cuda")
         for batch in loader:
             with compute.inference(self.cp, self.dev):

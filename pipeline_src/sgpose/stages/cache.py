@@ -25,7 +25,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
-from sgpose import compute, shards
+from sgpose import compute, shards, threads
 from sgpose.cache import cache_writer
 from sgpose.config import SPLITS, AugmentParams, Params, Paths
 from sgpose.data.coco import read_instances
@@ -156,7 +156,7 @@ def _write_shards(params: Params, paths: Paths, plan: SplitPlan, todo: list[int]
     for i in todo:
         a, b = plan.samples(i)
         loader = DataLoader(Subset(crops, range(a, b)), batch_size=params.cache.batch_size, shuffle=False,
-                            num_workers=params.train_backbone.num_workers, pin_memory=dev.type == "cuda")
+                            num_workers=threads.loader_workers(params.train_backbone.num_workers), pin_memory=dev.type == "cuda")
         attrs = plan.attrs | {"fingerprint": plan.prints[i], "shard_index": i, "shard_start": a}
         _write_shard(plan.files[i], loader, model, params, dev, plan.flip, b - a, attrs)
 

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from sgpose import threads
 from sgpose.config import Params, Paths
 from sgpose.data.coco import read_instances
 from sgpose.data.dataset import CropDataset
@@ -133,7 +134,7 @@ def main(params: Params, paths: Paths, args: argparse.Namespace) -> None:
 
     for epoch in range(start, tp.epochs):
         dataset.set_epoch(epoch)
-        loader = DataLoader(dataset, batch_size=tp.batch_size, shuffle=True, num_workers=tp.num_workers,
+        loader = DataLoader(dataset, batch_size=tp.batch_size, shuffle=True, num_workers=threads.loader_workers(tp.num_workers),
                             generator=torch.Generator().manual_seed(tp.seed * 1000 + epoch), drop_last=False)
         lr = optimizer.param_groups[0]["lr"]
         t0 = time.perf_counter()
