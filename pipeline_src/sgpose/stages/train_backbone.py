@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from sgpose import threads
+from sgpose import shards, threads
 from sgpose.config import Params, Paths
 from sgpose.data.coco import read_instances
 from sgpose.data.dataset import CropDataset
@@ -32,7 +32,8 @@ from sgpose.models.backbones import build_backbone
 from sgpose.models.checkpoints import load_backbone
 
 log = logging.getLogger(__name__)
-LOG_COLUMNS = ["epoch", "loss", "lr", "seconds"]
+# the per-epoch log (a tracked output): no wall times, so equal work gives equal bytes (they go to stderr)
+LOG_COLUMNS = ["epoch", "loss", "lr"]
 
 
 def joints_mse_loss(pred: Tensor, target: Tensor, weight: Tensor) -> Tensor:
@@ -57,11 +58,16 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim
     return total / max(count, 1)
 
 
-def _fingerprint(params: Params, num_joints: int) -> dict:
-    """What a resume checkpoint must have been made with to be continued (any `epochs` not below its own)."""
+def _fingerprint(params: Params, paths: Paths, rows: pd.DataFrame, num_joints: int, device: torch.device) -> dict:
+    """What a resume checkpoint must have been made with to be continued (any `epochs` not below its
+    own): every parameter that shapes the weights, the training data (a digest of the instance table:
+    boxes, keypoints, image ids and files; the download stamp: every image's sha256) and the device type."""
     train = params.train_backbone.model_dump(mode="json", exclude={"epochs", "num_workers"})
+    stamp = paths.download_stamp
     return {"backbone": params.backbone.model_dump(mode="json", exclude={"evals", "train"}), "train": train,
-            "layout": params.layout, "num_joints": num_joints}
+            "layout": params.layout, "num_joints": num_joints, "images_dir": str(params.data.images_dir),
+            "instances": shards.rows_digest(rows), "device": device.type,
+            "download": sha256_file(stamp) if stamp.is_file() else None}
 
 
 def _try_resume(last: Path, fingerprint: dict, epochs: int, model, optimizer, scheduler) -> tuple[int, list[dict]]:
@@ -71,7 +77,7 @@ def _try_resume(last: Path, fingerprint: dict, epochs: int, model, optimizer, sc
     try:
         state = torch.load(last, map_location="cpu", weights_only=True)
         if state.get("fingerprint") != fingerprint or state["epoch"] > epochs:
-            log.warning("%s: made with other parameters; starting from scratch", last)
+            log.warning("%s: made with other parameters or training data; starting from scratch", last)
             return 0, []
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -122,14 +128,15 @@ def main(params: Params, paths: Paths, args: argparse.Namespace) -> None:
     tp, bp = params.train_backbone, params.backbone
     layout = get_layout(params.layout)
     torch.manual_seed(tp.seed)
-    dataset = CropDataset(read_instances(paths.instances("train")), params.data.images_dir, bp.input_size,
+    rows_train = read_instances(paths.instances("train"))
+    dataset = CropDataset(rows_train, params.data.images_dir, bp.input_size,
                           bp.heatmap_size, bp.heatmap_sigma, layout, augment=tp.augment, seed=tp.seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = build_backbone(bp, layout.num_joints).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=tp.lr)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=tp.lr_steps, gamma=0.1)
     last = paths.backbone.with_name(paths.backbone.name + ".last")
-    fingerprint = _fingerprint(params, layout.num_joints)
+    fingerprint = _fingerprint(params, paths, rows_train, layout.num_joints, device)
     start, rows = _try_resume(last, fingerprint, tp.epochs, model, optimizer, scheduler)
 
     for epoch in range(start, tp.epochs):
@@ -140,8 +147,8 @@ def main(params: Params, paths: Paths, args: argparse.Namespace) -> None:
         t0 = time.perf_counter()
         loss = train_one_epoch(model, loader, optimizer, device, f"backbone epoch {epoch + 1}/{tp.epochs}")
         scheduler.step()
-        rows.append({"epoch": epoch + 1, "loss": loss, "lr": lr, "seconds": time.perf_counter() - t0})
-        log.info("epoch %d/%d loss %.6g lr %.3g (%.1f s)", epoch + 1, tp.epochs, loss, lr, rows[-1]["seconds"])
+        rows.append({"epoch": epoch + 1, "loss": loss, "lr": lr})
+        log.info("epoch %d/%d loss %.6g lr %.3g (%.1f s)", epoch + 1, tp.epochs, loss, lr, time.perf_counter() - t0)
         with atomic_path(last) as tmp:
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                         "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "log": rows,
