@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from sgpose import compute
 from sgpose.cache import COMPRESSION, cache_writer, load_cache, write_cache
-from sgpose.config import BackboneParams, ComputeParams, GuidanceParams
+from sgpose.config.schema import BackboneParams, ComputeParams, GuidanceParams
 from sgpose.data.cache_loader import CacheBatches, batch_loader, features, shuffled_batches
 from sgpose.data.coco import instances_from_gt, load_coco
 from sgpose.data.dataset import CropDataset

@@ -6,7 +6,7 @@ import pytest
 import torch
 from conftest import as_trained
 from sgpose import guidance
-from sgpose.config import load_params
+from sgpose.config.selection import load_params
 from sgpose.refine import build_unet, draw_steps, guidance_spec, refine, refine_static, training_loss
 from sgpose.refine import gt_pose as refine_gt_pose
 

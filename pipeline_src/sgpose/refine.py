@@ -17,7 +17,8 @@ import torch
 from torch import Tensor
 
 from sgpose import guidance
-from sgpose.config import GuidanceParams, Params
+from sgpose.config.schema import GuidanceParams
+from sgpose.config.selection import Params
 from sgpose.data.heatmaps import predicted_pose
 from sgpose.keypoints import get_layout
 from sgpose.losses import joints_mse

@@ -50,7 +50,13 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
     Variant("ours", "graduated", True, "pred", "graduated sequence from the prediction (path consistency)"),
 )}
 REFINED = tuple(VARIANTS)  # the paper's refined variants (Table 1)
-ALL = (BASELINE, *REFINED)
+UNREFINED = (BASELINE,)  # variants without a refiner: the backbone's heatmaps, decoded
+ALL = (*UNREFINED, *REFINED)
+
+
+def is_refined(name: str) -> bool:
+    """True for a variant with a refiner (a UNet to train); False for the backbone's own heatmaps."""
+    return name not in UNREFINED
 
 
 def get_variant(name: str) -> Variant:

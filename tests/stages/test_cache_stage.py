@@ -10,7 +10,7 @@ from conftest import FIXTURE_COCO as FIXTURE
 from conftest import fixture_instances, params_tree, write_instances, write_params
 from sgpose.cache import cache_attrs, has_flip, load_cache, num_features, open_cache
 from sgpose.cli import main as cli
-from sgpose.config import load_params
+from sgpose.config.selection import load_params
 from sgpose.data.dataset import CropDataset
 from sgpose.data.heatmaps import flip_back
 from sgpose.keypoints import COCO

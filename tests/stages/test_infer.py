@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from conftest import as_trained
 from sgpose.cache import load_cache
-from sgpose.config import load_params
+from sgpose.config.selection import load_params
 from sgpose.data.cache_loader import features
 from sgpose.data.heatmaps import flip_back
 from sgpose.keypoints import COCO

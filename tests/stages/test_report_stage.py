@@ -20,7 +20,7 @@ import yaml
 from conftest import FIXTURE_COCO, fixture_instances
 from sgpose.cache import write_cache
 from sgpose.cli import main as cli_main
-from sgpose.config import load_params
+from sgpose.config.selection import load_params
 from sgpose.guidance import render_gaussians
 from sgpose.refine import build_unet
 

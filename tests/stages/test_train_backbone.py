@@ -11,7 +11,7 @@ import sgpose.stages.train_backbone as stage
 import torch
 from conftest import fixture_instances, params_tree, write_instances, write_params
 from sgpose.cli import main as cli
-from sgpose.config import load_params
+from sgpose.config.selection import load_params
 from sgpose.models.backbones import build_backbone
 
 

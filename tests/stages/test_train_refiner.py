@@ -10,7 +10,8 @@ import pytest
 import sgpose.stages.train_refiner as stage
 import torch
 from sgpose.cli import main as cli
-from sgpose.config import Paths, load_params
+from sgpose.config.paths import Paths
+from sgpose.config.selection import load_params
 from sgpose.data import sources
 from sgpose.data.cache_loader import features
 from test_cache_stage import tiny_project

@@ -16,7 +16,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from sgpose import compute, shards, threads
-from sgpose.config import Params, Paths
+from sgpose.config.paths import Paths
+from sgpose.config.selection import Params
 from sgpose.data.cache_loader import CacheBatches, batch_loader
 from sgpose.data.coco import read_instances
 from sgpose.data.dataset import CropDataset

@@ -11,7 +11,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from sgpose.config import DET_SPLIT, Paths
+from sgpose.config.paths import Paths
+from sgpose.config.schema import DET_SPLIT
 from sgpose.io import read_json
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from sgpose.cache import open_cache  # noqa: E402
-from sgpose.config import Params, Paths  # noqa: E402
+from sgpose.config.paths import Paths  # noqa: E402
+from sgpose.config.selection import Params  # noqa: E402
 from sgpose.data.transforms import heatmap_to_image  # noqa: E402
 from sgpose.keypoints import get_layout  # noqa: E402
 from sgpose.refine import guidance_spec  # noqa: E402

@@ -27,7 +27,9 @@ from tqdm import tqdm
 
 from sgpose import compute, shards, threads
 from sgpose.cache import cache_writer
-from sgpose.config import SPLITS, AugmentParams, Params, Paths
+from sgpose.config.paths import Paths
+from sgpose.config.schema import SPLITS, AugmentParams
+from sgpose.config.selection import Params
 from sgpose.data.coco import read_instances
 from sgpose.data.dataset import CropDataset, ViewCrops
 from sgpose.keypoints import get_layout
@@ -77,7 +79,7 @@ def cache_attrs(params: Params, paths: Paths) -> dict:
     parameters its numbers depend on (the cache section; the compute set-up in effect on this node)."""
     bp, layout = params.backbone, get_layout(params.layout)
     return {"layout": layout.name, "input_size": list(bp.input_size), "heatmap_size": list(bp.heatmap_size),
-            "num_joints": layout.num_joints, "backbone": bp.model_dump(mode="json", exclude={"evals", "train"}),
+            "num_joints": layout.num_joints, "backbone": bp.model_dump(mode="json", exclude={"train"}),
             "checkpoint_sha256": backbone_source_sha256(paths.backbone),
             "cache": params.cache.model_dump(mode="json", exclude={"batch_size", "shards"}),
             "compute": compute.effective(params.compute, compute.device(params.compute))}

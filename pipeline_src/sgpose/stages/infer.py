@@ -18,7 +18,9 @@ import torch
 
 from sgpose import compute, variants
 from sgpose.cache import has_flip, open_cache
-from sgpose.config import Params, Paths
+from sgpose.config.paths import Paths
+from sgpose.config.schema import SPLITS
+from sgpose.config.selection import Params
 from sgpose.data.cache_loader import CacheBatches, batch_loader, features, sequential_batches
 from sgpose.data.heatmaps import decode, flip_back
 from sgpose.data.transforms import heatmap_to_image
@@ -36,6 +38,8 @@ META = ("meta/center", "meta/scale", "meta/image_id", "meta/score")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variant", required=True, type=variants.argument,
                         help="baseline or a refined variant (A1..A4, ours, ours_S<k>, ours_<schedule>)")
+    parser.add_argument("--split", action="append", dest="splits", choices=SPLITS,
+                        help="only this evaluation split (repeatable; default: every split the variant is scored on)")
 
 
 def view_heatmaps(params: Params, batch: dict[str, torch.Tensor], prefix: str, unet=None,
@@ -97,7 +101,13 @@ def split_results(params: Params, paths: Paths, split: str, unet=None, spec: Gui
 def main(params: Params, paths: Paths, args: argparse.Namespace) -> None:
     dev = compute.device(params.compute)
     unet, spec = refiner_for(params, paths, args.variant, dev)
-    for split in params.evals_of(args.variant):
+    scored = params.evals_of(args.variant)
+    wanted = getattr(args, "splits", None) or scored
+    unknown = [s for s in wanted if s not in scored]
+    if unknown:
+        raise ValueError(f"--split {unknown[0]}: {args.variant} of backbone {params.backbone.name} is scored on "
+                         f"{', '.join(scored)} (evals.{params.backbone.name})")
+    for split in wanted:
         results = split_results(params, paths, split, unet, spec, dev)
         write_json(paths.keypoints(args.variant, split), results, indent=None)
         log.info("%s %s: %d person results -> %s", args.variant, split, len(results), paths.keypoints(args.variant, split))

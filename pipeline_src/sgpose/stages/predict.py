@@ -19,7 +19,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from sgpose.config import Params, Paths  # noqa: E402
+from sgpose.config.paths import Paths  # noqa: E402
+from sgpose.config.selection import Params  # noqa: E402
 from sgpose.data.dataset import ImageNorm, read_rgb  # noqa: E402
 from sgpose.data.heatmaps import decode  # noqa: E402
 from sgpose.data.transforms import box_to_center_scale, heatmap_to_image, warp_crop  # noqa: E402

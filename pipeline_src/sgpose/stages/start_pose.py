@@ -13,7 +13,8 @@ import logging
 
 import torch
 
-from sgpose.config import Params, Paths
+from sgpose.config.paths import Paths
+from sgpose.config.selection import Params
 from sgpose.data.cache_loader import CacheBatches
 from sgpose.guidance import mean_pose
 from sgpose.io import write_json

@@ -24,7 +24,8 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from sgpose import compute, distributed, variants
-from sgpose.config import Params, Paths
+from sgpose.config.paths import Paths
+from sgpose.config.selection import Params
 from sgpose.data.cache_loader import features, shuffled_batches
 from sgpose.data.sources import training_source
 from sgpose.io import atomic_path

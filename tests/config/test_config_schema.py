@@ -2,9 +2,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from sgpose.config import ParamsError, Paths, load_params, read_params_file
+from sgpose.config.paths import Paths
+from sgpose.config.selection import ParamsError, load_params, read_params_file
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_repo_params_validate():
