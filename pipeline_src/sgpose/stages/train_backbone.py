@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from sgpose import shards, threads
+from sgpose import locks, shards, threads
 from sgpose.config.paths import Paths
 from sgpose.config.selection import Params
 from sgpose.data.coco import read_instances
@@ -127,8 +127,15 @@ def save_backbone(path: Path, model: nn.Module, params: Params, epochs: int, sou
 
 
 def main(params: Params, paths: Paths, args: argparse.Namespace) -> None:
-    if params.backbone.checkpoint:
-        return import_checkpoint(params, paths)
+    # one writer of backbone.pt and its resume file: a second run stops, naming the first
+    with locks.output_lock(paths.backbone, paths.results, wait=False):
+        if params.backbone.checkpoint:
+            return import_checkpoint(params, paths)
+        train(params, paths)
+
+
+def train(params: Params, paths: Paths) -> None:
+    """Train the backbone, resuming from backbone.pt.last when it was made the same way (`_fingerprint`)."""
     tp, bp = params.train_backbone, params.backbone
     layout = get_layout(params.layout)
     torch.manual_seed(tp.seed)

@@ -14,6 +14,7 @@ Resumable: `refiner.pt.last` is written after every epoch and picked up by a re-
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import logging
 import time
@@ -23,7 +24,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from sgpose import compute, distributed, variants
+from sgpose import compute, distributed, locks, variants
 from sgpose.config.paths import Paths
 from sgpose.config.selection import Params
 from sgpose.data.cache_loader import features, shuffled_batches
@@ -49,7 +50,13 @@ def main(params: Params, paths: Paths, args: argparse.Namespace) -> None:
 
 
 def train(params: Params, paths: Paths, variant: str, dev: torch.device, rank: int = 0, world: int = 1) -> None:
-    """Train one variant's refiner; process `rank` of `world` (DDP) takes every world-th sample of each batch."""
+    """Train one variant's refiner; process `rank` of `world` (DDP) takes every world-th sample of each batch.
+    Process 0 holds the lock of refiner.pt (and so of its resume file): a second run stops, naming it."""
+    with locks.output_lock(paths.refiner(variant), paths.results, wait=False) if rank == 0 else contextlib.nullcontext():
+        _train(params, paths, variant, dev, rank, world)
+
+
+def _train(params: Params, paths: Paths, variant: str, dev: torch.device, rank: int, world: int) -> None:
     tp, cp = params.train_refiner, params.compute
     source = training_source(params, paths, dev)
     n = source.num_instances
