@@ -140,3 +140,17 @@ def test_cached_training_views_are_drawn_per_epoch(project):
     assert (source.views, source.num_instances, len(source.data)) == (2, 7, 14)
     assert source.data.memory is not None  # a small cache: read into memory once
     assert cli(["train_refiner", *project, "--set", "train_refiner.epochs=1"]) == 0
+
+
+def test_equal_work_gives_equal_bytes(project):
+    """Issue 16: refiner.pt and train_log.csv hold no wall times, so a second identical training
+    reproduces both byte for byte (DVC then sees no change downstream)."""
+    files = [BB / "ours" / "refiner.pt", BB / "ours" / "train_log.csv"]
+    assert cli(["train_refiner", *project, "--set", "train_refiner.epochs=2"]) == 0
+    first = [f.read_bytes() for f in files]
+    for f in files:
+        f.unlink()
+    assert cli(["train_refiner", *project, "--set", "train_refiner.epochs=2"]) == 0
+    assert [f.read_bytes() for f in files] == first
+    assert list(pd.read_csv(files[1]).columns) == ["epoch", "loss", "lr"]
+    assert all(set(row) == {"epoch", "loss", "lr"} for row in torch.load(files[0], weights_only=False)["log"])
