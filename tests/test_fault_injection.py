@@ -53,8 +53,8 @@ def _session(sid: int) -> list[tuple[int, str]]:
         if not entry.name.isdigit():
             continue
         try:
-            stat = (entry / "stat").read_text()
-            if int(stat.rsplit(")", 1)[1].split()[4]) == sid and stat.rsplit(")", 1)[1].split()[0] != "Z":
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()  # state ppid pgrp session ...
+            if int(fields[3]) == sid and fields[0] != "Z":
                 found.append((int(entry.name), (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()))
         except (OSError, ValueError, IndexError):
             continue
