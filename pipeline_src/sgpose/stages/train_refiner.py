@@ -33,6 +33,7 @@ from sgpose.io import atomic_path
 from sgpose.refine import build_unet, draw_steps, guidance_spec, training_loss
 
 log = logging.getLogger(__name__)
+LOG_FIELDS = ("epoch", "loss", "lr")  # a training log row; no wall time (equal work, equal bytes)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -119,7 +120,10 @@ def _train(params: Params, paths: Paths, variant: str, dev: torch.device, rank: 
 
 
 def _checkpoint(unet, opt, epoch, rows, source, params: Params, variant: str) -> dict:
-    ckpt = {"state_dict": {k: v.cpu() for k, v in unet.state_dict().items()}, "epoch": epoch, "log": rows,
+    # rows rebuilt on one set of key objects: pickle memoises keys by identity, so rows resumed from
+    # refiner.pt.last would otherwise be written with other bytes than the same rows of a clean run
+    log_rows = [{k: row[k] for k in LOG_FIELDS} for row in rows]
+    ckpt = {"state_dict": {k: v.cpu() for k, v in unet.state_dict().items()}, "epoch": epoch, "log": log_rows,
             "feature_channels": source.channels, "feature_levels": source.levels, "variant": variant,
             "refiner": params.refiner.model_dump(), "guidance": params.guidance.model_dump(), "layout": params.layout}
     if opt is not None:
@@ -160,7 +164,7 @@ def _resumable(last: Path, fingerprint: dict, epochs: int) -> dict | None:
 
 def _write_log(path: Path, rows: list[dict]) -> None:
     with atomic_path(path) as tmp, tmp.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["epoch", "loss", "lr"])
+        writer = csv.DictWriter(fh, fieldnames=LOG_FIELDS)
         writer.writeheader()
         writer.writerows(rows)
 
