@@ -27,9 +27,10 @@ for r in rules(PARAMS):
             r.log(),
         params:
             values=r.params,
+            cmd=r.command,
         conda:
             "workflow/envs/sgpose.yaml"
         wildcard_constraints:
             **r.constraints(),
         shell:
-            r.command()
+            "{params.cmd} 2> {log}"  # sgpose logs to stderr

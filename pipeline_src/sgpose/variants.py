@@ -5,7 +5,9 @@ builds the guidance path in training; everything else (the UNet, the loss, the d
 Every guidance kind is a (T, S) weight matrix over the rendered maps G^0..G^{S-1}
 (`sgpose.guidance.step_weights`), so one batched code path serves them all.
 
-    baseline  the backbone's own heatmaps (no refiner)
+    baseline  the backbone's own heatmaps (no refiner), decoded as `infer.decode` says
+    baseline_dark  the backbone's own heatmaps, DARK-decoded whatever `infer.decode` says: the
+              zero-cost decoding a refiner must beat (Table 2's "baseline + DARK")
     A1        UNet on the features only: no guidance, no step embedding, one step
     A2        the prediction's map as a static guidance: one step (guidance.a2_map: rendered | raw Y0)
     A3        the interpolated maps G^s as the sequence, no graduated fusion (guidance.a3_steps)
@@ -21,12 +23,24 @@ from __future__ import annotations
 import argparse
 import re
 from dataclasses import dataclass, replace
+from enum import StrEnum
 from typing import Literal
 
-GuidanceKind = Literal["none", "prediction", "interpolated", "graduated"]
+from sgpose.modes import DecodeMode, Schedule
+
+
+class GuidanceKind(StrEnum):
+    """What guidance a variant's UNet sees; each is a (T, S) weight matrix (`sgpose.guidance.step_weights`)."""
+
+    NONE = "none"  # no guidance map: the features only, one step (A1)
+    PREDICTION = "prediction"  # the prediction's own map, one static step (A2)
+    INTERPOLATED = "interpolated"  # the interpolated maps G^s as the sequence, no graduated fusion (A3)
+    GRADUATED = "graduated"  # the graduated fusion H(t) = max_s w(t, s) G^s (SPEC 2; A4, ours)
+
+
 BASELINE = "baseline"
-SCHEDULES = ("cosine", "linear")
-SWEEP = re.compile(r"^ours_(?:S(?P<S>[1-9][0-9]?)|(?P<schedule>cosine|linear))$")
+BASELINE_DARK = "baseline_dark"
+SWEEP = re.compile(rf"^ours_(?:S(?P<S>[1-9][0-9]?)|(?P<schedule>{'|'.join(Schedule)}))$")
 
 
 @dataclass(frozen=True)
@@ -39,24 +53,44 @@ class Variant:
     train_path: Literal["pred", "gt"]  # the pose the guidance path ends at during training
     description: str
     S: int | None = None  # overrides guidance.S (a Fig. 5 sweep point)
-    schedule: Literal["cosine", "linear"] | None = None  # overrides guidance.schedule (Fig. 6)
+    schedule: Schedule | None = None  # overrides guidance.schedule (Fig. 6)
 
+
+@dataclass(frozen=True)
+class Unrefined:
+    """A variant that scores the backbone's own heatmaps Y0 (no refiner; Table 2's baseline columns)."""
+
+    name: str
+    decode: DecodeMode | None  # the decoder it always uses; None: the configured infer.decode
+    description: str
+
+
+UNREFINED: dict[str, Unrefined] = {u.name: u for u in (
+    Unrefined(BASELINE, None, "backbone heatmaps, no refinement"),
+    Unrefined(BASELINE_DARK, DecodeMode.DARK, "backbone heatmaps, DARK decoding, no refinement"),
+)}
 
 VARIANTS: dict[str, Variant] = {v.name: v for v in (
-    Variant("A1", "none", False, "pred", "UNet on backbone features only"),
-    Variant("A2", "prediction", False, "pred", "+ static predicted heatmap"),
-    Variant("A3", "interpolated", True, "pred", "+ interpolated heatmap sequence, no graduated fusion"),
-    Variant("A4", "graduated", True, "gt", "graduated sequence from ground truth in training"),
-    Variant("ours", "graduated", True, "pred", "graduated sequence from the prediction (path consistency)"),
+    Variant("A1", GuidanceKind.NONE, False, "pred", "UNet on backbone features only"),
+    Variant("A2", GuidanceKind.PREDICTION, False, "pred", "+ static predicted heatmap"),
+    Variant("A3", GuidanceKind.INTERPOLATED, True, "pred", "+ interpolated heatmap sequence, no graduated fusion"),
+    Variant("A4", GuidanceKind.GRADUATED, True, "gt", "graduated sequence from ground truth in training"),
+    Variant("ours", GuidanceKind.GRADUATED, True, "pred", "graduated sequence from the prediction (path consistency)"),
 )}
 REFINED = tuple(VARIANTS)  # the paper's refined variants (Table 1)
-UNREFINED = (BASELINE,)  # variants without a refiner: the backbone's heatmaps, decoded
 ALL = (*UNREFINED, *REFINED)
 
 
 def is_refined(name: str) -> bool:
     """True for a variant with a refiner (a UNet to train); False for the backbone's own heatmaps."""
     return name not in UNREFINED
+
+
+def decode_mode(variant: str, configured: DecodeMode | str) -> DecodeMode:
+    """The decoder a variant's final heatmaps go through: an unrefined variant's own when it has
+    one (baseline_dark: DARK), else the configured `infer.decode` (baseline and every refined variant)."""
+    own = UNREFINED[variant].decode if variant in UNREFINED else None
+    return own or DecodeMode(configured)
 
 
 def get_variant(name: str) -> Variant:
@@ -68,21 +102,22 @@ def get_variant(name: str) -> Variant:
         ours = VARIANTS["ours"]
         if m["S"]:
             return replace(ours, name=name, S=int(m["S"]), description=f"ours with S = {m['S']} (Fig. 5)")
-        return replace(ours, name=name, schedule=m["schedule"],
+        return replace(ours, name=name, schedule=Schedule(m["schedule"]),
                        description=f"ours with the {m['schedule']} schedule (Fig. 6)")
     raise ValueError(f"unknown refined variant {name!r}; expected one of {', '.join(REFINED)}, "
-                     "ours_S<k> (k = 1..99) or ours_cosine / ours_linear")
+                     f"ours_S<k> (k = 1..99) or {' / '.join(f'ours_{s}' for s in Schedule)}")
 
 
 def check_name(name: str) -> str:
-    """`name` if it is `baseline` or a refined variant (for argparse and pydantic), else ValueError."""
-    if name != BASELINE:
+    """`name` if it is an unrefined (baseline, baseline_dark) or a refined variant (for argparse and
+    pydantic), else ValueError."""
+    if name not in UNREFINED:
         get_variant(name)
     return name
 
 
 def argument(name: str) -> str:
-    """argparse type of `--variant`: baseline or a refined variant, with the accepted names on error."""
+    """argparse type of `--variant`: an unrefined or a refined variant, with the accepted names on error."""
     try:
         return check_name(name)
     except ValueError as err:
@@ -91,6 +126,6 @@ def argument(name: str) -> str:
 
 def refined_argument(name: str) -> str:
     """argparse type of `--variant` where only a refined variant makes sense (training a refiner)."""
-    if name == BASELINE:
-        raise argparse.ArgumentTypeError("baseline has no refiner")
+    if name in UNREFINED:
+        raise argparse.ArgumentTypeError(f"{name} has no refiner")
     return argument(name)

@@ -8,11 +8,12 @@ import pandas as pd
 import torch
 from conftest import FIXTURE_COCO as FIXTURE
 from conftest import fixture_instances, params_tree, write_instances, write_params
-from sgpose.cache import cache_attrs, has_flip, load_cache, num_features, open_cache
+from sgpose.cache.format import has_flip, num_features, read_attrs
+from sgpose.cache.reader import load_cache, open_cache
 from sgpose.cli import main as cli
 from sgpose.config.selection import load_params
 from sgpose.data.dataset import CropDataset
-from sgpose.data.heatmaps import flip_back
+from sgpose.data.decoding import flip_back
 from sgpose.keypoints import COCO
 from sgpose.models.backbones import build_backbone
 from sgpose.models.checkpoints import load_backbone
@@ -44,7 +45,7 @@ def test_cache_stage_writes_both_splits(tmp_path, monkeypatch):
         assert data["meta/ann_id"].tolist() == rows.ann_id.tolist()
         np.testing.assert_allclose(data["meta/center"], rows[["center_x", "center_y"]].to_numpy(), rtol=1e-6)
         with open_cache(bb / "cache" / f"{split}.h5") as h5:
-            attrs = cache_attrs(h5)
+            attrs = read_attrs(h5)
         assert attrs["checkpoint_sha256"] == sha and attrs["complete"] is True
         assert attrs["layout"] == "coco" and attrs["input_size"] == [64, 64] and attrs["num_joints"] == 17
         assert attrs["backbone"]["depth"] == 18
@@ -88,9 +89,9 @@ def test_flip_test_outputs_are_the_mirrored_crops(tmp_path, monkeypatch):
     assert cli(["cache", "--params", str(params_file)]) == 0
     bb = tmp_path / "results" / "fx" / "tiny"
     with open_cache(bb / "cache" / "train.h5") as h5:
-        assert not has_flip(h5) and cache_attrs(h5)["flip_test"] is False  # train split: no flip datasets
+        assert not has_flip(h5) and read_attrs(h5)["flip_test"] is False  # train split: no flip datasets
     with open_cache(bb / "cache" / "val.h5") as h5:
-        assert has_flip(h5) and cache_attrs(h5)["flip_test"] is True and num_features(h5, "flip/feat") == 3
+        assert has_flip(h5) and read_attrs(h5)["flip_test"] is True and num_features(h5, "flip/feat") == 3
     val = load_cache(bb / "cache" / "val.h5")
     n = len(table) - 7
     assert val["flip/heatmaps"].shape == val["heatmaps"].shape == (n, 17, 16, 16)
@@ -124,18 +125,19 @@ def test_flip_test_off_writes_no_flip_datasets(tmp_path, monkeypatch):
 def test_cache_from_registry_hrnet_checkpoint(tmp_path, monkeypatch):
     """`backbone.checkpoint: mmpose:hrnet_w32_coco_256x192` loads checkpoints/<file> (mmpose 0.x naming)."""
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SGPOSE_MIRROR", "http://127.0.0.1:9")  # a mirror that refuses: no checkpoint to fetch
     params_file, table = tiny_project(tmp_path)
     write_instances(tmp_path, "fx", train=table.iloc[:1], val=table.iloc[1:3])
     hr = ["--set", "prepare.aspect_ratio=0.75", "--set", "backbone.arch=hrnet", "--set", "backbone.width=32",
           "--set", "backbone.input_size=[256,192]",
           "--set", "backbone.heatmap_size=[64,48]", "--set", "backbone.checkpoint=mmpose:hrnet_w32_coco_256x192",
           "--set", "cache.batch_size=1"]
-    assert cli(["train_backbone", "--params", str(params_file), *hr]) == 1  # not downloaded yet
+    assert cli(["train_backbone", "--params", str(params_file), *hr]) == 1  # not downloaded, and the mirror has none
     params = load_params(params_file, [a for a in hr if a != "--set"])
     model = build_backbone(params.backbone, 17)
     mm = {("keypoint_head." if k.startswith("final_layer") else "backbone.") + k: v for k, v in model.state_dict().items()}
     path = tmp_path / "checkpoints" / "hrnet_w32_coco_256x192-c78dce93_20200708.pth"
-    path.parent.mkdir()
+    path.parent.mkdir(exist_ok=True)
     torch.save({"meta": {}, "state_dict": mm}, path)
     assert cli(["train_backbone", "--params", str(params_file), *hr]) == 0
     assert cli(["cache", "--params", str(params_file), *hr]) == 0

@@ -15,10 +15,11 @@ from typing import Iterable, Iterator
 import torch
 from torch.utils.data import DataLoader
 
-from sgpose import compute, shards, threads
+from sgpose import compute, threads
+from sgpose.cache import shards
+from sgpose.cache.reader import CacheBatches, batch_loader
 from sgpose.config.paths import Paths
 from sgpose.config.selection import Params
-from sgpose.data.cache_loader import CacheBatches, batch_loader
 from sgpose.data.coco import read_instances
 from sgpose.data.dataset import CropDataset
 from sgpose.data.download import sha256_file
@@ -60,7 +61,7 @@ class OnlineSource:
         rows = read_instances(paths.instances("train"))
         self.crops = CropDataset(rows, params.data.images_dir, bp.input_size,
                                  bp.heatmap_size, bp.heatmap_sigma, layout, augment=params.cache.augment,
-                                 seed=params.train_refiner.seed)
+                                 seed=params.train_refiner.seed, input_color=bp.input_color)
         self.levels_cfg, self.workers = params.cache.feature_levels, params.train_refiner.num_workers
         with torch.no_grad():
             probe = forward_views(self.model, torch.zeros(1, 3, *bp.input_size, device=dev), False, self.levels_cfg)

@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from sgpose.cache import open_cache  # noqa: E402
+from sgpose.cache.reader import open_cache  # noqa: E402
 from sgpose.config.paths import Paths  # noqa: E402
 from sgpose.config.selection import Params  # noqa: E402
 from sgpose.data.transforms import heatmap_to_image  # noqa: E402
@@ -118,7 +118,7 @@ def write_qualitative(params: Params, paths: Paths, out: Path) -> dict[str, str]
     missing = [str(p) for p in (cache, ckpt) if not p.is_file()]
     if missing:
         return {n: placeholder(out / f"{n}.png", n, f"{', '.join(missing)} missing", ["sample"]) for n in names}
-    from sgpose.stages.train_refiner import load_refiner
+    from sgpose.refiner import load_refiner
 
     unet = load_refiner(ckpt, params, VARIANT)
     spec = guidance_spec(params, VARIANT, paths.start_pose)
@@ -128,7 +128,7 @@ def write_qualitative(params: Params, paths: Paths, out: Path) -> dict[str, str]
 
 def _draw_all(params: Params, paths: Paths, out: Path, h5, unet, spec) -> dict[str, str]:
     layout, bp, mode, thr = get_layout(params.layout), params.backbone, params.infer.mode, params.guidance.pred_threshold
-    d = ev.decode_val(h5, unet, spec, mode, params.infer.batch_size)
+    d = ev.decode_val(h5, unet, spec, mode, params.infer.batch_size, params.infer.decode, bp.heatmap_sigma)
     table = paths.instances("val")
     instances = pd.read_parquet(table) if table.is_file() else None
     crop = lambda idx: load_crops(instances, params.data.images_dir, d.meta["ann_id"][idx], d.meta["center"][idx],  # noqa: E731

@@ -21,12 +21,14 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from sgpose import locks, shards, threads
+from sgpose import locks, threads
+from sgpose.cache import shards
 from sgpose.config.paths import Paths
 from sgpose.config.selection import Params
 from sgpose.data.coco import read_instances
 from sgpose.data.dataset import CropDataset
 from sgpose.data.download import sha256_file
+from sgpose.data.integrity import verify_images
 from sgpose.io import atomic_path
 from sgpose.keypoints import get_layout
 from sgpose.models import zoo
@@ -139,15 +141,17 @@ def train(params: Params, paths: Paths) -> None:
     tp, bp = params.train_backbone, params.backbone
     layout = get_layout(params.layout)
     torch.manual_seed(tp.seed)
-    rows_train = read_instances(paths.instances("train"))
-    dataset = CropDataset(rows_train, params.data.images_dir, bp.input_size,
-                          bp.heatmap_size, bp.heatmap_sigma, layout, augment=tp.augment, seed=tp.seed)
+    instances = read_instances(paths.instances("train"))
+    verify_images(params, paths, instances["file_name"])  # the downloaded bytes, not damaged ones
+    dataset = CropDataset(instances, params.data.images_dir, bp.input_size,
+                          bp.heatmap_size, bp.heatmap_sigma, layout, augment=tp.augment, seed=tp.seed,
+                          input_color=bp.input_color)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = build_backbone(bp, layout.num_joints).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=tp.lr)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=tp.lr_steps, gamma=0.1)
     last = paths.backbone.with_name(paths.backbone.name + ".last")
-    fingerprint = _fingerprint(params, paths, rows_train, layout.num_joints, device)
+    fingerprint = _fingerprint(params, paths, instances, layout.num_joints, device)
     start, rows = _try_resume(last, fingerprint, tp.epochs, model, optimizer, scheduler)
 
     for epoch in range(start, tp.epochs):

@@ -5,15 +5,16 @@ in one go: an interruption would lose hours. The cache stage writes `<split>.sha
 ... (`cache.shards[split]` files, each an ordinary cache file of a contiguous range of instances,
 written atomically with `complete` set last; one Snakemake job each) and then the manifest at
 `<split>.h5`: one HDF5 virtual dataset per cache dataset (`h5py.VirtualLayout`), same names and
-attributes as a single-file cache, so `open_cache` and
-`load_cache` read it unchanged. Shard names in the manifest are relative, so the cache directory
+attributes as a single-file cache, so `reader.open_cache` and
+`reader.load_cache` read it unchanged. Shard names in the manifest are relative, so the cache directory
 can be moved (HDF5 looks for relative sources beside the manifest).
 
 Each shard records a `fingerprint`: the sha256 of everything its contents depend on (the cache
 attributes: backbone parameters, checkpoint sha256, input size, cache parameters; the shard's
 instance rows; the source of the code that computes it). A re-run keeps a shard only if it is a
 complete HDF5 cache with the expected fingerprint and length, so an interrupted run resumes at the
-first unfinished shard and a truncated, foreign or stale shard is rebuilt, never read as data. The
+first unfinished shard and a truncated, foreign, stale or damaged shard (a chunk failing its checksum:
+every chunk of a kept shard is read back) is rebuilt, never read as data. The
 manifest lists the shards' fingerprints and `open_cache` checks them, since a missing source of a
 virtual dataset would otherwise read as zeros.
 """
@@ -29,12 +30,10 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from sgpose.cache import cache_attrs, dataset_keys
+from sgpose.cache.format import damaged_chunks, dataset_keys, read_attrs, write_attrs
+from sgpose.errors import InputError
 from sgpose.io import atomic_path
 
-# sources whose change changes the cached numbers (relative to the package directory)
-CODE = ("cache.py", "shards.py", "stages/cache.py", "compute.py", "keypoints.py", "data/dataset.py",
-        "data/transforms.py", "data/heatmaps.py", "models")
 MANIFEST_ONLY = ("shard_index", "shard_start", "fingerprint", "num_samples", "complete")
 
 
@@ -58,13 +57,11 @@ def shard_ranges(num_items: int, num_shards: int) -> list[tuple[int, int]]:
     return list(zip(bounds[:-1], bounds[1:]))
 
 
-def code_digest() -> str:
-    """sha256 over the package sources that compute the cached numbers (CODE), in a fixed order."""
-    root = Path(__file__).resolve().parent
-    files = sorted(f for entry in CODE for f in ([root / entry] if entry.endswith(".py")
-                                                 else (root / entry).rglob("*.py")))
+def code_digest(files: list[Path], root: Path) -> str:
+    """sha256 over source files (named relative to `root`), in a fixed order: what the cache stage
+    passes is its import closure (`sgpose.dag.imports.module_files`, the files the DAG tracks for it)."""
     digest = hashlib.sha256()
-    for f in files:
+    for f in sorted(files):
         digest.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())
     return digest.hexdigest()
 
@@ -86,8 +83,11 @@ def fingerprint(attrs: Mapping[str, Any], rows: pd.DataFrame, start: int, code: 
     return hashlib.sha256(record.encode()).hexdigest()
 
 
-def shard_problem(path: Path, num_samples: int, expected: str) -> str | None:
-    """None if `path` is a finished shard with this fingerprint and length, else why it must be (re)built."""
+def shard_problem(path: Path, num_samples: int, expected: str, content: bool = True) -> str | None:
+    """None if `path` is a finished shard with this fingerprint and length whose every chunk passes its
+    checksum (`content`), else why it must be (re)built. The content check reads the whole shard back
+    (0.36 s for the sample's 579-sample, 20 MiB train shard: ~60 MB/s per core, decompressing),
+    far less than recomputing it; without it, only the header is read."""
     if not path.is_file():
         return "missing"
     if not h5py.is_hdf5(path):
@@ -96,15 +96,16 @@ def shard_problem(path: Path, num_samples: int, expected: str) -> str | None:
         with h5py.File(path, "r") as h5:
             attrs = dict(h5.attrs)
             lengths = {len(h5[k]) for k in dataset_keys(h5)}
-    except (OSError, KeyError) as err:
+            if not bool(attrs.get("complete", False)):
+                return "incomplete (no 'complete' mark)"
+            if attrs.get("fingerprint") != expected:
+                return "stale (written for other weights, parameters, instances or code)"
+            if attrs.get("num_samples") != num_samples or lengths - {num_samples}:
+                return f"holds {sorted(lengths)} samples, expected {num_samples}"
+            damage = damaged_chunks(h5) if content else None
+    except (OSError, KeyError, RuntimeError) as err:
         return f"unreadable ({err})"
-    if not bool(attrs.get("complete", False)):
-        return "incomplete (no 'complete' mark)"
-    if attrs.get("fingerprint") != expected:
-        return "stale (written for other weights, parameters, instances or code)"
-    if attrs.get("num_samples") != num_samples or lengths - {num_samples}:
-        return f"holds {sorted(lengths)} samples, expected {num_samples}"
-    return None
+    return f"damaged: {damage}" if damage else None
 
 
 def manifest_current(manifest: Path, shards: list[Path], fingerprints: list[str], starts: list[int],
@@ -139,10 +140,7 @@ def write_manifest(manifest: str | Path, shards: list[Path], starts: list[int], 
             for key in dataset_keys(files[filled[0]]) if filled else []:
                 _virtual(out, key, [files[i] for i in filled], [shards[i] for i in filled],
                          [starts[i] for i in filled], manifest.parent, num_samples)
-            attrs = cache_attrs(files[0])
-            for key, value in attrs.items():
-                if key not in MANIFEST_ONLY:
-                    out.attrs[key] = json.dumps(value) if isinstance(value, dict) else value
+            write_attrs(out, {k: v for k, v in read_attrs(files[0]).items() if k not in MANIFEST_ONLY})
             out.attrs["shard_files"] = [s.relative_to(manifest.parent).as_posix() for s in shards]
             out.attrs["shard_fingerprints"] = [f.attrs["fingerprint"] for f in files]
             out.attrs["shard_starts"] = starts
@@ -172,11 +170,14 @@ def check_shards(manifest: Path, h5: h5py.File) -> None:
     for name, expected in zip(h5.attrs["shard_files"], h5.attrs["shard_fingerprints"]):
         path = Path(manifest).parent / name
         if not path.is_file() or not h5py.is_hdf5(path):
-            raise ValueError(f"{manifest}: shard {path} is missing or not HDF5; rerun the cache stage")
-        with h5py.File(path, "r") as shard:
-            ok = bool(shard.attrs.get("complete", False)) and shard.attrs.get("fingerprint") == expected
+            raise InputError(path, f"a shard of {manifest} is missing or not HDF5; rerun the cache stage")
+        try:
+            with h5py.File(path, "r") as shard:
+                ok = bool(shard.attrs.get("complete", False)) and shard.attrs.get("fingerprint") == expected
+        except (OSError, KeyError, RuntimeError) as err:
+            raise InputError(path, f"damaged shard of {manifest} ({err}); rerun the cache stage") from err
         if not ok:
-            raise ValueError(f"{manifest}: shard {path} is incomplete or not the one the manifest was "
+            raise InputError(path, f"a shard of {manifest} is incomplete or not the one the manifest was "
                              "built from; rerun the cache stage")
 
 
