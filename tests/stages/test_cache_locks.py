@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import fixture_instances, params_tree, write_instances, write_params
 from sgpose import locks
-from sgpose.cache import load_cache
+from sgpose.cache.reader import load_cache
 from sgpose.cli import main as cli
 
 ROOT = Path(__file__).resolve().parents[2]
