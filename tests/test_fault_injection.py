@@ -5,7 +5,7 @@ The tiny grid of test_workflow_e2e.py reduced to its COCO backbone (r18, no abla
 3 backbone and 3 refiner epochs, so that a kill after the first epoch lands inside the stage. No
 test hooks in the product: the test polls the filesystem (a resume checkpoint, a finished shard) or
 /proc (an infer process holding its cache open) and sends SIGKILL to the stage's process; once, under
-Snakemake, to the whole session (head process included), which leaves Snakemake's lock:
+Snakemake (during train_refiner), to the whole session, head process included, which leaves Snakemake's lock:
 workflow/scripts/snakemake.sh must say how to remove it.
 """
 
@@ -108,16 +108,16 @@ def _kill_points(repo: Path, cmd: list[str], whole_at: str | None = None) -> dic
     left["backbone epoch"] = torch.load(repo / BB / "backbone.pt.last", weights_only=True)["epoch"]
     assert not (repo / BB / "backbone.pt").exists()  # killed inside the stage
 
-    run_and_kill(repo, cmd, "cache", lambda pids: (repo / SHARD0).is_file(), whole=whole_at == "cache")
+    run_and_kill(repo, cmd, "cache", lambda pids: (repo / SHARD0).is_file())
     stat = (repo / SHARD0).stat()
     left["shard 0"] = (stat.st_ino, stat.st_mtime_ns)
-    if whole_at == "cache":
-        _unlock(repo)
 
     last = repo / BB / "ours/refiner.pt.last"
-    run_and_kill(repo, cmd, "train_refiner", lambda pids: last.is_file())
+    run_and_kill(repo, cmd, "train_refiner", lambda pids: last.is_file(), whole=whole_at == "train_refiner")
     left["refiner epoch"] = torch.load(last, weights_only=False)["epoch"]
     assert not (repo / BB / "ours/refiner.pt").exists()
+    if whole_at == "train_refiner":
+        _unlock(repo)
 
     run_and_kill(repo, cmd, "infer", lambda pids: any(_holds_open(p, ".h5") for p in pids))
     return left
@@ -164,7 +164,10 @@ def test_dvc_recovers_from_kill_9_in_each_long_stage(clean, tmp_path):
 
 def test_snakemake_recovers_from_kill_9_in_each_long_stage_and_of_its_head(clean, tmp_path):
     repo = fault_repo(tmp_path)
-    left = _kill_points(repo, SNAKEMAKE, whole_at="cache")
+    # the head dies with the refiner job: Snakemake marks that job incomplete, and its output (not the
+    # resume file beside it) is what it deletes. A head killed the moment a shard job ends would see
+    # that finished shard rebuilt: Snakemake had not recorded the job as done.
+    left = _kill_points(repo, SNAKEMAKE, whole_at="train_refiner")
     run(SNAKEMAKE, repo)
     logs = {stage: "".join(p.read_text() for p in (repo / "logs" / stage).glob("*.log"))
             for stage in ("train_backbone", "train_refiner")}  # each job's stderr (dag.snakemake)
