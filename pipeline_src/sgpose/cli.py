@@ -69,6 +69,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         p.add_argument("--backbone", metavar="NAME", help="a key of `backbones` (default: ablation.backbone; "
                        "with --dataset, the first backbone of that dataset)")
         p.add_argument("--dataset", metavar="NAME", help="a key of `datasets` (default: the backbone's)")
+        p.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch, OpenCV and data loading "
+                       "(default: SLURM_CPUS_PER_TASK under SLURM, else params resources.<stage>.threads, else all cores)")
         p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override one parameter, e.g. --set train_refiner.epochs=2 (repeatable); "
                        "backbone.*, data.*, prepare.* and layout address the selected backbone and dataset")
@@ -92,7 +94,15 @@ def main(argv: list[str] | None = None) -> int:
     except ParamsError as err:
         print(f"sgpose: {err}", file=sys.stderr)
         return 2
-    return _guarded(args.stage, lambda: module.main(params, Paths(params), args))
+    return _guarded(args.stage, lambda: _run_stage(module, params, args))
+
+
+def _run_stage(module, params, args: argparse.Namespace) -> None:
+    """The stage on the cores it was given (threads.configure_threads), then its work."""
+    from sgpose import threads  # torch: imported only once a stage runs
+
+    threads.configure_threads(args.threads, args.stage, getattr(params.file, "resources", None))
+    module.main(params, Paths(params), args)
 
 
 def _guarded(stage: str, run) -> int:

@@ -15,13 +15,15 @@ from typing import Any, Iterator
 
 from sgpose.errors import disk_full
 
+TMP_MARK = ".tmp-"  # a temporary's name: <name>.tmp-<pid> (sgpose.locks tells a live writer's from a stray)
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path to write; it replaces `path` only if the block completes."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    tmp = path.with_name(f"{path.name}{TMP_MARK}{os.getpid()}")
     try:
         yield tmp
         os.replace(tmp, path)

@@ -18,6 +18,9 @@ from sgpose.models.unet import StructureGuidedUNet
 from sgpose.refine import input_channels
 from sgpose.variants import get_variant
 
+# a training log row (refiner.pt and train_log.csv): no wall time, so equal work gives equal bytes
+LOG_FIELDS = ("epoch", "loss", "lr")
+
 
 def build_unet(params: Params, feature_channels: list[int], variant: str = "ours",
                feature_levels: list[int] | None = None) -> StructureGuidedUNet:
@@ -34,7 +37,10 @@ def refiner_checkpoint(unet, opt, epoch, rows, source, params: Params, variant: 
     """The refiner checkpoint format: weights, what the UNet was built for (`build_unet`'s arguments:
     feature channels and levels, variant, refiner section), the guidance and layout, the log; with
     `opt`, the optimizer state too (an epoch checkpoint to resume from)."""
-    ckpt = {"state_dict": {k: v.cpu() for k, v in unet.state_dict().items()}, "epoch": epoch, "log": rows,
+    # log rows rebuilt on one set of key objects: pickle memoises keys by identity, so rows resumed from
+    # refiner.pt.last would otherwise be written with other bytes than the same rows of a clean run
+    log_rows = [{k: row[k] for k in LOG_FIELDS} for row in rows]
+    ckpt = {"state_dict": {k: v.cpu() for k, v in unet.state_dict().items()}, "epoch": epoch, "log": log_rows,
             "feature_channels": source.channels, "feature_levels": source.levels, "variant": variant,
             "refiner": params.refiner.model_dump(), "guidance": params.guidance.model_dump(mode="json"), "layout": params.layout}
     if opt is not None:

@@ -1,6 +1,7 @@
 """`sgpose train_backbone` on a tiny config over the COCO fixture: outputs, log, resume."""
 
 import hashlib
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,7 @@ def test_trains_and_writes_outputs(tmp_path, monkeypatch):
     assert ckpt["num_joints"] == 17 and ckpt["epochs"] == 1 and ckpt["backbone"]["depth"] == 18
     assert "final_layer.weight" in ckpt["state_dict"]
     logdf = pd.read_csv(bb / "train_log.csv")
-    assert list(logdf.columns) == ["epoch", "loss", "lr", "seconds"] and list(logdf.epoch) == [1]
+    assert list(logdf.columns) == ["epoch", "loss", "lr"] and list(logdf.epoch) == [1]
     assert np.isfinite(logdf.loss).all() and logdf.lr[0] == pytest.approx(1e-3)
     assert not (bb / "backbone.pt.last").exists()
     assert sorted(p.name for p in bb.iterdir()) == ["backbone.pt", "train_log.csv"]  # no temporaries
@@ -110,3 +111,58 @@ def test_trains_hrnet(tmp_path, monkeypatch):
     val = load_cache(bb / "cache" / "val.h5", ["heatmaps", "feat/3", "flip/feat/0"])
     assert val["heatmaps"].shape[1:] == (17, 16, 16) and val["feat/3"].shape[1:] == (256, 2, 2)
     assert val["flip/feat/0"].shape[1:] == (32, 16, 16)
+
+
+def _interrupted_after_epoch_one(params: str, monkeypatch) -> Path:
+    """Run a 2-epoch train_backbone that dies in epoch 2: backbone.pt.last holds epoch 1."""
+    real, calls = stage.train_one_epoch, []
+
+    def dies_in_second_epoch(*a, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+
+    monkeypatch.setattr(stage, "train_one_epoch", dies_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        cli(["train_backbone", "--params", params])
+    monkeypatch.setattr(stage, "train_one_epoch", real)
+    last = Path("results/fx/tiny/backbone.pt.last")
+    assert torch.load(last, weights_only=True)["epoch"] == 1
+    return last
+
+
+@pytest.mark.parametrize("change", ["fewer persons", "other images"])
+def test_other_training_data_never_resumes(tmp_path, monkeypatch, caplog, change):
+    """Issue 16: killed, the training data changed (persons dropped, or a new download stamp: other
+    image files), re-run: it starts clean instead of continuing the old data's weights."""
+    monkeypatch.chdir(tmp_path)
+    params = str(tiny_project(tmp_path, epochs=2))
+    _interrupted_after_epoch_one(params, monkeypatch)
+    if change == "fewer persons":
+        write_instances(tmp_path, "fx", train=fixture_instances((64, 64)).iloc[:4])
+    else:
+        (tmp_path / "results" / "fx" / "download.json").write_text('{"files": {"a.jpg": "0123"}}\n')
+    caplog.set_level("INFO")
+    assert cli(["train_backbone", "--params", params]) == 0
+    assert "made with other parameters or training data; starting from scratch" in caplog.text
+    assert "resuming" not in caplog.text
+    assert list(pd.read_csv("results/fx/tiny/train_log.csv").epoch) == [1, 2]
+    # the clean run equals a fresh run on the new data, byte for byte
+    fresh = tmp_path / "fresh"
+    shutil.copytree(tmp_path / "results", fresh / "results", ignore=shutil.ignore_patterns("tiny"))
+    shutil.copy(params, fresh / "params.yaml")
+    monkeypatch.chdir(fresh)
+    assert cli(["train_backbone", "--params", "params.yaml"]) == 0
+    assert (fresh / "results/fx/tiny/backbone.pt").read_bytes() == (tmp_path / "results/fx/tiny/backbone.pt").read_bytes()
+
+
+def test_same_data_still_resumes(tmp_path, monkeypatch, caplog):
+    monkeypatch.chdir(tmp_path)
+    params = str(tiny_project(tmp_path, epochs=2))
+    (tmp_path / "results" / "fx" / "download.json").write_text('{"files": {"a.jpg": "0123"}}\n')
+    _interrupted_after_epoch_one(params, monkeypatch)
+    write_instances(tmp_path, "fx", train=fixture_instances((64, 64)).iloc[:6])  # rewritten, same rows
+    caplog.set_level("INFO")
+    assert cli(["train_backbone", "--params", params]) == 0
+    assert "after epoch 1" in caplog.text

@@ -72,12 +72,13 @@ def _interrupt_in_epoch_two(args: list[str], monkeypatch) -> None:
 def test_an_interrupted_run_resumes_to_the_same_weights(project, monkeypatch):
     three = [*project, "--set", "train_refiner.epochs=3"]
     assert cli(["train_refiner", *three]) == 0
-    want = _weights()
+    want, want_bytes = _weights(), (BB / "ours" / "refiner.pt").read_bytes()
     (BB / "ours" / "refiner.pt").unlink()
     _interrupt_in_epoch_two(three, monkeypatch)
     assert cli(["train_refiner", *three]) == 0
     assert list(pd.read_csv(BB / "ours" / "train_log.csv").epoch) == [1, 2, 3]
     _assert_weights_close(_weights(), want)  # model, optimizer and generator state all resumed
+    assert (BB / "ours" / "refiner.pt").read_bytes() == want_bytes  # and the file too: DVC sees no change
 
 
 def test_a_run_with_other_parameters_starts_clean(project, monkeypatch, caplog):
@@ -140,3 +141,17 @@ def test_cached_training_views_are_drawn_per_epoch(project):
     assert (source.views, source.num_instances, len(source.data)) == (2, 7, 14)
     assert source.data.memory is not None  # a small cache: read into memory once
     assert cli(["train_refiner", *project, "--set", "train_refiner.epochs=1"]) == 0
+
+
+def test_equal_work_gives_equal_bytes(project):
+    """Issue 16: refiner.pt and train_log.csv hold no wall times, so a second identical training
+    reproduces both byte for byte (DVC then sees no change downstream)."""
+    files = [BB / "ours" / "refiner.pt", BB / "ours" / "train_log.csv"]
+    assert cli(["train_refiner", *project, "--set", "train_refiner.epochs=2"]) == 0
+    first = [f.read_bytes() for f in files]
+    for f in files:
+        f.unlink()
+    assert cli(["train_refiner", *project, "--set", "train_refiner.epochs=2"]) == 0
+    assert [f.read_bytes() for f in files] == first
+    assert list(pd.read_csv(files[1]).columns) == ["epoch", "loss", "lr"]
+    assert all(set(row) == {"epoch", "loss", "lr"} for row in torch.load(files[0], weights_only=False)["log"])

@@ -4,6 +4,16 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 [ -d .dvc ] || dvc init -q
-dvc repro "$@"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+dvc repro "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+if [ "$status" -ne 0 ] && grep -q "rwlock" "$log"; then
+  echo "sgpose: DVC found the lock of another (or a killed) dvc process in .dvc/tmp/rwlock. If no other dvc runs here," \
+       "remove .dvc/tmp/rwlock and rerun: finished stages are kept." >&2
+fi
+[ "$status" -eq 0 ] || exit "$status"
 dvc metrics show
 echo "report: results/report/index.html"

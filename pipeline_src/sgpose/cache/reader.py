@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from sgpose import threads
 from sgpose.cache.format import dataset_keys, num_features, read_attrs
 from sgpose.cache.shards import check_shards
 from sgpose.errors import InputError, reading
@@ -208,5 +209,5 @@ def shuffled_batches(n: int, batch_size: int, generator: torch.Generator, views:
 def batch_loader(dataset: CacheBatches, batches: list[list[int]], num_workers: int = 0,
                  pin_memory: bool = False) -> DataLoader:
     """Read `batches` in this order, in `num_workers` processes; `pin_memory` when batches go to a GPU."""
-    return DataLoader(dataset, batch_size=None, sampler=batches, num_workers=num_workers,
+    return DataLoader(dataset, batch_size=None, sampler=batches, num_workers=threads.loader_workers(num_workers),
                       pin_memory=pin_memory, persistent_workers=False)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import h5py
 import numpy as np
@@ -181,11 +181,12 @@ def check_shards(manifest: Path, h5: h5py.File) -> None:
                              "built from; rerun the cache stage")
 
 
-def remove_strays(manifest: str | Path, keep: list[Path]) -> list[Path]:
+def remove_strays(manifest: str | Path, keep: list[Path], live: Callable[[Path], bool] = lambda p: False) -> list[Path]:
     """Delete files in the shards directory that are not current shards (left by a larger shard
-    count or a killed writer's temporary file); returns what was removed."""
+    count or a killed writer's temporary file), except those `live` says a running writer owns;
+    returns what was removed."""
     folder = shards_dir(manifest)
-    strays = [p for p in folder.iterdir() if p not in set(keep)] if folder.is_dir() else []
+    strays = [p for p in folder.iterdir() if p not in set(keep) and not live(p)] if folder.is_dir() else []
     for p in strays:
         p.unlink()
     return strays

@@ -15,12 +15,14 @@ from typing import Iterable, Iterator
 import torch
 from torch.utils.data import DataLoader
 
-from sgpose import compute
+from sgpose import compute, threads
+from sgpose.cache import shards
 from sgpose.cache.reader import TRAIN_KEYS, CacheBatches, batch_loader
 from sgpose.config.paths import Paths
 from sgpose.config.selection import Params
 from sgpose.data.coco import read_instances
 from sgpose.data.dataset import CropDataset
+from sgpose.data.download import sha256_file
 from sgpose.keypoints import get_layout
 from sgpose.models.backbones import forward_views
 from sgpose.models.checkpoints import backbone_source_sha256, load_backbone
@@ -56,7 +58,8 @@ class OnlineSource:
     def __init__(self, params: Params, paths: Paths, dev: torch.device):
         bp, layout, self.cp, self.dev = params.backbone, get_layout(params.layout), params.compute, dev
         self.model = compute.prepare_model(load_backbone(paths.backbone, bp, layout.num_joints), self.cp, dev).eval()
-        self.crops = CropDataset(read_instances(paths.instances("train")), params.data.images_dir, bp.input_size,
+        rows = read_instances(paths.instances("train"))
+        self.crops = CropDataset(rows, params.data.images_dir, bp.input_size,
                                  bp.heatmap_size, bp.heatmap_sigma, layout, augment=params.cache.augment,
                                  seed=params.train_refiner.seed, input_color=bp.input_color)
         self.levels_cfg, self.workers = params.cache.feature_levels, params.train_refiner.num_workers
@@ -65,12 +68,14 @@ class OnlineSource:
         self.channels = [v.shape[1] for k, v in probe.items() if k.startswith("feat/")]
         self.levels = list(self.levels_cfg) if self.levels_cfg is not None else list(range(len(self.channels)))
         self.views, self.num_instances = 1, len(self.crops)
+        stamp = paths.download_stamp  # the images' sha256s: a resume must not continue on other data
         self.identity = json.dumps({"backbone": backbone_source_sha256(paths.backbone),
-                                    "cache": params.cache.model_dump(mode="json")}, sort_keys=True)
+                                    "cache": params.cache.model_dump(mode="json"), "instances": shards.rows_digest(rows),
+                                    "download": sha256_file(stamp) if stamp.is_file() else None}, sort_keys=True)
 
     def batches(self, batches: list[list[int]], epoch: int) -> Iterator[dict[str, torch.Tensor]]:
         self.crops.set_epoch(epoch)
-        loader = DataLoader(self.crops, batch_sampler=batches, num_workers=self.workers,
+        loader = DataLoader(self.crops, batch_sampler=batches, num_workers=threads.loader_workers(self.workers),
                             pin_memory=self.dev.type == "cuda")
         for batch in loader:
             with compute.inference(self.cp, self.dev):

@@ -25,7 +25,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
-from sgpose import compute
+from sgpose import compute, locks, threads
 from sgpose.cache import shards
 from sgpose.cache.writer import cache_writer
 from sgpose.config.paths import Paths
@@ -108,7 +108,7 @@ class SplitPlan:
     """One split's shards: instance ranges, fingerprints, which are finished, and the manifest over them."""
 
     def __init__(self, params: Params, paths: Paths, split: str):
-        self.split, self.manifest = split, paths.cache(split)
+        self.split, self.manifest, self.results = split, paths.cache(split), paths.results
         self.rows = read_instances(paths.instances(split))
         self.attrs = shard_attrs(params, paths, split)
         self.flip, self.views = self.attrs["flip_test"], self.attrs["views"]
@@ -144,12 +144,17 @@ class SplitPlan:
         return out
 
     def gather(self) -> None:
-        """Write the manifest; every shard must be finished (its content was checked when it was kept or
-        written: not read again here). Removes stray files in the shards folder."""
+        """Write the manifest (under its lock); every shard must be finished (its content was checked when
+        it was kept or written: not read again here). Removes stray files in the shards folder, never the
+        temporary file of a live writer (its shard's lock is held)."""
+        with locks.output_lock(self.manifest, self.results, wait=True):
+            self._gather()
+
+    def _gather(self) -> None:
         unfinished = [str(self.files[i]) for i in range(len(self.ranges)) if self.problem(i, content=False) is not None]
         if unfinished:
             raise ValueError(f"{self.manifest}: cannot gather, unfinished shards {unfinished}")
-        for stray in shards.remove_strays(self.manifest, self.files):
+        for stray in shards.remove_strays(self.manifest, self.files, lambda p: locks.live_temporary(p, self.results)):
             log.info("removed stray %s", stray)
         n = len(self.rows) * self.views
         if shards.write_manifest(self.manifest, self.files, [self.samples(i)[0] for i in range(len(self.files))], n):
@@ -177,11 +182,21 @@ def _write_shards(params: Params, paths: Paths, plan: SplitPlan, todo: list[int]
     y0 = ControlledY0(params, plan.rows) if params.backbone.controlled else None
     crops = _crops(params, plan)
     for i in todo:
-        a, b = plan.samples(i)
-        loader = DataLoader(Subset(crops, range(a, b)), batch_size=params.cache.batch_size, shuffle=False,
-                            num_workers=params.train_backbone.num_workers, pin_memory=dev.type == "cuda")
-        attrs = plan.attrs | {"fingerprint": plan.prints[i], "shard_index": i, "shard_start": a}
-        _write_shard(plan.files[i], loader, model, params, dev, plan.flip, b - a, attrs, y0)
+        with locks.output_lock(plan.files[i], plan.results, wait=True):  # another `sgpose cache` may write it
+            if plan.problem(i) is None:
+                log.info("%s: finished by another process meanwhile, kept", plan.files[i])
+                continue
+            _write_one(params, plan, crops, model, dev, i, y0)
+
+
+def _write_one(params: Params, plan: SplitPlan, crops: Dataset, model: torch.nn.Module, dev: torch.device,
+               i: int, y0) -> None:
+    """Shard i of the plan, written atomically (the caller holds its lock)."""
+    a, b = plan.samples(i)
+    loader = DataLoader(Subset(crops, range(a, b)), batch_size=params.cache.batch_size, shuffle=False,
+                        num_workers=threads.loader_workers(params.train_backbone.num_workers), pin_memory=dev.type == "cuda")
+    attrs = plan.attrs | {"fingerprint": plan.prints[i], "shard_index": i, "shard_start": a}
+    _write_shard(plan.files[i], loader, model, params, dev, plan.flip, b - a, attrs, y0)
 
 
 def _write_shard(path: Path, loader: DataLoader, model: torch.nn.Module, params: Params, dev: torch.device,

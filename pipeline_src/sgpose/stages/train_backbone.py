@@ -21,6 +21,8 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from sgpose import locks, threads
+from sgpose.cache import shards
 from sgpose.config.paths import Paths
 from sgpose.config.selection import Params
 from sgpose.data.coco import read_instances
@@ -34,7 +36,8 @@ from sgpose.models.backbones import build_backbone
 from sgpose.models.checkpoints import load_backbone
 
 log = logging.getLogger(__name__)
-LOG_COLUMNS = ["epoch", "loss", "lr", "seconds"]
+# the per-epoch log (a tracked output): no wall times, so equal work gives equal bytes (they go to stderr)
+LOG_COLUMNS = ["epoch", "loss", "lr"]
 
 
 def joints_mse_loss(pred: Tensor, target: Tensor, weight: Tensor) -> Tensor:
@@ -59,11 +62,16 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim
     return total / max(count, 1)
 
 
-def _fingerprint(params: Params, num_joints: int) -> dict:
-    """What a resume checkpoint must have been made with to be continued (any `epochs` not below its own)."""
+def _fingerprint(params: Params, paths: Paths, rows: pd.DataFrame, num_joints: int, device: torch.device) -> dict:
+    """What a resume checkpoint must have been made with to be continued (any `epochs` not below its
+    own): every parameter that shapes the weights, the training data (a digest of the instance table:
+    boxes, keypoints, image ids and files; the download stamp: every image's sha256) and the device type."""
     train = params.train_backbone.model_dump(mode="json", exclude={"epochs", "num_workers"})
+    stamp = paths.download_stamp
     return {"backbone": params.backbone.model_dump(mode="json", exclude={"train"}), "train": train,
-            "layout": params.layout, "num_joints": num_joints}
+            "layout": params.layout, "num_joints": num_joints, "images_dir": str(params.data.images_dir),
+            "instances": shards.rows_digest(rows), "device": device.type,
+            "download": sha256_file(stamp) if stamp.is_file() else None}
 
 
 def _try_resume(last: Path, fingerprint: dict, epochs: int, model, optimizer, scheduler) -> tuple[int, list[dict]]:
@@ -73,7 +81,7 @@ def _try_resume(last: Path, fingerprint: dict, epochs: int, model, optimizer, sc
     try:
         state = torch.load(last, map_location="cpu", weights_only=True)
         if state.get("fingerprint") != fingerprint or state["epoch"] > epochs:
-            log.warning("%s: made with other parameters; starting from scratch", last)
+            log.warning("%s: made with other parameters or training data; starting from scratch", last)
             return 0, []
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -124,8 +132,15 @@ def main(params: Params, paths: Paths, args: argparse.Namespace) -> None:
     if params.backbone.controlled:
         raise ValueError(f"backbones.{params.backbone.name} is a controlled backbone ({params.backbone.arch}): it has no "
                          f"weights to train; its cache runs {params.backbone.features_from}'s backbone.pt")
-    if params.backbone.checkpoint:
-        return import_checkpoint(params, paths)
+    # one writer of backbone.pt and its resume file: a second run stops, naming the first
+    with locks.output_lock(paths.backbone, paths.results, wait=False):
+        if params.backbone.checkpoint:
+            return import_checkpoint(params, paths)
+        train(params, paths)
+
+
+def train(params: Params, paths: Paths) -> None:
+    """Train the backbone, resuming from backbone.pt.last when it was made the same way (`_fingerprint`)."""
     tp, bp = params.train_backbone, params.backbone
     layout = get_layout(params.layout)
     torch.manual_seed(tp.seed)
@@ -139,19 +154,19 @@ def main(params: Params, paths: Paths, args: argparse.Namespace) -> None:
     optimizer = torch.optim.Adam(model.parameters(), lr=tp.lr)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=tp.lr_steps, gamma=0.1)
     last = paths.backbone.with_name(paths.backbone.name + ".last")
-    fingerprint = _fingerprint(params, layout.num_joints)
+    fingerprint = _fingerprint(params, paths, instances, layout.num_joints, device)
     start, rows = _try_resume(last, fingerprint, tp.epochs, model, optimizer, scheduler)
 
     for epoch in range(start, tp.epochs):
         dataset.set_epoch(epoch)
-        loader = DataLoader(dataset, batch_size=tp.batch_size, shuffle=True, num_workers=tp.num_workers,
+        loader = DataLoader(dataset, batch_size=tp.batch_size, shuffle=True, num_workers=threads.loader_workers(tp.num_workers),
                             generator=torch.Generator().manual_seed(tp.seed * 1000 + epoch), drop_last=False)
         lr = optimizer.param_groups[0]["lr"]
         t0 = time.perf_counter()
         loss = train_one_epoch(model, loader, optimizer, device, f"backbone epoch {epoch + 1}/{tp.epochs}")
         scheduler.step()
-        rows.append({"epoch": epoch + 1, "loss": loss, "lr": lr, "seconds": time.perf_counter() - t0})
-        log.info("epoch %d/%d loss %.6g lr %.3g (%.1f s)", epoch + 1, tp.epochs, loss, lr, rows[-1]["seconds"])
+        rows.append({"epoch": epoch + 1, "loss": loss, "lr": lr})
+        log.info("epoch %d/%d loss %.6g lr %.3g (%.1f s)", epoch + 1, tp.epochs, loss, lr, time.perf_counter() - t0)
         with atomic_path(last) as tmp:
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                         "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "log": rows,

@@ -14,6 +14,7 @@ Resumable: `refiner.pt.last` is written after every epoch and picked up by a re-
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import logging
 import time
@@ -23,14 +24,14 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from sgpose import compute, distributed, variants
+from sgpose import compute, distributed, locks, variants
 from sgpose.cache.reader import features, shuffled_batches
 from sgpose.config.paths import Paths
 from sgpose.config.selection import Params
 from sgpose.data.sources import training_source
 from sgpose.io import atomic_path
 from sgpose.refine import draw_steps, guidance_spec, training_loss
-from sgpose.refiner import build_unet, refiner_checkpoint, save_refiner
+from sgpose.refiner import LOG_FIELDS, build_unet, refiner_checkpoint, save_refiner
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,13 @@ def main(params: Params, paths: Paths, args: argparse.Namespace) -> None:
 
 
 def train(params: Params, paths: Paths, variant: str, dev: torch.device, rank: int = 0, world: int = 1) -> None:
-    """Train one variant's refiner; process `rank` of `world` (DDP) takes every world-th sample of each batch."""
+    """Train one variant's refiner; process `rank` of `world` (DDP) takes every world-th sample of each batch.
+    Process 0 holds the lock of refiner.pt (and so of its resume file): a second run stops, naming it."""
+    with locks.output_lock(paths.refiner(variant), paths.results, wait=False) if rank == 0 else contextlib.nullcontext():
+        _train(params, paths, variant, dev, rank, world)
+
+
+def _train(params: Params, paths: Paths, variant: str, dev: torch.device, rank: int, world: int) -> None:
     tp, cp = params.train_refiner, params.compute
     source = training_source(params, paths, dev)
     n = source.num_instances
@@ -99,10 +106,11 @@ def train(params: Params, paths: Paths, variant: str, dev: torch.device, rank: i
             scaler.step(opt)
             scaler.update()
             total += loss.detach().float() * k  # on the device: no sync per step
+        # no wall time in the rows: they go into refiner.pt and train_log.csv, whose bytes equal work must reproduce
         rows.append({"epoch": epoch + 1, "loss": distributed.all_sum(total.item(), world) / sum(map(len, batches)),
-                     "lr": tp.lr, "seconds": round(time.time() - t0, 2)})
+                     "lr": tp.lr})
         if rank == 0:
-            log.info("refiner %s epoch %d: loss %.3e (%.1f s)", variant, epoch + 1, rows[-1]["loss"], rows[-1]["seconds"])
+            log.info("refiner %s epoch %d: loss %.3e (%.1f s)", variant, epoch + 1, rows[-1]["loss"], time.time() - t0)
             save_refiner(last, refiner_checkpoint(unet, opt, epoch + 1, rows, source, params, variant)
                   | {"generator": gen.get_state(), "scaler": scaler.state_dict(), "fingerprint": fingerprint})
         distributed.barrier(world)
@@ -141,6 +149,6 @@ def _resumable(last: Path, fingerprint: dict, epochs: int) -> dict | None:
 
 def _write_log(path: Path, rows: list[dict]) -> None:
     with atomic_path(path) as tmp, tmp.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["epoch", "loss", "lr", "seconds"])
+        writer = csv.DictWriter(fh, fieldnames=LOG_FIELDS)
         writer.writeheader()
         writer.writerows(rows)

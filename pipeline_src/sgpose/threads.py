@@ -1,0 +1,75 @@
+"""How many cores a stage uses: one thread count for torch (intra- and inter-op), OpenCV and the
+DataLoader's worker processes (issue 16).
+
+Jobs that Snakemake (`--cores N`, a rule's `threads:`) or SLURM (`--cpus-per-task`) place side by
+side must each stay within their cores: left alone, every process lets torch take all of them and
+the machine is oversubscribed many times over. A separate module from `sgpose.compute`, whose
+source is part of the cache fingerprint: a thread count does not change what is computed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+
+import torch
+
+SLURM_CPUS = "SLURM_CPUS_PER_TASK"
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity, which cgroups and `taskset` narrow;
+    `os.cpu_count()` where the platform has no affinity call)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def resolve_threads(explicit: int | None, stage: str, resources: object = None) -> tuple[int, str]:
+    """(threads, where the number came from), first found of: `--threads N` (what the Snakemake rule
+    was given), SLURM_CPUS_PER_TASK (the cores SLURM allotted), `resources.<stage>.threads` of the
+    params file (when it has that section), else every core this process may use."""
+    if explicit is not None:
+        if explicit < 1:
+            raise ValueError(f"--threads {explicit}: must be at least 1")
+        return explicit, "--threads"
+    slurm = os.environ.get(SLURM_CPUS, "").strip()
+    if slurm:
+        if not slurm.isdigit() or int(slurm) < 1:
+            raise ValueError(f"{SLURM_CPUS}={slurm!r}: not a positive integer")
+        return int(slurm), SLURM_CPUS
+    default = getattr(getattr(resources, stage, None), "threads", None)
+    if default:
+        return int(default), f"params resources.{stage}.threads"
+    return available_cores(), "all cores of this machine"
+
+
+_THREADS: int | None = None  # what configure_threads set in this process
+
+
+def configure_threads(explicit: int | None, stage: str, resources: object = None) -> int:
+    """Give torch (intra- and inter-op), OpenCV and DataLoader workers this stage's cores
+    (`resolve_threads`); under torchrun each of WORLD_SIZE processes takes its share. Called once by
+    the CLI before a stage runs, so processes placed side by side never oversubscribe the CPU."""
+    global _THREADS
+    import cv2  # OpenCV's own pool decodes and warps the crops
+
+    n, source = resolve_threads(explicit, stage, resources)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    n = max(1, n // world)
+    torch.set_num_threads(n)
+    with contextlib.suppress(RuntimeError):  # settable once, before any inter-op work: a second call keeps it
+        torch.set_num_interop_threads(n)
+    cv2.setNumThreads(n)
+    _THREADS = n
+    share = f", each of {world} DDP processes" if world > 1 else ""
+    logging.getLogger("sgpose").info("sgpose %s: %d threads (from %s%s)", stage, n, source, share)
+    return n
+
+
+def loader_workers(requested: int) -> int:
+    """DataLoader worker processes within this stage's cores: at most threads - 1 (the main process
+    runs the model on one), as many as asked where configure_threads was never called."""
+    return requested if _THREADS is None else min(requested, max(_THREADS - 1, 0))

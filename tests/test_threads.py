@@ -1,0 +1,66 @@
+"""`threads`: one thread count per stage, from --threads, SLURM_CPUS_PER_TASK, params resources, or the cores."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from conftest import params_tree, write_params
+from sgpose import threads
+
+ROOT = Path(__file__).resolve().parents[1]
+RESOURCES = SimpleNamespace(cache=SimpleNamespace(threads=3))
+
+
+def test_the_option_wins_over_slurm_and_params(monkeypatch):
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "5")
+    assert threads.resolve_threads(2, "cache", RESOURCES) == (2, "--threads")
+
+
+def test_slurm_wins_over_params(monkeypatch):
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "5")
+    assert threads.resolve_threads(None, "cache", RESOURCES) == (5, "SLURM_CPUS_PER_TASK")
+
+
+def test_params_resources_then_every_core(monkeypatch):
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
+    assert threads.resolve_threads(None, "cache", RESOURCES) == (3, "params resources.cache.threads")
+    # another stage, or a params file without a resources section: every core this process may use
+    assert threads.resolve_threads(None, "infer", RESOURCES) == (len(os.sched_getaffinity(0)), "all cores of this machine")
+    assert threads.resolve_threads(None, "cache", None)[0] == len(os.sched_getaffinity(0))
+
+
+@pytest.mark.parametrize("explicit, slurm, message", [(0, None, "--threads 0"), (None, "two", "SLURM_CPUS_PER_TASK='two'")])
+def test_bad_counts_are_clear_errors(monkeypatch, explicit, slurm, message):
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", slurm or "")
+    with pytest.raises(ValueError, match=message):
+        threads.resolve_threads(explicit, "cache")
+
+
+def _configured(env: dict, explicit: int | None, world: int | None = None) -> list[int]:
+    """torch intra-op, torch inter-op and OpenCV threads in a fresh process after configure_threads."""
+    code = ("import cv2, torch; from sgpose import threads; "
+            f"threads.configure_threads({explicit}, 'train_refiner'); "
+            "print(torch.get_num_threads(), torch.get_num_interop_threads(), cv2.getNumThreads(), threads.loader_workers(8))")
+    env = {**os.environ, **env} | ({"WORLD_SIZE": str(world)} if world else {})
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    return [int(x) for x in out.stdout.split()]
+
+
+def test_torch_and_opencv_report_the_configured_count():
+    assert _configured({"SLURM_CPUS_PER_TASK": "1"}, None) == [1, 1, 1, 0]  # one core: no worker process
+    assert _configured({"SLURM_CPUS_PER_TASK": "1"}, 3) == [3, 3, 3, 2]
+    assert _configured({"SLURM_CPUS_PER_TASK": "4"}, None, world=2) == [2, 2, 2, 1]  # each DDP process its share
+
+
+def test_the_cli_logs_the_count_and_rejects_a_bad_one(tmp_path):
+    write_params(tmp_path, params_tree())
+    env = {**os.environ, "SLURM_CPUS_PER_TASK": "2", "PYTHONPATH": str(ROOT / "pipeline_src")}
+    run = lambda *extra: subprocess.run([sys.executable, "-m", "sgpose.cli", "evaluate", "--variant", "ours", *extra], cwd=tmp_path,
+                                        env=env, capture_output=True, text=True)
+    proc = run()  # no predictions yet: fails after the threads are set
+    assert "sgpose evaluate: 2 threads (from SLURM_CPUS_PER_TASK)" in proc.stderr
+    proc = run("--threads", "0")
+    assert proc.returncode == 1 and "sgpose evaluate: error: --threads 0: must be at least 1" in proc.stderr
