@@ -24,6 +24,7 @@ from typing import Any, Literal, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from sgpose.resources import ResourcesParams
 from sgpose.variants import BASELINE, Variant, check_name, get_variant
 
 Split = Literal["train", "val", "val_det"]
@@ -248,6 +249,7 @@ class ParamsFile(_Section):
     infer: InferParams = InferParams()
     evaluate: EvaluateParams = EvaluateParams()
     report: ReportParams = ReportParams()
+    resources: ResourcesParams = ResourcesParams()  # job sizes (sgpose.resources)
 
     @model_validator(mode="before")
     @classmethod

@@ -9,11 +9,9 @@ rule train_backbone:
     params:
         backbone=lambda w: BACKBONES[w.bb],
         train=lambda w: None if BACKBONES[w.bb].get("checkpoint") else config.get("train_backbone"),  # imported
-    threads: 8
+    threads: RESOURCES.of("train_backbone").threads
     resources:
-        gpu=1,
-        mem_mb=32000,
-        runtime=4320,
+        **RESOURCES.of("train_backbone").snakemake(),
     shell:
         "sgpose train_backbone --backbone {wildcards.bb}"
 
@@ -33,11 +31,9 @@ rule cache_shard:
         cache=lambda w: {k: v for k, v in CACHE.items() if k not in ("batch_size", "shards")},
         shards=lambda w: len(shards_of(w.split)),
         compute=config.get("compute"),
-    threads: 8
+    threads: RESOURCES.of("cache_shard").threads
     resources:
-        gpu=1,
-        mem_mb=16000,
-        runtime=180,
+        **RESOURCES.of("cache_shard").snakemake(),
     shell:
         "sgpose cache --backbone {wildcards.bb} --split {wildcards.split} --shard {wildcards.shard}"
 
@@ -47,8 +43,8 @@ rule cache_gather:
         lambda w: expand(f"{bbdir(w.bb)}/cache/{w.split}.shards/shard-{{shard}}.h5", shard=shards_of(w.split)),
     output:
         f"{RES}/{{ds}}/{{bb}}/cache/{{split}}.h5",
+    threads: RESOURCES.of("cache_gather").threads
     resources:
-        mem_mb=2000,
-        runtime=15,
+        **RESOURCES.of("cache_gather").snakemake(),
     shell:
         "sgpose cache --backbone {wildcards.bb} --split {wildcards.split} --gather"

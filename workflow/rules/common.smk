@@ -2,12 +2,15 @@
 # sgpose.config.Paths (dvc.yaml interpolates the same keys).
 from pathlib import Path
 
+from sgpose.resources import read_resources
+
 DATASETS = config["datasets"]
 BACKBONES = config["backbones"]
 ABLATION = config.get("ablation") or {}
 CACHE = config.get("cache") or {}
 CODE = "pipeline_src/sgpose"
 RES = "results"
+RESOURCES = read_resources(config)  # each rule's threads, mem_mb, runtime, gpu (params.yaml resources)
 
 
 def code(*entries):

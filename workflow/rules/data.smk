@@ -7,9 +7,9 @@ rule download:
     params:
         data=lambda w: DATASETS[w.ds]["data"],
         checkpoints=lambda w: sorted(str(b.get("checkpoint")) for b in BACKBONES.values() if b["dataset"] == w.ds),
+    threads: RESOURCES.of("download").threads
     resources:
-        mem_mb=4000,
-        runtime=240,
+        **RESOURCES.of("download").snakemake(),
     shell:
         "sgpose download --dataset {wildcards.ds}"
 
@@ -25,9 +25,9 @@ rule prepare:
         layout=lambda w: DATASETS[w.ds].get("layout", "coco"),
         prepare=lambda w: prepare_params(w.ds, detections=False),  # a detection edit leaves train/val alone
         data=lambda w: DATASETS[w.ds]["data"],
+    threads: RESOURCES.of("prepare").threads
     resources:
-        mem_mb=16000,
-        runtime=60,
+        **RESOURCES.of("prepare").snakemake(),
     shell:
         "sgpose prepare --dataset {wildcards.ds} --split train --split val"
 
@@ -43,8 +43,8 @@ rule prepare_detections:
         layout=lambda w: DATASETS[w.ds].get("layout", "coco"),
         prepare=lambda w: prepare_params(w.ds, detections=True),
         data=lambda w: DATASETS[w.ds]["data"],
+    threads: RESOURCES.of("prepare_detections").threads
     resources:
-        mem_mb=16000,
-        runtime=60,
+        **RESOURCES.of("prepare_detections").snakemake(),
     shell:
         "sgpose prepare --dataset {wildcards.ds} --split val_det"

@@ -6,9 +6,9 @@ rule start_pose:
         code("stages/start_pose.py"),
     output:
         f"{RES}/{{ds}}/{{bb}}/start_pose.json",
+    threads: RESOURCES.of("start_pose").threads
     resources:
-        mem_mb=8000,
-        runtime=30,
+        **RESOURCES.of("start_pose").snakemake(),
     shell:
         "sgpose start_pose --backbone {wildcards.bb}"
 
@@ -28,11 +28,9 @@ rule train_refiner:
         refiner=config.get("refiner"),
         train=config.get("train_refiner"),
         compute=config.get("compute"),
-    threads: 8
+    threads: RESOURCES.of("train_refiner").threads
     resources:
-        gpu=(config.get("train_refiner") or {}).get("devices", 1),
-        mem_mb=64000,
-        runtime=2880,
+        **RESOURCES.of("train_refiner").snakemake(),
     shell:
         "sgpose train_refiner --backbone {wildcards.bb} --variant {wildcards.variant}"
 
@@ -57,10 +55,9 @@ rule infer:
         guidance=lambda w: None if w.variant == "baseline" else config.get("guidance"),  # as dvc.yaml
         infer=config.get("infer"),
         compute=lambda w: None if w.variant == "baseline" else config.get("compute"),
+    threads: RESOURCES.of("infer").threads
     resources:
-        gpu=1,
-        mem_mb=32000,
-        runtime=240,
+        **RESOURCES.of("infer").snakemake(),
     shell:
         "sgpose infer --backbone {wildcards.bb} --variant {wildcards.variant}"
 
@@ -75,8 +72,8 @@ rule evaluate:
     params:
         evaluate=config.get("evaluate"),
         layout=lambda w: DATASETS[w.ds].get("layout", "coco"),
+    threads: RESOURCES.of("evaluate").threads
     resources:
-        mem_mb=16000,
-        runtime=60,
+        **RESOURCES.of("evaluate").snakemake(),
     shell:
         "sgpose evaluate --backbone {wildcards.bb} --variant {wildcards.variant}"

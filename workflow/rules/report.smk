@@ -19,8 +19,8 @@ rule report:
         refiner=config.get("refiner"),
         infer=config.get("infer"),
         ablation=ABLATION,
+    threads: RESOURCES.of("report").threads
     resources:
-        mem_mb=16000,
-        runtime=60,
+        **RESOURCES.of("report").snakemake(),
     shell:
         "sgpose report"
