@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # A one-node SLURM cluster on this machine, for tests and for trying the SLURM profile (docs/cluster.md):
-#   workflow/scripts/slurm_local.sh start  [DIR]   # prints `export SLURM_CONF=DIR/slurm.conf`
+#   workflow/scripts/slurm_local.sh start  [DIR]   # prints `export SLURM_CONF=DIR/slurm.conf PATH=DIR/bin:$PATH`
 #   workflow/scripts/slurm_local.sh status DIR
 #   workflow/scripts/slurm_local.sh stop   DIR     # idempotent: cancels the jobs, ends every process it started
 # DIR (created when missing; default: a new mktemp directory) holds everything: munge key and socket,
 # slurm.conf, controller state, spool, logs. Needs Debian's slurm-wlm and munge (22.05), run as root
 # (slurmd starts jobs as their submitting user). No cgroups and no accounting database: ProctrackType
 # linuxproc, TaskPlugin none, AccountingStorageType none (so no sacct: query jobs with squeue/scontrol;
-# MinJobAge keeps finished jobs visible to squeue for 10 minutes). The node has the CPUs and memory
+# MinJobAge keeps finished jobs visible to squeue and scontrol for an hour). The node has the CPUs and memory
 # `slurmd -C` reports and no GPU; partitions `cpu` (default) and `gpu` both hold it.
+# DIR/bin has the client commands (sbatch, srun, squeue, ...) with SLURM_CONF set: Snakemake's
+# jobstep plugin drops every SLURM_* variable but the job's ids before its `srun`, so a job finds a
+# cluster whose slurm.conf is not /etc/slurm/slurm.conf only through PATH.
 set -euo pipefail
 
 MARK=SGPOSE_SLURM_LOCAL  # set in the daemons' environment only: `stop` finds what this cluster started
@@ -60,7 +63,7 @@ JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
 MpiDefault=none
 ReturnToService=2
-MinJobAge=600
+MinJobAge=3600
 SchedulerType=sched/backfill
 SchedulerParameters=sched_interval=2
 $node_line NodeAddr=127.0.0.1 State=UNKNOWN
@@ -68,6 +71,17 @@ PartitionName=cpu Nodes=$node Default=YES MaxTime=INFINITE State=UP
 PartitionName=gpu Nodes=$node MaxTime=INFINITE State=UP
 EOF
   sed -i '/^UpTime=/d' "$dir/slurm.conf"
+}
+
+write_clients() {
+  local dir=$1 exe path search
+  search=$(tr ':' '\n' <<<"$PATH" | grep -vxF "$dir/bin" | paste -sd:)  # never a client of an earlier start
+  mkdir -p "$dir/bin"
+  for exe in sbatch srun squeue scontrol scancel sinfo sacct; do
+    path=$(PATH=$search command -v "$exe") || continue
+    printf '#!/bin/sh\nSLURM_CONF=%s exec %s "$@"\n' "$dir/slurm.conf" "$path" >"$dir/bin/$exe"
+    chmod +x "$dir/bin/$exe"
+  done
 }
 
 start() {
@@ -83,6 +97,7 @@ start() {
   chmod 700 "$dir/munge"
   [ -f "$dir/munge/munge.key" ] || mungekey --create --keyfile="$dir/munge/munge.key"
   write_conf "$dir"
+  write_clients "$dir"
   export "$MARK=$dir" SLURM_CONF="$dir/slurm.conf"
   munged --force --key-file="$dir/munge/munge.key" --socket="$dir/munge/munge.socket" \
     --pid-file="$dir/munge/munged.pid" --log-file="$dir/log/munged.log" --seed-file="$dir/munge/munged.seed"
@@ -90,7 +105,7 @@ start() {
   slurmd -f "$SLURM_CONF" -N "$(sed -nE 's/^NodeName=([^ ]+).*/\1/p' "$SLURM_CONF")"
   for _ in $(seq 60); do
     if sinfo -h -o %t 2>/dev/null | grep -qx idle; then
-      echo "export SLURM_CONF=$SLURM_CONF"
+      echo "export SLURM_CONF=$SLURM_CONF PATH=$dir/bin:\$PATH"
       return 0
     fi
     sleep 0.5
