@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from workflow_helpers import make_repo
 
 pytestmark = pytest.mark.e2e
 
@@ -36,6 +35,18 @@ CACHE_DECISIONS = {
 RESTORED = {"download", "prepare", "train_backbone", "start_pose", "train_refiner", "train_ablation",
             "infer_baseline", "infer", "infer_ablation", "evaluate_baseline", "evaluate", "evaluate_ablation",
             "report"}  # stages with every output cached: `dvc pull --run-cache` restores them (all but `cache`)
+# the report's dependencies as the files it reads (the Snakefile's report_inputs), not the ablation
+# backbone's whole directory: that holds the feature cache, which a clone lacks (a changed directory,
+# where a missing file is only missing data for `dvc repro --allow-missing`)
+BACKBONE_DIR = "results/${ablation.dataset}/${ablation.backbone}"
+
+
+def report_deps(variants: list[str]) -> list[str]:
+    """The report's dependencies inside BACKBONE_DIR for these refined variants (ours + the ablation's)."""
+    return [f"{BACKBONE_DIR}/cache/val.h5", f"{BACKBONE_DIR}/train_log.csv", f"{BACKBONE_DIR}/start_pose.json",
+            *(f"{BACKBONE_DIR}/{v}/{name}" for v in variants for name in ("refiner.pt", "train_log.csv"))]
+
+
 GIT = ["git", "-c", "user.name=sgpose test", "-c", "user.email=test@sgpose.invalid"]
 
 
@@ -53,9 +64,13 @@ def outputs(stage: dict) -> list[dict]:
     return [e for kind in ("outs", "metrics", "plots") for e in body.get(kind, []) if isinstance(e, dict)]
 
 
-def apply_decisions(dvc_yaml: Path) -> None:
-    """Set each output's cache per CACHE_DECISIONS; every `cache: false` output must have a decision."""
+def apply_decisions(dvc_yaml: Path, variants: list[str]) -> None:
+    """Set each output's cache per CACHE_DECISIONS (every `cache: false` output must have a decision),
+    the report's dependencies per report_deps."""
     tree = yaml.safe_load(dvc_yaml.read_text())
+    deps = tree["stages"]["report"]["deps"]
+    if BACKBONE_DIR in deps:
+        deps[deps.index(BACKBONE_DIR):deps.index(BACKBONE_DIR) + 1] = report_deps(variants)
     for stage in tree["stages"].values():
         for entry in outputs(stage):
             for path, options in entry.items():
@@ -72,14 +87,12 @@ def digests(root: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def pushed(tmp_path_factory) -> tuple[Path, Path, str]:
-    """(repo, remote, the commit/push output): the DAG run by Snakemake, committed to DVC, pushed."""
-    base = tmp_path_factory.mktemp("share")
-    repo = make_repo(base / "origin")
-    (repo / "dvc.lock").unlink()  # the sample run's: this repository records only the tiny grid's stages
-    apply_decisions(repo / "dvc.yaml")
-    run(["snakemake", "--cores", "2"], repo)
-    remote = base / "remote"
+def pushed(snakemake_tiny_run, tmp_path_factory) -> tuple[Path, Path, str]:
+    """(repo, remote, the commit/push output): the tiny DAG run by Snakemake, committed to DVC, pushed."""
+    repo = snakemake_tiny_run[0]
+    (repo / "dvc.lock").unlink(missing_ok=True)  # the sample run's: record only the tiny grid's stages
+    apply_decisions(repo / "dvc.yaml", ["ours", *yaml.safe_load((repo / "params.yaml").read_text())["ablation"]["variants"]])
+    remote = tmp_path_factory.mktemp("share") / "remote"
     run(["dvc", "remote", "modify", "--local", "storage", "url", str(remote)], repo)
     out = run(["dvc", "commit", "--force"], repo)
     out += run(["dvc", "repro"], repo)  # DVC now holds Snakemake's outputs as its own: nothing to run

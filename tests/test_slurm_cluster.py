@@ -18,15 +18,12 @@ from pathlib import Path
 import pytest
 import yaml
 from sgpose.resources import DEFAULTS
-from workflow_helpers import ROOT, make_repo, metrics_of
+from workflow_helpers import ROOT, TINY_RESOURCES, make_repo, metrics_of
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slurm]
 
 SCRIPT = ROOT / "workflow" / "scripts" / "slurm_local.sh"
 PROFILE = "workflow/profiles/slurm"
-# every rule its own sizes, so a job's sbatch values name the rule entry they came from; no GPU anywhere
-TINY_RESOURCES = {rule: {"threads": 1, "mem_mb": 1000 + 20 * i, "runtime": 10 + i, "gpu": 0}
-                  for i, rule in enumerate(DEFAULTS)}
 FAILS_ONCE = ("evaluate", "--backbone r18 --variant A1")  # the job the sgpose shim fails on its first attempt
 KILL_AFTER = 12  # finished jobs before Snakemake is killed (of 39)
 
@@ -110,23 +107,14 @@ def minutes(limit: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def local_run(tmp_path_factory):
-    """The same tiny grid (same resources) through `snakemake --cores 2`: the reference metrics."""
-    repo = make_repo(tmp_path_factory.mktemp("local"), {"resources": TINY_RESOURCES})
-    start = time.monotonic()
-    run(["snakemake", "--cores", "2"], repo, {**os.environ,
-                                              "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"})
-    return repo, time.monotonic() - start
-
-
-@pytest.fixture(scope="module")
 def slurm_run(cluster, tmp_path_factory):
     """The tiny grid through the SLURM profile: killed (SIGKILL) after KILL_AFTER finished jobs, its
     leftover jobs cancelled, refused by the stale lock, unlocked, run again to the end."""
-    repo = make_repo(tmp_path_factory.mktemp("slurm_dag"), {"resources": TINY_RESOURCES})
-    failing_once_shim(repo.parent / "shim", repo.parent / "failed-once")
-    env = {**cluster, "PATH": f"{repo.parent / 'shim'}{os.pathsep}{cluster['PATH']}"}
-    first_log = repo.parent / "first.log"
+    work = tmp_path_factory.mktemp("slurm_dag")
+    repo = make_repo(work / "repo", {"resources": TINY_RESOURCES})
+    failing_once_shim(work / "shim", work / "failed-once")
+    env = {**cluster, "PATH": f"{work / 'shim'}{os.pathsep}{cluster['PATH']}"}
+    first_log = work / "first.log"
     start = time.monotonic()
     with first_log.open("w") as out:
         proc = subprocess.Popen(slurm_command(), cwd=repo, env=env, stdout=out, stderr=subprocess.STDOUT,
@@ -161,12 +149,12 @@ def gpu_probe(repo: Path, env: dict) -> str:
                              "--forcerun", "train_backbone", "--", "results/tiny/r18/backbone.pt"), repo, env, ok=False)
 
 
-def test_the_tiny_dag_on_slurm_gives_the_local_metrics(slurm_run, local_run):
-    local_repo, local_s = local_run
+def test_the_tiny_dag_on_slurm_gives_the_local_metrics(slurm_run, snakemake_tiny_run):
+    local_repo, local_s = snakemake_tiny_run
     slurm = slurm_run["metrics"]
     assert len(slurm) == 6 and slurm == metrics_of(local_repo)
     assert (slurm_run["repo"] / "results" / "report" / "index.html").is_file()
-    jobs = len(submissions(slurm_run["first"])) + len(submissions(slurm_run["second"]))
+    jobs = len(re.findall(r"has been submitted with SLURM jobid", slurm_run["first"] + slurm_run["second"]))
     print(f"\nSLURM: {jobs} sbatch submissions, {slurm_run['seconds']:.0f} s (killed and resumed); "
           f"local --cores 2: {local_s:.0f} s")
 

@@ -10,10 +10,12 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import yaml
 from conftest import MIRROR, copy_project, require
+from sgpose.resources import DEFAULTS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,6 +44,9 @@ SECTIONS = {  # merged into the sample's sections
 }
 EVALUATIONS = {("tiny", "r18", v) for v in ("baseline", "ours", "A1", "ours_S2")} | {
     ("tiny_crowd", "cp", v) for v in ("baseline", "ours")}
+# every rule its own job size, so a SLURM job's values name the rule entry they came from; no GPU anywhere
+TINY_RESOURCES = {rule: {"threads": 1, "mem_mb": 1000 + 20 * i, "runtime": 10 + i, "gpu": 0}
+                  for i, rule in enumerate(DEFAULTS)}
 REFINER_AND_AFTER = re.compile(r"^(train_refiner|train_ablation|infer|infer_ablation|evaluate|evaluate_ablation)@|^report$")
 
 
@@ -74,3 +79,12 @@ def metrics_of(repo: Path) -> dict[tuple[str, str, str], dict]:
     """(dataset, backbone, variant) -> the metrics json of every evaluation under results/metrics."""
     found = sorted(repo.glob("results/metrics/*/*/*.json"))
     return {(p.parts[-3], p.parts[-2], p.stem): json.loads(p.read_text()) for p in found}
+
+
+def snakemake_tiny(dest: Path) -> tuple[Path, float]:
+    """The tiny grid (TINY_RESOURCES) run by `snakemake --cores 2` in a new repository at `dest`, and
+    its wall time in seconds."""
+    repo = make_repo(dest, {"resources": TINY_RESOURCES})
+    start = time.monotonic()
+    run(["snakemake", "--cores", "2"], repo)
+    return repo, time.monotonic() - start
