@@ -1,21 +1,39 @@
 # The pipeline DAG for Snakemake (`snakemake --cores N`, `--profile workflow/profiles/local`, or
-# `--profile workflow/profiles/slurm` on a cluster). dvc.yaml is the same DAG for DVC. Paths mirror
-# sgpose.config.Paths; the grid (datasets, backbones, ablation) and values come from params.yaml.
-# Each rule declares the params it depends on, so Snakemake's params rerun-trigger matches DVC's.
-# Every rule declares resources (gpu, mem_mb, runtime), sized for full COCO on one GPU.
+# `--profile workflow/profiles/slurm`). Nothing is declared here: every rule comes from the stage
+# table (pipeline_src/sgpose/dag/table.py), the same table dvc.yaml is generated from, over the grid of
+# the validated params file (`--config params=FILE`, default params.yaml).
+from sgpose.config import read_params_file
+from sgpose.dag.snakemake import rules, targets
 
-configfile: "params.yaml"
-
-
-include: "workflow/rules/common.smk"
-include: "workflow/rules/data.smk"
-include: "workflow/rules/backbone.smk"
-include: "workflow/rules/refiner.smk"
-include: "workflow/rules/report.smk"
+PARAMS = read_params_file(config.get("params", "params.yaml"))
 
 
 rule all:
     default_target: True
     input:
-        [f"{RES}/metrics/{ds}/{bb}/{v}.json" for ds, bb, v in grid()],
-        f"{RES}/report",
+        targets(PARAMS),
+
+
+for r in rules(PARAMS):
+
+    rule:
+        name:
+            r.name
+        input:
+            r.inputs,
+        output:
+            **r.outputs(),
+        log:
+            r.log(),
+        params:
+            values=r.params,
+            cmd=r.command,
+        conda:
+            "workflow/envs/sgpose.yaml"
+        wildcard_constraints:
+            **r.constraints(),
+        threads: PARAMS.resources.of(r.name).threads  # params.yaml resources (sgpose.resources)
+        resources:
+            **PARAMS.resources.of(r.name).snakemake(),
+        shell:
+            "{params.cmd} 2> {log}"  # sgpose logs to stderr

@@ -17,7 +17,7 @@ import contextlib
 import time
 
 import torch
-from sgpose.config import BackboneParams
+from sgpose.config.schema import BackboneParams
 from sgpose.models.backbones import build_backbone
 from torch.utils.flop_counter import FlopCounterMode
 

@@ -26,9 +26,10 @@ import h5py
 import numpy as np
 import torch
 from sgpose import compute
-from sgpose.cache import COMPRESSION, cache_writer, load_cache, write_cache
-from sgpose.config import BackboneParams, ComputeParams, GuidanceParams
-from sgpose.data.cache_loader import CacheBatches, batch_loader, features, shuffled_batches
+from sgpose.cache.format import COMPRESSION
+from sgpose.cache.reader import CacheBatches, batch_loader, features, load_cache, shuffled_batches
+from sgpose.cache.writer import cache_writer, write_cache
+from sgpose.config.schema import BackboneParams, ComputeParams, GuidanceParams
 from sgpose.data.coco import instances_from_gt, load_coco
 from sgpose.data.dataset import CropDataset
 from sgpose.guidance import fusion_weights

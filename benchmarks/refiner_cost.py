@@ -16,7 +16,7 @@ import argparse
 
 import torch
 from sgpose import guidance
-from sgpose.config import GuidanceParams
+from sgpose.config.schema import GuidanceParams
 from sgpose.keypoints import COCO
 from sgpose.models.simple_baseline import PoseResNet
 from sgpose.models.unet import StructureGuidedUNet

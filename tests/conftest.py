@@ -74,7 +74,7 @@ def params_tree(dataset: str = "fx", backbone: str = "tiny", *, layout: str = "c
     h, w = bp["input_size"]
     return {"datasets": {dataset: {"layout": layout, "data": data,
                                    "prepare": {"aspect_ratio": w / h} | (prepare or {})}},
-            "backbones": {backbone: {"dataset": dataset, "evals": list(evals)} | bp},
+            "backbones": {backbone: {"dataset": dataset} | bp}, "evals": {backbone: list(evals)},
             "ablation": {"dataset": dataset, "backbone": backbone, "variants": list(ablation)}, **sections}
 
 

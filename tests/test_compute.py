@@ -3,7 +3,7 @@
 import pytest
 import torch
 from sgpose import compute
-from sgpose.config import ComputeParams
+from sgpose.config.schema import ComputeParams
 
 
 def test_cpu_is_plain_fp32_nchw():

@@ -6,9 +6,10 @@ import pytest
 import torch
 from conftest import as_trained
 from sgpose import guidance
-from sgpose.config import load_params
-from sgpose.refine import build_unet, draw_steps, guidance_spec, refine, refine_static, training_loss
+from sgpose.config.selection import load_params
+from sgpose.refine import draw_steps, guidance_spec, refine, refine_static, training_loss
 from sgpose.refine import gt_pose as refine_gt_pose
+from sgpose.refiner import build_unet
 
 ROOT = Path(__file__).resolve().parents[1]
 

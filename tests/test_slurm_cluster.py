@@ -75,7 +75,8 @@ def failing_once_shim(bindir: Path, marker: Path) -> None:
     (bindir / "sgpose").write_text(
         "#!/bin/sh\n"
         f'if [ "$*" = "{" ".join(FAILS_ONCE)}" ] && [ ! -e {marker} ]; then\n'
-        f"  touch {marker}; echo 'sgpose test shim: injected failure' >&2; exit 3\nfi\n"
+        # stdout reaches the SLURM log; stderr the rule's log (overwritten by the retry)
+        f"  touch {marker}; echo 'sgpose test shim: injected failure' | tee /dev/stderr; exit 3\nfi\n"
         f'exec {real} "$@"\n')
     (bindir / "sgpose").chmod(0o755)
 
@@ -180,9 +181,10 @@ def test_every_rule_gets_its_resources_from_sbatch(slurm_run):
 def test_a_failing_job_is_retried_and_reported_with_its_log(slurm_run):
     log = slurm_run["first"] + slurm_run["second"]
     rule, args = FAILS_ONCE
-    error = re.search(rf"Error in rule {rule}:\n(?:.*\n)*?\s+log: (\S+/rule_{rule}/\S+\.log)", log)
-    assert error, "the failed attempt was not reported with its SLURM log"
-    assert "sgpose test shim: injected failure" in Path(error.group(1)).read_text()
+    reports = re.findall(rf"^Error in rule {rule}:\n(?:[ \t]+.*\n)+", log, flags=re.M)
+    slurm_logs = [m for r in reports for m in re.findall(rf"(/\S+/slurm_logs/rule_{rule}/\S+?\.log)", r)]
+    assert slurm_logs, f"the failed attempt was not reported with its SLURM log: {reports}"
+    assert "sgpose test shim: injected failure" in Path(slurm_logs[0]).read_text()
     calls = [c for c in re.findall(r"^sbatch call: (.*)$", log, flags=re.M) if f"--comment rule_{rule}_" in c
              and "r18" in c and "A1" in c]
     assert [bool(re.search(r"--attempt 2\b", c)) for c in calls] == [False, True], calls

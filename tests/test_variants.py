@@ -1,13 +1,16 @@
 """The variants of SPEC 6 as declarative descriptions, the sweep variants of Figs. 5-6, and the step
 weights each guidance kind implies."""
 
+from pathlib import Path
+
 import pytest
 import torch
-from sgpose.config import load_params
+from sgpose.config.selection import load_params
 from sgpose.guidance import fusion_weights, step_weights
 from sgpose.refine import guidance_spec
 from sgpose.variants import ALL, REFINED, VARIANTS, check_name, get_variant
-from test_config import ROOT
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_variant_names_and_descriptions():

@@ -5,6 +5,9 @@ sharded training split; one epoch everywhere, CPU."""
 
 from __future__ import annotations
 
+import copy
+import json
+import os
 import re
 from pathlib import Path
 
@@ -12,6 +15,8 @@ import matplotlib.image as mpimg
 import pandas as pd
 import pytest
 import yaml
+from sgpose.config.selection import read_params_file
+from sgpose.dag import table
 from workflow_helpers import EVALUATIONS, REFINER_AND_AFTER, make_repo, metrics_of, run
 
 pytestmark = pytest.mark.e2e
@@ -59,14 +64,20 @@ def test_dvc_repro_again_changes_nothing_and_a_refiner_param_reruns_only_the_ref
     params["train_refiner"]["epochs"] = 2
     (dvc_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     ran = set(re.findall(r"Running stage '([^']+)'", run(["dvc", "repro"], dvc_repo)))
-    assert {"train_refiner@r18", "train_refiner@cp", "train_ablation@A1", "train_ablation@ours_S2"} <= ran
+    assert {f"train_refiner.{ds}.{bb}.{v}" for ds, bb, v in EVALUATIONS if v != "baseline"} <= ran
     upstream = {s for s in ran if not REFINER_AND_AFTER.match(s) or "baseline" in s}
     assert not upstream, f"stages upstream of the refiners re-ran: {upstream}"
 
 
-def test_snakemake_runs_the_same_dag(dvc_repo, tmp_path):
-    repo = make_repo(tmp_path)
+@pytest.fixture(scope="module")
+def snake_repo(tmp_path_factory) -> Path:
+    repo = make_repo(tmp_path_factory.mktemp("snakemake"))
     run(["snakemake", "--profile", "workflow/profiles/local"], repo)
+    return repo
+
+
+def test_snakemake_runs_the_same_dag(dvc_repo, snake_repo):
+    repo = snake_repo
     snake, dvc = metrics_of(repo), metrics_of(dvc_repo)
     assert set(snake) == set(dvc) == EVALUATIONS
     for key in snake:
@@ -74,3 +85,181 @@ def test_snakemake_runs_the_same_dag(dvc_repo, tmp_path):
     assert (repo / "results" / "report" / "index.html").is_file()
     assert len(list((repo / "results/tiny/r18/cache/train.shards").iterdir())) == 2  # scattered, gathered
     assert "Nothing to be done" in run(["snakemake", "--profile", "workflow/profiles/local", "-n"], repo)
+
+
+# ------------------------------------------------------------------ the engines follow the stage table
+# Touch every module of the package and change every params key: each engine must plan to re-run exactly
+# the jobs the stage table says read it (its entry point imports the module; it declares the key), no more,
+# no fewer. Modules are touched all at once: both engines say which of a job's inputs changed, so one plan
+# answers for every module.
+TOUCHED = b"\n# touched by test_workflow_e2e\n"
+
+
+def package_modules(repo: Path) -> list[str]:
+    return sorted(p.relative_to(repo).as_posix() for p in (repo / "pipeline_src" / "sgpose").rglob("*.py"))
+
+
+def table_jobs(repo: Path, engine: str) -> list[table.Job]:
+    return table.jobs(read_params_file(repo / "params.yaml"), engine)
+
+
+def dvc_changes(repo: Path) -> dict[str, dict[str, set[str]]]:
+    """stage -> {"deps": changed dependency paths, "params": changed params keys} (`dvc status`)."""
+    status = json.loads(run(["dvc", "status", "--json"], repo).strip().splitlines()[-1] or "{}")
+    out: dict[str, dict[str, set[str]]] = {}
+    for stage, entries in status.items():
+        for entry in entries if isinstance(entries, list) else []:
+            if not isinstance(entry, dict):
+                continue
+            found = out.setdefault(stage, {"deps": set(), "params": set()})
+            found["deps"] |= set(entry.get("changed deps", {}))
+            for changed in entry.get("changed deps", {}).values():
+                if isinstance(changed, dict):  # params.yaml: {key: modified}
+                    found["params"] |= set(changed)
+    return out
+
+
+def snakemake_plan(repo: Path, trigger: str) -> dict[tuple, str]:
+    """(rule, wildcards) -> the reason of every job a dry run plans, with only `trigger` enabled."""
+    out = run(["snakemake", "-n", "--cores", "1", "--rerun-triggers", trigger], repo)
+    plan = {}
+    for rule, body in re.findall(r"^(?:local)?rule (\w+):\n(.*?)(?=^\[|^(?:local)?rule |^Job stats|\Z)", out,
+                                 flags=re.M | re.S):
+        reason = re.search(r"^\s+reason: (.*)$", body, flags=re.M)
+        wildcards = re.search(r"^\s+wildcards: (.*)$", body, flags=re.M)
+        keys = frozenset(tuple(kv.split("=", 1)) for kv in wildcards.group(1).split(", ")) if wildcards else frozenset()
+        plan[(rule, keys)] = reason.group(1) if reason else ""
+    return plan
+
+
+def job_id(job: table.Job) -> tuple:
+    return (job.stage, frozenset(job.keys.items()))
+
+
+def test_every_module_reruns_exactly_its_importers_under_dvc(dvc_repo):
+    assert dvc_changes(dvc_repo) == {}, "dvc status is not clean after dvc repro"
+    modules = package_modules(dvc_repo)
+    originals = {m: (dvc_repo / m).read_bytes() for m in modules}
+    try:
+        for m in modules:
+            (dvc_repo / m).write_bytes(originals[m] + TOUCHED)
+        changes = dvc_changes(dvc_repo)
+    finally:
+        for m in modules:
+            (dvc_repo / m).write_bytes(originals[m])
+    jobs = table_jobs(dvc_repo, "dvc")
+    wrong = {}
+    for m in modules:
+        expected = {j.name for j in jobs if m in j.code}
+        actual = {s for s, c in changes.items() if m in c["deps"]}
+        if expected != actual:
+            wrong[m] = {"missing": expected - actual, "extra": actual - expected}
+    assert not wrong, wrong
+    assert any(m.endswith("stages/infer.py") for m in modules) and dvc_changes(dvc_repo) == {}
+
+
+def test_every_module_reruns_exactly_its_importers_under_snakemake(snake_repo):
+    modules = package_modules(snake_repo)
+    times = {m: (snake_repo / m).stat().st_mtime for m in modules}
+    later = max(p.stat().st_mtime for p in (snake_repo / "results").rglob("*") if p.is_file()) + 60
+    try:
+        for m in modules:
+            os.utime(snake_repo / m, (later, later))
+        plan = snakemake_plan(snake_repo, "mtime")
+    finally:
+        for m, t in times.items():
+            os.utime(snake_repo / m, (t, t))
+    updated = {job: set(re.search(r"Updated input files: ([^;]*)", reason).group(1).split(", "))
+               for job, reason in plan.items() if "Updated input files" in reason}
+    jobs = table_jobs(snake_repo, "snakemake")
+    wrong = {}
+    for m in modules:
+        expected = {job_id(j) for j in jobs if m in j.code}
+        actual = {job for job, files in updated.items() if m in files}
+        if expected != actual:
+            wrong[m] = {"missing": expected - actual, "extra": actual - expected}
+    assert not wrong, wrong
+    assert "Nothing to be done" in run(["snakemake", "-n", "--cores", "1"], snake_repo)
+
+
+def leaf_keys(tree: dict, prefix: str = "") -> list[tuple[str, object]]:
+    out = []
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        out += leaf_keys(value, path + ".") if isinstance(value, dict) and value else [(path, value)]
+    return out
+
+
+OTHER = {"cosine": "linear", "linear": "cosine", "static": "recursive", "canonical": "mean", "literal": "keep_start",
+         "rendered": "raw", "clamp": "per_map", "pycocotools": "faster_coco_eval", "lz4": "gzip", "float16": "float32",
+         "bf16": "fp16", "auto": "cpu", "left_wrist": "right_wrist", "standard": "dark"}
+
+
+def changed(value):
+    """Another valid-looking value of the same type (None where there is no obvious one)."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return value + 1
+    if isinstance(value, float):
+        return value * 0.5 if value else 0.125
+    return OTHER.get(value) if isinstance(value, str) else None
+
+
+def params_variants(repo: Path) -> list[tuple[str, str]]:
+    """(key, the params.yaml text with only that key changed) for every leaf key whose change keeps the
+    file valid and the DAG's shape (the grid's keys change dvc.yaml itself: `sgpose dag --check` covers them)."""
+    from sgpose.stages.dag import stale
+
+    text = (repo / "params.yaml").read_text()
+    tree = yaml.safe_load(text)
+    out = []
+    for key, value in leaf_keys(tree):
+        new = changed(value)
+        if new is None:
+            continue
+        variant = copy.deepcopy(tree)
+        node = variant
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node[part]
+        node[leaf] = new
+        probe = repo / "params.probe.yaml"
+        probe.write_text(yaml.safe_dump(variant, sort_keys=False))
+        try:
+            if stale(probe, repo / "dvc.yaml"):
+                continue
+        except ValueError:  # invalid with this value
+            continue
+        out.append((key, probe.read_text()))
+    (repo / "params.probe.yaml").unlink(missing_ok=True)
+    return out
+
+
+def readers(jobs: list[table.Job], key: str) -> set:
+    return {job_id(j) for j in jobs if any(key == p or key.startswith(p + ".") for p in j.params)}
+
+
+def test_every_params_key_reruns_exactly_its_readers(dvc_repo, snake_repo):
+    variants = params_variants(dvc_repo)
+    assert len(variants) > 40, [k for k, _ in variants]
+    original = {r: (r / "params.yaml").read_text() for r in (dvc_repo, snake_repo)}
+    jobs = {r: table_jobs(r, e) for r, e in ((dvc_repo, "dvc"), (snake_repo, "snakemake"))}
+    names = {job_id(j): j.name for j in jobs[dvc_repo]}
+    wrong = {}
+    try:
+        for key, text in variants:
+            for repo in (dvc_repo, snake_repo):
+                (repo / "params.yaml").write_text(text)
+            dvc = {s for s, c in dvc_changes(dvc_repo).items() if c["params"]}
+            snake = {job for job, reason in snakemake_plan(snake_repo, "params").items()
+                     if "Params have changed" in reason}
+            want_dvc = {names[j] for j in readers(jobs[dvc_repo], key)}
+            want_snake = readers(jobs[snake_repo], key)
+            if dvc != want_dvc or snake != want_snake:
+                wrong[key] = {"dvc extra": dvc - want_dvc, "dvc missing": want_dvc - dvc,
+                              "snakemake extra": snake - want_snake, "snakemake missing": want_snake - snake}
+    finally:
+        for repo, text in original.items():
+            (repo / "params.yaml").write_text(text)
+    assert not wrong, wrong

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 from conftest import MIRROR, copy_project, require
+from sgpose.config.selection import read_params_file
 from sgpose.resources import DEFAULTS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,8 +33,8 @@ GRID = {  # replaces the sample's experiment grid
                        "data": {"manifest": "data/sample/crowdpose.tsv", "raw_dir": "data/raw",
                                 "images_dir": f"{FIX}/crowdpose", "annotations": f"{FIX}/crowdpose/test_crowdpose.json"},
                        "prepare": {"val_fraction": 0.5, "aspect_ratio": 1.0}}},
-    "backbones": {"r18": {"dataset": "tiny", "evals": ["val", "val_det"], **TINY_BACKBONE},
-                  "cp": {"dataset": "tiny_crowd", "evals": ["val"], **TINY_BACKBONE}},
+    "backbones": {"r18": {"dataset": "tiny", **TINY_BACKBONE}, "cp": {"dataset": "tiny_crowd", **TINY_BACKBONE}},
+    "evals": {"r18": ["val", "val_det"], "cp": ["val"]},
     "ablation": {"dataset": "tiny", "backbone": "r18", "variants": ["A1", "ours_S2"]},
 }
 SECTIONS = {  # merged into the sample's sections
@@ -47,7 +48,7 @@ EVALUATIONS = {("tiny", "r18", v) for v in ("baseline", "ours", "A1", "ours_S2")
 # every rule its own job size, so a SLURM job's values name the rule entry they came from; no GPU anywhere
 TINY_RESOURCES = {rule: {"threads": 1, "mem_mb": 1000 + 20 * i, "runtime": 10 + i, "gpu": 0}
                   for i, rule in enumerate(DEFAULTS)}
-REFINER_AND_AFTER = re.compile(r"^(train_refiner|train_ablation|infer|infer_ablation|evaluate|evaluate_ablation)@|^report$")
+REFINER_AND_AFTER = re.compile(r"^(train_refiner|infer|evaluate)\.|^report$")
 
 
 def _merge(base: dict, update: dict) -> dict:
@@ -63,6 +64,10 @@ def make_repo(dest: Path, extra: dict | None = None) -> Path:
     copy_project(dest)
     params = _merge(_merge(yaml.safe_load((ROOT / "params.yaml").read_text()), SECTIONS), extra or {}) | GRID
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    # every key spelled out (defaults included), as in the shipped params.yaml: DVC tracks each key a stage reads
+    full = read_params_file(dest / "params.yaml").model_dump(mode="json")
+    (dest / "params.yaml").write_text(yaml.safe_dump(full, sort_keys=False))
+    run(["sgpose", "dag"], dest)  # dvc.yaml for the tiny grid
     return dest
 
 

@@ -13,12 +13,16 @@ import importlib
 import logging
 import sys
 
-from sgpose.config import ParamsError, Paths, load_params
+from sgpose.config.paths import Paths
+
+# stage name -> (module, one-line help). Order is the DAG's order.
+from sgpose.config.selection import ParamsError, load_params
 
 # stage name -> (module, one-line help). Order is the DAG's order.
 STAGES: dict[str, tuple[str, str]] = {
+    "dag": ("sgpose.stages.dag", "write dvc.yaml from the stage table and params.yaml's grid (--check: is it current?)"),
     "profile": ("sgpose.stages.profile", "make profiles/NAME.yaml (sample, coco, crowdpose, paper) the active params.yaml"),
-    "download": ("sgpose.stages.download", "fetch and verify a dataset's files (URLs or SGPOSE_MIRROR) and its checkpoints"),
+    "download": ("sgpose.stages.download", "fetch and verify a dataset's files (URLs or SGPOSE_MIRROR)"),
     "prepare": ("sgpose.stages.prepare", "a dataset's person instances per split (GT boxes; val_det: detections), ground truth"),
     "train_backbone": ("sgpose.stages.train_backbone", "train a backbone where no official checkpoint is used (else import it)"),
     "cache": ("sgpose.stages.cache", "run the frozen backbone once; write features, Y0, targets, crop meta to sharded HDF5"),
@@ -29,8 +33,9 @@ STAGES: dict[str, tuple[str, str]] = {
     "report": ("sgpose.stages.report", "tables (paper numbers beside ours) and figures from results/"),
     "predict": ("sgpose.stages.predict", "run the trained backbone + ours refiner on an image: keypoints JSON + overlay PNG"),
 }
-# stages that never read the params file: `profile` replaces it (the current one may be broken)
-NO_PARAMS = frozenset({"profile"})
+# commands that read the params file themselves (whole): `profile` replaces it (the current one may be
+# broken), `dag` expands its grid
+NO_PARAMS = frozenset({"profile", "dag"})
 
 
 def _selected_stage(argv: list[str]) -> str | None:
@@ -89,7 +94,7 @@ def _guarded(stage: str, run) -> int:
     """Run a stage; a missing file or a bad value is a one-line error naming it (exit 1), not a traceback."""
     try:
         run()
-    except (FileNotFoundError, ValueError) as err:
+    except (FileNotFoundError, ValueError) as err:  # ParamsError is a ValueError
         print(f"sgpose {stage}: error: {err}", file=sys.stderr)
         return 1
     return 0

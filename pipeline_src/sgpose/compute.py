@@ -14,7 +14,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from sgpose.config import ComputeParams
+from sgpose.config.schema import ComputeParams
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 

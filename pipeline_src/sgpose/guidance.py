@@ -10,17 +10,17 @@ joints or steps.
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import torch
 from torch import Tensor
 
-Schedule = Literal["cosine", "linear"]
-Missing = Literal["literal", "keep_start", "blank"]
+from sgpose.modes import Missing, Schedule
+from sgpose.variants import GuidanceKind
+
 COSINE_S0 = 0.008  # improved-DDPM cosine schedule offset (Nichol & Dhariwal 2021)
 
 
-def alphas(S: int, schedule: Schedule = "cosine") -> Tensor:
+def alphas(S: int, schedule: Schedule = Schedule.COSINE) -> Tensor:
     """alpha_s for s = 0..S-1, increasing from exactly 0 to exactly 1 (S = 1: just the prediction).
 
     cosine: alpha_s = 1 - abar(s / (S-1)), abar(u) = f(u) / f(0), f(u) = cos^2((u + s0) / (1 + s0) * pi/2).
@@ -30,13 +30,13 @@ def alphas(S: int, schedule: Schedule = "cosine") -> Tensor:
     if S == 1:
         return torch.ones(1, dtype=torch.float64)
     u = torch.linspace(0.0, 1.0, S, dtype=torch.float64)
-    if schedule == "linear":
+    if schedule == Schedule.LINEAR:
         a = u
-    elif schedule == "cosine":
+    elif schedule == Schedule.COSINE:
         f = torch.cos((u + COSINE_S0) / (1 + COSINE_S0) * math.pi / 2) ** 2
         a = 1 - f / f[0]
     else:
-        raise ValueError(f"unknown schedule {schedule!r}; use cosine or linear")
+        raise ValueError(f"unknown schedule {schedule!r}; use {' or '.join(Schedule)}")
     a[0], a[-1] = 0.0, 1.0  # exact endpoints: G^0 is the start, G^{S-1} the prediction
     return a
 
@@ -61,7 +61,7 @@ def fusion_weights(S: int) -> Tensor:
     return w
 
 
-def step_weights(kind: str, S: int, a3_steps: str = "clamp") -> Tensor:
+def step_weights(kind: GuidanceKind, S: int, a3_steps: str = "clamp") -> Tensor:
     """w(t, s) as a (T, S) tensor for a variant's guidance kind (`sgpose.variants`); T = rows.
 
     none          (1, S) zeros: one step, no map
@@ -70,18 +70,18 @@ def step_weights(kind: str, S: int, a3_steps: str = "clamp") -> Tensor:
                   so only the fusion differs); per_map: T = S steps, H(t) = G^t
     graduated     fusion_weights(S) (SPEC 2), T = S+2
     """
-    if kind == "none":
+    if kind == GuidanceKind.NONE:
         return torch.zeros(1, S, dtype=torch.float64)
-    if kind == "prediction":
+    if kind == GuidanceKind.PREDICTION:
         return torch.eye(S, dtype=torch.float64)[-1:]
-    if kind == "interpolated":
+    if kind == GuidanceKind.INTERPOLATED:
         if a3_steps == "per_map":
             return torch.eye(S, dtype=torch.float64)
         if a3_steps != "clamp":
             raise ValueError(f"unknown a3_steps reading {a3_steps!r}; use clamp or per_map")
         idx = (torch.arange(S + 2) - 1).clamp(0, S - 1)
         return torch.eye(S, dtype=torch.float64)[idx]
-    if kind == "graduated":
+    if kind == GuidanceKind.GRADUATED:
         return fusion_weights(S)
     raise ValueError(f"unknown guidance kind {kind!r}")
 
@@ -91,7 +91,7 @@ def missing_mask(pose: Tensor) -> Tensor:
     return (pose == 0).all(dim=-1)
 
 
-def interpolate(start: Tensor, pred: Tensor, a: Tensor, missing: Missing = "literal") -> tuple[Tensor, Tensor]:
+def interpolate(start: Tensor, pred: Tensor, a: Tensor, missing: Missing = Missing.LITERAL) -> tuple[Tensor, Tensor]:
     """Poses P^s (B, S, K, 2) and a mask (B, S, K) of joints to render.
 
     start (K, 2) or (B, K, 2), pred (B, K, 2), a (S,). Readings for a missing predicted joint:
@@ -104,13 +104,13 @@ def interpolate(start: Tensor, pred: Tensor, a: Tensor, missing: Missing = "lite
     a = a.to(pred)[None, :, None, None]
     poses = (1 - a) * start[:, None] + a * pred[:, None]
     gone = missing_mask(pred)[:, None, :].expand(poses.shape[:3])
-    if missing == "literal":
+    if missing == Missing.LITERAL:
         present = ~missing_mask(poses)
-    elif missing == "keep_start":
+    elif missing == Missing.KEEP_START:
         poses = torch.where(gone[..., None], start[:, None].expand_as(poses), poses)
         present = ~gone.clone()
         present[:, :-1] = True
-    elif missing == "blank":
+    elif missing == Missing.BLANK:
         present = ~gone
     else:
         raise ValueError(f"unknown missing-joint reading {missing!r}")
@@ -146,8 +146,8 @@ def fuse_at(G: Tensor, weights: Tensor, t: Tensor) -> Tensor:
 
 
 def guidance_maps(
-    start: Tensor, pred: Tensor, S: int, schedule: Schedule = "cosine", sigma: float = 2.0,
-    size: tuple[int, int] = (64, 48), missing: Missing = "literal",
+    start: Tensor, pred: Tensor, S: int, schedule: Schedule = Schedule.COSINE, sigma: float = 2.0,
+    size: tuple[int, int] = (64, 48), missing: Missing = Missing.LITERAL,
 ) -> Tensor:
     """The S rendered maps G^0..G^{S-1} (B, S, K, h, w) from P_start to P_pred."""
     poses, present = interpolate(start, pred, alphas(S, schedule), missing)
@@ -155,8 +155,8 @@ def guidance_maps(
 
 
 def guidance_sequence(
-    start: Tensor, pred: Tensor, S: int, schedule: Schedule = "cosine", sigma: float = 2.0,
-    size: tuple[int, int] = (64, 48), missing: Missing = "literal",
+    start: Tensor, pred: Tensor, S: int, schedule: Schedule = Schedule.COSINE, sigma: float = 2.0,
+    size: tuple[int, int] = (64, 48), missing: Missing = Missing.LITERAL,
 ) -> Tensor:
     """The graduated guidance {H(t)}, t = 0..T-1, as (B, T, K, h, w) (SPEC 2).
 

@@ -17,15 +17,16 @@ import torch
 from torch import Tensor
 
 from sgpose import guidance
-from sgpose.config import GuidanceParams, Params
+from sgpose.config.schema import GuidanceParams
+from sgpose.config.selection import Params
 from sgpose.data.heatmaps import predicted_pose
 from sgpose.keypoints import get_layout
 from sgpose.losses import joints_mse
 from sgpose.models.unet import StructureGuidedUNet
-from sgpose.variants import Variant, get_variant
+from sgpose.modes import InferenceMode, StartPose
+from sgpose.variants import GuidanceKind, Variant, get_variant
 
 log = logging.getLogger(__name__)
-MODES = ("static", "recursive", "recursive_from_pred")
 
 
 @dataclass(frozen=True)
@@ -58,9 +59,9 @@ class GuidanceSpec:
 
     def at(self, pose: Tensor, y0: Tensor, t: Tensor) -> Tensor:
         """The guidance H(t_b) (B, C, h, w) for the path P_start -> pose; C = 0 for no guidance."""
-        if self.variant.guidance == "none":
+        if self.variant.guidance == GuidanceKind.NONE:
             return y0.new_zeros(y0.shape[0], 0, *y0.shape[-2:])
-        if self.variant.guidance == "prediction" and self.params.a2_map == "raw":
+        if self.variant.guidance == GuidanceKind.PREDICTION and self.params.a2_map == "raw":
             return y0
         return guidance.fuse_at(self.maps(pose), self.weights, t)
 
@@ -106,38 +107,38 @@ def refine_static(unet: StructureGuidedUNet, spec: GuidanceSpec, feats: list[Ten
     t = T-1 can change the result: the other T-1 UNet calls are skipped.
     """
     if spec.prev_heatmap:
-        return refine(unet, spec, feats, y0, "static")
+        return refine(unet, spec, feats, y0, InferenceMode.STATIC)
     t = torch.full((y0.shape[0],), spec.T - 1, dtype=torch.long, device=y0.device)
     H = spec.at(predicted_pose(y0, spec.params.pred_threshold), y0, t)
     return unet(feats, spec.inputs(H, y0), t)
 
 
-def _steps(unet: StructureGuidedUNet, spec: GuidanceSpec, feats: list[Tensor], y0: Tensor, mode: str) -> Iterator[Tensor]:
+def _steps(unet: StructureGuidedUNet, spec: GuidanceSpec, feats: list[Tensor], y0: Tensor, mode: InferenceMode) -> Iterator[Tensor]:
     """Each step's UNet output (B, K, h, w), t = 0..T-1, in one SPEC 5 reading."""
-    if mode not in MODES:
-        raise ValueError(f"unknown inference mode {mode!r}; expected one of {', '.join(MODES)}")
+    if mode not in set(InferenceMode):
+        raise ValueError(f"unknown inference mode {mode!r}; expected one of {', '.join(InferenceMode)}")
     thr = spec.params.pred_threshold
     pred = predicted_pose(y0, thr)
-    pose = spec.start.to(pred).expand_as(pred) if mode == "recursive" else pred
+    pose = spec.start.to(pred).expand_as(pred) if mode == InferenceMode.RECURSIVE else pred
     out = y0
     for step in range(spec.T):
         t = torch.full((y0.shape[0],), step, dtype=torch.long, device=y0.device)
         out = unet(feats, spec.inputs(spec.at(pose, y0, t), out), t)
-        if mode != "static":
+        if mode != InferenceMode.STATIC:
             pose = predicted_pose(out, thr)
         yield out
 
 
 @torch.no_grad()
 def refine(unet: StructureGuidedUNet, spec: GuidanceSpec, feats: list[Tensor], y0: Tensor,
-           mode: str = "static") -> Tensor:
+           mode: InferenceMode = InferenceMode.STATIC) -> Tensor:
     """The final heatmaps (B, K, h, w) of one SPEC 5 reading, batched over samples:
 
     static               H from P_start -> P_pred once; only the last step without prev-heatmap
     recursive            P(0) = P_start; step t: H(t) of the path P_start -> P(t), UNet, P(t+1) = decode
     recursive_from_pred  the same with P(0) = P_pred
     """
-    if mode == "static" and not spec.prev_heatmap:
+    if mode == InferenceMode.STATIC and not spec.prev_heatmap:
         return refine_static(unet, spec, feats, y0)
     out = y0
     for out in _steps(unet, spec, feats, y0, mode):
@@ -147,7 +148,7 @@ def refine(unet: StructureGuidedUNet, spec: GuidanceSpec, feats: list[Tensor], y
 
 @torch.no_grad()
 def refine_steps(unet: StructureGuidedUNet, spec: GuidanceSpec, feats: list[Tensor], y0: Tensor,
-                 mode: str = "static") -> Tensor:
+                 mode: InferenceMode = InferenceMode.STATIC) -> Tensor:
     """Every step's output (B, T, K, h, w) of one reading: the heatmap evolution of Figs. 7-8."""
     return torch.stack(list(_steps(unet, spec, feats, y0, mode)), dim=1)
 
@@ -170,7 +171,7 @@ def guidance_spec(params: Params, variant: str = "ours", start_pose_path: Path |
     size = tuple(params.backbone.heatmap_size)
     v = get_variant(variant)
     gp = params.guidance.for_variant(v)
-    if gp.start_pose == "mean":
+    if gp.start_pose == StartPose.MEAN:
         if start_pose_path is None:
             raise ValueError("guidance.start_pose is mean but no start_pose.json path was given")
         start = load_start_pose(Path(start_pose_path), params.layout, size)
@@ -183,15 +184,4 @@ def guidance_spec(params: Params, variant: str = "ours", start_pose_path: Path |
 def input_channels(num_joints: int, variant: Variant, prev_heatmap: bool) -> int:
     """Maps concatenated with F_0 at the UNet input (SPEC 3): the guidance map (K, none for A1) and
     the previous step's heatmap (K, with refiner.prev_heatmap)."""
-    return num_joints * (variant.guidance != "none") + num_joints * prev_heatmap
-
-
-def build_unet(params: Params, feature_channels: list[int], variant: str = "ours",
-               feature_levels: list[int] | None = None) -> StructureGuidedUNet:
-    """The refiner for this params file, this backbone's cached feature list (channels, and the
-    backbone level of each) and this variant."""
-    rp, k = params.refiner, get_layout(params.layout).num_joints
-    v = get_variant(variant)
-    return StructureGuidedUNet(k, feature_channels, rp.base_channels, rp.channel_mults, rp.time_dim,
-                               in_channels=input_channels(k, v, rp.prev_heatmap), step_embedding=v.step_embedding,
-                               feature_levels=feature_levels)
+    return num_joints * (variant.guidance != GuidanceKind.NONE) + num_joints * prev_heatmap

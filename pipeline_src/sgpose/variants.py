@@ -21,12 +21,23 @@ from __future__ import annotations
 import argparse
 import re
 from dataclasses import dataclass, replace
+from enum import StrEnum
 from typing import Literal
 
-GuidanceKind = Literal["none", "prediction", "interpolated", "graduated"]
+from sgpose.modes import Schedule
+
+
+class GuidanceKind(StrEnum):
+    """What guidance a variant's UNet sees; each is a (T, S) weight matrix (`sgpose.guidance.step_weights`)."""
+
+    NONE = "none"  # no guidance map: the features only, one step (A1)
+    PREDICTION = "prediction"  # the prediction's own map, one static step (A2)
+    INTERPOLATED = "interpolated"  # the interpolated maps G^s as the sequence, no graduated fusion (A3)
+    GRADUATED = "graduated"  # the graduated fusion H(t) = max_s w(t, s) G^s (SPEC 2; A4, ours)
+
+
 BASELINE = "baseline"
-SCHEDULES = ("cosine", "linear")
-SWEEP = re.compile(r"^ours_(?:S(?P<S>[1-9][0-9]?)|(?P<schedule>cosine|linear))$")
+SWEEP = re.compile(rf"^ours_(?:S(?P<S>[1-9][0-9]?)|(?P<schedule>{'|'.join(Schedule)}))$")
 
 
 @dataclass(frozen=True)
@@ -39,18 +50,24 @@ class Variant:
     train_path: Literal["pred", "gt"]  # the pose the guidance path ends at during training
     description: str
     S: int | None = None  # overrides guidance.S (a Fig. 5 sweep point)
-    schedule: Literal["cosine", "linear"] | None = None  # overrides guidance.schedule (Fig. 6)
+    schedule: Schedule | None = None  # overrides guidance.schedule (Fig. 6)
 
 
 VARIANTS: dict[str, Variant] = {v.name: v for v in (
-    Variant("A1", "none", False, "pred", "UNet on backbone features only"),
-    Variant("A2", "prediction", False, "pred", "+ static predicted heatmap"),
-    Variant("A3", "interpolated", True, "pred", "+ interpolated heatmap sequence, no graduated fusion"),
-    Variant("A4", "graduated", True, "gt", "graduated sequence from ground truth in training"),
-    Variant("ours", "graduated", True, "pred", "graduated sequence from the prediction (path consistency)"),
+    Variant("A1", GuidanceKind.NONE, False, "pred", "UNet on backbone features only"),
+    Variant("A2", GuidanceKind.PREDICTION, False, "pred", "+ static predicted heatmap"),
+    Variant("A3", GuidanceKind.INTERPOLATED, True, "pred", "+ interpolated heatmap sequence, no graduated fusion"),
+    Variant("A4", GuidanceKind.GRADUATED, True, "gt", "graduated sequence from ground truth in training"),
+    Variant("ours", GuidanceKind.GRADUATED, True, "pred", "graduated sequence from the prediction (path consistency)"),
 )}
 REFINED = tuple(VARIANTS)  # the paper's refined variants (Table 1)
-ALL = (BASELINE, *REFINED)
+UNREFINED = (BASELINE,)  # variants without a refiner: the backbone's heatmaps, decoded
+ALL = (*UNREFINED, *REFINED)
+
+
+def is_refined(name: str) -> bool:
+    """True for a variant with a refiner (a UNet to train); False for the backbone's own heatmaps."""
+    return name not in UNREFINED
 
 
 def get_variant(name: str) -> Variant:
@@ -62,10 +79,10 @@ def get_variant(name: str) -> Variant:
         ours = VARIANTS["ours"]
         if m["S"]:
             return replace(ours, name=name, S=int(m["S"]), description=f"ours with S = {m['S']} (Fig. 5)")
-        return replace(ours, name=name, schedule=m["schedule"],
+        return replace(ours, name=name, schedule=Schedule(m["schedule"]),
                        description=f"ours with the {m['schedule']} schedule (Fig. 6)")
     raise ValueError(f"unknown refined variant {name!r}; expected one of {', '.join(REFINED)}, "
-                     "ours_S<k> (k = 1..99) or ours_cosine / ours_linear")
+                     f"ours_S<k> (k = 1..99) or {' / '.join(f'ours_{s}' for s in Schedule)}")
 
 
 def check_name(name: str) -> str:

@@ -6,7 +6,7 @@ import pytest
 import torch
 from conftest import FIXTURE_COCO as FIXTURE
 from conftest import fixture_instances
-from sgpose.config import AugmentParams
+from sgpose.config.schema import AugmentParams
 from sgpose.data.dataset import CropDataset, ImageNorm
 from sgpose.data.heatmaps import argmax_coords
 from sgpose.data.transforms import image_to_heatmap

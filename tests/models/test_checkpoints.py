@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from sgpose.config import BackboneParams
+from sgpose.config.schema import BackboneParams
 from sgpose.models.backbones import build_backbone
 from sgpose.models.checkpoints import CheckpointError, detect_naming, load_backbone, load_strict, to_official_names
 from sgpose.models.hrnet import PoseHighResolutionNet

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from sgpose.config import BackboneParams
+from sgpose.config.schema import BackboneParams
 from sgpose.models.backbones import build_backbone
 from sgpose.models.checkpoints import load_backbone
 from sgpose.models.simple_baseline import PoseResNet

@@ -3,7 +3,7 @@
 import pytest
 import torch
 from conftest import as_trained
-from sgpose.models.unet import StructureGuidedUNet, step_embedding
+from sgpose.models.unet import ResBlock, StructureGuidedUNet, step_embedding
 
 SIMPLE_BASELINE = [(256, 64, 48), (256, 32, 24), (256, 16, 12)]
 HRNET_W32 = [(32, 64, 48), (64, 32, 24), (128, 16, 12), (256, 8, 6)]
@@ -37,7 +37,7 @@ def test_a_fresh_unet_outputs_zero_heatmaps():
     unet = StructureGuidedUNet(4, [8, 8, 8], base_channels=8, channel_mults=[1, 2, 2], time_dim=16)
     feats = [torch.randn(2, 8, 16, 12), torch.randn(2, 8, 8, 6), torch.randn(2, 8, 4, 3)]
     assert torch.equal(unet(feats, torch.rand(2, 4, 16, 12), torch.tensor([0, 3])), torch.zeros(2, 4, 16, 12))
-    assert all(not block.conv2.weight.any() for block in [*unet.enc, *unet.mid, *unet.dec])
+    assert all(not block.conv2.weight.any() for block in unet.modules() if isinstance(block, ResBlock))
 
 
 def test_step_embedding_and_bad_mults():
@@ -58,7 +58,7 @@ def test_a_subset_of_feature_levels_and_a_deeper_unet():
                                           feature_levels=[1, 2])).eval()
     H, t = torch.rand(1, 4, 16, 12), torch.tensor([1])
     ref = unet(feats, H, t)
-    assert ref.shape == (1, 4, 16, 12) and unet.stem.in_channels == 4  # guidance only at the input
+    assert ref.shape == (1, 4, 16, 12) and unet.downs[0][1].in_channels == 4  # guidance only at the input
     for i in range(2):
         changed = [f.clone() for f in feats]
         changed[i] = changed[i] + 1
@@ -67,4 +67,4 @@ def test_a_subset_of_feature_levels_and_a_deeper_unet():
         unet([torch.randn(1, 8, 16, 12), *feats], H, t)
     deep = StructureGuidedUNet(4, [8, 8, 8], base_channels=8, channel_mults=[1, 2, 2, 4], time_dim=16)
     full = [torch.randn(1, 8, 16, 12), *feats]
-    assert deep(full, H, t).shape == (1, 4, 16, 12) and deep.fuse[2].in_channels == 16  # level 3: no feature
+    assert deep(full, H, t).shape == (1, 4, 16, 12) and deep.downs[3][1].in_channels == 16  # level 3: no feature

@@ -1,7 +1,7 @@
 """The checkpoint registry: published names, prefixes, paths and compatibility checks."""
 
 import pytest
-from sgpose.config import BackboneParams
+from sgpose.config.schema import BackboneParams
 from sgpose.models import zoo
 
 

@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 import torch
 from conftest import as_trained
-from sgpose.config import load_params
-from sgpose.refine import build_unet, guidance_spec, refine
+from sgpose.config.selection import load_params
+from sgpose.refine import guidance_spec, refine
+from sgpose.refiner import build_unet
 from sgpose.report import evolution as ev
 from sgpose.report.charts import fig5_steps, training_curves
 

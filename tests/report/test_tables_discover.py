@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from sgpose.config import load_params
+from sgpose.config.selection import load_params
 from sgpose.report import tables
 from sgpose.report.build import sweep_points
 from sgpose.report.discover import Run, find_runs, is_crowdpose, paper_backbone_name, select, uses_detections

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from sgpose.cache import write_cache
+from sgpose.cache.writer import write_cache
 
 
 def write_synthetic_cache(path: Path, n: int = 4, k: int = 17, size=(32, 24), channels=(8, 8, 8),

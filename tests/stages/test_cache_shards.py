@@ -6,9 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import sgpose.stages.cache as stage
-from sgpose.cache import cache_attrs, load_cache, open_cache
+from sgpose.cache.format import read_attrs
+from sgpose.cache.reader import load_cache, open_cache
+from sgpose.cache.shards import shard_path
 from sgpose.cli import main as cli
-from sgpose.shards import shard_path
+from sgpose.config.paths import Paths
+from sgpose.config.selection import load_params
 from test_cache_stage import tiny_project
 
 SHARDED = ["--set", "cache.shards={train: 3}", "--set", "cache.batch_size=2"]  # train: 7 samples -> 2 + 2 + 3
@@ -27,7 +30,7 @@ def _snapshot(cache) -> dict:
     for split in ("train", "val"):
         out |= {f"{split}:{k}": v for k, v in load_cache(cache / f"{split}.h5").items()}
         with open_cache(cache / f"{split}.h5") as h5:
-            out[f"{split}:attrs"] = cache_attrs(h5)
+            out[f"{split}:attrs"] = read_attrs(h5)
     return out
 
 
@@ -114,19 +117,19 @@ def test_a_rerun_keeps_the_manifests_byte_for_byte(project):
     assert cli(["cache", "--params", str(params_file), *SHARDED, "--set", "cache.shards={train: 3, val: 2}"]) == 0
     assert (cache / "train.h5").read_bytes() == before[cache / "train.h5"]
     assert (cache / "val.h5").read_bytes() != before[cache / "val.h5"]  # re-sharded: a new manifest
-    assert len(cache_attrs(open_cache(cache / "val.h5"))["shard_files"]) == 2
+    assert len(read_attrs(open_cache(cache / "val.h5"))["shard_files"]) == 2
 
 
 def test_other_weights_rebuild_every_shard(project):
     params_file, cache = project
     assert cli(["cache", "--params", str(params_file), *SHARDED]) == 0
     before = load_cache(cache / "train.h5", ["heatmaps"])["heatmaps"]
-    prints = cache_attrs(open_cache(cache / "train.h5"))["shard_fingerprints"]
+    prints = read_attrs(open_cache(cache / "train.h5"))["shard_fingerprints"]
     assert cli(["train_backbone", "--params", str(params_file), "--set", "train_backbone.seed=5",
                 "--set", "train_backbone.epochs=1"]) == 0
     assert cli(["cache", "--params", str(params_file), *SHARDED]) == 0
     with open_cache(cache / "train.h5") as h5:
-        assert not set(cache_attrs(h5)["shard_fingerprints"]) & set(prints)
+        assert not set(read_attrs(h5)["shard_fingerprints"]) & set(prints)
         assert not np.array_equal(h5["heatmaps"][()], before)
 
 
@@ -177,7 +180,7 @@ def test_training_views_interleave_the_plain_crop_and_augmented_draws(project):
     assert not np.array_equal(three["joints"][1::3], plain["joints"])  # views 1, 2: other crops
     assert not np.array_equal(three["joints"][1::3], three["joints"][2::3])
     with open_cache(cache / "train.h5") as h5:
-        assert cache_attrs(h5)["views"] == 3
+        assert read_attrs(h5)["views"] == 3
     assert cli(["cache", "--params", str(params_file), *views, "--set", "cache.shards={train: 3}"]) == 0
     np.testing.assert_array_equal(load_cache(cache / "train.h5")["joints"], three["joints"])  # seeded draws
 
@@ -199,3 +202,35 @@ def test_feature_levels_store_a_subset_the_refiner_trains_on(project):
     assert cli(["train_refiner", "--params", str(params_file), *small]) == 0
     assert cli(["infer", "--params", str(params_file), "--variant", "ours", *small]) == 0
     assert cli(["cache", "--params", str(params_file), *one, "--set", "cache.feature_levels=[3]"]) == 1  # no level 3
+
+
+@pytest.mark.parametrize("key, value, rebuilt", [
+    ("cache.train_views", 2, {"train"}), ("cache.augment.flip_prob", 0.0, set()),  # augment: only with views > 1
+    ("cache.flip_test", False, {"val"}), ("cache.feature_levels", [0, 2], {"train", "val"}),
+    ("cache.dtype", "float32", {"train", "val"}), ("cache.compression", "gzip", {"train", "val"}),
+    ("cache.batch_size", 3, set()), ("cache.shards", {"val": 2}, set()),
+])
+def test_a_split_fingerprints_only_the_keys_that_shape_its_shards(project, key, value, rebuilt):
+    """The attributes each shard's fingerprint hashes change exactly for the splits the key shapes."""
+    params_file, _ = project
+    base = load_params(params_file)
+    changed = load_params(params_file, [f"{key}={value}"])
+    differs = {split for split in ("train", "val") if stage.shard_attrs(base, Paths(base), split)
+               != stage.shard_attrs(changed, Paths(changed), split)}
+    assert differs == rebuilt
+    views = load_params(params_file, ["cache.train_views=2"])  # with views drawn, augment shapes train
+    assert stage.shard_attrs(views, Paths(views), "train") != \
+        stage.shard_attrs(load_params(params_file, ["cache.train_views=2", "cache.augment.flip_prob=0"]),
+                          Paths(views), "train")
+
+
+def test_a_train_views_change_keeps_the_val_shards_and_rebuilds_train(project):
+    params_file, cache = project
+    assert cli(["cache", "--params", str(params_file)]) == 0
+    val = {p: p.read_bytes() for p in [cache / "val.h5", *sorted((cache / "val.shards").iterdir())]}
+    train = read_attrs(open_cache(cache / "train.h5"))["shard_fingerprints"]
+    assert cli(["cache", "--params", str(params_file), "--set", "cache.train_views=2"]) == 0
+    assert {p: p.read_bytes() for p in val} == val  # neither the val shard nor its manifest rewritten
+    with open_cache(cache / "train.h5") as h5:
+        assert not set(read_attrs(h5)["shard_fingerprints"]) & set(train)
+        assert read_attrs(h5)["views"] == 2 and len(h5["heatmaps"]) == 2 * 7  # 7 training instances

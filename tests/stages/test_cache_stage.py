@@ -8,9 +8,10 @@ import pandas as pd
 import torch
 from conftest import FIXTURE_COCO as FIXTURE
 from conftest import fixture_instances, params_tree, write_instances, write_params
-from sgpose.cache import cache_attrs, has_flip, load_cache, num_features, open_cache
+from sgpose.cache.format import has_flip, num_features, read_attrs
+from sgpose.cache.reader import load_cache, open_cache
 from sgpose.cli import main as cli
-from sgpose.config import load_params
+from sgpose.config.selection import load_params
 from sgpose.data.dataset import CropDataset
 from sgpose.data.heatmaps import flip_back
 from sgpose.keypoints import COCO
@@ -44,7 +45,7 @@ def test_cache_stage_writes_both_splits(tmp_path, monkeypatch):
         assert data["meta/ann_id"].tolist() == rows.ann_id.tolist()
         np.testing.assert_allclose(data["meta/center"], rows[["center_x", "center_y"]].to_numpy(), rtol=1e-6)
         with open_cache(bb / "cache" / f"{split}.h5") as h5:
-            attrs = cache_attrs(h5)
+            attrs = read_attrs(h5)
         assert attrs["checkpoint_sha256"] == sha and attrs["complete"] is True
         assert attrs["layout"] == "coco" and attrs["input_size"] == [64, 64] and attrs["num_joints"] == 17
         assert attrs["backbone"]["depth"] == 18
@@ -88,9 +89,9 @@ def test_flip_test_outputs_are_the_mirrored_crops(tmp_path, monkeypatch):
     assert cli(["cache", "--params", str(params_file)]) == 0
     bb = tmp_path / "results" / "fx" / "tiny"
     with open_cache(bb / "cache" / "train.h5") as h5:
-        assert not has_flip(h5) and cache_attrs(h5)["flip_test"] is False  # train split: no flip datasets
+        assert not has_flip(h5) and read_attrs(h5)["flip_test"] is False  # train split: no flip datasets
     with open_cache(bb / "cache" / "val.h5") as h5:
-        assert has_flip(h5) and cache_attrs(h5)["flip_test"] is True and num_features(h5, "flip/feat") == 3
+        assert has_flip(h5) and read_attrs(h5)["flip_test"] is True and num_features(h5, "flip/feat") == 3
     val = load_cache(bb / "cache" / "val.h5")
     n = len(table) - 7
     assert val["flip/heatmaps"].shape == val["heatmaps"].shape == (n, 17, 16, 16)

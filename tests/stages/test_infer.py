@@ -7,13 +7,13 @@ from pathlib import Path
 
 import torch
 from conftest import as_trained
-from sgpose.cache import load_cache
-from sgpose.config import load_params
-from sgpose.data.cache_loader import features
+from sgpose.cache.reader import features, load_cache
+from sgpose.config.selection import load_params
 from sgpose.data.heatmaps import flip_back
+from sgpose.inference import final_heatmaps
 from sgpose.keypoints import COCO
-from sgpose.refine import build_unet, guidance_spec, refine
-from sgpose.stages.infer import final_heatmaps
+from sgpose.refine import guidance_spec, refine
+from sgpose.refiner import build_unet
 from synthetic_cache import write_synthetic_cache
 
 REPO = Path(__file__).resolve().parents[2]

@@ -11,9 +11,9 @@ import pytest
 import torch
 from conftest import FIXTURE_COCO, params_tree, require, write_params
 from sgpose.cli import main as cli
-from sgpose.config import load_params
+from sgpose.config.selection import load_params
 from sgpose.models.backbones import build_backbone
-from sgpose.refine import build_unet
+from sgpose.refiner import build_unet
 from sgpose.stages.predict import parse_boxes
 
 IMAGE = FIXTURE_COCO / "000000040083.jpg"

@@ -9,7 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from sgpose.cli import main as cli
-from sgpose.config import Paths, load_params
+from sgpose.config.paths import Paths
+from sgpose.config.selection import load_params
 from sgpose.data.coco import INSTANCE_COLUMNS
 
 REPO = Path(__file__).resolve().parents[2]

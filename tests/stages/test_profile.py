@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from sgpose.cli import main as cli
-from sgpose.config import load_params, read_params_file
+from sgpose.config.selection import load_params, read_params_file
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -18,11 +18,11 @@ import pytest
 import torch
 import yaml
 from conftest import FIXTURE_COCO, fixture_instances
-from sgpose.cache import write_cache
+from sgpose.cache.writer import write_cache
 from sgpose.cli import main as cli_main
-from sgpose.config import load_params
+from sgpose.config.selection import load_params
 from sgpose.guidance import render_gaussians
-from sgpose.refine import build_unet
+from sgpose.refiner import build_unet
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "results" / "test-artifacts"

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from sgpose.config import Paths, load_params
+from sgpose.config.paths import Paths
+from sgpose.config.selection import load_params
 from sgpose.keypoints import COCO
 from sgpose.refine import guidance_spec
 from sgpose.stages.start_pose import main, start_pose_record

@@ -10,7 +10,7 @@ import sgpose.stages.train_backbone as stage
 import torch
 from conftest import fixture_instances, params_tree, write_instances, write_params
 from sgpose.cli import main as cli
-from sgpose.config import load_params
+from sgpose.config.selection import load_params
 from sgpose.models.backbones import build_backbone
 
 
@@ -105,7 +105,7 @@ def test_trains_hrnet(tmp_path, monkeypatch):
     assert "stage4.2.fuse_layers.0.3.0.weight" in ckpt["state_dict"]
     assert np.isfinite(pd.read_csv(bb / "train_log.csv").loss).all()
     assert cli(["cache", "--params", params, *hr]) == 0
-    from sgpose.cache import load_cache
+    from sgpose.cache.reader import load_cache
 
     val = load_cache(bb / "cache" / "val.h5", ["heatmaps", "feat/3", "flip/feat/0"])
     assert val["heatmaps"].shape[1:] == (17, 16, 16) and val["feat/3"].shape[1:] == (256, 2, 2)

@@ -9,10 +9,11 @@ import pandas as pd
 import pytest
 import sgpose.stages.train_refiner as stage
 import torch
+from sgpose.cache.reader import features
 from sgpose.cli import main as cli
-from sgpose.config import Paths, load_params
+from sgpose.config.paths import Paths
+from sgpose.config.selection import load_params
 from sgpose.data import sources
-from sgpose.data.cache_loader import features
 from test_cache_stage import tiny_project
 
 SMALL = ["--set", "refiner.base_channels=8", "--set", "refiner.time_dim=16", "--set", "train_refiner.batch_size=4"]

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from sgpose.config import AugmentParams
+from sgpose.config.schema import AugmentParams
 from sgpose.data.heatmaps import encode_targets
 from sgpose.data.transforms import affine_matrix, apply_affine, flip_joints, warp_crop
 from sgpose.keypoints import KeypointLayout

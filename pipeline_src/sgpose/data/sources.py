@@ -16,8 +16,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from sgpose import compute
-from sgpose.config import Params, Paths
-from sgpose.data.cache_loader import CacheBatches, batch_loader
+from sgpose.cache.reader import CacheBatches, batch_loader
+from sgpose.config.paths import Paths
+from sgpose.config.selection import Params
 from sgpose.data.coco import read_instances
 from sgpose.data.dataset import CropDataset
 from sgpose.keypoints import get_layout

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sgpose.config import BackboneParams
+from sgpose.config.schema import BackboneParams
 from sgpose.models.hrnet import PoseHighResolutionNet
 from sgpose.models.simple_baseline import PoseResNet
 

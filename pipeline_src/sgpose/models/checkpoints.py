@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from sgpose.config import BackboneParams
+from sgpose.config.schema import BackboneParams
 from sgpose.data.download import sha256_file
 from sgpose.models.backbones import ARCH_FIELDS, build_backbone, describe
 

@@ -82,23 +82,31 @@ class StructureGuidedUNet(nn.Module):
         if in_channels + at.get(0, 0) == 0:
             raise ValueError("the UNet input has no channels: neither guidance maps nor the level-0 feature")
         widths = [base_channels * m for m in mults]
-        levels = len(mults)
         self.time_dim = time_dim
         self.time_mlp = (nn.Sequential(nn.Linear(time_dim, time_dim * 2), nn.SiLU(), nn.Linear(time_dim * 2, time_dim))
                          if step_embedding else None)
-        # input: guidance map concatenated with the heatmap-resolution feature, then a conv
-        self.stem = nn.Conv2d(in_channels + at.get(0, 0), widths[0], 3, padding=1)
-        self.down = nn.ModuleList(nn.Conv2d(widths[i - 1], widths[i - 1], 3, stride=2, padding=1) for i in range(1, levels))
-        # per-level injection of the backbone feature of matching resolution (levels >= 1)
-        self.fuse = nn.ModuleList(nn.Conv2d(widths[i - 1] + at.get(i, 0), widths[i], 1) for i in range(1, levels))
-        self.enc = nn.ModuleList(ResBlock(w, w, time_dim) for w in widths)
+        # encoder, one (downsample, fuse, block) per level, highest resolution first. Level 0 fuses the
+        # guidance maps with F_0 (a 3x3 conv, no downsampling); level i >= 1 halves the resolution and
+        # fuses the backbone feature of that resolution, when one was cached (concatenate + 1x1 conv)
+        self.downs = nn.ModuleList()
+        for i, width in enumerate(widths):
+            cin = in_channels if i == 0 else widths[i - 1]
+            self.downs.append(nn.ModuleList([
+                nn.Identity() if i == 0 else nn.Conv2d(cin, cin, 3, stride=2, padding=1),
+                nn.Conv2d(cin + at.get(i, 0), width, 3 if i == 0 else 1, padding=1 if i == 0 else 0),
+                ResBlock(width, width, time_dim)]))
         self.mid = nn.ModuleList([ResBlock(widths[-1], widths[-1], time_dim), ResBlock(widths[-1], widths[-1], time_dim)])
-        # decoder level i sees its upsampled input concatenated with encoder skip i
-        self.dec = nn.ModuleList(ResBlock(2 * w, w, time_dim) for w in widths)
-        self.up = nn.ModuleList(nn.Conv2d(widths[i + 1], widths[i], 1) for i in range(levels - 1))
+        # decoder, one (upsample, block) per level, lowest resolution first: the upsampled input (a 1x1
+        # conv to the level's width; none at the lowest level) concatenated with the encoder's skip
+        self.ups = nn.ModuleList(
+            nn.ModuleList([nn.Identity() if i == len(widths) - 1 else nn.Conv2d(widths[i + 1], width, 1),
+                           ResBlock(2 * width, width, time_dim)])
+            for i, width in reversed(list(enumerate(widths))))
         self.head = nn.Sequential(_norm(widths[0]), nn.SiLU(), zero(nn.Conv2d(widths[0], num_joints, 1)))
 
     def forward(self, features: list[Tensor], guidance: Tensor, t: Tensor) -> Tensor:
+        """features: the backbone's (B, C_l, h/2^l, w/2^l) at `levels`; guidance (B, in_channels, h, w);
+        t (B,) -> (B, K, h, w)."""
         if len(features) != len(self.levels):
             raise ValueError(f"{len(features)} backbone features given; this refiner was built for feature levels "
                              f"{self.levels}")
@@ -106,19 +114,18 @@ class StructureGuidedUNet(nn.Module):
         if self.time_mlp is None:
             temb = features[0].new_zeros(features[0].shape[0], self.time_dim)
         else:
-            temb = self.time_mlp(step_embedding(t, self.time_dim))
-        x = self.stem(torch.cat([guidance, feat[0]], dim=1) if 0 in feat else guidance)
-        skips = []
-        for i, block in enumerate(self.enc):
-            if i > 0:
-                x = self.down[i - 1](x)
-                x = self.fuse[i - 1](torch.cat([x, feat[i]], dim=1) if i in feat else x)
+            temb = self.time_mlp(step_embedding(t, self.time_dim))  # (B, time_dim)
+        x, skips = guidance, []
+        for level, (downsample, fuse, block) in enumerate(self.downs):
+            x = downsample(x)  # (B, C_{i-1}, h/2^i, w/2^i)
+            x = fuse(torch.cat([x, feat[level]], dim=1) if level in feat else x)  # (B, C_i, h/2^i, w/2^i)
             x = block(x, temb)
             skips.append(x)
         for block in self.mid:
             x = block(x, temb)
-        for i in reversed(range(len(self.dec))):
-            if i < len(self.dec) - 1:
-                x = self.up[i](F.interpolate(x, size=skips[i].shape[-2:], mode="nearest"))
-            x = self.dec[i](torch.cat([x, skips[i]], dim=1), temb)
+        for upsample, block in self.ups:
+            skip = skips.pop()  # (B, C_i, h/2^i, w/2^i)
+            # nearest to the skip's size (odd sizes round down on the way in); the lowest level: same size
+            x = upsample(F.interpolate(x, size=skip.shape[-2:], mode="nearest"))  # (B, C_i, h/2^i, w/2^i)
+            x = block(torch.cat([x, skip], dim=1), temb)
         return self.head(x)

@@ -13,15 +13,17 @@ sha256 and size are recorded here (fill `sha256`/`size` after a first verified d
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from sgpose.config import BackboneParams
-from sgpose.data.download import Entry
+from sgpose.config.schema import BackboneParams
+from sgpose.data.download import Entry, fetch
 
 CHECKPOINT_DIR = Path("checkpoints")
 _MMPOSE = "https://download.openmmlab.com/mmpose/top_down"
 REGISTRY_PREFIXES = ("mmpose:",)
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,17 @@ def download_entry(key: str) -> Entry:
     """The download.Entry for a registry checkpoint (path relative to CHECKPOINT_DIR)."""
     zc = lookup(key)
     return Entry(zc.file_name, zc.url, zc.sha256, zc.size, sha256_prefix="" if zc.sha256 else zc.sha256_prefix)
+
+
+def fetch_checkpoint(key: str, root: str | Path = ".", mirror: str | None = None, progress: bool = True) -> Path:
+    """Fetch registry checkpoint `key` into `root/checkpoints/` (resumable, verified); a local mirror
+    directory's `checkpoints/<file>` is preferred, else the mirror URL or the registry URL."""
+    entry, dest = download_entry(key), Path(root) / CHECKPOINT_DIR
+    local = Path(mirror) / CHECKPOINT_DIR if mirror and not mirror.startswith(("http://", "https://")) else None
+    source = str(local) if local is not None and (local / entry.path).is_file() else None
+    outcome = fetch(entry, dest, source, progress=progress)
+    log.info("checkpoint %s: %s (%s)", key, dest / entry.path, outcome)
+    return dest / entry.path
 
 
 def checkpoint_path(checkpoint: str, root: str | Path = ".") -> Path:

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from sgpose.config import Params, Paths
+from sgpose.config.paths import Paths
+from sgpose.config.selection import Params
 from sgpose.keypoints import get_layout
 from sgpose.report import charts, discover, paper, tables
 from sgpose.report.figures import fig2_poses, fig_guidance_sequence

@@ -11,7 +11,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from sgpose.config import DET_SPLIT, Paths
+from sgpose.config.paths import Paths
+from sgpose.config.schema import DET_SPLIT
 from sgpose.io import read_json
 
 log = logging.getLogger(__name__)
@@ -85,14 +86,15 @@ def paper_backbone_name(backbone_dir: str, attrs: dict | None = None) -> str | N
 
 def cache_attrs_of(paths: Paths, split: str = "val") -> dict:
     """The attributes of a backbone's `<split>` cache (empty when there is no finished cache)."""
-    from sgpose.cache import cache_attrs, open_cache
+    from sgpose.cache.format import read_attrs
+    from sgpose.cache.reader import open_cache
 
     path = paths.cache(split)
     if not path.is_file():
         return {}
     try:
         with open_cache(path) as h5:
-            return cache_attrs(h5)
+            return read_attrs(h5)
     except (OSError, ValueError) as err:
         log.warning("%s: cannot read attributes (%s)", path, err)
         return {}

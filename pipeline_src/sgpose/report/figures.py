@@ -15,12 +15,13 @@ import torch  # noqa: E402
 
 from sgpose.guidance import guidance_sequence  # noqa: E402
 from sgpose.io import atomic_path  # noqa: E402
+from sgpose.modes import Missing  # noqa: E402
 
 log = logging.getLogger(__name__)
 
 
 def joint_sequence(start: np.ndarray, pred: np.ndarray, joint_index: int, S: int, schedule: str,
-                   sigma: float, size: tuple[int, int], missing: str = "literal") -> np.ndarray:
+                   sigma: float, size: tuple[int, int], missing: Missing = Missing.LITERAL) -> np.ndarray:
     """H(t)[joint] for t = 0..T-1 as (T, h, w), from start (K, 2) to pred (K, 2) in heatmap pixels."""
     start_t = torch.as_tensor(np.asarray(start, dtype=np.float32))
     pred_t = torch.as_tensor(np.asarray(pred, dtype=np.float32))[None]
@@ -39,7 +40,7 @@ def sequence_peaks(maps: np.ndarray) -> pd.DataFrame:
 
 def fig_guidance_sequence(start: np.ndarray, pred: np.ndarray, joint_index: int, S: int, schedule: str,
                           sigma: float, size: tuple[int, int], path: str | Path,
-                          joint_name: str | None = None, missing: str = "literal") -> pd.DataFrame:
+                          joint_name: str | None = None, missing: Missing = Missing.LITERAL) -> pd.DataFrame:
     """The paper's Fig. 2: one joint's graduated maps H(t), t = 0..T-1, in a row of panels.
 
     Writes the PNG at `path` and the data behind it (t, peak value, peak x, peak y) beside it as
@@ -88,7 +89,7 @@ SCAN_BLOCK = 256  # samples read at a time while looking for Fig. 2's sample
 
 def _cached_pose(cache: Path, threshold: float, joint: int) -> tuple[np.ndarray, int, bool]:
     """The predicted pose of the first sample whose `joint` responds above `threshold` (or of sample 0)."""
-    from sgpose.cache import open_cache
+    from sgpose.cache.reader import open_cache
     from sgpose.data.heatmaps import predicted_pose
 
     with open_cache(cache) as f:

@@ -6,6 +6,8 @@ beside this run's numbers in columns marked "paper".
 
 from __future__ import annotations
 
+from sgpose.modes import Schedule
+
 SOURCE = "quoted from the paper (SPEC section 6), COCO val2017 unless noted"
 
 # Table 1 / Fig. 4: ablation on SimpleBaseline-R50, GT boxes. variant -> (description, AP).
@@ -32,7 +34,7 @@ TABLE2: dict[str, tuple[float, float]] = {
 FIG5_S_SWEEP: dict[int, float] = {3: 73.7, 5: 73.7, 8: 73.3}
 
 # Fig. 6: interpolation schedule -> AP.
-FIG6_SCHEDULE: dict[str, float] = {"cosine": 73.7, "linear": 73.4}
+FIG6_SCHEDULE: dict[Schedule, float] = {Schedule.COSINE: 73.7, Schedule.LINEAR: 73.4}
 
 # Table 3 (CrowdPose val, GT boxes): method -> AP; `ours` rows are the paper's own.
 TABLE3_CROWDPOSE: dict[str, float] = {

@@ -7,7 +7,7 @@ import logging
 import subprocess
 from pathlib import Path
 
-from sgpose.config import Paths
+from sgpose.config.paths import Paths
 from sgpose.data.download import sha256_file
 from sgpose.report.discover import cache_attrs_of
 

@@ -17,8 +17,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from sgpose.cache import open_cache  # noqa: E402
-from sgpose.config import Params, Paths  # noqa: E402
+from sgpose.cache.reader import open_cache  # noqa: E402
+from sgpose.config.paths import Paths  # noqa: E402
+from sgpose.config.selection import Params  # noqa: E402
 from sgpose.data.transforms import heatmap_to_image  # noqa: E402
 from sgpose.keypoints import get_layout  # noqa: E402
 from sgpose.refine import guidance_spec  # noqa: E402
@@ -117,7 +118,7 @@ def write_qualitative(params: Params, paths: Paths, out: Path) -> dict[str, str]
     missing = [str(p) for p in (cache, ckpt) if not p.is_file()]
     if missing:
         return {n: placeholder(out / f"{n}.png", n, f"{', '.join(missing)} missing", ["sample"]) for n in names}
-    from sgpose.stages.train_refiner import load_refiner
+    from sgpose.refiner import load_refiner
 
     unet = load_refiner(ckpt, params, VARIANT)
     spec = guidance_spec(params, VARIANT, paths.start_pose)

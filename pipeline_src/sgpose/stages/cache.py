@@ -9,7 +9,7 @@ crop (docs/architecture.md, "Flip test"). The train split holds `cache.train_vie
 instance, interleaved (sample i * V + v is view v of instance i): view 0 the plain crop, the others
 drawn with `cache.augment` (flip / scale / rotation), so refiner training can see one per epoch.
 
-Each split is `cache.shards[split]` shard files plus a manifest (`sgpose.shards`): a re-run keeps
+Each split is `cache.shards[split]` shard files plus a manifest (`sgpose.cache.shards`): a re-run keeps
 every finished shard with the expected fingerprint and rebuilds the rest, so an interrupted run
 resumes at the first unfinished shard. `--split S --shard i` writes one shard (a Snakemake scatter
 job), `--split S --gather` only the manifest of finished shards (the gather job).
@@ -25,9 +25,13 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
-from sgpose import compute, shards
-from sgpose.cache import cache_writer
-from sgpose.config import SPLITS, AugmentParams, Params, Paths
+from sgpose import compute
+from sgpose.cache import shards
+from sgpose.cache.writer import cache_writer
+from sgpose.config.paths import Paths
+from sgpose.config.schema import SPLITS, AugmentParams
+from sgpose.config.selection import Params
+from sgpose.dag import imports
 from sgpose.data.coco import read_instances
 from sgpose.data.dataset import CropDataset, ViewCrops
 from sgpose.keypoints import get_layout
@@ -72,15 +76,29 @@ def main(params: Params, paths: Paths, args: argparse.Namespace) -> None:
             plan.gather()
 
 
-def cache_attrs(params: Params, paths: Paths) -> dict:
-    """The attributes every shard and manifest carries: layout, sizes, backbone, weights, and the
-    parameters its numbers depend on (the cache section; the compute set-up in effect on this node)."""
-    bp, layout = params.backbone, get_layout(params.layout)
+# the cache keys that shape a split's shards: every split's, then the train split's views (augment only
+# draws views >= 1), then the evaluation splits' flip test; batch_size and shards never change a number
+SHAPE_KEYS = ("dtype", "compression", "feature_levels")
+TRAIN_KEYS = ("train_views",)
+VIEW_KEYS = ("augment",)
+EVAL_KEYS = ("flip_test",)
+
+
+def shard_attrs(params: Params, paths: Paths, split: str) -> dict:
+    """The attributes every shard and the manifest of `split` carry: layout, sizes, backbone, weights,
+    the cache keys that shape this split's shards (`SHAPE_KEYS`...), the compute set-up in effect on
+    this node, and the split's `flip_test` and `views`. The shard fingerprints hash them, so a key
+    that does not shape a split's shards never rebuilds them (a train_views change keeps val's)."""
+    bp, layout, cp = params.backbone, get_layout(params.layout), params.cache
+    train = split == "train"
+    keys = {*SHAPE_KEYS, *((*TRAIN_KEYS, *(VIEW_KEYS if cp.train_views > 1 else ())) if train else EVAL_KEYS)}
     return {"layout": layout.name, "input_size": list(bp.input_size), "heatmap_size": list(bp.heatmap_size),
-            "num_joints": layout.num_joints, "backbone": bp.model_dump(mode="json", exclude={"evals", "train"}),
+            "num_joints": layout.num_joints, "backbone": bp.model_dump(mode="json", exclude={"train"}),
             "checkpoint_sha256": backbone_source_sha256(paths.backbone),
-            "cache": params.cache.model_dump(mode="json", exclude={"batch_size", "shards"}),
-            "compute": compute.effective(params.compute, compute.device(params.compute))}
+            "cache": cp.model_dump(mode="json", include=keys),
+            "compute": compute.effective(params.compute, compute.device(params.compute)),
+            "flip_test": cp.flip_test and not train,  # the flip test is an inference-time device
+            "views": cp.train_views if train else 1}
 
 
 class SplitPlan:
@@ -89,11 +107,10 @@ class SplitPlan:
     def __init__(self, params: Params, paths: Paths, split: str):
         self.split, self.manifest = split, paths.cache(split)
         self.rows = read_instances(paths.instances(split))
-        self.flip = params.cache.flip_test and split != "train"  # the flip test is an inference-time device
-        self.views = params.cache.train_views if split == "train" else 1
-        self.attrs = cache_attrs(params, paths) | {"flip_test": self.flip, "views": self.views}
+        self.attrs = shard_attrs(params, paths, split)
+        self.flip, self.views = self.attrs["flip_test"], self.attrs["views"]
         self.ranges = shards.shard_ranges(len(self.rows), params.cache.num_shards(split))
-        code = shards.code_digest()
+        code = shards.code_digest(imports.module_files(__name__), imports.ROOT)  # the code computing the numbers
         self.prints = [shards.fingerprint(self.attrs, self.rows.iloc[a:b], a, code) for a, b in self.ranges]
         self.files = [shards.shard_path(self.manifest, i) for i in range(len(self.ranges))]
 

@@ -1,12 +1,9 @@
 """`sgpose download --dataset D`: fetch and verify every file of the dataset's `data.manifest` into
-`data.raw_dir`, and the official checkpoints of its backbones.
+`data.raw_dir` (official backbone checkpoints are fetched by `train_backbone`, which imports them).
 
 Source: `--mirror`, else env `SGPOSE_MIRROR` (a local directory or an http(s) base URL with the
-manifest's relative paths), else each file's public URL. Every `backbones.*.checkpoint` of the
-dataset that names a registry checkpoint (sgpose.models.zoo) is fetched from its URL into
-`checkpoints/` (resumable, verified; a local mirror directory holding `checkpoints/<file>` is used
-first). Writes `results/<dataset>/download.json` listing every verified file with its checksum:
-the output the workflow engines track (later stages depend on it, not on the files).
+manifest's relative paths), else each file's public URL. Writes `results/<dataset>/download.json`
+listing every verified file with its checksum: the output the workflow engines track (later stages depend on it, not on the files).
 """
 
 from __future__ import annotations
@@ -16,10 +13,10 @@ import logging
 import os
 from pathlib import Path
 
-from sgpose.config import Params, Paths
-from sgpose.data.download import Entry, fetch, fetch_all, read_manifest, sha256_file
+from sgpose.config.paths import Paths
+from sgpose.config.selection import Params
+from sgpose.data.download import Entry, fetch_all, read_manifest, sha256_file
 from sgpose.io import write_json
-from sgpose.models import zoo
 
 log = logging.getLogger(__name__)
 
@@ -28,16 +25,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mirror", default=None,
                         help="local directory or http(s) base URL holding the files (overrides $SGPOSE_MIRROR)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-
-
-def fetch_checkpoint(key: str, root: Path, mirror: str | None, progress: bool) -> Path:
-    """Fetch registry checkpoint `key` into `root/checkpoints/`; a local mirror's copy is preferred."""
-    entry, dest = zoo.download_entry(key), root / zoo.CHECKPOINT_DIR
-    local = Path(mirror) / zoo.CHECKPOINT_DIR if mirror and not mirror.startswith(("http://", "https://")) else None
-    source = str(local) if local is not None and (local / entry.path).is_file() else None
-    outcome = fetch(entry, dest, source, progress=progress)
-    log.info("checkpoint %s: %s (%s)", key, dest / entry.path, outcome)
-    return dest / entry.path
 
 
 def recorded_checksum(entry: Entry, raw_dir: Path) -> str:
@@ -58,9 +45,4 @@ def main(params: Params, paths: Paths, args: argparse.Namespace) -> None:
              ", ".join(f"{k} {v}" for k, v in counts.items()))
     stamp = {"manifest": params.data.manifest,
              "files": {e.path: recorded_checksum(e, Path(params.data.raw_dir)) for e in entries}}
-    keys = sorted({bp.checkpoint for bp in params.file.backbones.values()
-                   if bp.dataset == params.dataset and zoo.is_registry_key(bp.checkpoint)})
-    ckpts = [fetch_checkpoint(key, paths.root, mirror, not getattr(args, "no_progress", False)) for key in keys]
-    if ckpts:
-        stamp["checkpoints"] = {str(c): sha256_file(c) for c in ckpts}
     write_json(paths.download_stamp, stamp)

@@ -14,7 +14,9 @@ import argparse
 import logging
 
 from sgpose import variants
-from sgpose.config import DET_SPLIT, Params, Paths
+from sgpose.config.paths import Paths
+from sgpose.config.schema import DET_SPLIT
+from sgpose.config.selection import Params
 from sgpose.evaluation.coco_eval import evaluate_keypoints
 from sgpose.evaluation.nms import nms_results
 from sgpose.io import read_json, write_json

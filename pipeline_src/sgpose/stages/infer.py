@@ -1,11 +1,7 @@
 """`sgpose infer --backbone B --variant V`: each evaluation split's heatmaps -> COCO results JSON (SPEC 5).
 
-`baseline` decodes the backbone's own heatmaps Y0 (same decoding, same evaluation); a refined
-variant runs its trained UNet over the cached features first, in the reading `infer.mode`. With
-`infer.flip_test` and a cache holding `flip/*`, each view is refined with its own features and Y0
-and the mirrored view is mapped back (`flip_back`) and averaged with the original. The cache is
-read batch by batch (never whole: full COCO's detection-box val cache is hundreds of GB) and each
-batch is decoded at once. Writes `<variant>/predictions/<split>.json` per split of the backbone.
+The stage writes `<variant>/predictions/<split>.json` per split of the backbone; what it computes
+(decoding, refinement, the flip test) is `sgpose.inference`'s.
 """
 
 from __future__ import annotations
@@ -13,91 +9,33 @@ from __future__ import annotations
 import argparse
 import logging
 
-import numpy as np
-import torch
-
 from sgpose import compute, variants
-from sgpose.cache import has_flip, open_cache
-from sgpose.config import Params, Paths
-from sgpose.data.cache_loader import CacheBatches, batch_loader, features, sequential_batches
-from sgpose.data.heatmaps import decode, flip_back
-from sgpose.data.transforms import heatmap_to_image
-from sgpose.evaluation.results import to_coco_results
+from sgpose.config.paths import Paths
+from sgpose.config.schema import SPLITS
+from sgpose.config.selection import Params
+from sgpose.inference import final_heatmaps, refiner_for, split_results  # noqa: F401  final_heatmaps: for parity.py
 from sgpose.io import write_json
-from sgpose.keypoints import get_layout
-from sgpose.refine import GuidanceSpec, guidance_spec, refine
-from sgpose.stages.train_refiner import load_refiner
-from sgpose.variants import BASELINE
 
 log = logging.getLogger(__name__)
-META = ("meta/center", "meta/scale", "meta/image_id", "meta/score")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variant", required=True, type=variants.argument,
                         help="baseline or a refined variant (A1..A4, ours, ours_S<k>, ours_<schedule>)")
-
-
-def view_heatmaps(params: Params, batch: dict[str, torch.Tensor], prefix: str, unet=None,
-                  spec: GuidanceSpec | None = None, dev: torch.device = torch.device("cpu")) -> torch.Tensor:
-    """One view's final heatmaps (`prefix` '' or 'flip/') on the CPU: Y0 for the baseline, else refined."""
-    y0 = batch[f"{prefix}heatmaps"]
-    if unet is None:
-        return y0.float()
-    cp = params.compute
-    feats = [compute.to_device(f, cp, dev) for f in features(batch, prefix)]
-    with compute.inference(cp, dev):
-        out = refine(unet, spec, feats, compute.to_device(y0, cp, dev), params.infer.mode)
-    return out.float().cpu()
-
-
-def final_heatmaps(params: Params, batch: dict[str, torch.Tensor], unet=None, spec: GuidanceSpec | None = None,
-                   dev: torch.device = torch.device("cpu")) -> torch.Tensor:
-    """The heatmaps to decode for a batch: one view, or the average with the mirrored view mapped back."""
-    out = view_heatmaps(params, batch, "", unet, spec, dev)
-    if not params.infer.flip_test or "flip/heatmaps" not in batch:
-        return out
-    flipped = view_heatmaps(params, batch, "flip/", unet, spec, dev)
-    return 0.5 * (out + flip_back(flipped, get_layout(params.layout).flip_permutation()))
-
-
-def refiner_for(params: Params, paths: Paths, variant: str, dev: torch.device):
-    """(UNet on the device, its guidance spec), or (None, None) for the baseline."""
-    if variant == BASELINE:
-        return None, None
-    unet = compute.prepare_model(load_refiner(paths.refiner(variant), params, variant), params.compute, dev)
-    spec = guidance_spec(params, variant, paths.start_pose)
-    mode = params.infer.mode
-    if spec.T == 1 or (mode == "static" and not spec.prev_heatmap):
-        log.info("%s %s inference: only step t=T-1=%d affects the output; the other steps are skipped",
-                 variant, mode if spec.T > 1 else "single-step", spec.T - 1)
-    return unet, spec
-
-
-def split_results(params: Params, paths: Paths, split: str, unet=None, spec: GuidanceSpec | None = None,
-                  dev: torch.device = torch.device("cpu")) -> list[dict]:
-    """COCO results of every cached sample of one split, decoded batch by batch."""
-    path = paths.cache(split)
-    with open_cache(path) as h5:
-        flip = params.infer.flip_test and has_flip(h5)
-    if params.infer.flip_test and not flip:
-        log.warning("%s: infer.flip_test is on but the cache has no flip/*: single view", path)
-    prefixes = () if unet is None else ("", "flip/") if flip else ("",)
-    data = CacheBatches(path, keys=["heatmaps", *(["flip/heatmaps"] if flip else []), *META], prefixes=prefixes)
-    results, size = [], tuple(params.backbone.heatmap_size)
-    for batch in batch_loader(data, sequential_batches(len(data), params.infer.batch_size), pin_memory=dev.type == "cuda"):
-        coords, scores = decode(final_heatmaps(params, batch, unet, spec, dev))
-        center, scale = batch["meta/center"].double().numpy(), batch["meta/scale"].double().numpy()
-        joints = heatmap_to_image(coords.numpy(), center, scale, size)
-        results += to_coco_results(batch["meta/image_id"].numpy(), joints, scores.numpy(),
-                                   batch["meta/score"].numpy(), areas=np.prod(scale, axis=1))  # crop area: OKS-NMS scale
-    return results
+    parser.add_argument("--split", action="append", dest="splits", choices=SPLITS,
+                        help="only this evaluation split (repeatable; default: every split the variant is scored on)")
 
 
 def main(params: Params, paths: Paths, args: argparse.Namespace) -> None:
     dev = compute.device(params.compute)
     unet, spec = refiner_for(params, paths, args.variant, dev)
-    for split in params.evals_of(args.variant):
+    scored = params.evals_of(args.variant)
+    wanted = getattr(args, "splits", None) or scored
+    unknown = [s for s in wanted if s not in scored]
+    if unknown:
+        raise ValueError(f"--split {unknown[0]}: {args.variant} of backbone {params.backbone.name} is scored on "
+                         f"{', '.join(scored)} (evals.{params.backbone.name})")
+    for split in wanted:
         results = split_results(params, paths, split, unet, spec, dev)
         write_json(paths.keypoints(args.variant, split), results, indent=None)
         log.info("%s %s: %d person results -> %s", args.variant, split, len(results), paths.keypoints(args.variant, split))

@@ -19,7 +19,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from sgpose.config import Params, Paths  # noqa: E402
+from sgpose.config.paths import Paths  # noqa: E402
+from sgpose.config.selection import Params  # noqa: E402
 from sgpose.data.dataset import ImageNorm, read_rgb  # noqa: E402
 from sgpose.data.heatmaps import decode  # noqa: E402
 from sgpose.data.transforms import box_to_center_scale, heatmap_to_image, warp_crop  # noqa: E402
@@ -71,7 +72,7 @@ def models(params: Params, paths: Paths):
     """(backbone, refiner, guidance spec); a missing checkpoint names the stage that makes it."""
     from sgpose.models.checkpoints import load_backbone
     from sgpose.refine import guidance_spec
-    from sgpose.stages.train_refiner import load_refiner
+    from sgpose.refiner import load_refiner
 
     ckpt = paths.backbone
     if not ckpt.is_file():
@@ -86,8 +87,8 @@ def models(params: Params, paths: Paths):
 
 def heatmaps(params: Params, backbone, unet, spec, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(backbone heatmaps, refined heatmaps), both flip-averaged as `infer` does."""
+    from sgpose.inference import final_heatmaps
     from sgpose.models.backbones import forward_views
-    from sgpose.stages.infer import final_heatmaps
 
     with torch.no_grad():
         # the backbone levels the refiner was trained on (its cache's `cache.feature_levels`)

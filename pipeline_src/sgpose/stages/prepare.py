@@ -15,7 +15,9 @@ import logging
 
 import pandas as pd
 
-from sgpose.config import DET_SPLIT, SPLITS, Params, Paths, gt_split
+from sgpose.config.paths import Paths
+from sgpose.config.schema import DET_SPLIT, SPLITS, gt_split
+from sgpose.config.selection import Params
 from sgpose.data.coco import instances_from_gt, load_coco, split_images, subset_annotations
 from sgpose.data.detections import instances_from_detections, load_detections
 from sgpose.io import atomic_path, write_json

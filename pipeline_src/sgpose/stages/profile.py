@@ -2,7 +2,8 @@
 
 `params.yaml` stays the one file DVC, Snakemake and every stage read; a profile (sample, coco,
 crowdpose) is a complete alternative to it. The profile is validated first (an invalid one never
-replaces a working params.yaml), then copied byte for byte, atomically.
+replaces a working params.yaml), then copied byte for byte, atomically, and dvc.yaml is regenerated
+for its grid (`sgpose dag`), so `dvc repro` runs the profile's stages.
 """
 
 from __future__ import annotations
@@ -11,7 +12,11 @@ import argparse
 import logging
 from pathlib import Path
 
-from sgpose.config import ParamsFile, read_params_file
+import yaml
+
+from sgpose.config.schema import ParamsFile
+from sgpose.config.selection import read_params_file
+from sgpose.dag import dvc
 from sgpose.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -35,11 +40,12 @@ def activate(name: str, target: str | Path, root: Path = Path(".")) -> ParamsFil
     params = read_params_file(source)  # raises ParamsError (a ValueError) naming the profile file
     with atomic_path(target) as tmp:
         tmp.write_bytes(source.read_bytes())
+    dvc.write(params, yaml.safe_load(source.read_text()), Path(target).with_name("dvc.yaml"))
     return params
 
 
 def run(args: argparse.Namespace) -> None:
     """Activate the profile; the current params file is replaced, not read (it may be broken)."""
     new = activate(args.name, args.params)
-    log.info("%s is now profile %s (datasets %s; backbones %s); run `dvc repro` or `snakemake`",
+    log.info("%s is now profile %s (datasets %s; backbones %s; dvc.yaml regenerated); run `dvc repro` or `snakemake`",
              args.params, args.name, ", ".join(new.datasets), ", ".join(new.backbones))

@@ -13,7 +13,8 @@ import logging
 
 import yaml
 
-from sgpose.config import Params, Paths
+from sgpose.config.paths import Paths
+from sgpose.config.selection import Params
 from sgpose.io import write_json
 from sgpose.report import build, discover
 from sgpose.report.page import write_page

@@ -13,8 +13,9 @@ import logging
 
 import torch
 
-from sgpose.config import Params, Paths
-from sgpose.data.cache_loader import CacheBatches
+from sgpose.cache.reader import CacheBatches
+from sgpose.config.paths import Paths
+from sgpose.config.selection import Params
 from sgpose.guidance import mean_pose
 from sgpose.io import write_json
 from sgpose.keypoints import get_layout

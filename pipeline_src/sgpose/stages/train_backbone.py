@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -20,7 +21,8 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from sgpose.config import Params, Paths
+from sgpose.config.paths import Paths
+from sgpose.config.selection import Params
 from sgpose.data.coco import read_instances
 from sgpose.data.dataset import CropDataset
 from sgpose.data.download import sha256_file
@@ -59,7 +61,7 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim
 def _fingerprint(params: Params, num_joints: int) -> dict:
     """What a resume checkpoint must have been made with to be continued (any `epochs` not below its own)."""
     train = params.train_backbone.model_dump(mode="json", exclude={"epochs", "num_workers"})
-    return {"backbone": params.backbone.model_dump(mode="json", exclude={"evals", "train"}), "train": train,
+    return {"backbone": params.backbone.model_dump(mode="json", exclude={"train"}), "train": train,
             "layout": params.layout, "num_joints": num_joints}
 
 
@@ -88,6 +90,8 @@ def configured_checkpoint(params: Params, paths: Paths) -> Path:
     if zoo.is_registry_key(key):
         zoo.check_compatible(key, params.backbone, get_layout(params.layout).num_joints)
     path = zoo.checkpoint_path(key, paths.root)
+    if not path.is_file() and zoo.is_registry_key(key):  # fetched here: only the backbones that import it
+        path = zoo.fetch_checkpoint(key, paths.root, os.environ.get("SGPOSE_MIRROR") or None)
     if not path.is_file():
         hint = "run `sgpose download`" if zoo.is_registry_key(key) else f"check backbones.{params.backbone.name}.checkpoint"
         raise FileNotFoundError(f"{path}: checkpoint {key} not found ({hint})")

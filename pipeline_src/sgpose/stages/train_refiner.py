@@ -1,6 +1,6 @@
 """`sgpose train_refiner --backbone B --variant V`: train the structure-guided UNet (SPEC 4).
 
-Features come (`sgpose.data.sources`) from the HDF5 cache, read batch by batch (`sgpose.data.cache_loader`,
+Features come (`sgpose.data.sources`) from the HDF5 cache, read batch by batch (`sgpose.cache.reader`,
 `train_refiner.num_workers` reader processes; a cache under `train_refiner.preload_gb` is read into
 memory once), one cached view of each instance per epoch; or, with `train_refiner.features: online`,
 from the frozen backbone run in the loop on freshly augmented crops (`cache.augment`). Each epoch's
@@ -24,11 +24,13 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from sgpose import compute, distributed, variants
-from sgpose.config import Params, Paths
-from sgpose.data.cache_loader import features, shuffled_batches
+from sgpose.cache.reader import features, shuffled_batches
+from sgpose.config.paths import Paths
+from sgpose.config.selection import Params
 from sgpose.data.sources import training_source
 from sgpose.io import atomic_path
-from sgpose.refine import build_unet, draw_steps, guidance_spec, training_loss
+from sgpose.refine import draw_steps, guidance_spec, training_loss
+from sgpose.refiner import build_unet, refiner_checkpoint, save_refiner
 
 log = logging.getLogger(__name__)
 
@@ -99,28 +101,14 @@ def train(params: Params, paths: Paths, variant: str, dev: torch.device, rank: i
                      "lr": tp.lr, "seconds": round(time.time() - t0, 2)})
         if rank == 0:
             log.info("refiner %s epoch %d: loss %.3e (%.1f s)", variant, epoch + 1, rows[-1]["loss"], rows[-1]["seconds"])
-            _save(last, _checkpoint(unet, opt, epoch + 1, rows, source, params, variant)
+            save_refiner(last, refiner_checkpoint(unet, opt, epoch + 1, rows, source, params, variant)
                   | {"generator": gen.get_state(), "scaler": scaler.state_dict(), "fingerprint": fingerprint})
         distributed.barrier(world)
     if rank == 0:
-        _save(out, _checkpoint(unet, None, tp.epochs, rows, source, params, variant))
+        save_refiner(out, refiner_checkpoint(unet, None, tp.epochs, rows, source, params, variant))
         _write_log(paths.refiner_log(variant), rows)
         last.unlink(missing_ok=True)
     distributed.barrier(world)
-
-
-def _checkpoint(unet, opt, epoch, rows, source, params: Params, variant: str) -> dict:
-    ckpt = {"state_dict": {k: v.cpu() for k, v in unet.state_dict().items()}, "epoch": epoch, "log": rows,
-            "feature_channels": source.channels, "feature_levels": source.levels, "variant": variant,
-            "refiner": params.refiner.model_dump(), "guidance": params.guidance.model_dump(), "layout": params.layout}
-    if opt is not None:
-        ckpt["optimizer"] = opt.state_dict()
-    return ckpt
-
-
-def _save(path: Path, ckpt: dict) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(ckpt, tmp)
 
 
 def _fingerprint(params: Params, variant: str, source: str) -> dict:
@@ -154,18 +142,3 @@ def _write_log(path: Path, rows: list[dict]) -> None:
         writer = csv.DictWriter(fh, fieldnames=["epoch", "loss", "lr", "seconds"])
         writer.writeheader()
         writer.writerows(rows)
-
-
-def load_refiner(path: Path, params: Params, variant: str = "ours"):
-    """The trained UNet of one variant in eval mode, on the CPU; errors name the file."""
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no trained refiner (run `sgpose train_refiner --variant {variant}` first)")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    if ckpt.get("variant", variant) != variant:
-        raise ValueError(f"{path}: a refiner of variant {ckpt['variant']}, expected {variant}")
-    unet = build_unet(params, ckpt["feature_channels"], variant, ckpt.get("feature_levels"))
-    try:
-        unet.load_state_dict(ckpt["state_dict"])
-    except RuntimeError as err:
-        raise ValueError(f"{path}: does not fit the current refiner parameters; retrain ({err})") from None
-    return unet.eval()

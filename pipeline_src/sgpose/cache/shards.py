@@ -5,8 +5,8 @@ in one go: an interruption would lose hours. The cache stage writes `<split>.sha
 ... (`cache.shards[split]` files, each an ordinary cache file of a contiguous range of instances,
 written atomically with `complete` set last; one Snakemake job each) and then the manifest at
 `<split>.h5`: one HDF5 virtual dataset per cache dataset (`h5py.VirtualLayout`), same names and
-attributes as a single-file cache, so `open_cache` and
-`load_cache` read it unchanged. Shard names in the manifest are relative, so the cache directory
+attributes as a single-file cache, so `reader.open_cache` and
+`reader.load_cache` read it unchanged. Shard names in the manifest are relative, so the cache directory
 can be moved (HDF5 looks for relative sources beside the manifest).
 
 Each shard records a `fingerprint`: the sha256 of everything its contents depend on (the cache
@@ -29,12 +29,9 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from sgpose.cache import cache_attrs, dataset_keys
+from sgpose.cache.format import dataset_keys, read_attrs, write_attrs
 from sgpose.io import atomic_path
 
-# sources whose change changes the cached numbers (relative to the package directory)
-CODE = ("cache.py", "shards.py", "stages/cache.py", "compute.py", "keypoints.py", "data/dataset.py",
-        "data/transforms.py", "data/heatmaps.py", "models")
 MANIFEST_ONLY = ("shard_index", "shard_start", "fingerprint", "num_samples", "complete")
 
 
@@ -58,13 +55,11 @@ def shard_ranges(num_items: int, num_shards: int) -> list[tuple[int, int]]:
     return list(zip(bounds[:-1], bounds[1:]))
 
 
-def code_digest() -> str:
-    """sha256 over the package sources that compute the cached numbers (CODE), in a fixed order."""
-    root = Path(__file__).resolve().parent
-    files = sorted(f for entry in CODE for f in ([root / entry] if entry.endswith(".py")
-                                                 else (root / entry).rglob("*.py")))
+def code_digest(files: list[Path], root: Path) -> str:
+    """sha256 over source files (named relative to `root`), in a fixed order: what the cache stage
+    passes is its import closure (`sgpose.dag.imports.module_files`, the files the DAG tracks for it)."""
     digest = hashlib.sha256()
-    for f in files:
+    for f in sorted(files):
         digest.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())
     return digest.hexdigest()
 
@@ -139,10 +134,7 @@ def write_manifest(manifest: str | Path, shards: list[Path], starts: list[int], 
             for key in dataset_keys(files[filled[0]]) if filled else []:
                 _virtual(out, key, [files[i] for i in filled], [shards[i] for i in filled],
                          [starts[i] for i in filled], manifest.parent, num_samples)
-            attrs = cache_attrs(files[0])
-            for key, value in attrs.items():
-                if key not in MANIFEST_ONLY:
-                    out.attrs[key] = json.dumps(value) if isinstance(value, dict) else value
+            write_attrs(out, {k: v for k, v in read_attrs(files[0]).items() if k not in MANIFEST_ONLY})
             out.attrs["shard_files"] = [s.relative_to(manifest.parent).as_posix() for s in shards]
             out.attrs["shard_fingerprints"] = [f.attrs["fingerprint"] for f in files]
             out.attrs["shard_starts"] = starts

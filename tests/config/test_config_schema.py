@@ -2,9 +2,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from sgpose.config import ParamsError, Paths, load_params, read_params_file
+from sgpose.config.paths import Paths
+from sgpose.config.selection import ParamsError, load_params, read_params_file
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_repo_params_validate():
@@ -69,7 +70,7 @@ def test_selection_of_a_backbone_or_a_dataset():
     for name, bp in f.backbones.items():
         p = load_params(ROOT / "params.yaml", backbone=name)
         assert (p.backbone.name, p.dataset) == (name, bp.dataset)
-        assert p.layout == f.datasets[bp.dataset].layout and p.splits == ["train", *bp.evals]
+        assert p.layout == f.datasets[bp.dataset].layout and p.splits == ["train", *f.evals_of(name)]
         assert p.variants == (primary.variants if name == f.ablation.backbone else ["ours"])
         assert load_params(ROOT / "params.yaml", dataset=bp.dataset).dataset == bp.dataset
     with pytest.raises(ParamsError, match="--backbone nope: not in backbones"):
@@ -107,8 +108,9 @@ def test_train_overrides_per_backbone():
     ("ablation.variants=[ours_S20]", "ablation.variants ours_S20: Input should be less than or equal to 16"),
     ("cache.shards={train: 0}", "at least one shard"),
     ("cache.feature_levels=[1,0]", "increasing"),
-    ("backbone.evals=[val,val]", "twice"),
-    ("backbone.evals=[val_det]", "backbones.sb_r18.evals must include val"),
+    ("evals.sb_r18=[val,val]", "each once"),
+    ("evals.sb_r18=[val_det]", "evals.sb_r18 must include val"),
+    ("backbone.evals=[val]", "has moved to the top-level section `evals`"),
     ("backbones.cp_r18.dataset=sample", "datasets crowdpose_sample: no backbone"),
     ("train_refiner.devices=1000", r"batch_size \d+ is the global batch: it must be at least train_refiner.devices"),
 ])

@@ -6,9 +6,11 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
-from sgpose.cache import cache_attrs, load_cache, open_cache, write_cache
-from sgpose.shards import fingerprint, remove_strays, shard_path, shard_problem, shard_ranges, shards_dir, write_manifest
-from test_cache import ATTRS, arrays
+from sgpose.cache.format import read_attrs
+from sgpose.cache.reader import load_cache, open_cache
+from sgpose.cache.shards import fingerprint, remove_strays, shard_path, shard_problem, shard_ranges, shards_dir, write_manifest
+from sgpose.cache.writer import write_cache
+from test_cache_format import ATTRS, arrays
 
 N = 5
 
@@ -56,7 +58,7 @@ def test_manifest_reads_back_as_the_single_file(tmp_path, monkeypatch, compressi
         assert sharded[key].dtype == single[key].dtype
         np.testing.assert_array_equal(sharded[key], single[key])
     with open_cache(manifest) as h5, open_cache(tmp_path / "single.h5") as one:
-        attrs, want = cache_attrs(h5), cache_attrs(one)
+        attrs, want = read_attrs(h5), read_attrs(one)
         assert h5["feat/1"][3:5].shape == (2, 8, 8, 6) and h5["heatmaps"].is_virtual
     assert {k: attrs[k] for k in want} == want  # the same attributes, plus the shard layout
     assert attrs["shard_files"] == [f"train.shards/shard-0000{i}.h5" for i in range(3)]

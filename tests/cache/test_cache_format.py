@@ -3,7 +3,9 @@
 import h5py
 import numpy as np
 import pytest
-from sgpose.cache import cache_attrs, cache_writer, load_cache, open_cache, write_cache
+from sgpose.cache.format import read_attrs
+from sgpose.cache.reader import load_cache, open_cache
+from sgpose.cache.writer import cache_writer, write_cache
 
 N, K = 5, 17
 
@@ -38,7 +40,7 @@ def test_round_trip(tmp_path):
     assert back["target_weight"].dtype == np.float32 and back["meta/ann_id"].dtype == np.int64
     with open_cache(path) as h5:
         assert h5["feat/0"].chunks == (1, 8, 16, 12)
-        attrs = cache_attrs(h5)
+        attrs = read_attrs(h5)
     assert attrs["complete"] is True and attrs["backbone"] == {"name": "t", "depth": 18}
     assert attrs["input_size"] == [64, 48] and attrs["num_joints"] == K and attrs["layout"] == "coco"
     assert list(load_cache(path, ["meta/score"])) == ["meta/score"]

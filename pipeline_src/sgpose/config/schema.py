@@ -1,4 +1,4 @@
-"""Load and validate `params.yaml`; the one place that knows parameter names and output paths.
+"""The schema of `params.yaml`: one pydantic section per part of the file, validated as a whole.
 
 The file describes the whole experiment grid (one DAG for DVC and Snakemake):
 
@@ -9,23 +9,20 @@ The file describes the whole experiment grid (one DAG for DVC and Snakemake):
                backbone is the primary one (the report's figures; a stage's default)
     ...        one section per stage, shared by every backbone (train_backbone, cache, guidance, ...)
 
-A stage works on one dataset or one backbone: `load_params(path, overrides, backbone=..., dataset=...)`
-returns the `Params` view of that selection (`params.backbone`, `params.data`, ... of it), and
-`Paths(params)` its files, the same names `dvc.yaml` and the Snakefile use.
+`sgpose.config.selection` reads a file into `ParamsFile` and selects one backbone's view of it.
 """
 
 from __future__ import annotations
 
 import copy
 import re
-from pathlib import Path
 from typing import Any, Literal, get_args
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from sgpose.modes import InferenceMode, Missing, Schedule, StartPose
 from sgpose.resources import ResourcesParams
-from sgpose.variants import BASELINE, Variant, check_name, get_variant
+from sgpose.variants import BASELINE, UNREFINED, Variant, check_name, get_variant
 
 Split = Literal["train", "val", "val_det"]
 EvalSplit = Literal["val", "val_det"]  # val: ground-truth boxes; val_det: detector boxes (Table 4)
@@ -76,6 +73,10 @@ class PrepareParams(_Section):
     min_box_area: float = Field(0.0, ge=0)  # detections with w * h below this are dropped
 
 
+PREPARE_KEYS: tuple[str, ...] = tuple(PrepareParams.model_fields)
+DETECTION_KEYS = ("detections", "det_score_threshold", "min_box_area")  # only the val_det split reads them
+
+
 class DatasetParams(_Section):
     layout: Literal["coco", "crowdpose"] = "coco"  # keypoint layout (sgpose.keypoints)
     data: DataParams
@@ -103,7 +104,6 @@ class BackboneParams(_Section):
     heatmap_size: tuple[int, int] = (64, 48)
     sigma: float = Field(2.0, gt=0)
     checkpoint: str | None = None
-    evals: list[EvalSplit] = Field(["val"], min_length=1)  # splits baseline and ours are scored on (Params.evals_of)
     train: dict[str, Any] = {}  # this backbone's overrides of the train_backbone section
 
     @model_validator(mode="after")
@@ -114,8 +114,6 @@ class BackboneParams(_Section):
                              "(ResNet stride 32, three x2 deconvs; HRNet's lowest branch at stride 32)")
         if (h // 4, w // 4) != tuple(self.heatmap_size):
             raise ValueError(f"heatmap_size {self.heatmap_size} must be input_size {self.input_size} / 4")
-        if len(set(self.evals)) != len(self.evals):
-            raise ValueError(f"evals {self.evals} lists a split twice")
         return self
 
     @property
@@ -176,9 +174,9 @@ class ComputeParams(_Section):
 
 class GuidanceParams(_Section):
     S: int = Field(3, ge=1, le=16)
-    schedule: Literal["cosine", "linear"] = "cosine"
-    start_pose: Literal["canonical", "mean"] = "canonical"  # mean: the `start_pose` stage's artifact
-    missing: Literal["literal", "keep_start", "blank"] = "literal"
+    schedule: Schedule = Schedule.COSINE
+    start_pose: StartPose = StartPose.CANONICAL
+    missing: Missing = Missing.LITERAL
     pred_threshold: float = Field(0.2, ge=0)
     a2_map: Literal["rendered", "raw"] = "rendered"  # A2's static map: Gaussian of P_pred, or Y0 itself
     a3_steps: Literal["clamp", "per_map"] = "clamp"  # A3: T = S+2 with H(t) = G^clamp(t-1), or T = S, H(t) = G^t
@@ -220,7 +218,7 @@ class TrainRefinerParams(_Section):
 
 
 class InferParams(_Section):
-    mode: Literal["static", "recursive", "recursive_from_pred"] = "static"  # SPEC 5 readings
+    mode: InferenceMode = InferenceMode.STATIC  # SPEC 5 readings
     batch_size: int = Field(64, gt=0)
     flip_test: bool = True  # average with the mirrored crop's output where the cache holds flip/*
 
@@ -240,6 +238,10 @@ class ParamsFile(_Section):
     datasets: dict[str, DatasetParams] = Field(min_length=1)
     backbones: dict[str, BackboneParams] = Field(min_length=1)
     ablation: AblationParams
+    # backbone -> the splits its baseline and ours are scored on (val: ground-truth boxes, val_det: detector
+    # boxes, Table 4); a backbone not listed: [val]. Apart from `backbones` so that adding a split re-runs
+    # no backbone training.
+    evals: dict[str, list[EvalSplit]] = {}
     train_backbone: TrainBackboneParams = TrainBackboneParams()
     cache: CacheParams = CacheParams()
     compute: ComputeParams = ComputeParams()
@@ -255,6 +257,11 @@ class ParamsFile(_Section):
     @classmethod
     def _backbone_names(cls, tree: Any) -> Any:
         if isinstance(tree, dict) and isinstance(tree.get("backbones"), dict):
+            moved = [k for k, v in tree["backbones"].items() if isinstance(v, dict) and "evals" in v]
+            if moved:  # the schema before evals became a section of its own
+                example = ", ".join(f"{k}: {tree['backbones'][k]['evals']}" for k in moved)
+                raise ValueError(f"backbones.{moved[0]}.evals has moved to the top-level section `evals` "
+                                 f"(write `evals: {{{example}}}` and delete the backbones' evals keys)")
             tree = {**tree, "backbones": {k: {**v, "name": k} if isinstance(v, dict) else v
                                           for k, v in tree["backbones"].items()}}
         return tree
@@ -266,6 +273,11 @@ class ParamsFile(_Section):
                 if not NAME.match(name) or name in reserved:
                     raise ValueError(f"{section}.{name}: a name is letters, digits, '_', '.', '-' (not first), and "
                                      f"not one of {', '.join(reserved)} (they share its directory)")
+        for name, splits in self.evals.items():
+            if name not in self.backbones:
+                raise ValueError(f"evals.{name}: not in backbones ({', '.join(self.backbones)})")
+            if not splits or len(set(splits)) != len(splits):
+                raise ValueError(f"evals.{name} {splits}: one or more splits, each once")
         for name, bp in self.backbones.items():
             if bp.dataset not in self.datasets:
                 raise ValueError(f"backbones.{name}.dataset {bp.dataset!r} is not in datasets ({', '.join(self.datasets)})")
@@ -274,8 +286,8 @@ class ParamsFile(_Section):
             if abs(w / h - prep.aspect_ratio) > 1e-6:
                 raise ValueError(f"backbones.{name}.input_size {list(bp.input_size)} has aspect {w / h:.4g}, "
                                  f"datasets.{bp.dataset}.prepare.aspect_ratio is {prep.aspect_ratio}")
-            if DET_SPLIT in bp.evals and not prep.detections:
-                raise ValueError(f"backbones.{name}.evals has val_det but datasets.{bp.dataset}.prepare.detections "
+            if DET_SPLIT in self.evals_of(name) and not prep.detections:
+                raise ValueError(f"evals.{name} has val_det but datasets.{bp.dataset}.prepare.detections "
                                  "names no detection file")
             self.train_backbone_of(name)  # the overrides validate
         a = self.ablation
@@ -289,8 +301,8 @@ class ParamsFile(_Section):
         if self.backbones[a.backbone].dataset != a.dataset:
             raise ValueError(f"ablation.dataset {a.dataset!r}: backbone {a.backbone} runs on "
                              f"{self.backbones[a.backbone].dataset!r}")
-        if "val" not in self.backbones[a.backbone].evals:
-            raise ValueError(f"backbones.{a.backbone}.evals must include val: Table 1 and Figs. 2, 4-9 of the "
+        if "val" not in self.evals_of(a.backbone):
+            raise ValueError(f"evals.{a.backbone} must include val: Table 1 and Figs. 2, 4-9 of the "
                              "ablation are scored on the ground-truth boxes")
         unused = [d for d in self.datasets if all(bp.dataset != d for bp in self.backbones.values())]
         if unused:
@@ -312,70 +324,23 @@ class ParamsFile(_Section):
         """The refined variants a backbone trains: `ours`, and the ablation's when it is the ablation backbone."""
         return ["ours", *(self.ablation.variants if self.ablation.backbone == backbone else [])]
 
+    def scored_variants_of(self, backbone: str) -> list[str]:
+        """Every variant of a backbone that is scored: the unrefined ones (baseline) and the refined ones."""
+        return [*UNREFINED, *self.variants_of(backbone)]
+
+    def evals_of(self, backbone: str, variant: str = BASELINE) -> list[str]:
+        """The splits a variant is scored on: baseline and ours on every evaluation split of the backbone
+        (`evals`); the ablation's variants (Table 1, Figs. 5-6) on `val` (ground-truth boxes) only."""
+        splits = list(self.evals.get(backbone, ["val"]))
+        return splits if variant in (*UNREFINED, "ours") else ["val"]
+
+    def splits_of(self, backbone: str) -> list[str]:
+        """Every split a backbone caches: train, then its evaluation splits."""
+        return ["train", *self.evals_of(backbone)]
+
     def primary(self) -> str:
         """The backbone stages use when none is named: the ablation's."""
         return self.ablation.backbone
-
-
-class Params:
-    """The parameters of one selected backbone (and its dataset): what a stage reads.
-
-    `backbone`, `dataset`, `layout`, `data`, `prepare` and `train_backbone` are the selection's;
-    the other sections are shared; `file` is the whole validated file.
-    """
-
-    def __init__(self, file: ParamsFile, backbone: str | None = None, dataset: str | None = None):
-        if backbone is not None and backbone not in file.backbones:
-            raise ParamsError(f"--backbone {backbone}: not in backbones ({', '.join(file.backbones)})")
-        if dataset is not None and dataset not in file.datasets:
-            raise ParamsError(f"--dataset {dataset}: not in datasets ({', '.join(file.datasets)})")
-        if backbone is None:
-            on = [b for b, bp in file.backbones.items() if dataset in (None, bp.dataset)]
-            if not on:
-                raise ParamsError(f"dataset {dataset} has no backbone in backbones")
-            backbone = file.primary() if file.primary() in on else on[0]
-        if dataset is not None and file.backbones[backbone].dataset != dataset:
-            raise ParamsError(f"--backbone {backbone} runs on dataset {file.backbones[backbone].dataset}, not {dataset}")
-        self.file = file
-        self.backbone: BackboneParams = file.backbones[backbone]
-        self.dataset: str = self.backbone.dataset
-        ds = file.datasets[self.dataset]
-        self.layout: str = ds.layout
-        self.data: DataParams = ds.data
-        self.prepare: PrepareParams = ds.prepare
-        self.train_backbone: TrainBackboneParams = file.train_backbone_of(backbone)
-        self.variants: list[str] = file.variants_of(backbone)
-        self.cache: CacheParams = file.cache
-        self.compute: ComputeParams = file.compute
-        self.guidance: GuidanceParams = file.guidance
-        self.refiner: RefinerParams = file.refiner
-        self.train_refiner: TrainRefinerParams = file.train_refiner
-        self.infer: InferParams = file.infer
-        self.evaluate: EvaluateParams = file.evaluate
-        self.report: ReportParams = file.report
-
-    @property
-    def evals(self) -> list[str]:
-        """The evaluation splits of the selected backbone (`val`, `val_det`)."""
-        return list(self.backbone.evals)
-
-    def evals_of(self, variant: str) -> list[str]:
-        """The splits a variant is scored on: baseline and ours on every evaluation split of the
-        backbone; the ablation's variants (Table 1, Figs. 5-6) on `val` (ground-truth boxes) only."""
-        return self.evals if variant in (BASELINE, "ours") else ["val"]
-
-    @property
-    def splits(self) -> list[str]:
-        """Every split the selected backbone caches: train, then its evaluation splits."""
-        return ["train", *self.backbone.evals]
-
-    def model_dump(self, **kwargs) -> dict:
-        """The whole file as plain data."""
-        return self.file.model_dump(**kwargs)
-
-
-class ParamsError(ValueError):
-    """A params file that cannot be read or does not validate; the message names the file."""
 
 
 def _merge(base: dict, update: dict) -> dict:
@@ -384,158 +349,3 @@ def _merge(base: dict, update: dict) -> dict:
     for key, value in update.items():
         out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
     return out
-
-
-def _alias(key: str, tree: dict, backbone: str | None, dataset: str | None) -> str:
-    """`backbone.x` -> `backbones.<selected>.x`; `data.x`, `prepare.x`, `layout` -> `datasets.<selected>.`.
-
-    The selection is the named one, else the file's primary (ablation) backbone and its dataset."""
-    head = key.split(".", 1)[0]
-    if head not in ("backbone", "data", "prepare", "layout"):
-        return key
-    backbones = tree.get("backbones") or {}
-    if backbone is None:
-        ablation = tree.get("ablation") or {}
-        on = [b for b, v in backbones.items() if dataset is None or (v or {}).get("dataset") == dataset]
-        backbone = ablation.get("backbone") if ablation.get("backbone") in on else (on or [None])[0]
-    if head == "backbone":
-        if backbone is None:
-            raise ParamsError(f"--set {key}: no backbone selected")
-        return f"backbones.{backbone}{key[len(head):]}"
-    dataset = dataset or (backbones.get(backbone) or {}).get("dataset")
-    if dataset is None:
-        raise ParamsError(f"--set {key}: no dataset selected")
-    return f"datasets.{dataset}.{key}"
-
-
-def apply_override(tree: dict[str, Any], assignment: str, backbone: str | None = None,
-                   dataset: str | None = None) -> None:
-    """Apply one `a.b.c=value` override in place; the value is parsed as YAML (`2`, `[1,2]`, `null`).
-
-    `backbone.*`, `data.*`, `prepare.*` and `layout` address the selected backbone and its dataset."""
-    if "=" not in assignment:
-        raise ParamsError(f"--set expects key=value, got {assignment!r}")
-    key, raw = assignment.split("=", 1)
-    *parents, leaf = _alias(key.strip(), tree, backbone, dataset).split(".")
-    node = tree
-    for part in parents:  # an absent section starts empty (its defaults apply); an unknown one fails validation
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise ParamsError(f"--set {key}: {part!r} is not a parameter section")
-    node[leaf] = yaml.safe_load(raw)
-
-
-def read_params_file(path: str | Path = "params.yaml", overrides: list[str] | None = None,
-                     backbone: str | None = None, dataset: str | None = None) -> ParamsFile:
-    """Read, override and validate a whole params file; errors name the file and the offending keys."""
-    path = Path(path)
-    try:
-        tree = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ParamsError(f"{path}: params file not found") from None
-    except yaml.YAMLError as err:
-        raise ParamsError(f"{path}: not valid YAML: {err}") from None
-    if not isinstance(tree, dict):
-        raise ParamsError(f"{path}: expected a mapping of parameter sections")
-    for flag, name, section in (("--backbone", backbone, "backbones"), ("--dataset", dataset, "datasets")):
-        known = tree.get(section) if isinstance(tree.get(section), dict) else {}
-        if name is not None and name not in known:  # before --set creates it
-            raise ParamsError(f"{path}: {flag} {name}: not in {section} ({', '.join(known)})")
-    for assignment in overrides or []:
-        apply_override(tree, assignment, backbone, dataset)
-    try:
-        return ParamsFile.model_validate(tree)
-    except ValidationError as err:
-        raise ParamsError(f"{path}: invalid parameters:\n{err}") from None
-
-
-def load_params(path: str | Path = "params.yaml", overrides: list[str] | None = None,
-                backbone: str | None = None, dataset: str | None = None) -> Params:
-    """The validated parameters of one backbone (default: the primary one, or the first of `dataset`)."""
-    file = read_params_file(path, overrides, backbone, dataset)
-    try:
-        return Params(file, backbone, dataset)
-    except ParamsError as err:
-        raise ParamsError(f"{path}: {err}") from None
-
-
-class Paths:
-    """Output locations of every stage, derived from params (mirrored by dvc.yaml and the Snakefile)."""
-
-    def __init__(self, params: Params, root: str | Path = "."):
-        self._place(root, params.dataset, params.backbone.name)
-
-    @classmethod
-    def of(cls, dataset: str, backbone: str, root: str | Path = ".") -> "Paths":
-        """The paths of any (dataset, backbone) directory pair, e.g. a run the report found under results/."""
-        paths = cls.__new__(cls)
-        paths._place(root, dataset, backbone)
-        return paths
-
-    def _place(self, root: str | Path, dataset: str, backbone: str) -> None:
-        self.root = Path(root)
-        self.results = self.root / "results"
-        self.dataset = self.results / dataset
-        self.backbone_dir = self.dataset / backbone
-
-    @property
-    def download_stamp(self) -> Path:
-        """What `download` verified for this dataset (every file's checksum): the stage's tracked output."""
-        return self.dataset / "download.json"
-
-    @property
-    def prepared(self) -> Path:
-        """The `prepare` stage's directory: instance tables and ground truth per split."""
-        return self.dataset / "prepared"
-
-    def instances(self, split: str) -> Path:
-        return self.prepared / f"instances_{split}.parquet"
-
-    def split_annotations(self, split: str) -> Path:
-        """COCO-format ground truth of one split's images (what evaluate scores; val_det: val's)."""
-        return self.prepared / f"annotations_{gt_split(split)}.json"
-
-    @property
-    def backbone(self) -> Path:
-        return self.backbone_dir / "backbone.pt"
-
-    @property
-    def backbone_log(self) -> Path:
-        return self.backbone_dir / "train_log.csv"
-
-    @property
-    def cache_dir(self) -> Path:
-        return self.backbone_dir / "cache"
-
-    def cache(self, split: str) -> Path:
-        return self.cache_dir / f"{split}.h5"
-
-    @property
-    def start_pose(self) -> Path:
-        """The mean training pose in crop coordinates (`guidance.start_pose: mean`)."""
-        return self.backbone_dir / "start_pose.json"
-
-    def variant_dir(self, variant: str) -> Path:
-        return self.backbone_dir / variant
-
-    def refiner(self, variant: str) -> Path:
-        return self.variant_dir(variant) / "refiner.pt"
-
-    def refiner_log(self, variant: str) -> Path:
-        return self.variant_dir(variant) / "train_log.csv"
-
-    def predictions_dir(self, variant: str) -> Path:
-        return self.variant_dir(variant) / "predictions"
-
-    def keypoints(self, variant: str, split: str) -> Path:
-        """One split's predictions in COCO results format."""
-        return self.predictions_dir(variant) / f"{split}.json"
-
-    def metrics(self, variant: str) -> Path:
-        """{split: COCO / CrowdPose metrics} of one variant (DVC metrics), in the one directory that
-        collects every evaluation: results/metrics/<dataset>/<backbone>/<variant>.json."""
-        return self.results / "metrics" / self.dataset.name / self.backbone_dir.name / f"{variant}.json"
-
-    @property
-    def report(self) -> Path:
-        return self.results / "report"

@@ -1,4 +1,5 @@
-"""Batches read from the HDF5 cache on demand, so training and inference never need the whole cache
+"""Read a finished cache: `open_cache` / `load_cache` (validated, whole arrays), and `CacheBatches`:
+batches read on demand, so training and inference never need the whole cache
 in memory (full COCO's train cache is ~300 GB for SimpleBaseline-R50 in fp16).
 
 A `CacheBatches` item is one whole batch (a list of sample indices, sorted); a `DataLoader` over it
@@ -22,9 +23,40 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from sgpose.cache import cache_attrs, num_features, open_cache
+from sgpose.cache.format import dataset_keys, num_features, read_attrs
+from sgpose.cache.shards import check_shards
 
 TRAIN_KEYS = ("heatmaps", "target", "target_weight", "joints")  # + feat/*
+
+
+def open_cache(path: str | Path) -> h5py.File:
+    """A finished cache opened read-only; a missing, non-HDF5 or incomplete file is an error naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: cache not found (has the cache stage run?)")
+    if not h5py.is_hdf5(path):
+        raise ValueError(f"{path}: not an HDF5 file")
+    h5 = h5py.File(path, "r")
+    if not bool(h5.attrs.get("complete", False)):
+        h5.close()
+        raise ValueError(f"{path}: incomplete cache (no 'complete' mark); rerun the cache stage")
+    if "shard_files" in h5.attrs:  # a manifest: a missing shard would read as zeros, never allow it
+        try:
+            check_shards(path, h5)
+        except ValueError:
+            h5.close()
+            raise
+    return h5
+
+
+def load_cache(path: str | Path, keys: list[str] | None = None) -> dict[str, np.ndarray]:
+    """Read datasets fully into memory (all by default)."""
+    with open_cache(path) as h5:
+        names = dataset_keys(h5) if keys is None else keys
+        missing = [k for k in names if k not in h5]
+        if missing:
+            raise KeyError(f"{path}: cache has no datasets {missing}")
+        return {k: h5[k][()] for k in names}
 
 
 def feature_keys(h5: h5py.File, prefix: str = "") -> list[str]:
@@ -53,7 +85,7 @@ class CacheBatches(Dataset):
             missing = [k for k in names if k not in h5]
             if missing:
                 raise KeyError(f"{self.path}: cache has no datasets {missing}")
-            self.attrs = cache_attrs(h5)
+            self.attrs = read_attrs(h5)
             self.keys = names
             self.num_samples = int(self.attrs.get("num_samples", len(h5[names[0]]) if names else 0))
             self.shapes = {k: tuple(h5[k].shape[1:]) for k in names}

@@ -1,0 +1,271 @@
+"""The stage table: every stage of the pipeline declared once.
+
+A `Stage` names its entry module (its code dependencies are that module's import closure,
+`sgpose.dag.imports`), the grid it runs over, its command, the params keys it reads, its inputs and its
+outputs (always from `sgpose.config.Paths`). `jobs(file)` expands the table over a validated params file
+into concrete `Job`s; `sgpose.dag.dvc` writes them as dvc.yaml, `sgpose.dag.snakemake` turns each stage
+into one Snakemake rule whose wildcards are the job keys. Both engines therefore see the same commands,
+dependencies, params and outputs, and a change to any of them is made here, once.
+
+Job keys (Snakemake wildcards): `ds` dataset, `bb` backbone, `variant`, `split`, `shard`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Callable, Iterator, Literal
+
+from sgpose.config import DET_SPLIT, ParamsFile, Paths
+from sgpose.config.schema import DETECTION_KEYS, PREPARE_KEYS
+from sgpose.dag.imports import PACKAGE, ROOT, module_files
+from sgpose.variants import is_refined
+
+Keys = dict[str, str]
+CODE_ROOT = "pipeline_src"  # the package's directory, relative to the project root
+
+
+@dataclass(frozen=True)
+class Out:
+    """One output: a file or directory, how DVC treats it (cached, persistent; a metric or a plot)."""
+
+    path: str
+    kind: Literal["out", "metric", "plot"] = "out"
+    cache: bool = True  # DVC stores it (and can restore it from the run-cache)
+    persist: bool = False  # DVC leaves it in place before the stage runs (resumable outputs)
+    directory: bool = False
+
+
+@dataclass(frozen=True)
+class Job:
+    """One run of a stage: its keys, command, dependencies (data and code), params keys, outputs."""
+
+    stage: str
+    keys: Keys
+    cmd: str
+    deps: tuple[str, ...]
+    params: tuple[str, ...]
+    outs: tuple[Out, ...]
+    code: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        """The DVC stage name: `train_refiner.sb_r18.ours` (dots: names of the grid may hold '_' and '-')."""
+        return ".".join([self.stage, *self.keys.values()])
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage: entry module, the grid it runs over, and how a job's command, inputs, params and
+    outputs follow from its keys."""
+
+    name: str
+    entry: str  # the stage module (`sgpose.stages.cache`); its import closure is the code dependency
+    doc: str
+    grid: Callable[[ParamsFile], list[Keys]]
+    cmd: str  # a format string over the keys
+    outs: Callable[[Keys], list[Out]]
+    deps: Callable[[ParamsFile, Keys], list[str]] = lambda f, k: []
+    params: Callable[[ParamsFile, Keys], list[str]] = lambda f, k: []
+    engines: frozenset[str] = field(default=frozenset({"dvc", "snakemake"}))
+
+    def job(self, file: ParamsFile, keys: Keys) -> Job:
+        return Job(self.name, keys, self.cmd.format(**keys), tuple(self.deps(file, keys)),
+                   tuple(self.params(file, keys)), tuple(self.outs(keys)), tuple(code_files(self.entry)))
+
+    def jobs(self, file: ParamsFile) -> Iterator[Job]:
+        for keys in self.grid(file):
+            yield self.job(file, keys)
+
+
+@lru_cache(maxsize=None)
+def code_files(entry: str) -> tuple[str, ...]:
+    """The sources a stage runs, as paths relative to the project root (`pipeline_src/sgpose/...`)."""
+    return tuple(f"{CODE_ROOT}/{PACKAGE}/{p.relative_to(ROOT).as_posix()}" for p in module_files(entry))
+
+
+def _paths(keys: Keys) -> Paths:
+    return Paths.of(keys.get("ds", "{ds}"), keys.get("bb", "{bb}"))
+
+
+# ------------------------------------------------------------------------------------------- grids
+def per_dataset(file: ParamsFile) -> list[Keys]:
+    return [{"ds": ds} for ds in file.datasets]
+
+
+def with_detections(file: ParamsFile) -> list[Keys]:
+    """Datasets some backbone scores on detector boxes (val_det)."""
+    return [{"ds": ds} for ds in file.datasets
+            if any(bp.dataset == ds and DET_SPLIT in file.evals_of(b) for b, bp in file.backbones.items())]
+
+
+def per_backbone(file: ParamsFile) -> list[Keys]:
+    return [{"ds": bp.dataset, "bb": bb} for bb, bp in file.backbones.items()]
+
+
+def per_trained_backbone(file: ParamsFile) -> list[Keys]:
+    return per_backbone(file)
+
+
+def per_cache_split(file: ParamsFile) -> list[Keys]:
+    return [{"ds": bp.dataset, "bb": bb, "split": s} for bb, bp in file.backbones.items()
+            for s in file.splits_of(bb)]
+
+
+def per_shard(file: ParamsFile) -> list[Keys]:
+    return [k | {"shard": f"{i:05d}"} for k in per_cache_split(file)
+            for i in range(file.cache.num_shards(k["split"]))]
+
+
+def per_refiner(file: ParamsFile) -> list[Keys]:
+    return [{"ds": bp.dataset, "bb": bb, "variant": v} for bb, bp in file.backbones.items()
+            for v in file.variants_of(bb)]
+
+
+def per_evaluation(file: ParamsFile) -> list[Keys]:
+    """(backbone, variant) of every scored run, baselines included."""
+    return [{"ds": bp.dataset, "bb": bb, "variant": v} for bb, bp in file.backbones.items()
+            for v in file.scored_variants_of(bb)]
+
+
+def per_prediction(file: ParamsFile) -> list[Keys]:
+    return [k | {"split": s} for k in per_evaluation(file) for s in file.evals_of(k["bb"], k["variant"])]
+
+
+def once(file: ParamsFile) -> list[Keys]:
+    return [{}]
+
+
+# ------------------------------------------------------------------------------------ inputs, params
+def _dataset_params(file: ParamsFile, ds: str, prepare: list[str]) -> list[str]:
+    return [f"datasets.{ds}.layout", f"datasets.{ds}.data", *(f"datasets.{ds}.prepare.{k}" for k in prepare)]
+
+
+def _train_refiner_deps(file: ParamsFile, k: Keys) -> list[str]:
+    """The train cache and start pose; with train_refiner.features: online also the backbone and the crops
+    (listed whatever the setting, so that switching it needs no new dvc.yaml: they change only with the cache)."""
+    p = _paths(k)
+    return [str(p.cache("train")), str(p.start_pose), str(p.backbone), str(p.instances("train")),
+            str(p.download_stamp)]
+
+
+def _infer_deps(file: ParamsFile, k: Keys) -> list[str]:
+    p = _paths(k)
+    deps = [str(p.cache(k["split"]))]
+    if is_refined(k["variant"]):
+        deps += [str(p.refiner(k["variant"])), str(p.start_pose)]
+    return deps
+
+
+def _infer_params(file: ParamsFile, k: Keys) -> list[str]:
+    return ["infer", *(["guidance", "refiner", "compute"] if is_refined(k["variant"]) else [])]
+
+
+def _evaluate_deps(file: ParamsFile, k: Keys) -> list[str]:
+    p = _paths(k)
+    splits = file.evals_of(k["bb"], k["variant"])
+    return [*(str(p.keypoints(k["variant"], s)) for s in splits),
+            *sorted({str(p.split_annotations(s)) for s in splits})]
+
+
+def _report_deps(file: ParamsFile, k: Keys) -> list[str]:
+    """What the tables and figures read: every evaluation, every backbone's val cache (its attributes),
+    and for the figures the primary backbone's refiners, training logs and val instances."""
+    deps = [str(_paths(e).metrics(e["variant"])) for e in per_evaluation(file)]
+    deps += [str(_paths(b).cache("val")) for b in per_backbone(file) if "val" in file.splits_of(b["bb"])]
+    bb = file.primary()
+    p = Paths.of(file.backbones[bb].dataset, bb)
+    deps += [str(p.instances("val")), str(p.backbone_log), str(p.start_pose)]
+    for v in file.variants_of(bb):
+        deps += [str(p.refiner(v)), str(p.refiner_log(v))]
+    return deps
+
+
+# ------------------------------------------------------------------------------------------ the table
+STAGES: tuple[Stage, ...] = (
+    Stage("download", "sgpose.stages.download", "fetch and verify a dataset's files",
+          per_dataset, "sgpose download --dataset {ds}",
+          outs=lambda k: [Out(str(_paths(k).download_stamp), cache=False)],
+          deps=lambda f, k: [f.datasets[k["ds"]].data.manifest],
+          params=lambda f, k: [f"datasets.{k['ds']}.data"]),
+    Stage("prepare", "sgpose.stages.prepare", "person instances and ground truth of train and val",
+          per_dataset, "sgpose prepare --dataset {ds} --split train --split val",
+          outs=lambda k: [Out(str(_paths(k).instances(s))) for s in ("train", "val")]
+          + [Out(str(_paths(k).split_annotations(s))) for s in ("train", "val")],
+          deps=lambda f, k: [str(_paths(k).download_stamp)],
+          params=lambda f, k: _dataset_params(f, k["ds"], [p for p in PREPARE_KEYS if p not in DETECTION_KEYS])),
+    Stage("prepare_detections", "sgpose.stages.prepare", "val's images with detector boxes (Table 4)",
+          with_detections, "sgpose prepare --dataset {ds} --split val_det",
+          outs=lambda k: [Out(str(_paths(k).instances(DET_SPLIT)))],
+          deps=lambda f, k: [str(_paths(k).download_stamp)],
+          params=lambda f, k: _dataset_params(f, k["ds"], list(PREPARE_KEYS))),
+    Stage("train_backbone", "sgpose.stages.train_backbone", "train a backbone, or import its checkpoint",
+          per_trained_backbone, "sgpose train_backbone --backbone {bb}",
+          outs=lambda k: [Out(str(_paths(k).backbone)), Out(str(_paths(k).backbone_log), kind="plot")],
+          deps=lambda f, k: [str(_paths(k).instances("train")), str(_paths(k).download_stamp)],
+          params=lambda f, k: [f"backbones.{k['bb']}", *([] if f.backbones[k["bb"]].checkpoint else ["train_backbone"])]),
+    # DVC: one job per split (resumes at its first unfinished shard); Snakemake: a job per shard, then a gather
+    Stage("cache", "sgpose.stages.cache", "features, Y0, targets and crop meta of one split, sharded HDF5",
+          per_cache_split, "sgpose cache --backbone {bb} --split {split}",
+          outs=lambda k: [Out(str(_paths(k).cache(k["split"])), cache=False, persist=True),
+                          Out(str(_paths(k).cache(k["split"]).with_suffix(".shards")), cache=False, persist=True,
+                              directory=True)],
+          deps=lambda f, k: _cache_deps(f, k), params=lambda f, k: _cache_params(f, k),
+          engines=frozenset({"dvc"})),
+    Stage("cache_shard", "sgpose.stages.cache", "one shard of a split's cache (a scatter job)",
+          per_shard, "sgpose cache --backbone {bb} --split {split} --shard {shard}",
+          outs=lambda k: [Out(str(_paths(k).cache(k["split"]).with_suffix(".shards")) + f"/shard-{k['shard']}.h5")],
+          deps=lambda f, k: _cache_deps(f, k), params=lambda f, k: _cache_params(f, k),
+          engines=frozenset({"snakemake"})),
+    Stage("cache_gather", "sgpose.stages.cache", "the manifest over a split's shards (the gather job)",
+          per_cache_split, "sgpose cache --backbone {bb} --split {split} --gather",
+          outs=lambda k: [Out(str(_paths(k).cache(k["split"])))],
+          deps=lambda f, k: [str(_paths(k).cache(k["split"]).with_suffix(".shards")) + f"/shard-{i:05d}.h5"
+                             for i in range(f.cache.num_shards(k["split"]))],
+          engines=frozenset({"snakemake"})),
+    Stage("start_pose", "sgpose.stages.start_pose", "the mean training pose (guidance.start_pose: mean)",
+          per_backbone, "sgpose start_pose --backbone {bb}",
+          outs=lambda k: [Out(str(_paths(k).start_pose))],
+          deps=lambda f, k: [str(_paths(k).cache("train"))]),
+    Stage("train_refiner", "sgpose.stages.train_refiner", "train one refined variant from the cache (SPEC 4)",
+          per_refiner, "sgpose train_refiner --backbone {bb} --variant {variant}",
+          outs=lambda k: [Out(str(_paths(k).refiner(k["variant"]))),
+                          Out(str(_paths(k).refiner_log(k["variant"])), kind="plot")],
+          deps=_train_refiner_deps,
+          params=lambda f, k: ["guidance", "refiner", "train_refiner", "compute"]),
+    Stage("infer", "sgpose.stages.infer", "one variant's predictions on one split (SPEC 5)",
+          per_prediction, "sgpose infer --backbone {bb} --variant {variant} --split {split}",
+          outs=lambda k: [Out(str(_paths(k).keypoints(k["variant"], k["split"])))],
+          deps=_infer_deps, params=_infer_params),
+    Stage("evaluate", "sgpose.stages.evaluate", "OKS AP of one variant on its evaluation splits",
+          per_evaluation, "sgpose evaluate --backbone {bb} --variant {variant}",
+          outs=lambda k: [Out(str(_paths(k).metrics(k["variant"])), kind="metric", cache=False)],
+          deps=_evaluate_deps,
+          params=lambda f, k: ["evaluate", f"datasets.{k['ds']}.layout"]),
+    Stage("report", "sgpose.stages.report", "every table and figure, and the page",
+          once, "sgpose report",
+          outs=lambda k: [Out(str(Paths.of("-", "-").report), cache=False, directory=True)],
+          deps=_report_deps, params=lambda f, k: ["report", "guidance", "refiner", "infer", "ablation", "evals"]),
+)
+
+
+def _cache_deps(file: ParamsFile, k: Keys) -> list[str]:
+    p = _paths(k)
+    return [str(p.backbone), str(p.instances(k["split"])), str(p.download_stamp)]
+
+
+def _cache_params(file: ParamsFile, k: Keys) -> list[str]:
+    """The keys that shape a shard (sgpose.stages.cache): the backbone, the storage, and the views of
+    the train split or the flip view of an evaluation split; never the batch size or shard counts."""
+    shaped = ["dtype", "compression", "feature_levels", *(("train_views", "augment") if k["split"] == "train"
+                                                           else ("flip_test",))]
+    return [f"backbones.{k['bb']}", *(f"cache.{key}" for key in shaped), "compute"]
+
+
+def stage(name: str) -> Stage:
+    return next(s for s in STAGES if s.name == name)
+
+
+def jobs(file: ParamsFile, engine: str = "dvc") -> list[Job]:
+    """Every job of the grid an engine runs, in DAG order."""
+    return [j for s in STAGES if engine in s.engines for j in s.jobs(file)]

@@ -1,0 +1,61 @@
+"""The refiner as a whole: its factory (`build_unet`, from params and the cached feature list), its
+checkpoint format (`refiner_checkpoint`, `save_refiner`) and loading a trained one (`load_refiner`).
+Training (`sgpose.stages.train_refiner`), inference and the report use it from here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from sgpose.config.selection import Params
+from sgpose.io import atomic_path
+from sgpose.keypoints import get_layout
+from sgpose.models.unet import StructureGuidedUNet
+from sgpose.refine import input_channels
+from sgpose.variants import get_variant
+
+
+def build_unet(params: Params, feature_channels: list[int], variant: str = "ours",
+               feature_levels: list[int] | None = None) -> StructureGuidedUNet:
+    """The refiner for this params file, this backbone's cached feature list (channels, and the
+    backbone level of each) and this variant."""
+    rp, k = params.refiner, get_layout(params.layout).num_joints
+    v = get_variant(variant)
+    return StructureGuidedUNet(k, feature_channels, rp.base_channels, rp.channel_mults, rp.time_dim,
+                               in_channels=input_channels(k, v, rp.prev_heatmap), step_embedding=v.step_embedding,
+                               feature_levels=feature_levels)
+
+
+def refiner_checkpoint(unet, opt, epoch, rows, source, params: Params, variant: str) -> dict:
+    """The refiner checkpoint format: weights, what the UNet was built for (`build_unet`'s arguments:
+    feature channels and levels, variant, refiner section), the guidance and layout, the log; with
+    `opt`, the optimizer state too (an epoch checkpoint to resume from)."""
+    ckpt = {"state_dict": {k: v.cpu() for k, v in unet.state_dict().items()}, "epoch": epoch, "log": rows,
+            "feature_channels": source.channels, "feature_levels": source.levels, "variant": variant,
+            "refiner": params.refiner.model_dump(), "guidance": params.guidance.model_dump(mode="json"), "layout": params.layout}
+    if opt is not None:
+        ckpt["optimizer"] = opt.state_dict()
+    return ckpt
+
+
+def save_refiner(path: Path, ckpt: dict) -> None:
+    """Write a checkpoint atomically (temporary name, renamed when complete)."""
+    with atomic_path(path) as tmp:
+        torch.save(ckpt, tmp)
+
+
+def load_refiner(path: Path, params: Params, variant: str = "ours"):
+    """The trained UNet of one variant in eval mode, on the CPU; errors name the file."""
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no trained refiner (run `sgpose train_refiner --variant {variant}` first)")
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    if ckpt.get("variant", variant) != variant:
+        raise ValueError(f"{path}: a refiner of variant {ckpt['variant']}, expected {variant}")
+    unet = build_unet(params, ckpt["feature_channels"], variant, ckpt.get("feature_levels"))
+    try:
+        unet.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as err:
+        raise ValueError(f"{path}: does not fit the current refiner parameters; retrain ({err})") from None
+    return unet.eval()
