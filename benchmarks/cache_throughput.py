@@ -105,12 +105,18 @@ def sample_crops(n: int) -> CropDataset:
     return CropDataset(rows.iloc[:n], mirror / "images", SIZE, HEATMAP, 2.0, COCO)
 
 
-def section_cache(samples: int, batch: int, workers: int) -> None:
-    cp = ComputeParams()
+FORWARD, LOADING, CACHE_STAGE = ("backbone forward (random images)", "crop loading only (decode + warp)",
+                                 "cache stage (load + forward + lz4 write)")
+
+
+def cache_rates(crops: CropDataset, batch: int, workers: int, cp: ComputeParams | None = None) -> dict[str, float]:
+    """Samples/s of the SimpleBaseline-R50 forward with the flip view (random images), of the crop loading
+    alone, and of the whole cache stage (load + forward + lz4 write) over `crops`."""
+    cp = cp or ComputeParams()
     dev = compute.device(cp)
     model = compute.prepare_model(build_backbone(BackboneParams(name="r50", depth=50), K), cp, dev).eval()
-    crops = sample_crops(samples)
-    loader = lambda: DataLoader(Subset(crops, range(len(crops))), batch_size=batch, num_workers=workers)  # noqa: E731
+    loader = lambda: DataLoader(Subset(crops, range(len(crops))), batch_size=batch, num_workers=workers,  # noqa: E731
+                                pin_memory=dev.type == "cuda")
     images = torch.randn(batch, 3, *SIZE)
 
     def forward():
@@ -130,14 +136,17 @@ def section_cache(samples: int, batch: int, workers: int) -> None:
                          | {k: b[k].numpy() for k in ("target", "target_weight", "joints")}
                          | {f"meta/{k}": b[k].numpy() for k in ("center", "scale", "bbox", "image_id", "ann_id", "score")})
 
+    seconds = {FORWARD: len(crops) / batch * timed(forward, 2), LOADING: timed(load, 1), CACHE_STAGE: timed(cache_stage, 1)}
+    return {name: len(crops) / sec for name, sec in seconds.items()}
+
+
+def section_cache(samples: int, batch: int, workers: int) -> None:
+    dev = compute.device(ComputeParams())
     where = torch.cuda.get_device_name() if dev.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"\n## cache stage, SimpleBaseline-R50 at 256x192 with the flip view, {samples} real sample crops, "
           f"batch {batch}, {workers} loader workers ({where})")
-    rows = {"backbone forward (random images)": len(crops) / batch * timed(forward, 2),
-            "crop loading only (decode + warp)": timed(load, 1), "cache stage (load + forward + lz4 write)":
-            timed(cache_stage, 1)}
-    for name, sec in rows.items():
-        print(f"{name:42s} {len(crops) / sec:8.1f} samples/s")
+    for name, rate in cache_rates(sample_crops(samples), batch, workers).items():
+        print(f"{name:42s} {rate:8.1f} samples/s")
 
 
 def section_loader(batch: int, workers: int) -> None:

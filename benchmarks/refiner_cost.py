@@ -6,7 +6,8 @@
 Times (median of --iters runs after one warm-up): the guidance sequence {H(t)} for the batch, one
 UNet step, the full T-step refinement (the `recursive` reading: T UNet calls plus a guidance
 rebuild per step), the static reading (one UNet call), and the SimpleBaseline-R50 forward; each
-as a ratio to the backbone. Features are random tensors of SimpleBaseline-R50's shapes
+as a ratio to the backbone. Both run as the stages run them (sgpose.compute: bf16 autocast and
+channels_last on CUDA; fp32 on the CPU). Features are random tensors of SimpleBaseline-R50's shapes
 (256@64x48, 256@32x24, 256@16x12). Prints figures; this is not a test.
 """
 
@@ -15,8 +16,8 @@ from __future__ import annotations
 import argparse
 
 import torch
-from sgpose import guidance
-from sgpose.config.schema import GuidanceParams
+from sgpose import compute, guidance
+from sgpose.config.schema import ComputeParams, GuidanceParams
 from sgpose.keypoints import COCO
 from sgpose.models.simple_baseline import PoseResNet
 from sgpose.models.unet import StructureGuidedUNet
@@ -27,6 +28,40 @@ from timing import timed
 SIZE, HEATMAP, K = (256, 192), (64, 48), 17
 
 
+BACKBONE_ROW = "backbone forward (SimpleBaseline-R50)"
+STATIC_ROW = "static refinement (1 UNet call)"
+
+
+def measure(batch: int = 64, iters: int = 3, S: int = 3, base: int = 32, cp: ComputeParams | None = None) -> dict:
+    """Median seconds of each row for one batch, on `cp`'s device the way the stages run (sgpose.compute:
+    bf16 autocast and channels_last on CUDA, plain fp32 on the CPU)."""
+    cp = cp or ComputeParams()
+    device = compute.device(cp)
+    torch.manual_seed(0)
+    b = batch
+    feats = [compute.to_device(torch.randn(b, 256, HEATMAP[0] >> i, HEATMAP[1] >> i), cp, device) for i in range(3)]
+    y0 = compute.to_device(torch.rand(b, K, *HEATMAP), cp, device)
+    start = torch.from_numpy(COCO.canonical_pose(HEATMAP)).to(device)
+    gp = GuidanceParams(S=S)
+    spec = GuidanceSpec(gp, get_variant("ours"), start, 2.0, HEATMAP, guidance.fusion_weights(S))
+    unet = compute.prepare_model(StructureGuidedUNet(K, [256] * 3, base, [1, 2, 4], 64), cp, device).eval()
+    backbone = compute.prepare_model(PoseResNet(50, K), cp, device).eval()
+    images = compute.to_device(torch.randn(b, 3, *SIZE), cp, device)
+    pred = torch.rand(b, K, 2, device=device) * torch.tensor([47.0, 63.0], device=device)
+    t_last = torch.full((b,), gp.T - 1, device=device)
+    with compute.inference(cp, device):
+        return {
+            BACKBONE_ROW: timed(lambda: backbone(images), iters),
+            f"guidance sequence (B, T={gp.T}, K, 64, 48)": timed(
+                lambda: guidance.guidance_sequence(start, pred, S), iters),
+            "one UNet step": timed(lambda: unet(feats, y0, t_last), iters),
+            STATIC_ROW: timed(lambda: refine(unet, spec, feats, y0, "static"), iters),
+            f"full T-step refinement (recursive, {gp.T} calls)": timed(
+                lambda: refine(unet, spec, feats, y0, "recursive"), iters),
+            "unet_params_m": sum(p.numel() for p in unet.parameters()) / 1e6,
+        }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=64)
@@ -34,35 +69,13 @@ def main() -> None:
     ap.add_argument("--S", type=int, default=3)
     ap.add_argument("--base", type=int, default=32, help="UNet base channels")
     args = ap.parse_args()
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    torch.manual_seed(0)
-    b = args.batch
-    feats = [torch.randn(b, 256, HEATMAP[0] >> i, HEATMAP[1] >> i, device=device) for i in range(3)]
-    y0 = torch.rand(b, K, *HEATMAP, device=device)
-    start = torch.from_numpy(COCO.canonical_pose(HEATMAP)).to(device)
-    gp = GuidanceParams(S=args.S)
-    spec = GuidanceSpec(gp, get_variant("ours"), start, 2.0, HEATMAP, guidance.fusion_weights(args.S))
-    unet = StructureGuidedUNet(K, [256] * 3, args.base, [1, 2, 4], 64).to(device).eval()
-    backbone = PoseResNet(50, K).to(device).eval()
-    images = torch.randn(b, 3, *SIZE, device=device)
-    pred = torch.rand(b, K, 2, device=device) * torch.tensor([47.0, 63.0], device=device)
-    t_last = torch.full((b,), gp.T - 1, device=device)
-    with torch.no_grad():
-        rows = {
-            "backbone forward (SimpleBaseline-R50)": timed(lambda: backbone(images), args.iters),
-            f"guidance sequence (B, T={gp.T}, K, 64, 48)": timed(
-                lambda: guidance.guidance_sequence(start, pred, args.S), args.iters),
-            "one UNet step": timed(lambda: unet(feats, y0, t_last), args.iters),
-            "static refinement (1 UNet call)": timed(lambda: refine(unet, spec, feats, y0, "static"),
-                                                      args.iters),
-            f"full T-step refinement (recursive, {gp.T} calls)": timed(
-                lambda: refine(unet, spec, feats, y0, "recursive"), args.iters),
-        }
-    base = rows["backbone forward (SimpleBaseline-R50)"]
-    print(f"device {device} ({torch.get_num_threads()} threads), batch {b}, 256x192, S={args.S}, "
-          f"UNet base {args.base}, {sum(p.numel() for p in unet.parameters()) / 1e6:.2f} M params")
+    cp = ComputeParams()
+    rows = measure(args.batch, args.iters, args.S, args.base, cp)
+    params = rows.pop("unet_params_m")
+    print(f"device {compute.effective(cp, compute.device(cp))} ({torch.get_num_threads()} threads), batch {args.batch}, "
+          f"256x192, S={args.S}, UNet base {args.base}, {params:.2f} M params")
     for name, sec in rows.items():
-        print(f"{name:48s} {sec * 1e3:10.1f} ms   {sec / base:6.3f} x backbone")
+        print(f"{name:48s} {sec * 1e3:10.1f} ms   {sec / rows[BACKBONE_ROW]:6.3f} x backbone")
 
 
 if __name__ == "__main__":

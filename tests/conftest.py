@@ -159,3 +159,13 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     """In CI a missing data mirror is an error, never a reason to skip real-data tests."""
     if os.environ.get("CI") and not (MIRROR / "fixtures").is_dir():
         raise pytest.UsageError(f"SGPOSE_MIRROR={MIRROR} holds no fixtures/: CI needs the shared data mirror")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `cuda` need a CUDA GPU: skipped without one (benchmarks/gpu_check.sh runs them on a GPU)."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA (run benchmarks/gpu_check.sh on a GPU machine)")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)

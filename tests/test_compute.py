@@ -25,7 +25,7 @@ def test_auto_is_the_cpu_without_cuda_and_cuda_is_an_error():
         compute.device(ComputeParams(device="cuda"))
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.cuda
 def test_cuda_autocasts_to_bf16_in_channels_last():
     cp = ComputeParams()
     dev = compute.device(cp)

@@ -42,7 +42,7 @@ def test_static_inference_equals_the_last_step_of_the_full_sequence():
     params, unet, spec, feats, y0 = _setup()
     unet.eval()
     out = refine_static(unet, spec, feats, y0)
-    from sgpose.data.heatmaps import predicted_pose
+    from sgpose.data.decoding import predicted_pose
     pred = predicted_pose(y0, params.guidance.pred_threshold)
     H = guidance.guidance_sequence(spec.start, pred, params.guidance.S, params.guidance.schedule, spec.sigma,
                                    spec.size, params.guidance.missing)
@@ -72,7 +72,7 @@ def _variant_setup(variant: str, *overrides: str):
 
 
 def _pred(params, y0):
-    from sgpose.data.heatmaps import predicted_pose
+    from sgpose.data.decoding import predicted_pose
     return predicted_pose(y0, params.guidance.pred_threshold)
 
 

@@ -11,7 +11,7 @@ from sgpose.dag.table import STAGES
 from sgpose.resources import DEFAULTS, ResourcesParams, read_resources
 
 ROOT = Path(__file__).resolve().parents[1]
-GPU_RULES = {"train_backbone", "cache_shard", "train_refiner", "infer"}
+GPU_RULES = {"train_backbone", "cache_shard", "train_refiner", "infer", "infer_online"}
 
 
 def test_every_rule_of_the_snakefile_has_resources():

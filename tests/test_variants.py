@@ -1,6 +1,7 @@
 """The variants of SPEC 6 as declarative descriptions, the sweep variants of Figs. 5-6, and the step
 weights each guidance kind implies."""
 
+import argparse
 from pathlib import Path
 
 import pytest
@@ -8,13 +9,13 @@ import torch
 from sgpose.config.selection import load_params
 from sgpose.guidance import fusion_weights, step_weights
 from sgpose.refine import guidance_spec
-from sgpose.variants import ALL, REFINED, VARIANTS, check_name, get_variant
+from sgpose.variants import ALL, REFINED, UNREFINED, VARIANTS, check_name, decode_mode, get_variant, refined_argument
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_variant_names_and_descriptions():
-    assert ALL == ("baseline", "A1", "A2", "A3", "A4", "ours")
+    assert ALL == ("baseline", "baseline_dark", "A1", "A2", "A3", "A4", "ours")
     assert REFINED == tuple(VARIANTS)
     a1, a2, a4, ours = (get_variant(n) for n in ("A1", "A2", "A4", "ours"))
     assert (a1.guidance, a1.step_embedding) == ("none", False)
@@ -50,3 +51,14 @@ def test_step_weights_for_each_kind():
     torch.testing.assert_close(step_weights("graduated", 5), fusion_weights(5))
     with pytest.raises(ValueError, match="a3_steps"):
         step_weights("interpolated", 3, "nearest")
+
+
+def test_unrefined_variants_decode_the_backbone_heatmaps_baseline_dark_always_with_dark():
+    assert tuple(UNREFINED) == ("baseline", "baseline_dark")
+    assert decode_mode("baseline", "standard") == "standard" and decode_mode("baseline", "dark") == "dark"
+    assert decode_mode("baseline_dark", "standard") == decode_mode("baseline_dark", "dark") == "dark"
+    assert decode_mode("ours", "dark") == "dark" and decode_mode("A1", "standard") == "standard"
+    assert check_name("baseline_dark") == "baseline_dark"
+    for name in UNREFINED:
+        with pytest.raises(argparse.ArgumentTypeError, match=f"{name} has no refiner"):
+            refined_argument(name)

@@ -237,7 +237,8 @@ def params_variants(repo: Path) -> list[tuple[str, str]]:
 
 
 def readers(jobs: list[table.Job], key: str) -> set:
-    return {job_id(j) for j in jobs if any(key == p or key.startswith(p + ".") for p in j.params)}
+    return {job_id(j) for j in jobs if any(p == table.WHOLE_FILE or key == p or key.startswith(p + ".")
+                                          for p in j.params)}
 
 
 def test_every_params_key_reruns_exactly_its_readers(dvc_repo, snake_repo):

@@ -52,7 +52,10 @@ def test_snakemake_plans_the_paper_grid_as_the_stage_table_says(paper_repo):
     assert expected["train_refiner"] == len(backbones) + len(PAPER.ablation.variants) == 17
     assert expected["cache_gather"] == sum(len(PAPER.splits_of(b)) for b in backbones)
     assert expected["cache_shard"] == sum(PAPER.cache.num_shards(s) for b in backbones for s in PAPER.splits_of(b))
-    assert expected["infer"] == sum(len(PAPER.evals_of(b, v)) for b in backbones for v in PAPER.scored_variants_of(b))
+    scored = sum(len(PAPER.evals_of(b, v)) for b in backbones for v in PAPER.scored_variants_of(b))
+    online = [(b, s) for b in backbones for s in PAPER.online_of(b)]  # one job writes every variant's file
+    assert expected["infer_online"] == len(online) > 0
+    assert expected["infer"] == scored - sum(len(PAPER.online_variants(b, s)) for b, s in online)
     assert expected["prepare_detections"] == 1 and expected["download"] == expected["prepare"] == 2
     for rule, lines in plan.items():
         if rule == "all":

@@ -17,11 +17,14 @@ from sgpose.config.paths import Paths
 
 # stage name -> (module, one-line help). Order is the DAG's order.
 from sgpose.config.selection import ParamsError, load_params
+from sgpose.errors import DiskFullError, InputError
 
 # stage name -> (module, one-line help). Order is the DAG's order.
 STAGES: dict[str, tuple[str, str]] = {
     "dag": ("sgpose.stages.dag", "write dvc.yaml from the stage table and params.yaml's grid (--check: is it current?)"),
     "profile": ("sgpose.stages.profile", "make profiles/NAME.yaml (sample, coco, crowdpose, paper) the active params.yaml"),
+    "check_params": ("sgpose.stages.check_params", "validate the whole params file (every section, value and name); "
+                     "write a stamp"),
     "download": ("sgpose.stages.download", "fetch and verify a dataset's files (URLs or SGPOSE_MIRROR)"),
     "prepare": ("sgpose.stages.prepare", "a dataset's person instances per split (GT boxes; val_det: detections), ground truth"),
     "train_backbone": ("sgpose.stages.train_backbone", "train a backbone where no official checkpoint is used (else import it)"),
@@ -29,6 +32,8 @@ STAGES: dict[str, tuple[str, str]] = {
     "start_pose": ("sgpose.stages.start_pose", "mean training pose in crop coordinates (guidance.start_pose: mean)"),
     "train_refiner": ("sgpose.stages.train_refiner", "train the structure-guided UNet from the cache (SPEC 4)"),
     "infer": ("sgpose.stages.infer", "refine the cached heatmaps of each evaluation split; COCO results JSON (SPEC 5)"),
+    "infer_online": ("sgpose.stages.infer_online", "every variant's predictions on the backbone's online splits: one "
+                     "pass through the backbone, no cache"),
     "evaluate": ("sgpose.stages.evaluate", "OKS keypoint AP (COCO or CrowdPose) per evaluation split; writes results/metrics/..."),
     "report": ("sgpose.stages.report", "tables (paper numbers beside ours) and figures from results/"),
     "predict": ("sgpose.stages.predict", "run the trained backbone + ours refiner on an image: keypoints JSON + overlay PNG"),
@@ -91,9 +96,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _guarded(stage: str, run) -> int:
-    """Run a stage; a missing file or a bad value is a one-line error naming it (exit 1), not a traceback."""
+    """Run a stage; a damaged input file or a full disk (exit 2), a missing file or a bad value (exit 1)
+    is a one-line error naming the file, not a traceback. Any other exception is a bug: traceback."""
     try:
         run()
+    except (InputError, DiskFullError) as err:
+        print(f"sgpose {stage}: error: {err}", file=sys.stderr)
+        return 2
     except (FileNotFoundError, ValueError) as err:  # ParamsError is a ValueError
         print(f"sgpose {stage}: error: {err}", file=sys.stderr)
         return 1

@@ -2,8 +2,10 @@
 baseline, else the variant's trained UNet run in the reading `infer.mode`), with the flip test, and
 one split's COCO results.
 
-`baseline` decodes the backbone's own heatmaps Y0 (same decoding, same evaluation); a refined
-variant runs its trained UNet over the cached features first. With `infer.flip_test` and a cache
+`baseline` decodes the backbone's own heatmaps Y0 (same decoding, same evaluation) and
+`baseline_dark` the same with DARK whatever `infer.decode` says; a refined variant runs its trained
+UNet over the cached features first. Every final heatmap is decoded as `variants.decode_mode` says
+(`infer.decode`: standard | dark; `sgpose.data.decoding`). With `infer.flip_test` and a cache
 holding `flip/*`, each view is refined with its own features and Y0 and the mirrored view is mapped
 back (`flip_back`) and averaged with the original. The cache is read batch by batch (never whole:
 full COCO's detection-box val cache is hundreds of GB) and each batch is decoded at once.
@@ -13,7 +15,6 @@ from __future__ import annotations
 
 import logging
 
-import numpy as np
 import torch
 
 from sgpose import compute
@@ -21,14 +22,13 @@ from sgpose.cache.format import has_flip
 from sgpose.cache.reader import CacheBatches, batch_loader, features, open_cache, sequential_batches
 from sgpose.config.paths import Paths
 from sgpose.config.selection import Params
-from sgpose.data.heatmaps import decode, flip_back
-from sgpose.data.transforms import heatmap_to_image
-from sgpose.evaluation.results import to_coco_results
+from sgpose.data.decoding import flip_back
+from sgpose.evaluation.results import heatmap_results
 from sgpose.keypoints import get_layout
-from sgpose.modes import InferenceMode
+from sgpose.modes import DecodeMode, InferenceMode
 from sgpose.refine import GuidanceSpec, guidance_spec, refine
 from sgpose.refiner import load_refiner
-from sgpose.variants import BASELINE
+from sgpose.variants import is_refined
 
 log = logging.getLogger(__name__)
 META = ("meta/center", "meta/scale", "meta/image_id", "meta/score")
@@ -58,8 +58,8 @@ def final_heatmaps(params: Params, batch: dict[str, torch.Tensor], unet=None, sp
 
 
 def refiner_for(params: Params, paths: Paths, variant: str, dev: torch.device):
-    """(UNet on the device, its guidance spec), or (None, None) for the baseline."""
-    if variant == BASELINE:
+    """(UNet on the device, its guidance spec), or (None, None) for an unrefined variant (baseline*)."""
+    if not is_refined(variant):
         return None, None
     unet = compute.prepare_model(load_refiner(paths.refiner(variant), params, variant), params.compute, dev)
     spec = guidance_spec(params, variant, paths.start_pose)
@@ -71,8 +71,10 @@ def refiner_for(params: Params, paths: Paths, variant: str, dev: torch.device):
 
 
 def split_results(params: Params, paths: Paths, split: str, unet=None, spec: GuidanceSpec | None = None,
-                  dev: torch.device = torch.device("cpu")) -> list[dict]:
-    """COCO results of every cached sample of one split, decoded batch by batch."""
+                  dev: torch.device = torch.device("cpu"), mode: DecodeMode | str | None = None) -> list[dict]:
+    """COCO results of every cached sample of one split, decoded batch by batch (`mode`: the decoder,
+    default `infer.decode`)."""
+    mode = mode or params.infer.decode
     path = paths.cache(split)
     with open_cache(path) as h5:
         flip = params.infer.flip_test and has_flip(h5)
@@ -80,11 +82,9 @@ def split_results(params: Params, paths: Paths, split: str, unet=None, spec: Gui
         log.warning("%s: infer.flip_test is on but the cache has no flip/*: single view", path)
     prefixes = () if unet is None else ("", "flip/") if flip else ("",)
     data = CacheBatches(path, keys=["heatmaps", *(["flip/heatmaps"] if flip else []), *META], prefixes=prefixes)
-    results, size = [], tuple(params.backbone.heatmap_size)
+    results = []
     for batch in batch_loader(data, sequential_batches(len(data), params.infer.batch_size), pin_memory=dev.type == "cuda"):
-        coords, scores = decode(final_heatmaps(params, batch, unet, spec, dev))
-        center, scale = batch["meta/center"].double().numpy(), batch["meta/scale"].double().numpy()
-        joints = heatmap_to_image(coords.numpy(), center, scale, size)
-        results += to_coco_results(batch["meta/image_id"].numpy(), joints, scores.numpy(),
-                                   batch["meta/score"].numpy(), areas=np.prod(scale, axis=1))  # crop area: OKS-NMS scale
+        results += heatmap_results(final_heatmaps(params, batch, unet, spec, dev).cpu(), batch["meta/center"].numpy(),
+                                   batch["meta/scale"].numpy(), batch["meta/image_id"].numpy(), batch["meta/score"].numpy(),
+                                   mode, params.backbone.heatmap_sigma)
     return results

@@ -1,7 +1,8 @@
 """Atomic outputs: every file a stage writes appears complete or not at all.
 
 Write to `<name>.tmp-<pid>` beside the target and rename on success (rename is atomic on one
-filesystem), so an interrupted stage never leaves a file that looks finished.
+filesystem), so an interrupted stage never leaves a file that looks finished. A write that runs out
+of space is a DiskFullError saying where and how much is free, and leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import json
 import os
 from pathlib import Path
 from typing import Any, Iterator
+
+from sgpose.errors import disk_full
 
 
 @contextlib.contextmanager
@@ -22,6 +25,11 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as err:  # HDF5 and torch wrap ENOSPC in their own errors
+        full = disk_full(err, tmp)  # measured while the half-written file still takes its space
+        if full is not None and full is not err:
+            raise full from err
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()

@@ -19,7 +19,7 @@ from torch import Tensor
 from sgpose import guidance
 from sgpose.config.schema import GuidanceParams
 from sgpose.config.selection import Params
-from sgpose.data.heatmaps import predicted_pose
+from sgpose.data.decoding import predicted_pose
 from sgpose.keypoints import get_layout
 from sgpose.losses import joints_mse
 from sgpose.models.unet import StructureGuidedUNet

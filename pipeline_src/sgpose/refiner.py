@@ -9,7 +9,9 @@ from pathlib import Path
 
 import torch
 
+from sgpose.checkpoint_io import torch_load
 from sgpose.config.selection import Params
+from sgpose.errors import InputError
 from sgpose.io import atomic_path
 from sgpose.keypoints import get_layout
 from sgpose.models.unet import StructureGuidedUNet
@@ -50,7 +52,10 @@ def load_refiner(path: Path, params: Params, variant: str = "ours"):
     """The trained UNet of one variant in eval mode, on the CPU; errors name the file."""
     if not path.exists():
         raise FileNotFoundError(f"{path}: no trained refiner (run `sgpose train_refiner --variant {variant}` first)")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt = torch_load(path, weights_only=False)
+    if not isinstance(ckpt, dict) or not {"state_dict", "feature_channels"} <= ckpt.keys():
+        raise InputError(path, f"not a refiner checkpoint (holds {_kind(ckpt)}); rerun `sgpose train_refiner "
+                         f"--variant {variant}`")
     if ckpt.get("variant", variant) != variant:
         raise ValueError(f"{path}: a refiner of variant {ckpt['variant']}, expected {variant}")
     unet = build_unet(params, ckpt["feature_channels"], variant, ckpt.get("feature_levels"))
@@ -59,3 +64,10 @@ def load_refiner(path: Path, params: Params, variant: str = "ours"):
     except RuntimeError as err:
         raise ValueError(f"{path}: does not fit the current refiner parameters; retrain ({err})") from None
     return unet.eval()
+
+
+def _kind(obj: object) -> str:
+    """What a loaded checkpoint object is, in words: `a list`, `a dict without state_dict, ...`."""
+    if isinstance(obj, dict):
+        return "a dict without " + ", ".join(k for k in ("state_dict", "feature_channels") if k not in obj)
+    return f"a {type(obj).__name__}"

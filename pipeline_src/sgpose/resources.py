@@ -7,8 +7,8 @@ them into `--cpus-per-task`, `--mem`, `-t` and `--gpus` (docs/cluster.md); local
 how many GPU jobs run at once (the local profile's `resources: [gpu=N]`).
 
 A stage's entry may name only the values it changes: the rest keep that stage's defaults below
-(full COCO on one GPU). Job sizes never change results: DVC stages must not list `resources` among
-their params, so resizing a job re-runs nothing.
+(full COCO on one GPU). Job sizes never change results: no stage lists `resources` among its params
+(only check_params, which validates the whole file, re-runs, in seconds).
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ def _job(threads: int, mem_mb: int, runtime: int, gpu: int = 0) -> StageResource
 
 # full COCO on one GPU (the sizes the rules had before this section): what a stage left out gets
 DEFAULTS: dict[str, StageResources] = {
+    "check_params": _job(1, 1000, 10),
     "download": _job(1, 4000, 240),
     "prepare": _job(1, 16000, 60),
     "prepare_detections": _job(1, 16000, 60),
@@ -48,6 +49,7 @@ DEFAULTS: dict[str, StageResources] = {
     "start_pose": _job(1, 8000, 30),
     "train_refiner": _job(8, 64000, 2880, gpu=1),
     "infer": _job(1, 32000, 240, gpu=1),
+    "infer_online": _job(4, 32000, 480, gpu=1),
     "evaluate": _job(1, 16000, 60),
     "report": _job(1, 16000, 60),
 }
@@ -58,6 +60,7 @@ class ResourcesParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    check_params: StageResources = DEFAULTS["check_params"]
     download: StageResources = DEFAULTS["download"]
     prepare: StageResources = DEFAULTS["prepare"]
     prepare_detections: StageResources = DEFAULTS["prepare_detections"]
@@ -67,6 +70,7 @@ class ResourcesParams(BaseModel):
     start_pose: StageResources = DEFAULTS["start_pose"]
     train_refiner: StageResources = DEFAULTS["train_refiner"]
     infer: StageResources = DEFAULTS["infer"]
+    infer_online: StageResources = DEFAULTS["infer_online"]
     evaluate: StageResources = DEFAULTS["evaluate"]
     report: StageResources = DEFAULTS["report"]
 

@@ -5,7 +5,9 @@ builds the guidance path in training; everything else (the UNet, the loss, the d
 Every guidance kind is a (T, S) weight matrix over the rendered maps G^0..G^{S-1}
 (`sgpose.guidance.step_weights`), so one batched code path serves them all.
 
-    baseline  the backbone's own heatmaps (no refiner)
+    baseline  the backbone's own heatmaps (no refiner), decoded as `infer.decode` says
+    baseline_dark  the backbone's own heatmaps, DARK-decoded whatever `infer.decode` says: the
+              zero-cost decoding a refiner must beat (Table 2's "baseline + DARK")
     A1        UNet on the features only: no guidance, no step embedding, one step
     A2        the prediction's map as a static guidance: one step (guidance.a2_map: rendered | raw Y0)
     A3        the interpolated maps G^s as the sequence, no graduated fusion (guidance.a3_steps)
@@ -24,7 +26,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Literal
 
-from sgpose.modes import Schedule
+from sgpose.modes import DecodeMode, Schedule
 
 
 class GuidanceKind(StrEnum):
@@ -37,6 +39,7 @@ class GuidanceKind(StrEnum):
 
 
 BASELINE = "baseline"
+BASELINE_DARK = "baseline_dark"
 SWEEP = re.compile(rf"^ours_(?:S(?P<S>[1-9][0-9]?)|(?P<schedule>{'|'.join(Schedule)}))$")
 
 
@@ -53,6 +56,20 @@ class Variant:
     schedule: Schedule | None = None  # overrides guidance.schedule (Fig. 6)
 
 
+@dataclass(frozen=True)
+class Unrefined:
+    """A variant that scores the backbone's own heatmaps Y0 (no refiner; Table 2's baseline columns)."""
+
+    name: str
+    decode: DecodeMode | None  # the decoder it always uses; None: the configured infer.decode
+    description: str
+
+
+UNREFINED: dict[str, Unrefined] = {u.name: u for u in (
+    Unrefined(BASELINE, None, "backbone heatmaps, no refinement"),
+    Unrefined(BASELINE_DARK, DecodeMode.DARK, "backbone heatmaps, DARK decoding, no refinement"),
+)}
+
 VARIANTS: dict[str, Variant] = {v.name: v for v in (
     Variant("A1", GuidanceKind.NONE, False, "pred", "UNet on backbone features only"),
     Variant("A2", GuidanceKind.PREDICTION, False, "pred", "+ static predicted heatmap"),
@@ -61,13 +78,19 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
     Variant("ours", GuidanceKind.GRADUATED, True, "pred", "graduated sequence from the prediction (path consistency)"),
 )}
 REFINED = tuple(VARIANTS)  # the paper's refined variants (Table 1)
-UNREFINED = (BASELINE,)  # variants without a refiner: the backbone's heatmaps, decoded
 ALL = (*UNREFINED, *REFINED)
 
 
 def is_refined(name: str) -> bool:
     """True for a variant with a refiner (a UNet to train); False for the backbone's own heatmaps."""
     return name not in UNREFINED
+
+
+def decode_mode(variant: str, configured: DecodeMode | str) -> DecodeMode:
+    """The decoder a variant's final heatmaps go through: an unrefined variant's own when it has
+    one (baseline_dark: DARK), else the configured `infer.decode` (baseline and every refined variant)."""
+    own = UNREFINED[variant].decode if variant in UNREFINED else None
+    return own or DecodeMode(configured)
 
 
 def get_variant(name: str) -> Variant:
@@ -86,14 +109,15 @@ def get_variant(name: str) -> Variant:
 
 
 def check_name(name: str) -> str:
-    """`name` if it is `baseline` or a refined variant (for argparse and pydantic), else ValueError."""
-    if name != BASELINE:
+    """`name` if it is an unrefined (baseline, baseline_dark) or a refined variant (for argparse and
+    pydantic), else ValueError."""
+    if name not in UNREFINED:
         get_variant(name)
     return name
 
 
 def argument(name: str) -> str:
-    """argparse type of `--variant`: baseline or a refined variant, with the accepted names on error."""
+    """argparse type of `--variant`: an unrefined or a refined variant, with the accepted names on error."""
     try:
         return check_name(name)
     except ValueError as err:
@@ -102,6 +126,6 @@ def argument(name: str) -> str:
 
 def refined_argument(name: str) -> str:
     """argparse type of `--variant` where only a refined variant makes sense (training a refiner)."""
-    if name == BASELINE:
-        raise argparse.ArgumentTypeError("baseline has no refiner")
+    if name in UNREFINED:
+        raise argparse.ArgumentTypeError(f"{name} has no refiner")
     return argument(name)

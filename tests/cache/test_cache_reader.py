@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from cache_samples import ATTRS, arrays
 from sgpose.cache.reader import CacheBatches, batch_loader, load_cache, runs, sequential_batches, shuffled_batches
 from sgpose.cache.shards import shard_path, write_manifest
 from sgpose.cache.writer import write_cache
-from test_cache_format import ATTRS, arrays
 
 
 def test_runs_of_consecutive_indices():

@@ -112,6 +112,9 @@ def test_train_overrides_per_backbone():
     ("evals.sb_r18=[val_det]", "evals.sb_r18 must include val"),
     ("backbone.evals=[val]", "has moved to the top-level section `evals`"),
     ("backbones.cp_r18.dataset=sample", "datasets crowdpose_sample: no backbone"),
+    ("online={cp_r18: [val_det]}", r"online.cp_r18 \['val_det'\]: each once, each a split of evals.cp_r18"),
+    ("online={nope: [val]}", "online.nope: not in backbones"),
+    ("online={sb_r18: [val]}", "online.sb_r18 must not hold val"),
     ("train_refiner.devices=1000", r"batch_size \d+ is the global batch: it must be at least train_refiner.devices"),
 ])
 def test_inconsistent_files_are_errors(override, message):
@@ -124,3 +127,25 @@ def test_every_backbone_of_every_profile_resolves(profile):
     path = ROOT / "profiles" / f"{profile}.yaml"
     for name in read_params_file(path).backbones:
         assert load_params(path, backbone=name).backbone.name == name
+
+
+def test_online_splits_are_not_cached_and_name_their_variants():
+    p = load_params(ROOT / "params.yaml", ["online={sb_r18: [val_det]}"])
+    assert p.splits == ["train", "val"] and p.online == ["val_det"]
+    assert p.online_variants("val_det") == ["baseline", "baseline_dark", "ours"]  # the ablation's: val only
+    assert p.online_variants("val") == ["baseline", "baseline_dark", *p.variants]
+    assert load_params(ROOT / "params.yaml").splits == ["train", "val", "val_det"]
+
+
+def test_decode_mode_and_baseline_dark_in_every_backbones_grid():
+    p = load_params(ROOT / "params.yaml")
+    assert p.infer.decode == "standard"  # as the paper
+    assert load_params(ROOT / "params.yaml", ["infer.decode=dark"]).infer.decode == "dark"
+    with pytest.raises(ParamsError, match="infer.decode"):
+        load_params(ROOT / "params.yaml", ["infer.decode=darker"])
+    for name in p.file.backbones:
+        assert p.file.scored_variants_of(name)[:2] == ["baseline", "baseline_dark"]
+        assert p.file.scored_variants_of(name)[2:] == p.file.variants_of(name)  # the refined ones, trained
+    assert p.evals_of("baseline_dark") == p.evals_of("baseline") == p.evals
+    with pytest.raises(ParamsError, match="baseline_dark and ours run for every backbone"):
+        load_params(ROOT / "params.yaml", ["ablation.variants=[baseline_dark]"])

@@ -8,7 +8,7 @@ from conftest import FIXTURE_COCO as FIXTURE
 from conftest import fixture_instances
 from sgpose.config.schema import AugmentParams
 from sgpose.data.dataset import CropDataset, ImageNorm
-from sgpose.data.heatmaps import argmax_coords
+from sgpose.data.decoding import argmax_coords
 from sgpose.data.transforms import image_to_heatmap
 from sgpose.keypoints import COCO
 
@@ -36,6 +36,18 @@ def test_item_shapes_and_normalisation(table):
     hi = (1 - ImageNorm.MEAN) / ImageNorm.STD
     img = item["image"].numpy()
     assert (img >= lo[:, None, None] - 1e-5).all() and (img <= hi[:, None, None] + 1e-5).all()
+
+
+def test_a_bgr_checkpoint_gets_its_channels_in_bgr_order(table):
+    """The official SimpleBaseline input (COLOR_RGB false): the BGR image, MEAN/STD by channel position."""
+    rgb, bgr = make(table)[0]["image"], make(table, input_color="bgr")[0]["image"]
+    crop = np.random.default_rng(0).integers(0, 256, (4, 3, 3), dtype=np.uint8)  # an RGB crop
+    want = (crop[..., ::-1].astype(np.float32) / 255 - ImageNorm.MEAN) / ImageNorm.STD
+    np.testing.assert_allclose(ImageNorm.to_tensor(crop, "bgr").numpy(), want.transpose(2, 0, 1), atol=1e-6)
+    for c in range(3):  # the same pixels, channels reversed and renormalised by position
+        raw = rgb[2 - c] * ImageNorm.STD[2 - c] + ImageNorm.MEAN[2 - c]
+        torch.testing.assert_close(bgr[c], (raw - ImageNorm.MEAN[c]) / ImageNorm.STD[c], atol=1e-5, rtol=0)
+    assert not torch.allclose(rgb, bgr)
 
 
 def test_target_peaks_where_keypoints_map(table):

@@ -38,3 +38,13 @@ def test_check_compatible_names_the_mismatches():
                        r"\(needs \(256, 192\)\), "
                        r"backbones\.b\.deconv_channels=64 \(needs 256\), 14 joints \(needs 17\)"):
         zoo.check_compatible("mmpose:res50_coco_256x192", bad, 14)
+
+
+def test_the_colour_order_belongs_to_the_checkpoint():
+    assert {zc.input_color for zc in zoo.CHECKPOINTS.values()} == {"rgb"}  # mmpose trains on RGB
+    bgr = BackboneParams(name="b", arch="simple_baseline", depth=50, input_color="bgr")
+    assert bgr.input_color == "bgr"  # a local official SimpleBaseline .pth: COLOR_RGB false
+    with pytest.raises(ValueError, match=r"backbones\.b\.input_color=bgr \(needs rgb\)"):
+        zoo.check_compatible("mmpose:res50_coco_256x192", bgr, 17)
+    with pytest.raises(ValueError, match="input_color"):
+        BackboneParams(name="b", input_color="grb")

@@ -52,13 +52,15 @@ def test_paper_backbone_name(dir_name, attrs, expected):
 
 def test_table2():
     bbs = [{"dir": "sb_r50", "paper_name": "SimpleBaseline-R50", "input_size": [256, 192],
-            "metrics": {"baseline": m(0.7), "ours": m(0.72)}},
+            "metrics": {"baseline": m(0.7), "baseline_dark": m(0.715), "ours": m(0.72)}},
            {"dir": "tiny", "paper_name": None, "input_size": None, "metrics": {"baseline": m(0.1)}}]
     df = tables.table2(bbs)
     assert list(df["backbone"]) == [*tables.paper.TABLE2, "tiny"]
     r50 = df.iloc[0]
     assert (r50["directory"], r50["input"]) == ("sb_r50", "256x192")
     assert (r50["baseline AP (this run)"], r50["ours AP (this run)"], r50["gain (this run)"]) == pytest.approx((70, 72, 2))
+    assert (r50["baseline + DARK AP (this run)"], r50["gain over baseline + DARK (this run)"]) == pytest.approx((71.5, 0.5))
+    assert np.isnan(df.iloc[-1]["baseline + DARK AP (this run)"]) and np.isnan(df.iloc[-1]["gain over baseline + DARK (this run)"])
     assert (r50["baseline AP (paper, quoted)"], r50["gain (paper, quoted)"]) == pytest.approx((72.4, 1.3))
     assert np.isnan(df.iloc[1]["ours AP (this run)"]) and df.iloc[1]["directory"] == "-"
     assert np.isnan(df.iloc[-1]["ours AP (this run)"]) and np.isnan(df.iloc[-1]["ours AP (paper, quoted)"])
@@ -66,13 +68,15 @@ def test_table2():
 
 def test_tables_3_and_4():
     runs = [Run("crowdpose", "sb_r152", "ours", "val", m(0.6, AP_easy=0.7, AP_medium=0.6, AP_hard=0.4)),
-            Run("crowdpose", "sb_r152", "baseline", "val", m(0.5))]
+            Run("crowdpose", "sb_r152", "baseline", "val", m(0.5)), Run("crowdpose", "sb_r152", "A1", "val", m(0.55)),
+            Run("crowdpose", "sb_r152", "baseline_dark", "val", m(0.52))]
     t3 = tables.table3(runs)
     assert list(t3.columns) == ["method", "source", "AP", "AP50", "AP75", "AP(E)", "AP(M)", "AP(H)"]
     quoted = t3[t3["source"] == tables.QUOTED]
     assert len(quoted) == len(tables.paper.TABLE3_CROWDPOSE) and quoted["AP50"].isna().all()
     ours = t3[t3["source"] != tables.QUOTED]
-    assert list(ours["method"]) == ["sb_r152 baseline", "sb_r152 ours"]  # Table 1 order
+    assert list(ours["method"]) == ["sb_r152 baseline", "sb_r152 baseline_dark", "sb_r152 A1", "sb_r152 ours"]  # Table 1 order
+    ours = ours[ours["method"].isin(["sb_r152 baseline", "sb_r152 ours"])]
     assert ours.iloc[1][["AP", "AP(E)", "AP(H)"]].tolist() == pytest.approx([60, 70, 40])
     assert np.isnan(ours.iloc[0]["AP(E)"])  # never invented
     undefined = tables.table3([Run("crowdpose", "b", "ours", "val", m(0.1, AP_easy=-1.0, AP_medium=0.2, AP_hard=-1.0))])

@@ -13,7 +13,7 @@ from sgpose.cache.reader import load_cache, open_cache
 from sgpose.cli import main as cli
 from sgpose.config.selection import load_params
 from sgpose.data.dataset import CropDataset
-from sgpose.data.heatmaps import flip_back
+from sgpose.data.decoding import flip_back
 from sgpose.keypoints import COCO
 from sgpose.models.backbones import build_backbone
 from sgpose.models.checkpoints import load_backbone
@@ -125,18 +125,19 @@ def test_flip_test_off_writes_no_flip_datasets(tmp_path, monkeypatch):
 def test_cache_from_registry_hrnet_checkpoint(tmp_path, monkeypatch):
     """`backbone.checkpoint: mmpose:hrnet_w32_coco_256x192` loads checkpoints/<file> (mmpose 0.x naming)."""
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SGPOSE_MIRROR", "http://127.0.0.1:9")  # a mirror that refuses: no checkpoint to fetch
     params_file, table = tiny_project(tmp_path)
     write_instances(tmp_path, "fx", train=table.iloc[:1], val=table.iloc[1:3])
     hr = ["--set", "prepare.aspect_ratio=0.75", "--set", "backbone.arch=hrnet", "--set", "backbone.width=32",
           "--set", "backbone.input_size=[256,192]",
           "--set", "backbone.heatmap_size=[64,48]", "--set", "backbone.checkpoint=mmpose:hrnet_w32_coco_256x192",
           "--set", "cache.batch_size=1"]
-    assert cli(["train_backbone", "--params", str(params_file), *hr]) == 1  # not downloaded yet
+    assert cli(["train_backbone", "--params", str(params_file), *hr]) == 1  # not downloaded, and the mirror has none
     params = load_params(params_file, [a for a in hr if a != "--set"])
     model = build_backbone(params.backbone, 17)
     mm = {("keypoint_head." if k.startswith("final_layer") else "backbone.") + k: v for k, v in model.state_dict().items()}
     path = tmp_path / "checkpoints" / "hrnet_w32_coco_256x192-c78dce93_20200708.pth"
-    path.parent.mkdir()
+    path.parent.mkdir(exist_ok=True)
     torch.save({"meta": {}, "state_dict": mm}, path)
     assert cli(["train_backbone", "--params", str(params_file), *hr]) == 0
     assert cli(["cache", "--params", str(params_file), *hr]) == 0

@@ -9,7 +9,7 @@ import torch
 from conftest import as_trained
 from sgpose.cache.reader import features, load_cache
 from sgpose.config.selection import load_params
-from sgpose.data.heatmaps import flip_back
+from sgpose.data.decoding import flip_back
 from sgpose.inference import final_heatmaps
 from sgpose.keypoints import COCO
 from sgpose.refine import guidance_spec, refine
@@ -54,3 +54,41 @@ def test_a_cache_without_flip_views_gives_the_single_view(tmp_path):
     data = _data(tmp_path, flip=False)
     params = load_params(REPO / "params.yaml", SMALL)
     torch.testing.assert_close(final_heatmaps(params, data), data["heatmaps"])
+
+
+def test_baseline_dark_decodes_the_backbone_heatmaps_with_dark_whatever_infer_decode_says(tmp_path):
+    """Y0 with known sub-pixel Gaussian peaks: baseline (infer.decode standard) lands within the quarter
+    rule, baseline_dark (and baseline with infer.decode dark) on the peaks."""
+    from argparse import Namespace
+
+    import numpy as np
+    from sgpose.cache.writer import write_cache
+    from sgpose.config import Paths
+    from sgpose.data.transforms import heatmap_to_image
+    from sgpose.guidance import render_gaussians
+    from sgpose.io import read_json
+    from sgpose.stages import infer
+
+    over = [*SMALL, f"evals.{load_params(REPO / 'params.yaml').backbone.name}=[val]", "infer.flip_test=false"]
+    params = load_params(REPO / "params.yaml", over)
+    paths = Paths(params, root=tmp_path)
+    write_synthetic_cache(tmp_path / "synthetic.h5", n=4)
+    arrays = load_cache(tmp_path / "synthetic.h5")
+    n, k, h, w = arrays["heatmaps"].shape
+    assert (h, w) == tuple(params.backbone.heatmap_size)
+    peaks = 4 + np.random.default_rng(1).random((n, k, 2)) * [w - 9, h - 9]  # heatmap px
+    arrays["heatmaps"] = render_gaussians(torch.from_numpy(peaks), (h, w), params.backbone.heatmap_sigma).numpy()
+    write_cache(paths.cache("val"), arrays, {"layout": "coco"}, dtype="float32")
+    truth = heatmap_to_image(peaks, arrays["meta/center"], arrays["meta/scale"], (h, w))
+
+    def error(variant: str, p=params) -> float:
+        infer.main(p, paths, Namespace(variant=variant))
+        got = np.array([r["keypoints"] for r in read_json(paths.keypoints(variant, "val"))]).reshape(n, k, 3)
+        px = arrays["meta/scale"][:, None] / [w, h]  # image px per heatmap px, (N, 1, 2)
+        return float((np.abs(got[..., :2] - truth) / px).max())  # heatmap px
+
+    assert 0.1 < error("baseline") <= 0.25 + 1e-4  # the quarter rule: up to 1/4 px per axis
+    assert error("baseline_dark") < 0.01
+    dark = load_params(REPO / "params.yaml", [*over, "infer.decode=dark"])
+    assert error("baseline", dark) < 0.01
+

@@ -102,3 +102,28 @@ def test_parse_boxes():
     for bad in ["1,2,3", "1,2,0,4", "a,b,c,d"]:
         with pytest.raises(ValueError, match="x,y,w,h"):
             parse_boxes([bad], 9, 9)
+
+
+@pytest.mark.parametrize("box, says", [("nan,10,50,50", "finite numbers"), ("10,10,inf,50", "finite numbers"),
+                                       ("100000,100000,50,50", "outside the"), ("-500,10,100,50", "outside the")])
+def test_predict_refuses_non_finite_and_outside_boxes(project, capsys, box, says):
+    save_models(project)
+    assert cli(["predict", str(IMAGE), f"--boxes={box}", "--out", "out"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"sgpose predict: error: --boxes '{box}': ") and says in err
+    assert not Path("out").exists()
+
+
+def test_predict_crops_are_in_the_checkpoints_colour_order(tmp_path):
+    from sgpose.data.dataset import ImageNorm, read_rgb
+    from sgpose.stages.predict import crops
+
+    tiny_params(tmp_path)
+    rgb, bgr = (load_params(tmp_path / "params.yaml", [f"backbone.input_color={c}"]) for c in ("rgb", "bgr"))
+    image, boxes = read_rgb(IMAGE), np.array([[10.0, 20.0, 200.0, 300.0]])
+    x_rgb, c_rgb, s_rgb = crops(image, boxes, rgb)
+    x_bgr, c_bgr, s_bgr = crops(image, boxes, bgr)
+    assert np.array_equal(c_rgb, c_bgr) and np.array_equal(s_rgb, s_bgr)
+    mean, std = (torch.from_numpy(a)[:, None, None] for a in (ImageNorm.MEAN, ImageNorm.STD))
+    pixels = x_rgb[0] * std + mean  # the crop's RGB values in [0, 1]
+    torch.testing.assert_close(x_bgr[0], (pixels.flip(0) - mean) / std, atol=1e-5, rtol=0)

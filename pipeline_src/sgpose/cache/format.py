@@ -3,7 +3,9 @@ dtypes, the compression choices and how attributes are encoded. Writer, shards a
 
 One file per (dataset, backbone, split). Datasets: `heatmaps`, `feat/0..n-1` (highest
 resolution first), `target` in the cache dtype; `target_weight`, `joints`, `meta/*`. Chunks hold
-one sample (the refiner reads random samples). With the flip test on, `flip/heatmaps` and
+one sample (the refiner reads random samples); every dataset carries HDF5's per-chunk Fletcher-32
+checksum, so a read of a damaged chunk fails (an InputError naming the file) instead of returning
+other numbers. With the flip test on, `flip/heatmaps` and
 `flip/feat/0..n-1` hold the raw outputs for the horizontally mirrored crops (evaluation splits). A
 file is complete when its `complete` attribute is set (last).
 """
@@ -83,6 +85,19 @@ def dataset_keys(h5: h5py.File) -> list[str]:
 def num_features(h5: h5py.File, group: str = "feat") -> int:
     """How many feature levels `feat/0..n-1` (or `flip/feat/0..n-1`) the cache holds."""
     return len(h5[group]) if group in h5 else 0
+
+
+def damaged_chunks(h5: h5py.File, block: int = 256) -> str | None:
+    """Read every chunk of every dataset (`block` samples at a time: bounded memory), so HDF5 checks
+    each chunk's Fletcher-32 checksum; None when all read back, else which dataset and rows failed."""
+    for key in dataset_keys(h5):
+        ds = h5[key]
+        for a in range(0, len(ds), block):
+            try:
+                ds[a:a + block]
+            except OSError as err:
+                return f"{key} rows {a}:{min(a + block, len(ds))} fail their checksum ({err})"
+    return None
 
 
 def has_flip(h5: h5py.File) -> bool:

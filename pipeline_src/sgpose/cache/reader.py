@@ -9,7 +9,8 @@ handle is never shared across `fork`, and the dataset pickles without one (spawn
 
 Reads go to the shard files directly (a manifest's virtual datasets resolve every selection through
 HDF5's VDS layer, several times slower for scattered rows), one `read_direct` per run of consecutive
-samples into a preallocated array. A small cache can be read into memory once (`preload`).
+samples into a preallocated array. A small cache can be read into memory once (`preload`). A read
+that fails (a chunk failing its checksum, a damaged file) is an InputError naming the shard.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from sgpose.cache.format import dataset_keys, num_features, read_attrs
 from sgpose.cache.shards import check_shards
+from sgpose.errors import InputError, reading
 
 TRAIN_KEYS = ("heatmaps", "target", "target_weight", "joints")  # + feat/*
 
@@ -35,8 +37,9 @@ def open_cache(path: str | Path) -> h5py.File:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: cache not found (has the cache stage run?)")
     if not h5py.is_hdf5(path):
-        raise ValueError(f"{path}: not an HDF5 file")
-    h5 = h5py.File(path, "r")
+        raise InputError(path, "not an HDF5 file (truncated or foreign); rerun the cache stage")
+    with reading(path, "cache"):
+        h5 = h5py.File(path, "r")
     if not bool(h5.attrs.get("complete", False)):
         h5.close()
         raise ValueError(f"{path}: incomplete cache (no 'complete' mark); rerun the cache stage")
@@ -56,7 +59,8 @@ def load_cache(path: str | Path, keys: list[str] | None = None) -> dict[str, np.
         missing = [k for k in names if k not in h5]
         if missing:
             raise KeyError(f"{path}: cache has no datasets {missing}")
-        return {k: h5[k][()] for k in names}
+        with reading(path, "cache"):
+            return {k: h5[k][()] for k in names}
 
 
 def feature_keys(h5: h5py.File, prefix: str = "") -> list[str]:
@@ -80,7 +84,7 @@ class CacheBatches(Dataset):
     def __init__(self, path: str | Path, keys: Sequence[str] = TRAIN_KEYS, prefixes: Sequence[str] = ("",),
                  preload: bool = False):
         self.path = Path(path)
-        with open_cache(self.path) as h5:  # validates the file (and a manifest's shards) once, then closes
+        with open_cache(self.path) as h5, reading(self.path, "cache"):  # validates the file once, then closes
             names = [*keys, *(k for prefix in prefixes for k in feature_keys(h5, prefix))]
             missing = [k for k in names if k not in h5]
             if missing:
@@ -102,7 +106,7 @@ class CacheBatches(Dataset):
 
     def load(self) -> None:
         """Read the selected datasets into memory (`nbytes`); later batches come from there."""
-        with h5py.File(self.path, "r") as h5:
+        with h5py.File(self.path, "r") as h5, reading(self.path, "cache"):
             self.memory = {k: h5[k][()] for k in self.keys}
 
     def __len__(self) -> int:
@@ -131,8 +135,18 @@ class CacheBatches(Dataset):
     def _handles(self) -> list[dict[str, h5py.Dataset]]:
         """Per shard, its datasets by key (looking one up costs ~10% of reading a sample's chunk)."""
         if self._files is None or self._pid != os.getpid():  # first use in this process (or a forked child)
-            self._files, self._pid = [h5py.File(p, "r") for p in self.sources], os.getpid()
-            self._datasets = [{k: f[k] for k in self.keys} if len(f.keys()) else {} for f in self._files]
+            files: list[h5py.File] = []
+            datasets: list[dict[str, h5py.Dataset]] = []
+            try:  # a damaged shard: an error naming it, and no handle left open
+                for path in self.sources:
+                    with reading(path, "cache shard"):
+                        files.append(f := h5py.File(path, "r"))
+                        datasets.append({k: f[k] for k in self.keys} if len(f.keys()) else {})
+            except BaseException:
+                for f in files:
+                    f.close()
+                raise
+            self._files, self._datasets, self._pid = files, datasets, os.getpid()
         return self._datasets
 
     def __getitem__(self, indices) -> dict[str, torch.Tensor]:
@@ -146,9 +160,10 @@ class CacheBatches(Dataset):
         for shard in np.unique(which):
             datasets, offset = self._handles()[shard], int(self.starts[shard])
             pos0 = int(np.searchsorted(which, shard))
-            for a, b, pos in runs(idx[which == shard] - offset):
-                for k, ds in datasets.items():
-                    ds.read_direct(out[k], np.s_[a:b], np.s_[pos0 + pos:pos0 + pos + b - a])
+            with reading(self.sources[shard], "cache shard"):
+                for a, b, pos in runs(idx[which == shard] - offset):
+                    for k, ds in datasets.items():
+                        ds.read_direct(out[k], np.s_[a:b], np.s_[pos0 + pos:pos0 + pos + b - a])
         return {k: _as_tensor(v) for k, v in out.items()}
 
     def __getstate__(self) -> dict:

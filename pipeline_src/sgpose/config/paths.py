@@ -28,6 +28,11 @@ class Paths:
         self.backbone_dir = self.dataset / backbone
 
     @property
+    def params_check(self) -> Path:
+        """The `check_params` stage's stamp: the whole params file validated (sgpose.stages.check_params)."""
+        return self.results / "params_check.json"
+
+    @property
     def download_stamp(self) -> Path:
         """What `download` verified for this dataset (every file's checksum): the stage's tracked output."""
         return self.dataset / "download.json"

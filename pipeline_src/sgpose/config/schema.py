@@ -4,7 +4,7 @@ The file describes the whole experiment grid (one DAG for DVC and Snakemake):
 
     datasets   name -> keypoint layout, data files, how instances are prepared
     backbones  name -> the dataset it runs on, architecture, weights, evaluation splits;
-               every backbone gets `baseline` and `ours` (Tables 2-4)
+               every backbone gets `baseline`, `baseline_dark` and `ours` (Tables 2-4)
     ablation   the extra refined variants (A1-A4, sweeps) of one backbone (Table 1, Figs. 4-6); its
                backbone is the primary one (the report's figures; a stage's default)
     ...        one section per stage, shared by every backbone (train_backbone, cache, guidance, ...)
@@ -18,9 +18,9 @@ import copy
 import re
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
 
-from sgpose.modes import InferenceMode, Missing, Schedule, StartPose
+from sgpose.modes import ColorOrder, DecodeMode, InferenceMode, Missing, Schedule, StartPose
 from sgpose.resources import ResourcesParams
 from sgpose.variants import BASELINE, UNREFINED, Variant, check_name, get_variant
 
@@ -34,6 +34,8 @@ def gt_split(split: str) -> str:
     """The split whose images and ground truth `split` uses (val_det: val's)."""
     return "val" if split == DET_SPLIT else split
 
+
+DEVICE = r"^(auto|cpu|cuda(:\d+)?)$"  # compute.device values sgpose.compute.device understands
 
 # dataset and backbone names become directories, DVC stage names and Snakemake wildcard values
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -100,10 +102,13 @@ class BackboneParams(_Section):
     depth: Literal[18, 34, 50, 101, 152] = 50  # simple_baseline only
     width: Literal[32, 48] = 32  # hrnet only
     deconv_channels: int = Field(256, gt=0)
-    input_size: tuple[int, int] = (256, 192)
-    heatmap_size: tuple[int, int] = (64, 48)
+    input_size: tuple[PositiveInt, PositiveInt] = (256, 192)
+    heatmap_size: tuple[PositiveInt, PositiveInt] = (64, 48)
     sigma: float = Field(2.0, gt=0)
     checkpoint: str | None = None
+    # channel order of the input tensors: the checkpoint's (a registry checkpoint's must match, models.zoo);
+    # bgr for the official SimpleBaseline .pth files (their configs: DATASET.COLOR_RGB false)
+    input_color: ColorOrder = ColorOrder.RGB
     train: dict[str, Any] = {}  # this backbone's overrides of the train_backbone section
 
     @model_validator(mode="after")
@@ -132,8 +137,9 @@ class AblationParams(_Section):
     def _names(cls, variants: list[str]) -> list[str]:
         for name in variants:
             check_name(name)
-        if len(set(variants)) != len(variants) or BASELINE in variants or "ours" in variants:
-            raise ValueError(f"ablation.variants {variants}: each once; baseline and ours run for every backbone")
+        if len(set(variants)) != len(variants) or set(UNREFINED) & set(variants) or "ours" in variants:
+            raise ValueError(f"ablation.variants {variants}: each once; {', '.join(UNREFINED)} and ours run for "
+                             "every backbone")
         return variants
 
 
@@ -167,7 +173,7 @@ class CacheParams(_Section):
 
 
 class ComputeParams(_Section):
-    device: str = "auto"  # auto (CUDA when available) | cpu | cuda | cuda:N
+    device: str = Field("auto", pattern=DEVICE)  # auto (CUDA when available) | cpu | cuda | cuda:N
     amp: Literal["bf16", "fp16", "off"] = "bf16"  # autocast dtype on CUDA (never on CPU)
     channels_last: bool = True  # NHWC tensors on CUDA (never on CPU)
 
@@ -194,7 +200,7 @@ class GuidanceParams(_Section):
 
 class RefinerParams(_Section):
     base_channels: int = Field(32, gt=0)
-    channel_mults: list[int] = [1, 2, 4]  # one UNet level per cached backbone feature level
+    channel_mults: list[PositiveInt] = Field([1, 2, 4], min_length=1)  # one UNet level per cached feature level
     time_dim: int = Field(64, gt=0)
     prev_heatmap: bool = False  # also input the previous step's heatmap (Y0 at the first step)
 
@@ -221,6 +227,7 @@ class InferParams(_Section):
     mode: InferenceMode = InferenceMode.STATIC  # SPEC 5 readings
     batch_size: int = Field(64, gt=0)
     flip_test: bool = True  # average with the mirrored crop's output where the cache holds flip/*
+    decode: DecodeMode = DecodeMode.STANDARD  # final heatmaps -> joints, baseline and refined alike (data.decoding)
 
 
 class EvaluateParams(_Section):
@@ -242,6 +249,10 @@ class ParamsFile(_Section):
     # boxes, Table 4); a backbone not listed: [val]. Apart from `backbones` so that adding a split re-runs
     # no backbone training.
     evals: dict[str, list[EvalSplit]] = {}
+    # backbone -> the evaluation splits of `evals` scored without a cache: one streaming pass (`sgpose
+    # infer_online --split S`) runs the frozen backbone and every variant scored on S; the cache stage skips
+    # them (docs/scale.md). A backbone not listed: none.
+    online: dict[str, list[EvalSplit]] = {}
     train_backbone: TrainBackboneParams = TrainBackboneParams()
     cache: CacheParams = CacheParams()
     compute: ComputeParams = ComputeParams()
@@ -278,6 +289,11 @@ class ParamsFile(_Section):
                 raise ValueError(f"evals.{name}: not in backbones ({', '.join(self.backbones)})")
             if not splits or len(set(splits)) != len(splits):
                 raise ValueError(f"evals.{name} {splits}: one or more splits, each once")
+        for name, splits in self.online.items():
+            if name not in self.backbones:
+                raise ValueError(f"online.{name}: not in backbones ({', '.join(self.backbones)})")
+            if len(set(splits)) != len(splits) or not set(splits) <= set(self.evals_of(name)):
+                raise ValueError(f"online.{name} {splits}: each once, each a split of evals.{name} {self.evals_of(name)}")
         for name, bp in self.backbones.items():
             if bp.dataset not in self.datasets:
                 raise ValueError(f"backbones.{name}.dataset {bp.dataset!r} is not in datasets ({', '.join(self.datasets)})")
@@ -304,6 +320,9 @@ class ParamsFile(_Section):
         if "val" not in self.evals_of(a.backbone):
             raise ValueError(f"evals.{a.backbone} must include val: Table 1 and Figs. 2, 4-9 of the "
                              "ablation are scored on the ground-truth boxes")
+        if "val" in self.online_of(a.backbone):
+            raise ValueError(f"online.{a.backbone} must not hold val: the report's figures (Figs. 2, 7-16) read the "
+                             "ablation backbone's val cache")
         unused = [d for d in self.datasets if all(bp.dataset != d for bp in self.backbones.values())]
         if unused:
             raise ValueError(f"datasets {', '.join(unused)}: no backbone in backbones runs on it (the DAG would "
@@ -325,18 +344,27 @@ class ParamsFile(_Section):
         return ["ours", *(self.ablation.variants if self.ablation.backbone == backbone else [])]
 
     def scored_variants_of(self, backbone: str) -> list[str]:
-        """Every variant of a backbone that is scored: the unrefined ones (baseline) and the refined ones."""
+        """Every variant of a backbone that is scored: the unrefined ones (baseline, baseline_dark) and the refined ones."""
         return [*UNREFINED, *self.variants_of(backbone)]
 
     def evals_of(self, backbone: str, variant: str = BASELINE) -> list[str]:
-        """The splits a variant is scored on: baseline and ours on every evaluation split of the backbone
-        (`evals`); the ablation's variants (Table 1, Figs. 5-6) on `val` (ground-truth boxes) only."""
+        """The splits a variant is scored on: the unrefined ones (baseline, baseline_dark) and ours on every
+        evaluation split of the backbone (`evals`); the ablation's variants (Table 1, Figs. 5-6) on `val`
+        (ground-truth boxes) only."""
         splits = list(self.evals.get(backbone, ["val"]))
         return splits if variant in (*UNREFINED, "ours") else ["val"]
 
+    def online_of(self, backbone: str) -> list[str]:
+        """The evaluation splits of a backbone scored online, without a cache (`online`)."""
+        return list(self.online.get(backbone, []))
+
+    def online_variants(self, backbone: str, split: str) -> list[str]:
+        """Every variant of a backbone scored on `split`: what one online pass over the split writes."""
+        return [v for v in self.scored_variants_of(backbone) if split in self.evals_of(backbone, v)]
+
     def splits_of(self, backbone: str) -> list[str]:
-        """Every split a backbone caches: train, then its evaluation splits."""
-        return ["train", *self.evals_of(backbone)]
+        """Every split a backbone caches: train, then its evaluation splits not scored online."""
+        return ["train", *(s for s in self.evals_of(backbone) if s not in self.online_of(backbone))]
 
     def primary(self) -> str:
         """The backbone stages use when none is named: the ablation's."""

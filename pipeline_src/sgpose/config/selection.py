@@ -77,8 +77,17 @@ class Params:
         return self.file.evals_of(self.backbone.name, variant)
 
     @property
+    def online(self) -> list[str]:
+        """The selected backbone's evaluation splits scored online, without a cache (ParamsFile.online_of)."""
+        return self.file.online_of(self.backbone.name)
+
+    def online_variants(self, split: str) -> list[str]:
+        """Every variant scored on `split` (baseline, ours, the ablation's on val): one online pass writes them."""
+        return self.file.online_variants(self.backbone.name, split)
+
+    @property
     def splits(self) -> list[str]:
-        """Every split the selected backbone caches: train, then its evaluation splits."""
+        """Every split the selected backbone caches: train, then its evaluation splits not scored online."""
         return self.file.splits_of(self.backbone.name)
 
     def model_dump(self, **kwargs) -> dict:

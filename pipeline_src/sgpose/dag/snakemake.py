@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sgpose.config import ParamsFile
-from sgpose.dag.table import STAGES, Keys, Stage
+from sgpose.dag.table import STAGES, WHOLE_FILE, Keys, Stage, jobs
 
 KEYS = ("ds", "bb", "variant", "split", "shard")
 LOG_DIR = "logs"
@@ -55,7 +55,7 @@ class Rule:
         """{key: value} of every params key the job reads (validated values, defaults included)."""
         job = self.stage.job(self.file, self._keys(wildcards))
         tree = self.file.model_dump(mode="json")
-        return {key: lookup(tree, key) for key in job.params}
+        return {key: tree if key == WHOLE_FILE else lookup(tree, key) for key in job.params}
 
     def command(self, wildcards: Any) -> str:
         """The job's command. A params value, not the rule's shell string: the Snakefile defines its rules in
@@ -85,16 +85,15 @@ def rules(file: ParamsFile) -> list[Rule]:
     for stage in STAGES:
         if "snakemake" not in stage.engines:
             continue
-        jobs = list(stage.jobs(file))
-        if not jobs:  # e.g. no backbone scored on detector boxes: no prepare_detections rule
+        grid = list(stage.jobs(file))
+        if not grid:  # e.g. no backbone scored on detector boxes: no prepare_detections rule
             continue
-        wildcards = tuple(k for k in KEYS if jobs and k in jobs[0].keys)
+        wildcards = tuple(k for k in KEYS if k in grid[0].keys)
         out.append(Rule(stage, file, wildcards))
     return out
 
 
 def targets(file: ParamsFile) -> list[str]:
-    """What `snakemake` builds by default: every output of the last stages (metrics and the report)."""
-    from sgpose.dag.table import jobs
-
-    return [o.path for j in jobs(file, "snakemake") if j.stage in ("evaluate", "report") for o in j.outs]
+    """What `snakemake` builds by default: the outputs of the leaves (metrics, the report, the params check)."""
+    return [o.path for j in jobs(file, "snakemake") if j.stage in ("evaluate", "report", "check_params")
+            for o in j.outs]

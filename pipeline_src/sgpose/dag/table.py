@@ -19,9 +19,10 @@ from typing import Callable, Iterator, Literal
 from sgpose.config import DET_SPLIT, ParamsFile, Paths
 from sgpose.config.schema import DETECTION_KEYS, PREPARE_KEYS
 from sgpose.dag.imports import PACKAGE, ROOT, module_files
-from sgpose.variants import is_refined
+from sgpose.variants import UNREFINED, is_refined
 
 Keys = dict[str, str]
+WHOLE_FILE = "*"  # a params "key" meaning every key of the file (check_params)
 CODE_ROOT = "pipeline_src"  # the package's directory, relative to the project root
 
 
@@ -47,6 +48,7 @@ class Job:
     params: tuple[str, ...]
     outs: tuple[Out, ...]
     code: tuple[str, ...]
+    dvc_cmd: str | None = None  # where DVC runs another command than Snakemake
 
     @property
     def name(self) -> str:
@@ -68,10 +70,12 @@ class Stage:
     deps: Callable[[ParamsFile, Keys], list[str]] = lambda f, k: []
     params: Callable[[ParamsFile, Keys], list[str]] = lambda f, k: []
     engines: frozenset[str] = field(default=frozenset({"dvc", "snakemake"}))
+    dvc_cmd: str | None = None  # a format string over the keys, where DVC runs another command
 
     def job(self, file: ParamsFile, keys: Keys) -> Job:
         return Job(self.name, keys, self.cmd.format(**keys), tuple(self.deps(file, keys)),
-                   tuple(self.params(file, keys)), tuple(self.outs(keys)), tuple(code_files(self.entry)))
+                   tuple(self.params(file, keys)), tuple(self.outs(keys)), tuple(code_files(self.entry)),
+                   self.dvc_cmd.format(**keys) if self.dvc_cmd else None)
 
     def jobs(self, file: ParamsFile) -> Iterator[Job]:
         for keys in self.grid(file):
@@ -129,7 +133,14 @@ def per_evaluation(file: ParamsFile) -> list[Keys]:
 
 
 def per_prediction(file: ParamsFile) -> list[Keys]:
-    return [k | {"split": s} for k in per_evaluation(file) for s in file.evals_of(k["bb"], k["variant"])]
+    """(backbone, variant, split) of every prediction read from a cache (online splits: `per_online_split`)."""
+    return [k | {"split": s} for k in per_evaluation(file) for s in file.evals_of(k["bb"], k["variant"])
+            if s not in file.online_of(k["bb"])]
+
+
+def per_online_split(file: ParamsFile) -> list[Keys]:
+    """(backbone, split) of every split scored online: one pass writes every variant's predictions."""
+    return [{"ds": bp.dataset, "bb": bb, "split": s} for bb, bp in file.backbones.items() for s in file.online_of(bb)]
 
 
 def once(file: ParamsFile) -> list[Keys]:
@@ -161,6 +172,23 @@ def _infer_params(file: ParamsFile, k: Keys) -> list[str]:
     return ["infer", *(["guidance", "refiner", "compute"] if is_refined(k["variant"]) else [])]
 
 
+# the variants an online split is scored by: validation keeps the ablation's val cached, so an online split
+# is always scored by the unrefined variants and ours (checked in _online_deps); Snakemake's output patterns
+# need the list without the params file
+ONLINE_VARIANTS = (*UNREFINED, "ours")
+
+
+def _online_deps(file: ParamsFile, k: Keys) -> list[str]:
+    p, variants = _paths(k), file.online_variants(k["bb"], k["split"])
+    if variants != list(ONLINE_VARIANTS):
+        raise ValueError(f"online.{k['bb']} {k['split']}: scored by {variants}, the table's infer_online writes "
+                         f"{list(ONLINE_VARIANTS)}")
+    deps = [str(p.backbone), str(p.instances(k["split"])), str(p.download_stamp)]
+    for v in filter(is_refined, variants):
+        deps += [str(p.refiner(v)), str(p.start_pose)]
+    return deps
+
+
 def _evaluate_deps(file: ParamsFile, k: Keys) -> list[str]:
     p = _paths(k)
     splits = file.evals_of(k["bb"], k["variant"])
@@ -183,6 +211,11 @@ def _report_deps(file: ParamsFile, k: Keys) -> list[str]:
 
 # ------------------------------------------------------------------------------------------ the table
 STAGES: tuple[Stage, ...] = (
+    # every key of the file: a misspelt section, which no other stage reads, fails the run; under DVC also a
+    # dvc.yaml that is stale for the file's grid
+    Stage("check_params", "sgpose.stages.check_params", "validate the whole params file (and dvc.yaml's currency)",
+          once, "sgpose check_params", outs=lambda k: [Out(str(Paths.of("-", "-").params_check))],
+          params=lambda f, k: [WHOLE_FILE], dvc_cmd="sgpose check_params --dvc-yaml dvc.yaml"),
     Stage("download", "sgpose.stages.download", "fetch and verify a dataset's files",
           per_dataset, "sgpose download --dataset {ds}",
           outs=lambda k: [Out(str(_paths(k).download_stamp), cache=False)],
@@ -237,6 +270,13 @@ STAGES: tuple[Stage, ...] = (
           per_prediction, "sgpose infer --backbone {bb} --variant {variant} --split {split}",
           outs=lambda k: [Out(str(_paths(k).keypoints(k["variant"], k["split"])))],
           deps=_infer_deps, params=_infer_params),
+    # an online split (`online`): the frozen backbone over its crops once, every variant from the same forward
+    Stage("infer_online", "sgpose.stages.infer_online", "every variant's predictions on one split, without a cache",
+          per_online_split, "sgpose infer_online --backbone {bb} --split {split}",
+          outs=lambda k: [Out(str(_paths(k).keypoints(v, k["split"]))) for v in ONLINE_VARIANTS],
+          deps=_online_deps,
+          params=lambda f, k: [f"backbones.{k['bb']}", "infer", "guidance", "refiner", "compute",
+                               "cache.feature_levels"]),
     Stage("evaluate", "sgpose.stages.evaluate", "OKS AP of one variant on its evaluation splits",
           per_evaluation, "sgpose evaluate --backbone {bb} --variant {variant}",
           outs=lambda k: [Out(str(_paths(k).metrics(k["variant"])), kind="metric", cache=False)],

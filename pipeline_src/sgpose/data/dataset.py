@@ -17,20 +17,25 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from sgpose.config.schema import AugmentParams
-from sgpose.data.heatmaps import encode_targets
+from sgpose.data.targets import encode_targets
 from sgpose.data.transforms import affine_matrix, apply_affine, flip_joints, warp_crop
 from sgpose.keypoints import KeypointLayout
+from sgpose.modes import ColorOrder
 
 
 class ImageNorm:
-    """ImageNet normalisation of RGB images in [0, 1] (what the official backbones were trained on)."""
+    """ImageNet normalisation of images in [0, 1] (what the official backbones were trained on), in the
+    channel order of the checkpoint that reads them: MEAN/STD apply by channel position, as the official
+    code does for either order (a BGR checkpoint's channel 0, blue, is normalised with MEAN[0])."""
 
     MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
     STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
     @classmethod
-    def to_tensor(cls, rgb: np.ndarray) -> Tensor:
-        """uint8 (h, w, 3) RGB -> normalised float (3, h, w)."""
+    def to_tensor(cls, rgb: np.ndarray, order: ColorOrder | str = ColorOrder.RGB) -> Tensor:
+        """uint8 (h, w, 3) RGB -> normalised float (3, h, w), channels in `order` (the checkpoint's)."""
+        if ColorOrder(order) is ColorOrder.BGR:
+            rgb = rgb[..., ::-1]
         x = (rgb.astype(np.float32) / 255.0 - cls.MEAN) / cls.STD
         return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
 
@@ -64,11 +69,12 @@ class CropDataset(Dataset):
     clip(N(0, r), -2r, 2r) with probability 0.6, and a horizontal flip with probability flip_prob
     (SimpleBaseline); without it, the plain crop. Draws come from a generator seeded by
     (seed, epoch, index): reproducible for any worker count; call `set_epoch` to get new draws.
+    `input_color` is the channel order of the backbone the crops feed (`BackboneParams.input_color`).
     """
 
     def __init__(self, instances: pd.DataFrame, images_dir: str | Path, input_size: tuple[int, int],
                  heatmap_size: tuple[int, int], sigma: float, layout: KeypointLayout,
-                 augment: AugmentParams | None = None, seed: int = 0):
+                 augment: AugmentParams | None = None, seed: int = 0, input_color: ColorOrder | str = ColorOrder.RGB):
         self.rows = instances.reset_index(drop=True)
         self.images_dir = Path(images_dir)
         self.input_size = tuple(input_size)
@@ -78,6 +84,7 @@ class CropDataset(Dataset):
         self.augment = augment
         self.seed = seed
         self.epoch = 0
+        self.input_color = ColorOrder(input_color)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -125,7 +132,7 @@ class CropDataset(Dataset):
         visible = torch.from_numpy(joints[:, 2]).float()
         target, weight = encode_targets(hm_joints[None], visible[None], self.heatmap_size, self.sigma)
         return {
-            "image": ImageNorm.to_tensor(crop),
+            "image": ImageNorm.to_tensor(crop, self.input_color),
             "target": target[0],
             "target_weight": weight[0],
             "joints": torch.cat([hm_joints, visible[:, None]], dim=1),

@@ -58,7 +58,7 @@ class OnlineSource:
         self.model = compute.prepare_model(load_backbone(paths.backbone, bp, layout.num_joints), self.cp, dev).eval()
         self.crops = CropDataset(read_instances(paths.instances("train")), params.data.images_dir, bp.input_size,
                                  bp.heatmap_size, bp.heatmap_sigma, layout, augment=params.cache.augment,
-                                 seed=params.train_refiner.seed)
+                                 seed=params.train_refiner.seed, input_color=bp.input_color)
         self.levels_cfg, self.workers = params.cache.feature_levels, params.train_refiner.num_workers
         with torch.no_grad():
             probe = forward_views(self.model, torch.zeros(1, 3, *bp.input_size, device=dev), False, self.levels_cfg)

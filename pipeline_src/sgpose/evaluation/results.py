@@ -40,3 +40,18 @@ def to_coco_results(
         for r, a in zip(out, np.asarray(areas, dtype=np.float64).reshape(-1)):
             r["area"] = float(a)
     return out
+
+
+def heatmap_results(heatmaps, center: np.ndarray, scale: np.ndarray, image_ids: np.ndarray, box_scores: np.ndarray,
+                    mode: str = "standard", sigma: float | None = None) -> list[dict]:
+    """COCO results of a batch of final heatmaps (N, K, h, w) (a torch tensor on the CPU) of crops with
+    `center`, `scale` (N, 2) in image pixels: decoded (`mode` standard | dark, dark with the targets'
+    `sigma`; sgpose.data.decoding), mapped to the image, rescored; `area` is the crop area (the OKS-NMS
+    scale). One function for the cached and the online inference paths."""
+    from sgpose.data.decoding import decode
+    from sgpose.data.transforms import heatmap_to_image
+
+    coords, scores = decode(heatmaps, mode, sigma)
+    center, scale = np.asarray(center, dtype=np.float64), np.asarray(scale, dtype=np.float64)
+    joints = heatmap_to_image(coords.numpy(), center, scale, tuple(heatmaps.shape[-2:]))
+    return to_coco_results(image_ids, joints, scores.numpy(), box_scores, areas=np.prod(scale, axis=1))

@@ -16,8 +16,10 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from sgpose.checkpoint_io import CheckpointError, UnreadableCheckpoint, torch_load  # noqa: F401 (re-exported)
 from sgpose.config.schema import BackboneParams
 from sgpose.data.download import sha256_file
+from sgpose.errors import InputError
 from sgpose.models.backbones import ARCH_FIELDS, build_backbone, describe
 
 log = logging.getLogger(__name__)
@@ -30,22 +32,17 @@ NAMINGS: dict[str, tuple[str, ...]] = {
 SHOW = 5  # offending keys quoted in an error
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that does not fit the model; the message names the file and the keys."""
-
-
 def read_checkpoint(path: Path) -> object:
     """torch.load on CPU; tensors-only first, full unpickling only for foreign (sha256-verified) files."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: backbone checkpoint not found (run train_backbone or download)")
     try:
-        try:
-            return torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError:
-            log.warning("%s: not a tensors-only checkpoint; loading it with full unpickling", path)
-            return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # zip/pickle corruption of any kind
-        raise CheckpointError(f"{path}: not a readable torch checkpoint ({err})") from None
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        log.warning("%s: not a tensors-only checkpoint; loading it with full unpickling", path)
+    except Exception:  # noqa: BLE001 - damaged: torch_load says so, naming the file
+        pass
+    return torch_load(path, weights_only=False)
 
 
 def detect_naming(keys: list[str]) -> str:
@@ -117,7 +114,10 @@ def _check_saved_params(path: Path, obj: object, bp: BackboneParams) -> None:
 def backbone_source_sha256(path: Path) -> str:
     """sha256 of the official checkpoint a backbone.pt was imported from, else of backbone.pt itself:
     what the weights behind a cache or a refiner are known by."""
-    meta = torch.load(path, map_location="cpu", weights_only=True)
+    meta = torch_load(path)
+    if not isinstance(meta, dict):
+        raise InputError(path, f"not a backbone checkpoint (holds a {type(meta).__name__}, not a dict); "
+                         "rerun train_backbone")
     return meta.get("source_sha256") or sha256_file(path)
 
 

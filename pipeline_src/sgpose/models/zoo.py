@@ -19,6 +19,7 @@ from pathlib import Path
 
 from sgpose.config.schema import BackboneParams
 from sgpose.data.download import Entry, fetch
+from sgpose.modes import ColorOrder
 
 CHECKPOINT_DIR = Path("checkpoints")
 _MMPOSE = "https://download.openmmlab.com/mmpose/top_down"
@@ -28,7 +29,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ZooCheckpoint:
-    """One published checkpoint and the backbone params it needs (arch, depth or width, input size)."""
+    """One published checkpoint and the backbone params it needs (arch, depth or width, input size, and
+    the channel order it was trained on: mmpose 0.x trains every top-down model on RGB)."""
 
     url: str
     arch: str
@@ -36,6 +38,7 @@ class ZooCheckpoint:
     width: int | None = None
     input_size: tuple[int, int] = (256, 192)
     num_joints: int = 17
+    input_color: ColorOrder = ColorOrder.RGB
     sha256: str = ""  # full digest when known
     size: int | None = None
 
@@ -91,10 +94,13 @@ def download_entry(key: str) -> Entry:
 
 def fetch_checkpoint(key: str, root: str | Path = ".", mirror: str | None = None, progress: bool = True) -> Path:
     """Fetch registry checkpoint `key` into `root/checkpoints/` (resumable, verified); a local mirror
-    directory's `checkpoints/<file>` is preferred, else the mirror URL or the registry URL."""
+    directory's `checkpoints/<file>` is preferred (else the registry URL), an http(s) mirror's is used."""
     entry, dest = download_entry(key), Path(root) / CHECKPOINT_DIR
-    local = Path(mirror) / CHECKPOINT_DIR if mirror and not mirror.startswith(("http://", "https://")) else None
-    source = str(local) if local is not None and (local / entry.path).is_file() else None
+    if mirror and mirror.startswith(("http://", "https://")):
+        source: str | None = f"{mirror.rstrip('/')}/{CHECKPOINT_DIR}"
+    else:
+        local = Path(mirror) / CHECKPOINT_DIR if mirror else None
+        source = str(local) if local is not None and (local / entry.path).is_file() else None
     outcome = fetch(entry, dest, source, progress=progress)
     log.info("checkpoint %s: %s (%s)", key, dest / entry.path, outcome)
     return dest / entry.path
@@ -111,7 +117,7 @@ def check_compatible(key: str, bp: BackboneParams, num_joints: int) -> None:
     """Refuse params that cannot use this registry checkpoint (saves a confusing shape error later)."""
     zc = lookup(key)
     arch_fields = {"depth": zc.depth, "deconv_channels": 256} if zc.arch == "simple_baseline" else {"width": zc.width}
-    want = {"arch": zc.arch, "input_size": zc.input_size, **arch_fields}
+    want = {"arch": zc.arch, "input_size": zc.input_size, "input_color": zc.input_color.value, **arch_fields}
     wrong = [f"backbones.{bp.name}.{k}={getattr(bp, k)} (needs {v})" for k, v in want.items() if getattr(bp, k) != v]
     if num_joints != zc.num_joints:
         wrong.append(f"{num_joints} joints (needs {zc.num_joints})")

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from sgpose.data.heatmaps import decode
+from sgpose.data.decoding import decode
+from sgpose.modes import DecodeMode
 from sgpose.refine import GuidanceSpec, refine, refine_steps
 
 META = ("center", "scale", "bbox", "image_id", "ann_id")
@@ -39,15 +40,17 @@ def _feats(h5: h5py.File, sl: slice) -> list[Tensor]:
     return [torch.from_numpy(h5[f"feat/{i}"][sl]).float() for i in range(n)]
 
 
-def decode_val(h5: h5py.File, unet: torch.nn.Module, spec: GuidanceSpec, mode: str, batch: int = 64) -> Decoded:
-    """Decode Y0 and the refined heatmaps (single view, inference reading `mode`) of every sample."""
+def decode_val(h5: h5py.File, unet: torch.nn.Module, spec: GuidanceSpec, mode: str, batch: int = 64,
+               decoder: DecodeMode | str = DecodeMode.STANDARD, sigma: float | None = None) -> Decoded:
+    """Decode Y0 and the refined heatmaps (single view, inference reading `mode`) of every sample, both
+    with `decoder` (`infer.decode`; dark needs the targets' `sigma`)."""
     n = len(h5["heatmaps"])
     parts: list[tuple[Tensor, ...]] = []
     for i in range(0, n, batch):
         sl = slice(i, i + batch)
         y0 = torch.from_numpy(h5["heatmaps"][sl]).float()
         refined = refine(unet, spec, _feats(h5, sl), y0, mode)
-        parts.append((*decode(y0), *decode(refined)))
+        parts.append((*decode(y0, decoder, sigma), *decode(refined, decoder, sigma)))
     cat = [torch.cat(p).numpy() for p in zip(*parts)] if parts else [np.zeros((0, 0, 2))] * 4
     joints = np.asarray(h5["joints"][()], dtype=np.float64)
     return Decoded(joints[..., :2], joints[..., 2], cat[0], cat[1], cat[2], cat[3],

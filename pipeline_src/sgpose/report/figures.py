@@ -90,7 +90,7 @@ SCAN_BLOCK = 256  # samples read at a time while looking for Fig. 2's sample
 def _cached_pose(cache: Path, threshold: float, joint: int) -> tuple[np.ndarray, int, bool]:
     """The predicted pose of the first sample whose `joint` responds above `threshold` (or of sample 0)."""
     from sgpose.cache.reader import open_cache
-    from sgpose.data.heatmaps import predicted_pose
+    from sgpose.data.decoding import predicted_pose
 
     with open_cache(cache) as f:
         maps, n, found = f["heatmaps"], 0, False

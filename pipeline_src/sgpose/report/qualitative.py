@@ -128,7 +128,7 @@ def write_qualitative(params: Params, paths: Paths, out: Path) -> dict[str, str]
 
 def _draw_all(params: Params, paths: Paths, out: Path, h5, unet, spec) -> dict[str, str]:
     layout, bp, mode, thr = get_layout(params.layout), params.backbone, params.infer.mode, params.guidance.pred_threshold
-    d = ev.decode_val(h5, unet, spec, mode, params.infer.batch_size)
+    d = ev.decode_val(h5, unet, spec, mode, params.infer.batch_size, params.infer.decode, bp.heatmap_sigma)
     table = paths.instances("val")
     instances = pd.read_parquet(table) if table.is_file() else None
     crop = lambda idx: load_crops(instances, params.data.images_dir, d.meta["ann_id"][idx], d.meta["center"][idx],  # noqa: E731

@@ -9,14 +9,15 @@ import pandas as pd
 
 from sgpose.io import atomic_path
 from sgpose.report import paper
+from sgpose.variants import BASELINE, BASELINE_DARK, UNREFINED
 
 # column -> metrics key; this run's numbers, in %
 RUN_COLUMNS = {"AP (this run)": "AP", "AP50": "AP50", "AP75": "AP75", "APM": "APM", "APL": "APL", "AR": "AR"}
 PAPER_COLUMN = "paper AP (quoted)"
 TABLE1_COLUMNS = ["variant", "description", *RUN_COLUMNS, PAPER_COLUMN]
-TABLE2_COLUMNS = ["backbone", "directory", "input", "baseline AP (this run)", "ours AP (this run)",
-                  "gain (this run)", "baseline AP (paper, quoted)", "ours AP (paper, quoted)",
-                  "gain (paper, quoted)"]
+TABLE2_COLUMNS = ["backbone", "directory", "input", "baseline AP (this run)", "baseline + DARK AP (this run)",
+                  "ours AP (this run)", "gain (this run)", "gain over baseline + DARK (this run)",
+                  "baseline AP (paper, quoted)", "ours AP (paper, quoted)", "gain (paper, quoted)"]
 TABLE3_COLUMNS = {"AP": "AP", "AP50": "AP50", "AP75": "AP75", "AP(E)": "AP_easy", "AP(M)": "AP_medium",
                   "AP(H)": "AP_hard"}
 TABLE4_COLUMNS = {"AP": "AP", "AP50": "AP50", "AP75": "AP75", "APM": "APM", "APL": "APL", "AR": "AR"}
@@ -24,16 +25,18 @@ QUOTED = "paper (quoted)"
 NAN = float("nan")
 
 
+ORDER = [*UNREFINED, *(v for v in paper.TABLE1 if v not in UNREFINED)]  # baseline, baseline_dark, A1..A4, ours
+
+
 def variant_order(variants) -> list[str]:
-    """Table 1's order first (baseline, A1..A4, ours), then any others (sweeps) sorted."""
-    known = [v for v in paper.TABLE1 if v in variants]
-    return known + sorted(v for v in variants if v not in paper.TABLE1)
+    """Table 1's order first (baseline, baseline_dark, A1..A4, ours), then any others (sweeps) sorted."""
+    known = [v for v in ORDER if v in variants]
+    return known + sorted(v for v in variants if v not in ORDER)
 
 
 def _rank(variant: str) -> int:
-    """Position in Table 1's order; other variants after."""
-    order = list(paper.TABLE1)
-    return order.index(variant) if variant in order else len(order)
+    """Position in Table 1's order (baseline_dark beside baseline); other variants after."""
+    return ORDER.index(variant) if variant in ORDER else len(ORDER)
 
 
 def _run_values(m: dict | None, columns: dict[str, str]) -> dict[str, float]:
@@ -59,7 +62,8 @@ def table1(metrics: dict[str, dict]) -> pd.DataFrame:
 
 
 def table2(backbones: list[dict]) -> pd.DataFrame:
-    """Table 2: baseline vs ours per backbone. `backbones`: dicts with `dir`, `paper_name` (or None),
+    """Table 2: baseline, baseline + DARK (the zero-cost decoding a refiner must beat) and ours per
+    backbone, with ours' gain over each. `backbones`: dicts with `dir`, `paper_name` (or None),
     `input_size` and `metrics` (variant -> metrics). The paper's five backbones are always rows
     (this run '-' where no directory matches); found backbones the paper lacks follow."""
     rows, used = [], set()
@@ -74,12 +78,12 @@ def table2(backbones: list[dict]) -> pd.DataFrame:
 
 def _table2_row(name: str, b: dict | None, q_base: float, q_ours: float) -> dict:
     m = (b or {}).get("metrics", {})
-    base = _run_values(m.get("baseline"), {"x": "AP"})["x"]
-    ours = _run_values(m.get("ours"), {"x": "AP"})["x"]
+    base, dark, ours = (_run_values(m.get(v), {"x": "AP"})["x"] for v in (BASELINE, BASELINE_DARK, "ours"))
     size = (b or {}).get("input_size")
     return {"backbone": name, "directory": (b or {}).get("dir", "-"),
             "input": "x".join(map(str, size)) if size else "-",
-            "baseline AP (this run)": base, "ours AP (this run)": ours, "gain (this run)": round(ours - base, 2),
+            "baseline AP (this run)": base, "baseline + DARK AP (this run)": dark, "ours AP (this run)": ours,
+            "gain (this run)": round(ours - base, 2), "gain over baseline + DARK (this run)": round(ours - dark, 2),
             "baseline AP (paper, quoted)": q_base, "ours AP (paper, quoted)": q_ours,
             "gain (paper, quoted)": round(q_ours - q_base, 2)}
 

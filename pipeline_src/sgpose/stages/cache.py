@@ -34,6 +34,7 @@ from sgpose.config.selection import Params
 from sgpose.dag import imports
 from sgpose.data.coco import read_instances
 from sgpose.data.dataset import CropDataset, ViewCrops
+from sgpose.data.integrity import verify_images
 from sgpose.keypoints import get_layout
 from sgpose.models.backbones import forward_views
 from sgpose.models.checkpoints import backbone_source_sha256, load_backbone
@@ -71,6 +72,7 @@ def main(params: Params, paths: Paths, args: argparse.Namespace) -> None:
             continue
         todo = plan.todo() if shard is None else plan.todo([shard])
         if todo:
+            verify_images(params, paths, [f for i in todo for f in plan.rows["file_name"].iloc[slice(*plan.ranges[i])]])
             _write_shards(params, paths, plan, todo)
         if shard is None:
             plan.gather()
@@ -119,10 +121,11 @@ class SplitPlan:
         a, b = self.ranges[i]
         return a * self.views, b * self.views
 
-    def problem(self, i: int) -> str | None:
-        """Why shard i must be (re)built, or None when it is finished and current."""
+    def problem(self, i: int, content: bool = True) -> str | None:
+        """Why shard i must be (re)built, or None when it is finished and current (and, with `content`,
+        every chunk passes its checksum)."""
         a, b = self.samples(i)
-        return shards.shard_problem(self.files[i], b - a, self.prints[i])
+        return shards.shard_problem(self.files[i], b - a, self.prints[i], content)
 
     def todo(self, which: list[int] | None = None) -> list[int]:
         """The shards (of `which`, default all) that are missing, unfinished, stale or damaged."""
@@ -140,8 +143,9 @@ class SplitPlan:
         return out
 
     def gather(self) -> None:
-        """Write the manifest; every shard must be finished. Removes stray files in the shards folder."""
-        unfinished = [str(self.files[i]) for i in range(len(self.ranges)) if self.problem(i) is not None]
+        """Write the manifest; every shard must be finished (its content was checked when it was kept or
+        written: not read again here). Removes stray files in the shards folder."""
+        unfinished = [str(self.files[i]) for i in range(len(self.ranges)) if self.problem(i, content=False) is not None]
         if unfinished:
             raise ValueError(f"{self.manifest}: cannot gather, unfinished shards {unfinished}")
         for stray in shards.remove_strays(self.manifest, self.files):
@@ -159,7 +163,7 @@ def _crops(params: Params, plan: SplitPlan) -> Dataset:
 
     def crops(augment: AugmentParams | None) -> CropDataset:
         return CropDataset(plan.rows, params.data.images_dir, bp.input_size, bp.heatmap_size, bp.heatmap_sigma,
-                           layout, augment=augment)
+                           layout, augment=augment, input_color=bp.input_color)
 
     return crops(None) if plan.views == 1 else ViewCrops(crops(None), crops(params.cache.augment), plan.views)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from sgpose.config.selection import ParamsError, read_params_file
+from sgpose.config.selection import read_params_file
 from sgpose.dag import dvc
 
 log = logging.getLogger(__name__)
@@ -25,23 +25,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="write nothing; exit 1 if the file is not what the table and params give")
 
 
-def stale(params: str | Path, output: str | Path) -> bool:
-    """True when `output` differs from what `params` generates."""
-    text = dvc.render(read_params_file(params), yaml.safe_load(Path(params).read_text()))
-    out = Path(output)
-    return not out.is_file() or out.read_text() != text
-
-
 def run(args: argparse.Namespace) -> None:
     params, output = Path(args.params), Path(args.output)
     if args.check:
-        if stale(params, output):
+        if dvc.stale(params, output):
             raise ValueError(f"{output} is stale for {params} (grid or stage table changed): run `sgpose dag`")
         log.info("%s is current for %s", output, params)
         return
-    try:
-        file = read_params_file(params)
-    except ParamsError:
-        raise
+    file = read_params_file(params)
     changed = dvc.write(file, yaml.safe_load(params.read_text()), output)
     log.info("%s %s (%d stages)", output, "written" if changed else "unchanged", len(dvc.jobs(file, "dvc")))

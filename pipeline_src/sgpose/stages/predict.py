@@ -22,7 +22,7 @@ import torch  # noqa: E402
 from sgpose.config.paths import Paths  # noqa: E402
 from sgpose.config.selection import Params  # noqa: E402
 from sgpose.data.dataset import ImageNorm, read_rgb  # noqa: E402
-from sgpose.data.heatmaps import decode  # noqa: E402
+from sgpose.data.decoding import decode  # noqa: E402
 from sgpose.data.transforms import box_to_center_scale, heatmap_to_image, warp_crop  # noqa: E402
 from sgpose.evaluation.results import to_coco_results  # noqa: E402
 from sgpose.io import atomic_path, write_json  # noqa: E402
@@ -40,7 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_boxes(specs: list[str], width: int, height: int) -> np.ndarray:
-    """(N, 4) boxes from 'x,y,w,h' strings; the whole image when none; errors name the bad box."""
+    """(N, 4) boxes from 'x,y,w,h' strings; the whole image when none; errors name the bad box. A box
+    with a NaN or infinite value, or one that does not overlap the image, is an error (never NaN or
+    far-away keypoints in the JSON)."""
     if not specs:
         return np.array([[0.0, 0.0, float(width), float(height)]])
     boxes = []
@@ -49,8 +51,11 @@ def parse_boxes(specs: list[str], width: int, height: int) -> np.ndarray:
             box = [float(v) for v in spec.split(",")]
         except ValueError:
             box = []
-        if len(box) != 4 or box[2] <= 0 or box[3] <= 0:
-            raise ValueError(f"--boxes {spec!r}: expected x,y,w,h with w, h > 0")
+        if len(box) != 4 or not np.all(np.isfinite(box)) or box[2] <= 0 or box[3] <= 0:
+            raise ValueError(f"--boxes {spec!r}: expected x,y,w,h (finite numbers) with w, h > 0")
+        x, y, w, h = box
+        if x >= width or y >= height or x + w <= 0 or y + h <= 0:
+            raise ValueError(f"--boxes {spec!r}: outside the {width}x{height} image")
         boxes.append(box)
     return np.asarray(boxes, dtype=np.float64)
 
@@ -64,7 +69,8 @@ def crops(image: np.ndarray, boxes: np.ndarray, params: Params) -> tuple[torch.T
     """Normalised input crops (N, 3, h, w) and their centres and scales, as the val crops are made."""
     h, w = params.backbone.input_size
     center, scale = box_to_center_scale(boxes, params.prepare.aspect_ratio, params.prepare.padding)
-    images = [ImageNorm.to_tensor(warp_crop(image, c, s, 0.0, (h, w))) for c, s in zip(center, scale)]
+    order = params.backbone.input_color  # the checkpoint's channel order
+    images = [ImageNorm.to_tensor(warp_crop(image, c, s, 0.0, (h, w)), order) for c, s in zip(center, scale)]
     return torch.stack(images), center, scale
 
 
@@ -96,6 +102,12 @@ def heatmaps(params: Params, backbone, unet, spec, images: torch.Tensor) -> tupl
     return final_heatmaps(params, batch), final_heatmaps(params, batch, unet, spec)
 
 
+def to_image(hm: torch.Tensor, center: np.ndarray, scale: np.ndarray, params: Params) -> tuple[np.ndarray, np.ndarray]:
+    """(joints (N, K, 2) in image px, scores (N, K)) of final heatmaps, decoded as `infer.decode` says."""
+    coords, scores = decode(hm, params.infer.decode, params.backbone.heatmap_sigma)
+    return heatmap_to_image(coords.numpy(), center, scale, tuple(params.backbone.heatmap_size)), scores.numpy()
+
+
 def draw_overlay(path: Path, image: np.ndarray, base: np.ndarray, refined: np.ndarray, layout) -> None:
     """The image with every person's backbone (blue) and refined (green) skeleton."""
     from sgpose.report.skeleton import COLORS, draw_skeleton
@@ -124,9 +136,7 @@ def main(params: Params, paths: Paths, args: argparse.Namespace) -> None:
     boxes = parse_boxes(args.boxes, image.shape[1], image.shape[0])
     backbone, unet, spec = models(params, paths)
     images, center, scale = crops(image, boxes, params)
-    size = tuple(params.backbone.heatmap_size)
-    to_image = lambda hm: (heatmap_to_image(decode(hm)[0].numpy(), center, scale, size), decode(hm)[1].numpy())  # noqa: E731
-    (base, _), (refined, scores) = (to_image(hm) for hm in heatmaps(params, backbone, unet, spec, images))
+    (base, _), (refined, scores) = (to_image(hm, center, scale, params) for hm in heatmaps(params, backbone, unet, spec, images))
     out = Path(args.out) if args.out else paths.results / "predict"
     results = to_coco_results(np.full(len(boxes), image_id_of(path)), refined, scores, np.ones(len(boxes)))
     write_json(out / f"{path.stem}_keypoints.json", results)

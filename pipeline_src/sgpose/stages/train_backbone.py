@@ -26,6 +26,7 @@ from sgpose.config.selection import Params
 from sgpose.data.coco import read_instances
 from sgpose.data.dataset import CropDataset
 from sgpose.data.download import sha256_file
+from sgpose.data.integrity import verify_images
 from sgpose.io import atomic_path
 from sgpose.keypoints import get_layout
 from sgpose.models import zoo
@@ -125,8 +126,11 @@ def main(params: Params, paths: Paths, args: argparse.Namespace) -> None:
     tp, bp = params.train_backbone, params.backbone
     layout = get_layout(params.layout)
     torch.manual_seed(tp.seed)
-    dataset = CropDataset(read_instances(paths.instances("train")), params.data.images_dir, bp.input_size,
-                          bp.heatmap_size, bp.heatmap_sigma, layout, augment=tp.augment, seed=tp.seed)
+    instances = read_instances(paths.instances("train"))
+    verify_images(params, paths, instances["file_name"])  # the downloaded bytes, not damaged ones
+    dataset = CropDataset(instances, params.data.images_dir, bp.input_size,
+                          bp.heatmap_size, bp.heatmap_sigma, layout, augment=tp.augment, seed=tp.seed,
+                          input_color=bp.input_color)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = build_backbone(bp, layout.num_joints).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=tp.lr)

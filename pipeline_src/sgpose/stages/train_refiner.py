@@ -75,7 +75,9 @@ def train(params: Params, paths: Paths, variant: str, dev: torch.device, rank: i
         scaler.load_state_dict(state["scaler"])
         gen.set_state(state["generator"])
         start_epoch, rows = state["epoch"], list(state["log"])
-    model = DistributedDataParallel(unet, device_ids=[dev.index] if dev.type == "cuda" else None) if world > 1 else unet
+    # under torchrun always DDP, one process too: the GPU check runs the NCCL path on a single GPU
+    ddp = distributed.launched()
+    model = DistributedDataParallel(unet, device_ids=[dev.index] if dev.type == "cuda" else None) if ddp else unet
     for epoch in range(start_epoch, tp.epochs):
         t0, total = time.time(), torch.zeros((), device=dev)
         model.train()

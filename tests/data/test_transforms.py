@@ -1,7 +1,5 @@
 import numpy as np
 import pytest
-import torch
-from sgpose.data.heatmaps import argmax_coords, decode, encode_targets, predicted_pose
 from sgpose.data.transforms import (
     affine_matrix,
     apply_affine,
@@ -44,34 +42,3 @@ def test_flip_joints_mirrors_and_swaps():
     j = np.array([[[1.0, 2.0, 1], [5.0, 6.0, 2]]])
     out = flip_joints(j, width=10, flip_perm=np.array([1, 0]))
     np.testing.assert_allclose(out, [[[4.0, 6.0, 2], [8.0, 2.0, 1]]])
-
-
-def test_encode_decode_roundtrip_subpixel():
-    joints = torch.tensor([[[10.3, 20.0], [5.0, 5.7], [30.0, 60.0]]])
-    vis = torch.tensor([[1, 1, 0]])
-    target, weight = encode_targets(joints, vis, (64, 48), 2.0)
-    assert weight.tolist() == [[1, 1, 0]] and torch.all(target[0, 2] == 0)
-    coords, maxvals = decode(target)
-    assert coords[0, 0].tolist() == [10.25, 20.0]
-    assert coords[0, 1].tolist() == [5.0, 5.75]
-    assert maxvals[0, 0] > 0.9
-
-
-def test_predicted_pose_threshold_marks_missing():
-    hm = torch.zeros(1, 2, 8, 6)
-    hm[0, 0, 3, 4] = 0.9
-    hm[0, 1, 5, 2] = 0.1
-    coords, _ = argmax_coords(hm)
-    assert coords[0, 0].tolist() == [4, 3]
-    assert predicted_pose(hm, 0.2)[0].tolist() == [[4, 3], [0, 0]]
-
-
-def test_flip_back_undoes_a_flip_and_swaps_joints():
-    from sgpose.data.heatmaps import flip_back
-    hm = torch.zeros(1, 2, 4, 6)
-    hm[0, 0, 1, 1] = 1.0  # joint 0 at x=1
-    flipped = hm.flip(-1)[:, [1, 0]]  # what the network would see for the mirrored crop, joints swapped
-    back = flip_back(flipped, [1, 0], shift=False)
-    assert torch.equal(back, hm)
-    shifted = flip_back(flipped, [1, 0])
-    assert shifted[0, 0, 1, 2] == 1.0  # moved one pixel right

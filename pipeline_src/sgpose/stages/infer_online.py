@@ -1,0 +1,24 @@
+"""`sgpose infer_online --backbone B [--split S]`: the predictions of every variant scored on the backbone's
+online splits (the `online` section), in one pass over each split's crops through the frozen backbone:
+no cache (sgpose.online). Writes `<variant>/predictions/<split>.json`, the files `sgpose infer` writes
+for a cached split, so `evaluate` reads either.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from sgpose import compute
+from sgpose.config.paths import Paths
+from sgpose.config.schema import SPLITS
+from sgpose.config.selection import Params
+from sgpose.online import write_predictions
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--split", action="append", dest="splits", choices=SPLITS,
+                        help="only this online split (repeatable; default: every split in online.<backbone>)")
+
+
+def main(params: Params, paths: Paths, args: argparse.Namespace) -> None:
+    write_predictions(params, paths, compute.device(params.compute), getattr(args, "splits", None))
