@@ -19,7 +19,7 @@ import pytest
 import yaml
 from sgpose.config import read_params_file
 from sgpose.dag import table
-from workflow_helpers import ROOT, TINY_RESOURCES, make_repo, metrics_of
+from workflow_helpers import EVALUATIONS, ROOT, TINY_RESOURCES, make_repo, metrics_of
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slurm]
 
@@ -154,7 +154,7 @@ def gpu_probe(repo: Path, env: dict) -> str:
 def test_the_tiny_dag_on_slurm_gives_the_local_metrics(slurm_run, snakemake_tiny_run):
     local_repo, local_s = snakemake_tiny_run
     slurm = slurm_run["metrics"]
-    assert len(slurm) == 6 and slurm == metrics_of(local_repo)
+    assert set(slurm) == EVALUATIONS and slurm == metrics_of(local_repo)
     assert (slurm_run["repo"] / "results" / "report" / "index.html").is_file()
     jobs = len(re.findall(r"has been submitted with SLURM jobid", slurm_run["first"] + slurm_run["second"]))
     print(f"\nSLURM: {jobs} sbatch submissions, {slurm_run['seconds']:.0f} s (killed and resumed); "
