@@ -34,7 +34,8 @@ def test_dvc_repro_runs_the_whole_dag(dvc_repo):
     assert set(metrics) == EVALUATIONS
     for (ds, bb, variant), m in metrics.items():
         # baseline and ours on the backbone's evals, the ablation's variants on val (Params.evals_of)
-        assert set(m) == ({"val", "val_det"} if bb == "r18" and variant in ("baseline", "ours") else {"val"}), \
+        assert set(m) == ({"val", "val_det"} if bb == "r18" and variant in ("baseline", "baseline_dark", "ours")
+                          else {"val"}), \
             (bb, variant)
         for split in m.values():
             assert 0.0 <= split["AP"] <= 1.0 and split["num_instances"] > 0
@@ -46,8 +47,8 @@ def test_dvc_repro_runs_the_whole_dag(dvc_repo):
     assert tables["table1"]["AP (this run)"].notna().tolist() == [True, True, False, False, False, True]
     assert tables["table2"].directory.tolist()[-1] == "tiny/r18"  # after the paper's five backbones
     this_run = {n: t[t.source.str.startswith("this run")].method.tolist() for n, t in tables.items() if "source" in t}
-    assert this_run == {"table3": ["cp baseline", "cp ours"],
-                        "table4": ["r18 baseline", "r18 ours"]}
+    assert this_run == {"table3": ["cp baseline", "cp baseline_dark", "cp ours"],
+                        "table4": ["r18 baseline", "r18 baseline_dark", "r18 ours"]}
     for png in ("fig2_guidance", "fig4_ablation", "fig5_steps", "fig6_schedule", "fig7_corrected", "fig8_recovered",
                 "fig9_hardest", "training_curves"):
         img = mpimg.imread(report / f"{png}.png")
