@@ -32,5 +32,8 @@ for r in rules(PARAMS):
             "workflow/envs/sgpose.yaml"
         wildcard_constraints:
             **r.constraints(),
+        threads: PARAMS.resources.of(r.name).threads  # params.yaml resources (sgpose.resources)
+        resources:
+            **PARAMS.resources.of(r.name).snakemake(),
         shell:
             "{params.cmd} 2> {log}"  # sgpose logs to stderr

@@ -146,6 +146,15 @@ def server_url(srv, name: str = "d/a.bin") -> str:
     return f"http://127.0.0.1:{srv.server_address[1]}/{name}"
 
 
+@pytest.fixture(scope="session")
+def snakemake_tiny_run(tmp_path_factory) -> tuple[Path, float]:
+    """(repository, seconds): the tiny workflow grid run once per session by `snakemake --cores 2`
+    (tests/workflow_helpers.py): the SLURM test's reference, the DVC remote test's results."""
+    from workflow_helpers import snakemake_tiny
+
+    return snakemake_tiny(tmp_path_factory.mktemp("snakemake_tiny"))
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     """In CI a missing data mirror is an error, never a reason to skip real-data tests."""
     if os.environ.get("CI") and not (MIRROR / "fixtures").is_dir():

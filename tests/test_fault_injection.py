@@ -23,7 +23,7 @@ import pytest
 import torch
 import yaml
 from conftest import MIRROR
-from test_workflow_e2e import make_repo, metrics_of, run
+from workflow_helpers import make_repo, metrics_of, run
 
 pytestmark = pytest.mark.e2e
 

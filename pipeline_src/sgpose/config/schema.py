@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError,
 
 from sgpose.controlled_params import PerturbParams
 from sgpose.modes import ColorOrder, DecodeMode, InferenceMode, Missing, Schedule, StartPose
+from sgpose.resources import ResourcesParams
 from sgpose.variants import BASELINE, UNREFINED, Variant, check_name, get_variant
 
 Split = Literal["train", "val", "val_det"]
@@ -277,6 +278,7 @@ class ParamsFile(_Section):
     infer: InferParams = InferParams()
     evaluate: EvaluateParams = EvaluateParams()
     report: ReportParams = ReportParams()
+    resources: ResourcesParams = ResourcesParams()  # job sizes (sgpose.resources)
 
     @model_validator(mode="before")
     @classmethod

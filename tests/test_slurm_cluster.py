@@ -1,0 +1,212 @@
+"""The tiny DAG through the SLURM profile on a real one-node cluster (workflow/scripts/slurm_local.sh:
+munged, slurmctld, slurmd; no GPU, no accounting): the metrics equal a local run's, every rule's
+resources (params.yaml `resources:`) reach the scheduler, a failing job is retried and reported with
+its log, a killed Snakemake resumes without redoing finished jobs, and the `gpu` resource becomes
+`--gpus` in the sbatch line (refused here: the node has no GPU)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from sgpose.config import read_params_file
+from sgpose.dag import table
+from workflow_helpers import EVALUATIONS, ROOT, TINY_RESOURCES, make_repo, metrics_of
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slurm]
+
+SCRIPT = ROOT / "workflow" / "scripts" / "slurm_local.sh"
+PROFILE = "workflow/profiles/slurm"
+FAILS_ONCE = ("evaluate", "--backbone r18 --variant A1")  # the job the sgpose shim fails on its first attempt
+KILL_AFTER = 12  # finished jobs before Snakemake is killed (of 39)
+
+
+def slurm_command(*extra: str) -> list[str]:
+    """`snakemake --profile workflow/profiles/slurm` for the local cluster: the profile's default
+    resources with no account (no accounting database to check one against), status through squeue
+    (no sacct), first status check after a second; the plugin's debug lines show each sbatch call."""
+    profile = yaml.safe_load((ROOT / PROFILE / "config.yaml").read_text())
+    defaults = {**profile["default-resources"], "slurm_account": "''"}
+    return ["snakemake", "--profile", PROFILE, "--default-resources", *(f"{k}={v}" for k, v in defaults.items()),
+            "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "1",
+            "--latency-wait", "5", "--verbose", *extra]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """The running cluster's environment; its daemons and jobs are always stopped at the end."""
+    missing = [exe for exe in ("munged", "slurmctld", "slurmd", "sbatch") if not shutil.which(exe)]
+    if missing:
+        pytest.skip(f"SLURM is not installed ({', '.join(missing)} not found): workflow/scripts/test_setup.sh "
+                    "installs Debian's slurm-wlm and munge with apt-get")
+    if os.geteuid() != 0:
+        pytest.skip("the one-node SLURM cluster runs its daemons as root")
+    root = tmp_path_factory.mktemp("slurm")
+    try:
+        started = subprocess.run([str(SCRIPT), "start", str(root)], capture_output=True, text=True, timeout=120)
+        if started.returncode:
+            message = f"slurm_local.sh start failed:\n{started.stdout}{started.stderr}"
+            pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
+        venv = Path(sys.executable).parent
+        yield {**os.environ, "SLURM_CONF": str(root / "slurm.conf"),
+               "PATH": os.pathsep.join([str(root / "bin"), str(venv), os.environ["PATH"]])}
+    finally:
+        subprocess.run([str(SCRIPT), "stop", str(root)], capture_output=True, timeout=120)
+
+
+def run(cmd: list[str], cwd: Path, env: dict, ok: bool = True) -> str:
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    out = proc.stdout + proc.stderr
+    assert (proc.returncode == 0) == ok, f"{' '.join(cmd)} exited {proc.returncode}:\n{out[-6000:]}"
+    return out
+
+
+def failing_once_shim(bindir: Path, marker: Path) -> None:
+    """`sgpose` that fails the FAILS_ONCE job's first attempt (writes `marker`), else runs the real one."""
+    bindir.mkdir()
+    real = Path(sys.executable).parent / "sgpose"
+    (bindir / "sgpose").write_text(
+        "#!/bin/sh\n"
+        f'if [ "$*" = "{" ".join(FAILS_ONCE)}" ] && [ ! -e {marker} ]; then\n'
+        # stdout reaches the SLURM log; stderr the rule's log (overwritten by the retry)
+        f"  touch {marker}; echo 'sgpose test shim: injected failure' | tee /dev/stderr; exit 3\nfi\n"
+        f'exec {real} "$@"\n')
+    (bindir / "sgpose").chmod(0o755)
+
+
+def submissions(log: str) -> dict[str, tuple[str, str]]:
+    """Snakemake job id -> (rule, wildcards) of every sbatch submission in a Snakemake log."""
+    found = re.findall(r"Job (\d+) has been submitted with SLURM jobid \d+ \(log: .*?/slurm_logs/rule_(\w+?)/(\S*)/\d+\.log\)",
+                       log)
+    return {jid: (rule, wc) for jid, rule, wc in found}
+
+
+def finished(log: str) -> set[tuple[str, str]]:
+    """(rule, wildcards) of the jobs a Snakemake log reports finished."""
+    subs = submissions(log)
+    return {subs[jid] for jid in re.findall(r"^Finished jobid: (\d+) \(Rule: \w+\)", log, flags=re.M) if jid in subs}
+
+
+def scheduler_jobs(env: dict) -> list[dict[str, str]]:
+    """Every job slurmctld knows (MinJobAge keeps finished ones), as `scontrol show job -o` fields."""
+    out = subprocess.run(["scontrol", "show", "job", "-o"], env=env, capture_output=True, text=True, check=True).stdout
+    return [dict(re.findall(r"(\S+?)=(\S*)", line)) for line in out.splitlines() if line.strip()]
+
+
+def minutes(limit: str) -> int:
+    """SLURM's [D-]HH:MM:SS time limit in minutes."""
+    days, _, hms = limit.rpartition("-")
+    h, m, s = map(int, hms.split(":"))
+    return int(days or 0) * 1440 + h * 60 + m + s // 60
+
+
+@pytest.fixture(scope="module")
+def slurm_run(cluster, tmp_path_factory):
+    """The tiny grid through the SLURM profile: killed (SIGKILL) after KILL_AFTER finished jobs, its
+    leftover jobs cancelled, refused by the stale lock, unlocked, run again to the end."""
+    work = tmp_path_factory.mktemp("slurm_dag")
+    repo = make_repo(work / "repo", {"resources": TINY_RESOURCES})
+    failing_once_shim(work / "shim", work / "failed-once")
+    env = {**cluster, "PATH": f"{work / 'shim'}{os.pathsep}{cluster['PATH']}"}
+    first_log = work / "first.log"
+    start = time.monotonic()
+    with first_log.open("w") as out:
+        proc = subprocess.Popen(slurm_command(), cwd=repo, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        while proc.poll() is None and len(finished(first_log.read_text())) < KILL_AFTER:
+            time.sleep(1)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    first_s = time.monotonic() - start
+    first = first_log.read_text()
+    run_id = re.search(r"SLURM run ID: (\S+)", first).group(1)
+    subprocess.run(["scancel", "--name", run_id], env=env, check=True)
+    while subprocess.run(["squeue", "-h", "--name", run_id, "-t", "PD,R,CG"], env=env, capture_output=True,
+                         text=True).stdout.strip():
+        time.sleep(1)
+    done_at_kill = {p: p.stat().st_mtime_ns for p in (repo / "results").rglob("*") if p.is_file()}
+    locked = run(slurm_command(), repo, env, ok=False)
+    run(slurm_command("--unlock"), repo, env)
+    start = time.monotonic()
+    second = run(slurm_command(), repo, env)
+    second_s = time.monotonic() - start
+    kept = {p for p, mtime in done_at_kill.items() if p.stat().st_mtime_ns == mtime}
+    return {"repo": repo, "env": env, "first": first, "second": second, "kept": kept, "locked": locked,
+            "seconds": first_s + second_s, "metrics": metrics_of(repo), "gpu_probe": gpu_probe(repo, env)}
+
+
+def gpu_probe(repo: Path, env: dict) -> str:
+    """Snakemake's output for r18's train_backbone re-run with gpu=1 in the gpu partition: on a GPU
+    cluster the `gpu` resource becomes --gpus; this node has none, so sbatch refuses the job (last:
+    it removes that backbone's outputs)."""
+    return run(slurm_command("--set-resources", "train_backbone:gpu=1", "train_backbone:slurm_partition=gpu",
+                             "--forcerun", "train_backbone", "--", "results/tiny/r18/backbone.pt"), repo, env, ok=False)
+
+
+def test_the_tiny_dag_on_slurm_gives_the_local_metrics(slurm_run, snakemake_tiny_run):
+    local_repo, local_s = snakemake_tiny_run
+    slurm = slurm_run["metrics"]
+    assert set(slurm) == EVALUATIONS and slurm == metrics_of(local_repo)
+    assert (slurm_run["repo"] / "results" / "report" / "index.html").is_file()
+    jobs = len(re.findall(r"has been submitted with SLURM jobid", slurm_run["first"] + slurm_run["second"]))
+    print(f"\nSLURM: {jobs} sbatch submissions, {slurm_run['seconds']:.0f} s (killed and resumed); "
+          f"local --cores 2: {local_s:.0f} s")
+
+
+def test_every_rule_gets_its_resources_from_sbatch(slurm_run):
+    profile = yaml.safe_load((ROOT / PROFILE / "config.yaml").read_text())
+    gpu_partition = {rule for rule, res in profile["set-resources"].items() if res.get("slurm_partition") == "gpu"}
+    jobs = [j for j in scheduler_jobs(slurm_run["env"]) if j.get("WorkDir") == str(slurm_run["repo"])]
+    rules = set()
+    for job in jobs:
+        rule = re.match(r"rule_(\w+?)(_wildcards_|$)", job["Comment"]).group(1)
+        want = TINY_RESOURCES[rule]
+        got = {"threads": int(job["NumCPUs"]), "mem_mb": int(job["MinMemoryNode"].removesuffix("M")),
+               "runtime": minutes(job["TimeLimit"]), "gpu": 0 if job["TRES"].count("gres/gpu") == 0 else 1}
+        assert got == want, (job["JobId"], job["Comment"], got, want)
+        assert job["Partition"] == ("gpu" if rule in gpu_partition else "cpu"), (job["Comment"], job["Partition"])
+        rules.add(rule)
+        print(f"{job['JobId']:>3} {job['JobState']:<10} {job['Partition']:<4} cpus={got['threads']} "
+              f"mem={got['mem_mb']}M time={job['TimeLimit']} {job['Comment']}")
+    in_dag = {j.stage for j in table.jobs(read_params_file(slurm_run["repo"] / "params.yaml"), "snakemake")}
+    assert rules == in_dag, f"rules never submitted: {in_dag - rules}"
+
+
+def test_a_failing_job_is_retried_and_reported_with_its_log(slurm_run):
+    log = slurm_run["first"] + slurm_run["second"]
+    rule, args = FAILS_ONCE
+    reports = re.findall(rf"^Error in rule {rule}:\n(?:[ \t]+.*\n)+", log, flags=re.M)
+    slurm_logs = [m for r in reports for m in re.findall(rf"(/\S+/slurm_logs/rule_{rule}/\S+?\.log)", r)]
+    assert slurm_logs, f"the failed attempt was not reported with its SLURM log: {reports}"
+    assert "sgpose test shim: injected failure" in Path(slurm_logs[0]).read_text()
+    calls = [c for c in re.findall(r"^sbatch call: (.*)$", log, flags=re.M) if f"--comment rule_{rule}_" in c
+             and "r18" in c and "A1" in c]
+    assert [bool(re.search(r"--attempt 2\b", c)) for c in calls] == [False, True], calls
+    assert "A1" in {key[2] for key in slurm_run["metrics"]}
+
+
+def test_a_killed_run_resumes_without_redoing_finished_jobs(slurm_run):
+    done = finished(slurm_run["first"])
+    redone = done & set(submissions(slurm_run["second"]).values())
+    assert len(done) >= KILL_AFTER and not redone, f"finished before the kill and submitted again: {redone}"
+    assert "LockException" in slurm_run["locked"] and "--unlock" in slurm_run["locked"]
+    assert slurm_run["repo"] / "results/tiny/r18/backbone.pt" in slurm_run["kept"]  # finished before the kill
+    print(f"\nkilled after {len(done)} finished jobs; the resumed run submitted "
+          f"{len(submissions(slurm_run['second']))} jobs, none of them finished before")
+
+
+def test_a_gpu_rule_asks_sbatch_for_gpus(slurm_run):
+    """The sbatch line the plugin forms for `gpu: 1` (printed for docs/cluster.md)."""
+    out = slurm_run["gpu_probe"]
+    call = re.search(r"^\s*sbatch call:\s*\n?\s*(sbatch .*--comment rule_train_backbone.*)$", out, flags=re.M)
+    assert call and "--gpus=1" in call.group(1) and "-p gpu" in call.group(1), out[-3000:]
+    assert "gres" in out.lower(), out[-3000:]
+    print("\n" + re.sub(r' --wrap=".*', ' --wrap="..."', call.group(1)))

@@ -1,0 +1,95 @@
+"""The tiny real grid the workflow tests run (DVC, Snakemake locally and on SLURM): the four COCO
+val2017 images of the mirror's fixtures (ground-truth and detection boxes) and the two CrowdPose
+fixture images, one backbone each, the ablation with one paper variant and one sweep, a sharded
+training split; one epoch everywhere, CPU. Plus how those tests run a command and read the metrics."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+from conftest import MIRROR, copy_project, require
+from sgpose.config.selection import read_params_file
+from sgpose.resources import DEFAULTS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+FIX = "data/raw/fixtures"
+TINY_BACKBONE = {"depth": 18, "deconv_channels": 16, "input_size": [64, 64], "heatmap_size": [16, 16]}
+GRID = {  # replaces the sample's experiment grid
+    "datasets": {
+        "tiny": {"layout": "coco",
+                 "data": {"manifest": "tests/fixtures/tiny_coco_manifest.tsv", "raw_dir": "data/raw",
+                          "images_dir": f"{FIX}/coco", "annotations": f"{FIX}/coco/test_coco.json"},
+                 "prepare": {"val_fraction": 0.25, "aspect_ratio": 1.0, "det_score_threshold": 0.3,
+                             "detections": f"{FIX}/coco/test_coco_det_AP_H_56.json"}},
+        "tiny_crowd": {"layout": "crowdpose",
+                       "data": {"manifest": "data/sample/crowdpose.tsv", "raw_dir": "data/raw",
+                                "images_dir": f"{FIX}/crowdpose", "annotations": f"{FIX}/crowdpose/test_crowdpose.json"},
+                       "prepare": {"val_fraction": 0.5, "aspect_ratio": 1.0}}},
+    "backbones": {"r18": {"dataset": "tiny", **TINY_BACKBONE}, "cp": {"dataset": "tiny_crowd", **TINY_BACKBONE}},
+    "evals": {"r18": ["val", "val_det"], "cp": ["val"]},
+    "ablation": {"dataset": "tiny", "backbone": "r18", "variants": ["A1", "ours_S2"]},
+}
+SECTIONS = {  # merged into the sample's sections
+    "train_backbone": {"epochs": 1, "batch_size": 8, "lr_steps": []},
+    "cache": {"batch_size": 8, "shards": {"train": 2}},
+    "refiner": {"base_channels": 8, "time_dim": 16},
+    "train_refiner": {"epochs": 1, "batch_size": 8},
+}
+EVALUATIONS = {("tiny", "r18", v) for v in ("baseline", "baseline_dark", "ours", "A1", "ours_S2")} | {
+    ("tiny_crowd", "cp", v) for v in ("baseline", "baseline_dark", "ours")}
+# every rule its own job size, so a SLURM job's values name the rule entry they came from; no GPU anywhere
+TINY_RESOURCES = {rule: {"threads": 1, "mem_mb": 1000 + 20 * i, "runtime": 10 + i, "gpu": 0}
+                  for i, rule in enumerate(DEFAULTS)}
+REFINER_AND_AFTER = re.compile(r"^(train_refiner|infer|evaluate)\.|^report$|^check_params$")
+
+
+def _merge(base: dict, update: dict) -> dict:
+    for key, value in update.items():
+        base[key] = _merge(base.get(key, {}), value) if isinstance(value, dict) else value
+    return base
+
+
+def make_repo(dest: Path, extra: dict | None = None) -> Path:
+    """A copy of the project with the tiny grid (and `extra` sections merged in), as a fresh git repo."""
+    require(MIRROR / "fixtures" / "coco")
+    require(MIRROR / "fixtures" / "crowdpose")
+    copy_project(dest)
+    params = _merge(_merge(yaml.safe_load((ROOT / "params.yaml").read_text()), SECTIONS), extra or {}) | GRID
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    # every key spelled out (defaults included), as in the shipped params.yaml: DVC tracks each key a stage reads
+    full = read_params_file(dest / "params.yaml").model_dump(mode="json")
+    (dest / "params.yaml").write_text(yaml.safe_dump(full, sort_keys=False))
+    run(["sgpose", "dag"], dest)  # dvc.yaml for the tiny grid
+    return dest
+
+
+def run(cmd: list[str], cwd: Path) -> str:
+    """stdout and stderr of a command the test needs to succeed (the venv's tools first on PATH)."""
+    env = {**os.environ, "SGPOSE_MIRROR": str(MIRROR), "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{out[-6000:]}"
+    return out
+
+
+def metrics_of(repo: Path) -> dict[tuple[str, str, str], dict]:
+    """(dataset, backbone, variant) -> the metrics json of every evaluation under results/metrics."""
+    found = sorted(repo.glob("results/metrics/*/*/*.json"))
+    return {(p.parts[-3], p.parts[-2], p.stem): json.loads(p.read_text()) for p in found}
+
+
+def snakemake_tiny(dest: Path) -> tuple[Path, float]:
+    """The tiny grid (TINY_RESOURCES) run by `snakemake --cores 2` in a new repository at `dest`, and
+    its wall time in seconds."""
+    repo = make_repo(dest, {"resources": TINY_RESOURCES})
+    start = time.monotonic()
+    run(["snakemake", "--cores", "2"], repo)
+    return repo, time.monotonic() - start
