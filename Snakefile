@@ -36,4 +36,4 @@ for r in rules(PARAMS):
         resources:
             **PARAMS.resources.of(r.name).snakemake(),
         shell:
-            "{params.cmd} 2> {log}"  # sgpose logs to stderr
+            "{params.cmd} --threads {threads} 2> {log}"  # the rule's cores for torch, OpenCV, loaders; logs on stderr

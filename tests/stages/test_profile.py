@@ -41,7 +41,7 @@ def test_paper_profile_is_every_experiment_of_the_paper():
     assert [bp.checkpoint for bp in on_coco.values()] == [
         "mmpose:res50_coco_256x192", "mmpose:res101_coco_256x192", "mmpose:res152_coco_256x192",
         "mmpose:hrnet_w32_coco_256x192", "mmpose:hrnet_w48_coco_256x192"]
-    assert sorted(b for b, bp in on_coco.items() if "val_det" in bp.evals) == ["hrnet_w48", "sb_r152"]
+    assert sorted(b for b in on_coco if "val_det" in f.evals_of(b)) == ["hrnet_w48", "sb_r152"]
     assert f.datasets["coco"].prepare.detections.endswith("COCO_val2017_detections_AP_H_56_person.json")
     assert f.datasets["coco"].data.image_subdirs == {"train": "train2017", "val": "val2017"}
     cp = {b: bp for b, bp in f.backbones.items() if bp.dataset == "crowdpose"}

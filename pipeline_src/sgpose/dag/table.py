@@ -220,7 +220,7 @@ STAGES: tuple[Stage, ...] = (
           params=lambda f, k: [WHOLE_FILE], dvc_cmd="sgpose check_params --dvc-yaml dvc.yaml"),
     Stage("download", "sgpose.stages.download", "fetch and verify a dataset's files",
           per_dataset, "sgpose download --dataset {ds}",
-          outs=lambda k: [Out(str(_paths(k).download_stamp), cache=False)],
+          outs=lambda k: [Out(str(_paths(k).download_stamp))],
           deps=lambda f, k: [f.datasets[k["ds"]].data.manifest],
           params=lambda f, k: [f"datasets.{k['ds']}.data"]),
     Stage("prepare", "sgpose.stages.prepare", "person instances and ground truth of train and val",
@@ -281,12 +281,12 @@ STAGES: tuple[Stage, ...] = (
                                "cache.feature_levels"]),
     Stage("evaluate", "sgpose.stages.evaluate", "OKS AP of one variant on its evaluation splits",
           per_evaluation, "sgpose evaluate --backbone {bb} --variant {variant}",
-          outs=lambda k: [Out(str(_paths(k).metrics(k["variant"])), kind="metric", cache=False)],
+          outs=lambda k: [Out(str(_paths(k).metrics(k["variant"])), kind="metric")],
           deps=_evaluate_deps,
           params=lambda f, k: ["evaluate", f"datasets.{k['ds']}.layout"]),
     Stage("report", "sgpose.stages.report", "every table and figure, and the page",
           once, "sgpose report",
-          outs=lambda k: [Out(str(Paths.of("-", "-").report), cache=False, directory=True)],
+          outs=lambda k: [Out(str(Paths.of("-", "-").report), directory=True)],
           deps=_report_deps, params=lambda f, k: ["report", "guidance", "refiner", "infer", "ablation", "evals"]),
 )
 
