@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from conftest import server_url
 from sgpose.cli import main as cli
+from sgpose.data.download import DownloadError
+from sgpose.models import zoo
 
 REPO = Path(__file__).resolve().parents[2]
 STAMP = Path("results/sample/download.json")  # the primary dataset's (params.yaml: sample)
@@ -80,25 +82,24 @@ def _registry_with_local_checkpoint(server, monkeypatch, payload: bytes, prefix:
     return name
 
 
-def test_download_stage_fetches_the_configured_checkpoint(tmp_path, monkeypatch, server):
-    mirror = _setup(tmp_path, monkeypatch)
+def test_a_registry_checkpoint_is_fetched_resumably_by_the_stage_that_imports_it(tmp_path, monkeypatch, server):
+    """train_backbone fetches its own registry checkpoint (zoo.fetch_checkpoint), not the dataset's download
+    stage: the download stage tracks only the dataset's files."""
+    monkeypatch.chdir(tmp_path)
     payload = bytes(range(256)) * 64
     name = _registry_with_local_checkpoint(server, monkeypatch, payload, hashlib.sha256(payload).hexdigest()[:8])
     server.cut_after = 5000  # the first attempt drops: nothing at the final name, the .part is kept
-    ckpt = ("--set", "backbone.checkpoint=mmpose:res50_coco_256x192", "--mirror", str(mirror))
-    assert _run(*ckpt) == 1
+    with pytest.raises(DownloadError):
+        zoo.fetch_checkpoint("mmpose:res50_coco_256x192", tmp_path, None, progress=False)
     assert not Path(f"checkpoints/{name}").exists() and Path(f"checkpoints/{name}.part").stat().st_size == 5000
-    assert _run(*ckpt) == 0  # resumes
+    path = zoo.fetch_checkpoint("mmpose:res50_coco_256x192", tmp_path, None, progress=False)  # resumes
     assert server.requests[-1][1] == "bytes=5000-"
-    assert Path(f"checkpoints/{name}").read_bytes() == payload and not Path(f"checkpoints/{name}.part").exists()
-    stamp = json.loads(STAMP.read_text())
-    assert stamp["checkpoints"] == {f"checkpoints/{name}": hashlib.sha256(payload).hexdigest()}
+    assert path.read_bytes() == payload and not Path(f"checkpoints/{name}.part").exists()
 
 
-def test_download_stage_rejects_a_wrong_checkpoint(tmp_path, monkeypatch, server, capsys):
-    mirror = _setup(tmp_path, monkeypatch)
+def test_a_wrong_checkpoint_is_refused(tmp_path, monkeypatch, server):
+    monkeypatch.chdir(tmp_path)
     name = _registry_with_local_checkpoint(server, monkeypatch, b"tampered weights", "00000000")
-    assert _run("--set", "backbone.checkpoint=mmpose:res50_coco_256x192", "--mirror", str(mirror)) == 1
-    assert f"{name}: verification failed" in capsys.readouterr().err
+    with pytest.raises(DownloadError, match=f"{name}: verification failed"):
+        zoo.fetch_checkpoint("mmpose:res50_coco_256x192", tmp_path, None, progress=False)
     assert list(Path("checkpoints").iterdir()) == []  # nothing half-written left
-    assert not STAMP.exists()
