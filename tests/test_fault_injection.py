@@ -160,15 +160,3 @@ def test_dvc_recovers_from_kill_9_in_each_long_stage(clean, tmp_path):
     out = run(["dvc", "repro"], repo)
     _assert_recovered(repo, left, clean, resumed_backbone=(repo / ".fault-cache.log").read_text(),
                       resumed_refiner=(repo / ".fault-infer.log").read_text() + out)
-
-
-def test_snakemake_recovers_from_kill_9_in_each_long_stage_and_of_its_head(clean, tmp_path):
-    repo = fault_repo(tmp_path)
-    # the head dies with the refiner job: Snakemake marks that job incomplete, and its output (not the
-    # resume file beside it) is what it deletes. A head killed the moment a shard job ends would see
-    # that finished shard rebuilt: Snakemake had not recorded the job as done.
-    left = _kill_points(repo, SNAKEMAKE, whole_at="train_refiner")
-    run(SNAKEMAKE, repo)
-    logs = {stage: "".join(p.read_text() for p in (repo / "logs" / stage).glob("*.log"))
-            for stage in ("train_backbone", "train_refiner")}  # each job's stderr (dag.snakemake)
-    _assert_recovered(repo, left, clean, resumed_backbone=logs["train_backbone"], resumed_refiner=logs["train_refiner"])

@@ -18,11 +18,36 @@ from sgpose.errors import disk_full
 TMP_MARK = ".tmp-"  # a temporary's name: <name>.tmp-<pid> (sgpose.locks tells a live writer's from a stray)
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def remove_dead_temporaries(path: Path) -> list[Path]:
+    """Delete `path`'s temporaries left by writers that no longer run on this host (a kill -9 mid-write);
+    a live writer's temporary is kept. Returns what was removed."""
+    removed = []
+    for tmp in path.parent.glob(f"{path.name}{TMP_MARK}*"):
+        pid = tmp.name.rsplit(TMP_MARK, 1)[1]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path to write; it replaces `path` only if the block completes."""
+    """Yield a temporary path to write; it replaces `path` only if the block completes. Temporaries of
+    the same file left by a killed writer are removed first, so an interrupted run leaves none behind
+    once it is re-run."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_dead_temporaries(path)
     tmp = path.with_name(f"{path.name}{TMP_MARK}{os.getpid()}")
     try:
         yield tmp
