@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 from pathlib import Path
 
@@ -91,9 +92,9 @@ def test_snakemake_runs_the_same_dag(dvc_repo, snake_repo):
 # ------------------------------------------------------------------ the engines follow the stage table
 # Touch every module of the package and change every params key: each engine must plan to re-run exactly
 # the jobs the stage table says read it (its entry point imports the module; it declares the key), no more,
-# no fewer. Modules are touched all at once under DVC, whose status names every changed dependency of every
-# stage. (Snakemake checks an input's mtime only for a job no other reason re-runs, so its plan with every
-# module touched cannot say which module re-runs which job: its per-module check is still to do.)
+# no fewer. Modules are touched all at once: DVC's status names every changed dependency of every stage;
+# Snakemake checks an input's mtime only for a job that nothing upstream re-runs, so it plans one rule at a
+# time (`--allowed-rules`: the other rules' files count as sources), and names each job's updated inputs.
 TOUCHED = b"\n# touched by test_workflow_e2e\n"
 
 
@@ -121,9 +122,9 @@ def dvc_changes(repo: Path) -> dict[str, dict[str, set[str]]]:
     return out
 
 
-def snakemake_plan(repo: Path, trigger: str) -> dict[tuple, str]:
+def snakemake_plan(repo: Path, trigger: str, extra: list[str] | None = None) -> dict[tuple, str]:
     """(rule, wildcards) -> the reason of every job a dry run plans, with only `trigger` enabled."""
-    out = run(["snakemake", "-n", "--cores", "1", "--rerun-triggers", trigger], repo)
+    out = run(["snakemake", "-n", "--cores", "1", "--rerun-triggers", trigger, *(extra or [])], repo)
     plan = {}
     for rule, body in re.findall(r"^(?:local)?rule (\w+):\n(.*?)(?=^\[|^(?:local)?rule |^Job stats|\Z)", out,
                                  flags=re.M | re.S):
@@ -158,6 +159,35 @@ def test_every_module_reruns_exactly_its_importers_under_dvc(dvc_repo):
             wrong[m] = {"missing": expected - actual, "extra": actual - expected}
     assert not wrong, wrong
     assert any(m.endswith("stages/infer.py") for m in modules) and dvc_changes(dvc_repo) == {}
+
+
+def test_every_module_reruns_exactly_its_importers_under_snakemake(snake_repo):
+    modules = package_modules(snake_repo)
+    originals = {m: ((snake_repo / m).read_bytes(), (snake_repo / m).stat().st_mtime) for m in modules}
+    later = max(p.stat().st_mtime for p in (snake_repo / "results").rglob("*") if p.is_file()) + 60
+    jobs = table_jobs(snake_repo, "snakemake")
+    updated: dict[tuple, set[str]] = {}
+    try:
+        for m in modules:  # newer and different (Snakemake also compares a recorded checksum)
+            (snake_repo / m).write_bytes(originals[m][0] + TOUCHED)
+            os.utime(snake_repo / m, (later, later))
+        for rule in sorted({j.stage for j in jobs}):
+            targets = [o.path for j in jobs if j.stage == rule for o in j.outs]
+            plan = snakemake_plan(snake_repo, "mtime", ["--allowed-rules", rule, "--", *targets])
+            updated |= {job: set(re.search(r"Updated input files: ([^;]*)", reason).group(1).split(", "))
+                        for job, reason in plan.items() if job[0] == rule and "Updated input files" in reason}
+    finally:
+        for m, (data, mtime) in originals.items():
+            (snake_repo / m).write_bytes(data)
+            os.utime(snake_repo / m, (mtime, mtime))
+    wrong = {}
+    for m in modules:
+        expected = {job_id(j) for j in jobs if m in j.code}
+        actual = {job for job, files in updated.items() if m in files}
+        if expected != actual:
+            wrong[m] = {"missing": expected - actual, "extra": actual - expected}
+    assert not wrong, wrong
+    assert "Nothing to be done" in run(["snakemake", "-n", "--cores", "1"], snake_repo)
 
 
 def leaf_keys(tree: dict, prefix: str = "") -> list[tuple[str, object]]:
