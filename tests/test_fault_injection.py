@@ -100,6 +100,15 @@ def run_and_kill(repo: Path, cmd: list[str], stage: str, ready: Callable[[list[i
     return text
 
 
+def _writes_shard0(pid: int) -> bool:
+    """Whether `sgpose cache` process `pid` is the train split's shard-0 job (Snakemake runs a job per shard)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"--shard" in argv and argv[argv.index(b"--shard") + 1:][:1] == [b"00000"] and b"train" in argv
+
+
 def _kill_points(repo: Path, cmd: list[str], whole_at: str | None = None) -> dict[str, object]:
     """Kill train_backbone after its first epoch, cache after its first shard, train_refiner after
     its first epoch and infer while it reads the cache, rerunning between; what each kill left."""
@@ -108,7 +117,8 @@ def _kill_points(repo: Path, cmd: list[str], whole_at: str | None = None) -> dic
     left["backbone epoch"] = torch.load(repo / BB / "backbone.pt.last", weights_only=True)["epoch"]
     assert not (repo / BB / "backbone.pt").exists()  # killed inside the stage
 
-    run_and_kill(repo, cmd, "cache", lambda pids: (repo / SHARD0).is_file())
+    # once shard 0 is finished and its writer gone: a shard job Snakemake sees fail loses its output
+    run_and_kill(repo, cmd, "cache", lambda pids: (repo / SHARD0).is_file() and not any(map(_writes_shard0, pids)))
     stat = (repo / SHARD0).stat()
     left["shard 0"] = (stat.st_ino, stat.st_mtime_ns)
 
@@ -160,3 +170,15 @@ def test_dvc_recovers_from_kill_9_in_each_long_stage(clean, tmp_path):
     out = run(["dvc", "repro"], repo)
     _assert_recovered(repo, left, clean, resumed_backbone=(repo / ".fault-cache.log").read_text(),
                       resumed_refiner=(repo / ".fault-infer.log").read_text() + out)
+
+
+def test_snakemake_recovers_from_kill_9_in_each_long_stage_and_of_its_head(clean, tmp_path):
+    repo = fault_repo(tmp_path)
+    # the head dies with the refiner job: Snakemake marks that job incomplete, and its output (not the
+    # resume file beside it) is what it deletes. The cache is killed in a job after shard 0's: Snakemake
+    # deletes the output of a job it sees fail, so killing the job that wrote shard 0 would lose it.
+    left = _kill_points(repo, SNAKEMAKE, whole_at="train_refiner")
+    run(SNAKEMAKE, repo)
+    logs = {stage: "".join(p.read_text() for p in (repo / "logs" / stage).glob("*.log"))
+            for stage in ("train_backbone", "train_refiner")}  # each job's stderr (dag.snakemake)
+    _assert_recovered(repo, left, clean, resumed_backbone=logs["train_backbone"], resumed_refiner=logs["train_refiner"])
