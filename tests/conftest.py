@@ -19,6 +19,9 @@ from sgpose.keypoints import COCO
 
 REPO = Path(__file__).resolve().parents[1]
 MIRROR = Path(os.environ.get("SGPOSE_MIRROR") or REPO.parent / "shared" / "data").resolve()
+# absolute for every process the tests start: stages run in copies of the project elsewhere (tmp dirs,
+# SLURM jobs), where a relative mirror such as CI's ../shared/data names nothing
+os.environ["SGPOSE_MIRROR"] = str(MIRROR)
 FIXTURE_COCO = MIRROR / "fixtures" / "coco"
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import MIRROR
 from sgpose.config import read_params_file
 from sgpose.dag import table
 from workflow_helpers import EVALUATIONS, ROOT, TINY_RESOURCES, make_repo, metrics_of
@@ -56,7 +57,8 @@ def cluster(tmp_path_factory):
             message = f"slurm_local.sh start failed:\n{started.stdout}{started.stderr}"
             pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
         venv = Path(sys.executable).parent
-        yield {**os.environ, "SLURM_CONF": str(root / "slurm.conf"),
+        # the mirror as an absolute path: jobs run in the repository copy, where CI's ../shared/data is not
+        yield {**os.environ, "SGPOSE_MIRROR": str(MIRROR), "SLURM_CONF": str(root / "slurm.conf"),
                "PATH": os.pathsep.join([str(root / "bin"), str(venv), os.environ["PATH"]])}
     finally:
         subprocess.run([str(SCRIPT), "stop", str(root)], capture_output=True, timeout=120)
