@@ -77,7 +77,9 @@ def failing_once_shim(bindir: Path, marker: Path) -> None:
     real = Path(sys.executable).parent / "sgpose"
     (bindir / "sgpose").write_text(
         "#!/bin/sh\n"
-        f'if [ "$*" = "{" ".join(FAILS_ONCE)}" ] && [ ! -e {marker} ]; then\n'
+        # the rule adds options after the stage's own (--threads N): match the start of the command line
+        f'case "$*" in "{" ".join(FAILS_ONCE)}"*) first=1;; *) first=;; esac\n'
+        f'if [ -n "$first" ] && [ ! -e {marker} ]; then\n'
         # stdout reaches the SLURM log; stderr the rule's log (overwritten by the retry)
         f"  touch {marker}; echo 'sgpose test shim: injected failure' | tee /dev/stderr; exit 3\nfi\n"
         f'exec {real} "$@"\n')
