@@ -247,30 +247,3 @@ def params_variants(repo: Path) -> list[tuple[str, str]]:
 def readers(jobs: list[table.Job], key: str) -> set:
     return {job_id(j) for j in jobs if any(p == table.WHOLE_FILE or key == p or key.startswith(p + ".")
                                           for p in j.params)}
-
-
-def test_every_params_key_reruns_exactly_its_readers(dvc_repo, snake_repo):
-    # each repository's own file changed one key at a time (an earlier test changed dvc_repo's epochs)
-    variants = {repo: dict(params_variants(repo)) for repo in (dvc_repo, snake_repo)}
-    keys = sorted(set(variants[dvc_repo]) & set(variants[snake_repo]))
-    assert len(keys) > 40, keys
-    original = {r: (r / "params.yaml").read_text() for r in (dvc_repo, snake_repo)}
-    jobs = {r: table_jobs(r, e) for r, e in ((dvc_repo, "dvc"), (snake_repo, "snakemake"))}
-    names = {job_id(j): j.name for j in jobs[dvc_repo]}
-    wrong = {}
-    try:
-        for key in keys:
-            for repo in (dvc_repo, snake_repo):
-                (repo / "params.yaml").write_text(variants[repo][key])
-            dvc = {s for s, c in dvc_changes(dvc_repo).items() if c["params"]}
-            snake = {job for job, reason in snakemake_plan(snake_repo, "params").items()
-                     if "Params have changed" in reason}
-            want_dvc = {names[j] for j in readers(jobs[dvc_repo], key)}
-            want_snake = readers(jobs[snake_repo], key)
-            if dvc != want_dvc or snake != want_snake:
-                wrong[key] = {"dvc extra": dvc - want_dvc, "dvc missing": want_dvc - dvc,
-                              "snakemake extra": snake - want_snake, "snakemake missing": want_snake - snake}
-    finally:
-        for repo, text in original.items():
-            (repo / "params.yaml").write_text(text)
-    assert not wrong, wrong
