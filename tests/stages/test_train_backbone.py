@@ -43,22 +43,10 @@ def test_trains_and_writes_outputs(tmp_path, monkeypatch):
 def test_rerun_resumes_from_last(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     params = str(tiny_project(tmp_path, epochs=2))
-    real, calls = stage.train_one_epoch, []
-
-    def dies_in_second_epoch(*a, **kw):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(*a, **kw)
-
-    monkeypatch.setattr(stage, "train_one_epoch", dies_in_second_epoch)
-    with pytest.raises(KeyboardInterrupt):
-        cli(["train_backbone", "--params", params])
     bb = tmp_path / "results" / "fx" / "tiny"
-    assert (bb / "backbone.pt.last").exists() and not (bb / "backbone.pt").exists()
-    assert torch.load(bb / "backbone.pt.last", weights_only=True)["epoch"] == 1
-
-    calls.clear()
+    _interrupted_after_epoch_one(params, monkeypatch)  # backbone.pt.last at epoch 1, no backbone.pt
+    assert not (bb / "backbone.pt").exists()
+    real, calls = stage.train_one_epoch, []
     monkeypatch.setattr(stage, "train_one_epoch", lambda *a, **kw: (calls.append(1), real(*a, **kw))[1])
     assert cli(["train_backbone", "--params", params]) == 0
     assert len(calls) == 1  # only epoch 2 ran
