@@ -13,13 +13,17 @@ spread (the sum of the two min-max spreads; 0 for the unrefined rows); writes th
 every run, so an interrupted benchmark keeps what it measured.
 
     python benchmarks/seed_spread.py [PROJECT] [--backbone sb_r18_perturbed] [--seeds 0 1 2]
-        [--variants ours A1 ...] [--scratch DIR] [--json FILE] [--threads N] [--set KEY=VALUE ...]
+        [--variants ours A1 ...] [--scratch DIR] [--json FILE] [--threads N] [--reuse JSON ...]
+        [--set KEY=VALUE ...]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -49,6 +53,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--scratch", type=Path, help="where the other seeds run (default PROJECT/build/seed_spread)")
     ap.add_argument("--json", type=Path, help="write the results here (default SCRATCH/<backbone>.json)")
     ap.add_argument("--threads", type=int, help="--threads of every stage (default: the stages' own)")
+    ap.add_argument("--reuse", nargs="+", type=Path, default=[], metavar="JSON",
+                    help="take the runs these earlier records of this benchmark hold (same project, params and "
+                    "--set) instead of running them again: continue an interrupted benchmark, or merge two")
     ap.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE",
                     help="also override this in every scratch run (e.g. train_refiner.epochs=1 for a smoke run; "
                     "the project's own results are read as they are)")
@@ -73,9 +80,11 @@ def scratch_tree(project: Path, params_path: Path, root: Path, dataset: str, bac
             raise SystemExit(f"{path}: missing; run the DAG for {backbone} in {project} first")
     dst.backbone_dir.mkdir(parents=True, exist_ok=True)
     for s, d in ((src.prepared, dst.prepared), (src.cache_dir, dst.cache_dir), (src.start_pose, dst.start_pose)):
-        if not d.is_symlink():
+        with contextlib.suppress(FileExistsError):  # a second benchmark on the same scratch made it
             d.symlink_to(s.resolve())
-    shutil.copyfile(params_path, root / "params.yaml")
+    tmp = root / f"params.yaml.{os.getpid()}.tmp"  # renamed: a stage of another benchmark may be reading it
+    shutil.copyfile(params_path, tmp)
+    tmp.replace(root / "params.yaml")
     return dst
 
 
@@ -148,6 +157,26 @@ def write_json(path: Path, record: dict) -> None:
     tmp.replace(path)
 
 
+def reused(files: list[Path], record: dict) -> dict[tuple[str, int], tuple[float, float | None]]:
+    """(variant, seed) -> (AP, wall s) of earlier records of this benchmark (`--reuse`) made the same way:
+    same project, backbone, split, overrides and params file contents (where the record has its hash)."""
+    same = ("project", "backbone", "split", "overrides", "params_sha256")
+    out = {}
+    for path in files:
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, ValueError) as err:
+            raise SystemExit(f"{path}: not a readable seed_spread record ({err})") from None
+        differ = [k for k in same if k in old and old[k] != record[k]]
+        if differ:
+            raise SystemExit(f"{path}: made with another {', '.join(differ)}; not reused")
+        for variant, row in old.get("rows", {}).items():
+            for seed, ap in row["ap"].items():
+                if variant not in UNREFINED and f"{variant}/{seed}" in old.get("wall_s", {}):
+                    out[variant, int(seed)] = (ap, old["wall_s"][f"{variant}/{seed}"])
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     project = args.project.resolve()
@@ -163,18 +192,22 @@ def main(argv: list[str] | None = None) -> None:
     proj = Paths.of(dataset, args.backbone, project)
     runs: dict[str, dict[int, float]] = {v: {own_seed: ap_of(proj.metrics(v))} for v in UNREFINED}
     record = {"project": str(project), "backbone": args.backbone, "split": SPLIT, "metric": f"{METRIC} x 100",
-              "project_seed": own_seed, "seeds": args.seeds, "overrides": args.overrides, "wall_s": {}, "rows": {},
+              "project_seed": own_seed, "seeds": args.seeds, "overrides": args.overrides,
+              "params_sha256": hashlib.sha256(params_path.read_bytes()).hexdigest(), "wall_s": {}, "rows": {},
               "comparisons": []}
+    done = reused(args.reuse, record)
     for variant in variants:  # variant-major: an interrupted run has every seed of the first variants
         runs[variant] = {}
         for seed in args.seeds:
             if seed == own_seed and proj.metrics(variant).is_file():
                 runs[variant][seed] = ap_of(proj.metrics(variant))
                 continue
+            if (variant, seed) in done:
+                runs[variant][seed], record["wall_s"][f"{variant}/{seed}"] = done[variant, seed]
+                continue
             t0 = time.time()
             paths = scratch_tree(project, params_path, scratch / f"seed{seed}", dataset, args.backbone)
-            runs[variant][seed] = run_variant(paths, args.backbone, variant, seed, args.threads,
-                                          args.overrides)
+            runs[variant][seed] = run_variant(paths, args.backbone, variant, seed, args.threads, args.overrides)
             record["wall_s"][f"{variant}/{seed}"] = round(time.time() - t0, 1)
             print(f"{variant} seed {seed}: AP {runs[variant][seed]:.2f} ({time.time() - t0:.0f} s)", flush=True)
             record["rows"] = summary(runs)
