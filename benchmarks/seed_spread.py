@@ -132,7 +132,7 @@ def comparisons(rows: dict[str, dict]) -> list[dict]:
             a, b = rows[variant], rows[ref]
             diff, spread = round(a["mean"] - b["mean"], 2), round(a["spread"] + b["spread"], 2)
             out.append({"variant": variant, "vs": ref, "diff": diff, "combined_spread": spread,
-                        "exceeds": abs(diff) > spread, "seeds": min(a["n"], b["n"])})
+                        "exceeds": abs(diff) > spread, "seeds": a["n"] if ref in UNREFINED else min(a["n"], b["n"])})
     return out
 
 
