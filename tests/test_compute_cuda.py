@@ -83,7 +83,11 @@ def test_refiner_inference_on_the_gpu_decodes_as_on_the_cpu(tmp_path):
             feats = [compute.to_device(f, cp, dev) for f in features(batch)]
             return {"out": refine(m, spec, feats, compute.to_device(batch["heatmaps"], cp, dev), mode)}
         gpu, cpu = _on(ComputeParams(), unet, run)["out"], _on(CPU, unet, run)["out"]
-        assert _close(gpu, cpu, 0.03), mode
+        # one UNet call: bf16's ~3 digits; recursive: T chained calls, each feeding its rounded output to
+        # the next (an H200 measured more than 3% after T = 5 on this random UNet, 2026-11-28)
+        share = 0.03 if mode == "static" else 0.03 * spec.T
+        error = ((gpu - cpu).abs().max() / cpu.abs().max()).item()
+        assert _close(gpu, cpu, share), (mode, error)
         same = (decode(gpu)[0] == decode(cpu)[0]).all(-1).float().mean()
         assert same >= 0.9, (mode, same)  # argmax ties aside, the same joints
     data.close()
