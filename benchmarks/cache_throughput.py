@@ -128,7 +128,8 @@ def cache_rates(crops: CropDataset, batch: int, workers: int, cp: ComputeParams 
             pass
 
     def cache_stage():
-        with tempfile.TemporaryDirectory() as tmp, cache_writer(Path(tmp) / "c.h5", len(crops), {}) as w:
+        with tempfile.TemporaryDirectory() as tmp, cache_writer(Path(tmp) / "c.h5", len(crops), {},
+                                                                        background=True) as w:
             for b in loader():
                 with compute.inference(cp, dev):
                     out = forward_views(model, compute.to_device(b["image"], cp, dev), flip=True)

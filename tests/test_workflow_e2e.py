@@ -9,6 +9,7 @@ import copy
 import json
 import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import matplotlib.image as mpimg
@@ -216,11 +217,13 @@ def changed(value):
 
 def params_variants(repo: Path) -> list[tuple[str, str]]:
     """(key, the params.yaml text with only that key changed) for every leaf key whose change keeps the
-    file valid and the DAG's shape (the grid's keys change dvc.yaml itself: `sgpose dag --check` covers them)."""
+    file valid and the DAG's shape (the grid's keys change dvc.yaml itself: `sgpose dag --check` covers them;
+    a shard count changes only Snakemake's jobs, the scatter's)."""
     from sgpose.dag.dvc import stale
 
     text = (repo / "params.yaml").read_text()
     tree = yaml.safe_load(text)
+    snakemake_jobs = table_jobs(repo, "snakemake")
     out = []
     for key, value in leaf_keys(tree):
         new = changed(value)
@@ -235,7 +238,7 @@ def params_variants(repo: Path) -> list[tuple[str, str]]:
         probe = repo / "params.probe.yaml"
         probe.write_text(yaml.safe_dump(variant, sort_keys=False))
         try:
-            if stale(probe, repo / "dvc.yaml"):
+            if stale(probe, repo / "dvc.yaml") or table.jobs(read_params_file(probe), "snakemake") != snakemake_jobs:
                 continue
         except ValueError:  # invalid with this value
             continue
@@ -247,3 +250,63 @@ def params_variants(repo: Path) -> list[tuple[str, str]]:
 def readers(jobs: list[table.Job], key: str) -> set:
     return {job_id(j) for j in jobs if any(p == table.WHOLE_FILE or key == p or key.startswith(p + ".")
                                           for p in j.params)}
+
+
+# ------------------------------------------------------------------- every params key, its readers only
+# Each repository's own file is changed one key at a time (an earlier test changed dvc_repo's epochs: writing
+# dvc_repo's file into snake_repo changes every train_refiner's epochs there). DVC: `dvc status` names each
+# stage's changed params. Snakemake: `--summary` is its own comparison of each job's recorded and current
+# params, made for every job (a dry run's reason names a params change only for the jobs that no upstream
+# re-run masks: a reader downstream of another reader is planned as "Input files updated by another job"),
+# and its plan: the readers and everything downstream of them. One call per key per engine, the two at once.
+def snakemake_summary(repo: Path) -> dict[str, tuple[str, bool]]:
+    """output file -> (its status, whether its job is planned), for every output of the DAG, with only the
+    params trigger (`snakemake --summary`)."""
+    out = run(["snakemake", "--summary", "--cores", "1", "--rerun-triggers", "params"], repo)
+    rows = [line.split("\t") for line in out.splitlines() if line.count("\t") == 5]
+    return {f: (status, plan == "update pending") for f, _, _, _, status, plan in rows if f != "output_file"}
+
+
+def downstream(jobs: list[table.Job], start: set) -> set:
+    """The jobs that read, directly or through other jobs, an output of a job in `start` (job ids)."""
+    producer = {o.path: job_id(j) for j in jobs for o in j.outs}
+    reads = {job_id(j): {producer[d] for d in j.deps if d in producer} for j in jobs}
+    found: set = set()
+    frontier = set(start)
+    while frontier:
+        frontier = {j for j, up in reads.items() if up & frontier} - found
+        found |= frontier
+    return found
+
+
+def test_every_params_key_reruns_exactly_its_readers(dvc_repo, snake_repo):
+    variants = {repo: dict(params_variants(repo)) for repo in (dvc_repo, snake_repo)}
+    keys = sorted(set(variants[dvc_repo]) & set(variants[snake_repo]))
+    assert len(keys) > 40, keys
+    original = {r: (r / "params.yaml").read_text() for r in (dvc_repo, snake_repo)}
+    jobs = {r: table_jobs(r, e) for r, e in ((dvc_repo, "dvc"), (snake_repo, "snakemake"))}
+    names = {job_id(j): j.name for j in jobs[dvc_repo]}
+    snake_job = {o.path: job_id(j) for j in jobs[snake_repo] for o in j.outs}
+    assert snakemake_summary(snake_repo) == {f: ("ok", False) for f in snake_job}  # every output, none stale
+    wrong = {}
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            for key in keys:
+                for repo in (dvc_repo, snake_repo):
+                    (repo / "params.yaml").write_text(variants[repo][key])
+                status = pool.submit(dvc_changes, dvc_repo)
+                summary = {snake_job.get(f, f): s for f, s in snakemake_summary(snake_repo).items()}
+                dvc = {s for s, c in status.result().items() if c["params"]}
+                snake = {job for job, (state, _) in summary.items() if state == "params changed"}
+                planned = {job for job, (_, pending) in summary.items() if pending}
+                want_dvc = {names[j] for j in readers(jobs[dvc_repo], key)}
+                want_snake = readers(jobs[snake_repo], key)
+                want_plan = want_snake | downstream(jobs[snake_repo], want_snake)
+                if dvc != want_dvc or snake != want_snake or planned != want_plan:
+                    wrong[key] = {"dvc extra": dvc - want_dvc, "dvc missing": want_dvc - dvc,
+                                  "snakemake extra": snake - want_snake, "snakemake missing": want_snake - snake,
+                                  "planned extra": planned - want_plan, "planned missing": want_plan - planned}
+    finally:
+        for repo, text in original.items():
+            (repo / "params.yaml").write_text(text)
+    assert not wrong, wrong

@@ -64,8 +64,10 @@ def prepare_model(model: nn.Module, cp: ComputeParams, dev: torch.device) -> nn.
 
 
 def to_device(x: torch.Tensor, cp: ComputeParams, dev: torch.device) -> torch.Tensor:
-    """A batch tensor on the device (asynchronous from pinned memory); 4-D ones in channels_last there."""
+    """A batch tensor on the device (asynchronous from pinned memory); 4-D ones in channels_last there.
+    fp16 (the cache's storage type, `CacheBatches(as_stored=True)`) arrives as float32."""
     x = x.to(dev, non_blocking=True)
+    x = x.float() if x.dtype == torch.float16 else x
     return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 and channels_last(cp, dev) else x
 
 

@@ -6,7 +6,7 @@ import pytest
 from cache_samples import ATTRS, K, N, arrays
 from sgpose.cache.format import read_attrs
 from sgpose.cache.reader import load_cache, open_cache
-from sgpose.cache.writer import cache_writer, write_cache
+from sgpose.cache.writer import cache_writer, stored, write_cache
 
 
 def test_round_trip(tmp_path):
@@ -80,3 +80,33 @@ def test_interrupted_write_leaves_nothing(tmp_path):
         with cache_writer(path, N, ATTRS) as w:
             w.append({k: v[:2] for k, v in data.items()})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_stored_converts_as_numpy_does_and_reports_finite_overflow_only():
+    x = np.random.default_rng(0).standard_normal((3, 5, 7)).astype(np.float32) * 100
+    values, overflow = stored(x, np.dtype(np.float16))
+    assert values.dtype == np.float16 and not overflow
+    np.testing.assert_array_equal(values.view(np.uint16), x.astype(np.float16).view(np.uint16))  # same bits
+    assert stored(np.array([65519.0], np.float32), np.float16) == (np.array([65504.0], np.float16), False)
+    big, overflow = stored(np.array([1.0, -65520.0], np.float32), np.float16)
+    assert overflow and big[1] == -np.inf
+    assert not stored(np.array([7e4, np.inf], np.float32), np.float16)[1]  # the input itself is not finite
+    assert not stored(np.array([7e4, np.nan], np.float32), np.float16)[1]
+    ints, _ = stored(np.arange(3), np.dtype(np.int64))
+    assert ints.dtype == np.int64
+
+
+@pytest.mark.parametrize("background", [False, True])
+def test_background_appends_write_the_same_file_and_raise_the_threads_error(tmp_path, background):
+    data = arrays()
+    with cache_writer(tmp_path / "a.h5", N, ATTRS, background=background) as w:
+        for i in range(N):
+            w.append({k: v[i:i + 1] for k, v in data.items()})
+    back = load_cache(tmp_path / "a.h5")
+    for key, value in load_cache(write_cache(tmp_path / "b.h5", data, ATTRS) or tmp_path / "b.h5").items():
+        np.testing.assert_array_equal(back[key], value)
+    with pytest.raises(ValueError, match="cache overflow: 6 samples for 5"):  # raised on the writer thread
+        with cache_writer(tmp_path / "c.h5", N, ATTRS, background=background) as w:
+            for _ in range(3):
+                w.append({k: v[:2] for k, v in data.items()})
+    assert not list(tmp_path.glob("c.h5*")) and not list(tmp_path.glob(".c.h5*"))

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import sgpose.stages.train_refiner as stage
 import torch
+from sgpose import compute
 from sgpose.cache.reader import features
 from sgpose.cli import main as cli
 from sgpose.config.paths import Paths
@@ -119,7 +120,10 @@ def test_online_features_are_the_cached_ones_without_augmentation(project):
     no_aug = ["--set", "cache.augment={flip_prob: 0.0, scale_factor: 0.0, rotation_factor: 0.0}"]
     params = load_params(project[1], [a for a in [*project[2:], *no_aug] if a != "--set"])
     paths, dev = Paths(params), torch.device("cpu")
-    cached = next(iter(sources.CachedSource(paths.cache("train"), params, torch.device("cpu")).batches([[0, 2, 5]], 0)))
+    stored = next(iter(sources.CachedSource(paths.cache("train"), params, dev).batches([[0, 2, 5]], 0)))
+    assert stored["feat/0"].dtype == stored["target"].dtype == torch.float16  # half the bytes from the readers
+    cached = {k: compute.to_device(v, params.compute, dev) for k, v in stored.items()}  # as the training loop sees it
+    assert cached["feat/0"].dtype == torch.float32
     online_source = sources.OnlineSource(params, paths, dev)
     online = next(iter(online_source.batches([[0, 2, 5]], 0)))
     assert online_source.channels == [16, 16, 16] and online_source.levels == [0, 1, 2]

@@ -36,7 +36,8 @@ class CachedSource:
 
     def __init__(self, path: Path, params: Params, dev: torch.device, keys: tuple[str, ...] = TRAIN_KEYS):
         tp = params.train_refiner
-        self.data, self.pin = CacheBatches(path, keys), dev.type == "cuda"
+        # fp16 batches from the reader processes, float32 on the device (compute.to_device)
+        self.data, self.pin = CacheBatches(path, keys, as_stored=True), dev.type == "cuda"
         if self.data.nbytes <= tp.preload_gb * 1e9:
             self.data.load()
             log.info("%s: %.2f GB, read into memory (train_refiner.preload_gb %.1f)", path, self.data.nbytes / 1e9,

@@ -203,7 +203,8 @@ def _write_shard(path: Path, loader: DataLoader, model: torch.nn.Module, params:
                  flip: bool, n: int, attrs: dict, y0: ControlledY0 | None = None) -> None:
     """One shard; with `y0` (a controlled backbone) Y0 is the rendered ground truth, not the model's."""
     cp = params.cache
-    with cache_writer(path, n, attrs, cp.dtype, cp.compression) as writer, compute.inference(params.compute, dev):
+    with cache_writer(path, n, attrs, cp.dtype, cp.compression, background=True) as writer, \
+            compute.inference(params.compute, dev):
         for batch in tqdm(loader, desc=f"cache {path.parent.name}/{path.name}", leave=False, dynamic_ncols=True):
             images = compute.to_device(batch["image"], params.compute, dev)
             outputs = forward_views(model, images, flip, cp.feature_levels)
