@@ -34,13 +34,16 @@ TIMEOUT = 600  # seconds for one engine run: a hang is a failure, not a stuck su
 
 
 def fault_repo(dest: Path) -> Path:
-    """make_repo's tiny grid, one backbone, 3 epochs of each training, dvc.yaml regenerated."""
+    """make_repo's tiny grid, one backbone, 3 epochs of each training, infer batch 1, dvc.yaml regenerated."""
     repo = make_repo(dest)
     params = yaml.safe_load((repo / "params.yaml").read_text())
     for section, name in (("datasets", "tiny_crowd"), ("backbones", "cp"), ("evals", "cp")):
         params[section].pop(name)
     params["ablation"]["variants"] = []
     params["train_backbone"]["epochs"] = params["train_refiner"]["epochs"] = 3
+    # one sample per batch: infer reads the cache over many batches, a window the 50 ms poll always sees
+    # (with one batch the tiny val split was read and closed between two polls, now and then)
+    params["infer"] = params.get("infer", {}) | {"batch_size": 1}
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["sgpose", "dag"], repo)
     return repo
