@@ -38,8 +38,13 @@ from backbone_throughput import make
 from cache_throughput import CACHE_STAGE, FORWARD, cache_rates, sample_crops
 from refiner_cost import BACKBONE_ROW, STATIC_ROW, measure
 from sgpose import compute
+from sgpose.cache.reader import features, shuffled_batches
 from sgpose.config.paths import Paths
 from sgpose.config.schema import ComputeParams
+from sgpose.config.selection import load_params
+from sgpose.data.sources import training_source
+from sgpose.refine import draw_steps, guidance_spec, training_loss
+from sgpose.refiner import build_unet
 from timing import timed
 
 REPO = Path(__file__).resolve().parents[1]
@@ -192,12 +197,6 @@ def train(size: dict, work: Path) -> dict:
 def train_parts(project: Project, batches: int = 16) -> dict:
     """Where the training time goes: the cache reader alone (an epoch's batches, the stage's workers and
     pinning, no model) and the training step alone (forward, backward, Adam on one batch on the device)."""
-    from sgpose.cache.reader import features, shuffled_batches
-    from sgpose.config.selection import load_params
-    from sgpose.data.sources import training_source
-    from sgpose.refine import draw_steps, guidance_spec, training_loss
-    from sgpose.refiner import build_unet
-
     params = load_params(project.params)
     cp, dev, tp = params.compute, compute.device(params.compute), params.train_refiner
     source = training_source(params, project.paths, dev)

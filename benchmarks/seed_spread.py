@@ -33,6 +33,7 @@ from pathlib import Path
 from sgpose.config.paths import Paths
 from sgpose.config.schema import ParamsFile
 from sgpose.config.selection import read_params_file
+from sgpose.io import write_json
 from sgpose.report.tables import variant_order
 from sgpose.variants import BASELINE, BASELINE_DARK, UNREFINED
 
@@ -148,13 +149,6 @@ def print_table(rows: dict[str, dict], seeds: list[int], comps: list[dict]) -> N
     for c in comps:
         print(f"{c['variant']:14s}{c['vs']:>15s}{c['diff']:9.2f}{c['combined_spread']:9.2f}  "
               f"{'yes' if c['exceeds'] else 'no'}{'' if c['seeds'] > 1 else ' (one seed)'}")
-
-
-def write_json(path: Path, record: dict) -> None:
-    """The record so far, atomically."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    tmp.replace(path)
 
 
 def reused(files: list[Path], record: dict) -> dict[tuple[str, int], tuple[float, float | None]]:

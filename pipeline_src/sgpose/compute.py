@@ -67,8 +67,9 @@ def to_device(x: torch.Tensor, cp: ComputeParams, dev: torch.device) -> torch.Te
     """A batch tensor on the device (asynchronous from pinned memory); 4-D ones in channels_last there.
     fp16 (the cache's storage type, `CacheBatches(as_stored=True)`) arrives as float32."""
     x = x.to(dev, non_blocking=True)
-    x = x.float() if x.dtype == torch.float16 else x
-    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 and channels_last(cp, dev) else x
+    dtype = torch.float32 if x.dtype == torch.float16 else x.dtype
+    fmt = torch.channels_last if x.dim() == 4 and channels_last(cp, dev) else torch.preserve_format
+    return x.to(dtype=dtype, memory_format=fmt)  # one copy on the device for both (none when neither applies)
 
 
 @contextlib.contextmanager
