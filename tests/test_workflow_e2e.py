@@ -93,7 +93,8 @@ def test_snakemake_runs_the_same_dag(dvc_repo, snake_repo):
 # ------------------------------------------------------------------ the engines follow the stage table
 # Touch every module of the package and change every params key: each engine must plan to re-run exactly
 # the jobs the stage table says read it (its entry point imports the module; it declares the key), no more,
-# no fewer. Modules are touched all at once: DVC's status names every changed dependency of every stage;
+# no fewer. Modules are touched all at once: DVC's status names every changed dependency of every stage
+# (a job's code dependency is its entry's digest, whose per-file hashes say which module moved it);
 # Snakemake checks an input's mtime only for a job that nothing upstream re-runs, so it plans one rule at a
 # time (`--allowed-rules`: the other rules' files count as sources), and names each job's updated inputs.
 TOUCHED = b"\n# touched by test_workflow_e2e\n"
@@ -140,26 +141,44 @@ def job_id(job: table.Job) -> tuple:
     return (job.stage, frozenset(job.keys.items()))
 
 
+def code_digests(repo: Path) -> dict[str, dict[str, str]]:
+    """results/code/<entry>.json (DVC's code dependency, sgpose.dag.digests) -> {source: sha256}."""
+    return {p.relative_to(repo).as_posix(): json.loads(p.read_text())["files"]
+            for p in sorted((repo / "results" / "code").glob("*.json"))}
+
+
 def test_every_module_reruns_exactly_its_importers_under_dvc(dvc_repo):
+    """Under DVC a job's code is its entry's digest: an edit re-runs the code stage (the package directory
+    changed), whose digests then differ for exactly the entries importing the module, and `dvc status`
+    names the jobs whose digest changed. So: module m re-runs the jobs with a changed digest in which m's
+    hash changed, and that must be the table's importers of m."""
     assert dvc_changes(dvc_repo) == {}, "dvc status is not clean after dvc repro"
     modules = package_modules(dvc_repo)
     originals = {m: (dvc_repo / m).read_bytes() for m in modules}
+    before = code_digests(dvc_repo)
     try:
         for m in modules:
             (dvc_repo / m).write_bytes(originals[m] + TOUCHED)
-        changes = dvc_changes(dvc_repo)
+        direct = dvc_changes(dvc_repo)
+        run(["dvc", "repro", "--single-item", table.CODE_STAGE], dvc_repo)
+        after, changes = code_digests(dvc_repo), dvc_changes(dvc_repo)
     finally:
         for m in modules:
             (dvc_repo / m).write_bytes(originals[m])
-    jobs = table_jobs(dvc_repo, "dvc")
+        run(["dvc", "repro", "--single-item", table.CODE_STAGE], dvc_repo)
+    assert direct == {table.CODE_STAGE: {"deps": {"pipeline_src/sgpose"}, "params": set()}}, direct
+    assert set(before) == set(after) and before != after
+    jobs = [j for j in table_jobs(dvc_repo, "dvc") if j.stage != table.CODE_STAGE]  # it re-ran: `direct`
     wrong = {}
     for m in modules:
+        digests = {d for d in before if before[d].get(m) != after[d].get(m)}
         expected = {j.name for j in jobs if m in j.code}
-        actual = {s for s, c in changes.items() if m in c["deps"]}
+        actual = {s for s, c in changes.items() if c["deps"] & digests}
         if expected != actual:
             wrong[m] = {"missing": expected - actual, "extra": actual - expected}
     assert not wrong, wrong
     assert any(m.endswith("stages/infer.py") for m in modules) and dvc_changes(dvc_repo) == {}
+    assert code_digests(dvc_repo) == before
 
 
 def test_every_module_reruns_exactly_its_importers_under_snakemake(snake_repo):

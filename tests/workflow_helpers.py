@@ -62,6 +62,7 @@ def make_repo(dest: Path, extra: dict | None = None) -> Path:
     require(MIRROR / "fixtures" / "coco")
     require(MIRROR / "fixtures" / "crowdpose")
     copy_project(dest)
+    (dest / "dvc.lock").unlink(missing_ok=True)  # the sample run's: the tiny grid records its own
     params = _merge(_merge(yaml.safe_load((ROOT / "params.yaml").read_text()), SECTIONS), extra or {}) | GRID
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     # every key spelled out (defaults included), as in the shipped params.yaml: DVC tracks each key a stage reads

@@ -14,13 +14,12 @@ import logging
 import sys
 
 from sgpose.config.paths import Paths
-
-# stage name -> (module, one-line help). Order is the DAG's order.
 from sgpose.config.selection import ParamsError, load_params
 from sgpose.errors import DiskFullError, InputError
 
 # stage name -> (module, one-line help). Order is the DAG's order.
 STAGES: dict[str, tuple[str, str]] = {
+    "code": ("sgpose.stages.code", "digest every stage's sources into results/code/ (the code dependency DVC tracks)"),
     "dag": ("sgpose.stages.dag", "write dvc.yaml from the stage table and params.yaml's grid (--check: is it current?)"),
     "profile": ("sgpose.stages.profile", "make profiles/NAME.yaml (sample, coco, crowdpose, paper) the active params.yaml"),
     "check_params": ("sgpose.stages.check_params", "validate the whole params file (every section, value and name); "
@@ -39,8 +38,8 @@ STAGES: dict[str, tuple[str, str]] = {
     "predict": ("sgpose.stages.predict", "run the trained backbone + ours refiner on an image: keypoints JSON + overlay PNG"),
 }
 # commands that read the params file themselves (whole): `profile` replaces it (the current one may be
-# broken), `dag` expands its grid
-NO_PARAMS = frozenset({"profile", "dag"})
+# broken), `dag` expands its grid, `code` reads sources only
+NO_PARAMS = frozenset({"profile", "dag", "code"})
 
 
 def _selected_stage(argv: list[str]) -> str | None:

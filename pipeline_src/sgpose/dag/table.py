@@ -18,12 +18,13 @@ from typing import Callable, Iterator, Literal
 
 from sgpose.config import DET_SPLIT, ParamsFile, Paths
 from sgpose.config.schema import DETECTION_KEYS, PREPARE_KEYS
-from sgpose.dag.imports import PACKAGE, ROOT, module_files
+from sgpose.dag import digests
+from sgpose.dag.imports import ROOT
 from sgpose.variants import UNREFINED, is_refined
 
 Keys = dict[str, str]
 WHOLE_FILE = "*"  # a params "key" meaning every key of the file (check_params)
-CODE_ROOT = "pipeline_src"  # the package's directory, relative to the project root
+CODE_STAGE = "code"  # DVC's stage that digests every entry's sources (sgpose.dag.digests)
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,8 @@ class Job:
     deps: tuple[str, ...]
     params: tuple[str, ...]
     outs: tuple[Out, ...]
-    code: tuple[str, ...]
+    code: tuple[str, ...]  # the entry's import closure (Snakemake's inputs; DVC reads its digest)
+    entry: str
     dvc_cmd: str | None = None  # where DVC runs another command than Snakemake
 
     @property
@@ -74,7 +76,7 @@ class Stage:
 
     def job(self, file: ParamsFile, keys: Keys) -> Job:
         return Job(self.name, keys, self.cmd.format(**keys), tuple(self.deps(file, keys)),
-                   tuple(self.params(file, keys)), tuple(self.outs(keys)), tuple(code_files(self.entry)),
+                   tuple(self.params(file, keys)), tuple(self.outs(keys)), code_files(self.entry), self.entry,
                    self.dvc_cmd.format(**keys) if self.dvc_cmd else None)
 
     def jobs(self, file: ParamsFile) -> Iterator[Job]:
@@ -85,7 +87,7 @@ class Stage:
 @lru_cache(maxsize=None)
 def code_files(entry: str) -> tuple[str, ...]:
     """The sources a stage runs, as paths relative to the project root (`pipeline_src/sgpose/...`)."""
-    return tuple(f"{CODE_ROOT}/{PACKAGE}/{p.relative_to(ROOT).as_posix()}" for p in module_files(entry))
+    return tuple(digests.code_files(entry, ROOT.parents[1]))
 
 
 def _paths(keys: Keys) -> Paths:
@@ -213,6 +215,10 @@ def _report_deps(file: ParamsFile, k: Keys) -> list[str]:
 
 # ------------------------------------------------------------------------------------------ the table
 STAGES: tuple[Stage, ...] = (
+    # DVC only: every other DVC job depends on its entry's digest, not on each file (sgpose.dag.digests)
+    Stage(CODE_STAGE, "sgpose.stages.code", "the digest of every entry module's sources (DVC's code dependency)",
+          once, "sgpose code", outs=lambda k: [Out(digests.digest_path(e)) for e in entries()],
+          deps=lambda f, k: [digests.package_dir().as_posix()], engines=frozenset({"dvc"})),
     # every key of the file: a misspelt section, which no other stage reads, fails the run; under DVC also a
     # dvc.yaml that is stale for the file's grid
     Stage("check_params", "sgpose.stages.check_params", "validate the whole params file (and dvc.yaml's currency)",
@@ -309,6 +315,11 @@ def _cache_params(file: ParamsFile, k: Keys) -> list[str]:
     shaped = ["dtype", "compression", "feature_levels", *(("train_views", "augment") if k["split"] == "train"
                                                            else ("flip_test",))]
     return [f"backbones.{k['bb']}", *(f"cache.{key}" for key in shaped), "compute"]
+
+
+def entries() -> list[str]:
+    """The entry modules the `code` stage digests: every other stage's."""
+    return sorted({s.entry for s in STAGES if s.name != CODE_STAGE})
 
 
 def stage(name: str) -> Stage:

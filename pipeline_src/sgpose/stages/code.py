@@ -1,0 +1,32 @@
+"""`sgpose code`: the digest of every stage's sources (results/code/<entry>.json), DVC's code dependency.
+
+Run by DVC before anything else whenever a file of `pipeline_src/sgpose` changes (sgpose.dag.digests
+says why DVC's jobs depend on a digest instead of listing their import closure). Reads the checkout in
+the working directory, not the installed package, so the digests follow the files dvc.yaml names.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from sgpose.dag.digests import digest, digest_path
+from sgpose.dag.table import entries
+from sgpose.io import write_json
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--project", default=".", metavar="DIR",
+                        help="the checkout whose pipeline_src/sgpose is read; digests go to its results/code/ "
+                        "(default: the working directory)")
+
+
+def run(args: argparse.Namespace) -> None:
+    project = Path(args.project)
+    for entry in entries():
+        d = digest(entry, project)
+        write_json(project / digest_path(entry), d)
+        log.info("%s: %d files -> %s", entry, len(d["files"]), digest_path(entry))
