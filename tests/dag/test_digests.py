@@ -60,3 +60,10 @@ def test_an_import_added_to_a_module_joins_the_closure(checkout):
     stage.write_text(stage.read_text() + "\nimport sgpose.report.page  # noqa\n")
     after = json.loads(run_code_stage(checkout)["sgpose.stages.start_pose"])["files"]
     assert "pipeline_src/sgpose/report/page.py" in after
+
+
+def test_a_directory_without_the_sources_is_a_clear_error(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "sgpose.cli", "code", "--project", str(tmp_path)],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 1 and "pipeline_src/sgpose: no package sources here" in proc.stderr
+    assert not (tmp_path / "results").exists()

@@ -11,7 +11,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from sgpose.dag.digests import digest, digest_path
+from sgpose.dag.digests import digest, digest_path, package_dir
 from sgpose.dag.table import entries
 from sgpose.io import write_json
 
@@ -26,6 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     project = Path(args.project)
+    if not package_dir(project).is_dir():
+        raise FileNotFoundError(f"{package_dir(project)}: no package sources here (run `sgpose code` in the "
+                                "project root, or pass --project)")
     for entry in entries():
         d = digest(entry, project)
         write_json(project / digest_path(entry), d)
