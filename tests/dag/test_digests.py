@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from sgpose.config.paths import Paths
 from sgpose.dag import digests, imports
 from sgpose.dag.table import entries
 
@@ -27,7 +28,8 @@ def checkout(tmp_path) -> Path:
 def run_code_stage(project: Path) -> dict[str, bytes]:
     subprocess.run([sys.executable, "-m", "sgpose.cli", "code", "--project", str(project)], check=True,
                    capture_output=True, cwd=ROOT)
-    return {e: (project / digests.digest_path(e)).read_bytes() for e in entries()}
+    paths = Paths.of("-", "-", root=project)
+    return {e: paths.code_digest(e).read_bytes() for e in entries()}
 
 
 def test_a_digest_lists_the_closure_with_each_files_sha256(checkout):

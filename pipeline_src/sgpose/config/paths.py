@@ -32,6 +32,10 @@ class Paths:
         """The `check_params` stage's stamp: the whole params file validated (sgpose.stages.check_params)."""
         return self.results / "params_check.json"
 
+    def code_digest(self, entry: str) -> Path:
+        """The `code` stage's digest of one entry module's sources, DVC's code dependency (sgpose.dag.digests)."""
+        return self.results / "code" / f"{entry}.json"
+
     @property
     def download_stamp(self) -> Path:
         """What `download` verified for this dataset (every file's checksum): the stage's tracked output."""

@@ -18,17 +18,11 @@ from pathlib import Path
 from sgpose.dag.imports import PACKAGE, module_files
 
 CODE_ROOT = "pipeline_src"  # the package's directory, relative to the project root
-DIGEST_DIR = "results/code"
 
 
 def package_dir(project: str | Path = ".") -> Path:
     """The package's sources in a project checkout (`pipeline_src/sgpose`)."""
     return Path(project) / CODE_ROOT / PACKAGE
-
-
-def digest_path(entry: str) -> str:
-    """Where the `code` stage writes the digest of `entry` (`results/code/sgpose.stages.infer.json`)."""
-    return f"{DIGEST_DIR}/{entry}.json"
 
 
 def code_files(entry: str, project: str | Path = ".") -> list[str]:

@@ -15,8 +15,7 @@ from typing import Any
 
 import yaml
 
-from sgpose.config import ParamsFile
-from sgpose.dag.digests import digest_path
+from sgpose.config import ParamsFile, Paths
 from sgpose.dag.table import CODE_STAGE, WHOLE_FILE, Job, Out, jobs
 
 HEADER = """\
@@ -60,7 +59,7 @@ def stage_entry(job: Job, raw: dict) -> dict:
     """One job as a dvc.yaml stage."""
     entry: dict[str, Any] = {"cmd": job.dvc_cmd or job.cmd}
     # the code: one digest of the entry's import closure (sgpose.dag.digests); the code stage reads the package
-    entry["deps"] = [*job.deps, *([] if job.stage == CODE_STAGE else [digest_path(job.entry)])]
+    entry["deps"] = [*job.deps, *([] if job.stage == CODE_STAGE else [str(Paths.of("-", "-").code_digest(job.entry))])]
     params = _params(raw, job.params)
     if params:
         entry["params"] = params

@@ -217,7 +217,7 @@ def _report_deps(file: ParamsFile, k: Keys) -> list[str]:
 STAGES: tuple[Stage, ...] = (
     # DVC only: every other DVC job depends on its entry's digest, not on each file (sgpose.dag.digests)
     Stage(CODE_STAGE, "sgpose.stages.code", "the digest of every entry module's sources (DVC's code dependency)",
-          once, "sgpose code", outs=lambda k: [Out(digests.digest_path(e)) for e in entries()],
+          once, "sgpose code", outs=lambda k: [Out(str(Paths.of("-", "-").code_digest(e))) for e in entries()],
           deps=lambda f, k: [digests.package_dir().as_posix()], engines=frozenset({"dvc"})),
     # every key of the file: a misspelt section, which no other stage reads, fails the run; under DVC also a
     # dvc.yaml that is stale for the file's grid

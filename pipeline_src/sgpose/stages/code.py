@@ -11,7 +11,8 @@ import argparse
 import logging
 from pathlib import Path
 
-from sgpose.dag.digests import digest, digest_path, package_dir
+from sgpose.config.paths import Paths
+from sgpose.dag.digests import digest, package_dir
 from sgpose.dag.table import entries
 from sgpose.io import write_json
 
@@ -29,7 +30,8 @@ def run(args: argparse.Namespace) -> None:
     if not package_dir(project).is_dir():
         raise FileNotFoundError(f"{package_dir(project)}: no package sources here (run `sgpose code` in the "
                                 "project root, or pass --project)")
+    paths = Paths.of("-", "-", root=project)
     for entry in entries():
         d = digest(entry, project)
-        write_json(project / digest_path(entry), d)
-        log.info("%s: %d files -> %s", entry, len(d["files"]), digest_path(entry))
+        write_json(paths.code_digest(entry), d)
+        log.info("%s: %d files -> %s", entry, len(d["files"]), paths.code_digest(entry))
