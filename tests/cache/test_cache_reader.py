@@ -3,11 +3,13 @@ always the same numbers as reading the whole cache; one view per instance and ep
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
 from cache_samples import ATTRS, arrays
-from sgpose.cache.reader import CacheBatches, batch_loader, load_cache, runs, sequential_batches, shuffled_batches
+from sgpose.cache.reader import CacheBatches, EpochLoader, batch_loader, load_cache, runs, sequential_batches, shuffled_batches
 from sgpose.cache.shards import shard_path, write_manifest
 from sgpose.cache.writer import write_cache
 
@@ -56,6 +58,33 @@ def test_batches_read_from_shards_equal_the_whole_cache(sharded, preload):
             np.testing.assert_array_equal(batch[key].numpy(), want.astype(batch[key].numpy().dtype), err_msg=key)
     with pytest.raises(IndexError, match="sorted, unique"):
         data[[3, 1]]
+
+
+class PidBatches(CacheBatches):
+    """CacheBatches that also say which process read each batch."""
+
+    def __getitem__(self, indices):
+        return super().__getitem__(indices) | {"pid": torch.tensor(os.getpid())}
+
+
+def test_epoch_loader_keeps_its_workers_and_reads_each_epochs_batches(tmp_path):
+    write_cache(tmp_path / "c.h5", arrays(), ATTRS)
+    data = PidBatches(tmp_path / "c.h5")
+    loader, gen = EpochLoader(data, num_workers=2), torch.Generator().manual_seed(5)
+    pids = []
+    for epoch in range(3):
+        batches = shuffled_batches(5, 2, gen)
+        read = list(loader(batches))
+        assert len(read) == len(batches)
+        for batch, indices in zip(read, batches, strict=True):
+            want = data[indices]
+            assert all(torch.equal(batch[k], want[k]) for k in want if k != "pid")
+        pids.append({int(b["pid"]) for b in read})
+        assert os.getpid() not in pids[-1]
+    assert pids[0] == pids[1] == pids[2]  # the same two reader processes every epoch
+    first = next(iter(loader([[0, 1], [2, 3], [4]])))  # an epoch left unfinished: the next one starts afresh
+    assert torch.equal(first["heatmaps"], data[[0, 1]]["heatmaps"])
+    assert [b["heatmaps"].shape[0] for b in loader([[4], [0, 1, 2]])] == [1, 3]
 
 
 def test_worker_processes_read_the_same_batches(tmp_path):

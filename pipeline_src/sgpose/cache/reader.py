@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import h5py
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from sgpose import threads
 from sgpose.cache.format import dataset_keys, num_features, read_attrs
@@ -214,3 +214,32 @@ def batch_loader(dataset: CacheBatches, batches: list[list[int]], num_workers: i
     """Read `batches` in this order, in `num_workers` processes; `pin_memory` when batches go to a GPU."""
     return DataLoader(dataset, batch_size=None, sampler=batches, num_workers=threads.loader_workers(num_workers),
                       pin_memory=pin_memory, persistent_workers=False)
+
+
+class EpochBatches(Sampler):
+    """The current epoch's batches: the sampler of a loader whose workers outlive the epoch."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+class EpochLoader:
+    """`loader(batches)` -> an iterable of those batches, read by worker processes started once for
+    every epoch (training): a restart per epoch forks `num_workers` processes that reopen every shard
+    and refill the prefetch queue, seconds per epoch on a GPU node. The dataset is pickled to the
+    workers once: it must not change between epochs (CacheBatches does not)."""
+
+    def __init__(self, dataset: CacheBatches, num_workers: int = 0, pin_memory: bool = False):
+        self.order, workers = EpochBatches(), threads.loader_workers(num_workers)
+        self.loader = DataLoader(dataset, batch_size=None, sampler=self.order, num_workers=workers,
+                                 pin_memory=pin_memory, persistent_workers=workers > 0)
+
+    def __call__(self, batches: list[list[int]]) -> DataLoader:
+        self.order.batches = [list(b) for b in batches]
+        return self.loader

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 
 from sgpose import compute, threads
 from sgpose.cache import shards
-from sgpose.cache.reader import TRAIN_KEYS, CacheBatches, batch_loader
+from sgpose.cache.reader import TRAIN_KEYS, CacheBatches, EpochLoader
 from sgpose.config.paths import Paths
 from sgpose.config.selection import Params
 from sgpose.data.coco import read_instances
@@ -37,19 +37,19 @@ class CachedSource:
     def __init__(self, path: Path, params: Params, dev: torch.device, keys: tuple[str, ...] = TRAIN_KEYS):
         tp = params.train_refiner
         # fp16 batches from the reader processes, float32 on the device (compute.to_device)
-        self.data, self.pin = CacheBatches(path, keys, as_stored=True), dev.type == "cuda"
+        self.data = CacheBatches(path, keys, as_stored=True)
         if self.data.nbytes <= tp.preload_gb * 1e9:
             self.data.load()
             log.info("%s: %.2f GB, read into memory (train_refiner.preload_gb %.1f)", path, self.data.nbytes / 1e9,
                      tp.preload_gb)
-        self.views, self.workers = self.data.views, tp.num_workers
+        self.views, self.loader = self.data.views, EpochLoader(self.data, tp.num_workers, dev.type == "cuda")
         self.num_instances = len(self.data) // self.views
         self.channels, self.levels = self.data.feature_channels(), self.data.feature_levels
         # the cache's attributes name its backbone weights, parameters and (manifest) shard fingerprints
         self.identity = hashlib.sha256(json.dumps(self.data.attrs, sort_keys=True, default=str).encode()).hexdigest()
 
     def batches(self, batches: list[list[int]], epoch: int) -> Iterable[dict[str, torch.Tensor]]:
-        return batch_loader(self.data, batches, self.workers, self.pin)
+        return self.loader(batches)  # the same reader processes every epoch
 
 
 class OnlineSource:
