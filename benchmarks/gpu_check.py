@@ -3,18 +3,22 @@
     benchmarks/gpu_check.sh                   # on a GPU machine (< 8 min on one H100); sets up the bundle
     benchmarks/gpu_check.sh --small           # CPU sizes (the default without CUDA): a few minutes on 2 cores
 
-Sections (each one's figures, or its error, go to one JSON; a failing section never stops the others):
-  cuda_tests    the tests marked `cuda` (bf16 / channels_last / pinned memory / AMP against the CPU)
-  backbones     images/s of SimpleBaseline-R50 and HRNet-W32 at 256x192, as the stages run them (bf16,
-                channels_last on CUDA)
-  refiner_cost  the refiner's readings against the R50 forward (benchmarks/refiner_cost.py)
-  cache_stage   the cache stage against the pure backbone forward (benchmarks/cache_throughput.py)
-  train         `sgpose train_refiner` (the paper's refiner, batch 48, AMP) from a sample cache of R50
-                features at 256x192 streamed from disk: samples/s, and what it means for full COCO
-  ddp           the same training under torchrun, one process (NCCL on a GPU, gloo on the CPU): the
-                single process's weights
-  sample        the sample end to end on this device (backbone, cache, ours, infer cached and online,
-                evaluate), then its inference again on the CPU: the APs agree within noise
+Sections, in the order they run (each one's figures, or its error, go to one JSON, written after every
+section: a call cut short keeps what finished; a failing section never stops the others):
+  cuda_tests      the tests marked `cuda` (bf16 / channels_last / pinned memory / AMP against the CPU)
+  backbones       images/s of SimpleBaseline-R50 and HRNet-W32 at 256x192, as the stages run them (bf16,
+                  channels_last on CUDA)
+  refiner_cost    the refiner's readings against the R50 forward (benchmarks/refiner_cost.py)
+  sample          the sample end to end on this device (backbone, cache, ours, infer cached and online,
+                  evaluate), then its inference again on the CPU: the APs agree within noise
+  train           `sgpose train_refiner` (the paper's refiner, batch 48, AMP) from a sample cache of R50
+                  features at 256x192 streamed from disk: samples/s, and what it means for full COCO; the
+                  cache reader alone (first epoch, later epochs, one process) and the training step alone
+  ddp             the same training under torchrun, one process (NCCL on a GPU, gloo on the CPU): the
+                  single process's weights
+  cache_stage     the cache stage against the pure backbone forward (benchmarks/cache_throughput.py)
+  refiner_levers  the static reading's profile and its levers: NCHW, CUDA graphs, torch.compile
+                  (benchmarks/refiner_levers.py)
 Prints one table of the measured figures against the targets.
 """
 
@@ -37,6 +41,7 @@ import yaml
 from backbone_throughput import make
 from cache_throughput import CACHE_STAGE, FORWARD, cache_rates, sample_crops
 from refiner_cost import BACKBONE_ROW, STATIC_ROW, measure
+from refiner_levers import levers
 from sgpose import compute
 from sgpose.cache.reader import features, shuffled_batches
 from sgpose.config.paths import Paths
@@ -156,6 +161,12 @@ def refiner_cost(size: dict, work: Path) -> dict:
     return out | {"static_ratio": min(v["static_ratio"] for v in out.values()), "unet_params_m": params}
 
 
+def refiner_levers(size: dict, work: Path) -> dict:
+    """Where the static reading's time goes and what CUDA graphs, NCHW and torch.compile would save
+    (benchmarks/refiner_levers.py): the figures the next change to the refiner's GPU path needs."""
+    return levers(size["batch"], size["iters"])
+
+
 def cache_stage(size: dict, work: Path) -> dict:
     rates = cache_rates(sample_crops(size["crops"]), size["batch"], size["workers"])
     return {"samples_per_s": rates, "cache_over_forward": rates[CACHE_STAGE] / rates[FORWARD], "crops": size["crops"]}
@@ -202,11 +213,19 @@ def train_parts(project: Project, batches: int = 16) -> dict:
     source = training_source(params, project.paths, dev)
     order = shuffled_batches(source.num_instances, tp.batch_size, torch.Generator().manual_seed(0), source.views)
     order = order[:batches]
-    t0 = time.perf_counter()
-    loaded = [{k: compute.to_device(v, cp, dev) for k, v in b.items()} for b in source.batches(order, 0)]
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
-    reader = sum(map(len, order)) / (time.perf_counter() - t0)
+
+    def rate(batches) -> tuple[float, list[dict]]:
+        """Samples/s of reading `batches` onto the device."""
+        t0 = time.perf_counter()
+        loaded = [{k: compute.to_device(v, cp, dev) for k, v in b.items()} for b in batches]
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        return sum(len(b["heatmaps"]) for b in loaded) / (time.perf_counter() - t0), loaded
+
+    first, loaded = rate(source.batches(order, 0))  # the reader processes start (once per run: EpochLoader)
+    reader, _ = rate(source.batches(order, 1))  # the same processes again: what every later epoch reads at
+    in_process, _ = rate(source.data[b] for b in order[:4])  # one process: HDF5 read + lz4 + checksum alone
+    sample_mb = sum(v[0].numel() * v.element_size() for v in source.data[order[0][:1]].values()) / 1e6
     torch.manual_seed(0)
     unet = compute.prepare_model(build_unet(params, source.channels, "ours", source.levels), cp, dev)
     spec, opt = guidance_spec(params, "ours", project.paths.start_pose), torch.optim.Adam(unet.parameters(), lr=tp.lr)
@@ -220,8 +239,9 @@ def train_parts(project: Project, batches: int = 16) -> dict:
         loss.backward()
         opt.step()
 
-    return {"reader_samples_per_s": reader, "step_samples_per_s": len(b["heatmaps"]) / timed(step, 5),
-            "reader_workers": tp.num_workers}
+    return {"reader_samples_per_s": reader, "reader_first_epoch_samples_per_s": first,
+            "reader_in_process_samples_per_s": in_process, "stored_mb_per_sample": sample_mb,
+            "step_samples_per_s": len(b["heatmaps"]) / timed(step, 5), "reader_workers": tp.num_workers}
 
 
 def ddp(size: dict, work: Path) -> dict:
@@ -281,8 +301,10 @@ def _score(project: Project, *sets: str, cache: bool = False) -> None:
         project.run("evaluate", "--variant", variant)
 
 
-SECTIONS = {"cuda_tests": cuda_tests, "backbones": backbones, "refiner_cost": refiner_cost, "cache_stage": cache_stage,
-            "train": train, "ddp": ddp, "sample": sample}
+# in the order they run: what the issue must show first (a device call cut short keeps the finished
+# sections), the exploratory levers last
+SECTIONS = {"cuda_tests": cuda_tests, "backbones": backbones, "refiner_cost": refiner_cost, "sample": sample,
+            "train": train, "ddp": ddp, "cache_stage": cache_stage, "refiner_levers": refiner_levers}
 
 
 # --------------------------------------------------------------------------------------- the report
@@ -307,11 +329,18 @@ def table(report: dict) -> list[tuple[str, str, str]]:
         ("refiner training, samples/s", get("train", "samples_per_s", fmt="{:.1f}"), f">= {t['train_samples_per_s']:g}"),
         ("  full COCO epochs per hour", get("train", "full_coco_epochs_per_hour", fmt="{:.2f}"), ">= 5.4"),
         ("  hours for 130 epochs", get("train", "hours_for_130_epochs", fmt="{:.1f}"), "< 24"),
-        ("  cache reader alone, samples/s", get("train", "reader_samples_per_s", fmt="{:.1f}"), "-"),
+        ("  cache reader alone (workers started), samples/s", get("train", "reader_samples_per_s", fmt="{:.1f}"), "-"),
+        ("  the same, first epoch (workers starting)", get("train", "reader_first_epoch_samples_per_s", fmt="{:.1f}"),
+         "-"),
+        ("  the same, one process (HDF5 + lz4 alone)", get("train", "reader_in_process_samples_per_s", fmt="{:.1f}"),
+         "-"),
         ("  training step alone (one batch on the device), samples/s", get("train", "step_samples_per_s", fmt="{:.1f}"),
          "-"),
         ("DDP via torchrun, 1 process: max |w - w_single|", get("ddp", "max_weight_difference", fmt="{:.2e}"),
          f"<= {report.get('ddp', {}).get('bound', '-')} ({report.get('ddp', {}).get('backend', '-')})"),
+        *((f"lever {k}: static reading / R50 forward", get("refiner_levers", k, "ratio"), f"<= {t['static_ratio']}")
+          for k in ("eager", "nchw", "graph", "compile")),
+        ("  kernels per static reading", get("refiner_levers", "profile", "kernels_per_reading", fmt="{:.0f}"), "-"),
         ("sample AP, device vs CPU: max |dAP|", get("sample", "ap_difference", fmt="{:.4f}"), f"<= {t['ap_difference']}"),
         ("  sample AP (device; ours val, val_det)", get("sample", "ap", "device", "ours", fmt="{}"),
          "> 0 for an informative comparison"),
@@ -328,12 +357,14 @@ def print_table(rows: list[tuple[str, str, str]], header: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=REPO / "build" / "gpu_check", help="where the JSON goes")
+    parser.add_argument("--work", type=Path, default=REPO / "build" / "gpu_check" / "work",
+                        help="where the sections make their projects (each replaces its own)")
     parser.add_argument("--small", action="store_true", help="CPU sizes (the default without CUDA)")
     parser.add_argument("--sections", nargs="+", choices=list(SECTIONS), default=list(SECTIONS))
     args = parser.parse_args()
     on_gpu = torch.cuda.is_available()
     size = SIZES["cpu" if args.small or not on_gpu else "gpu"]
-    work = REPO / "build" / "gpu_check" / "work"
+    work = args.work
     work.mkdir(parents=True, exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)
     device = torch.cuda.get_device_name() if on_gpu else f"no CUDA: CPU, {os.cpu_count()} cores"

@@ -14,6 +14,7 @@ channels_last on CUDA; fp32 on the CPU). Features are random tensors of SimpleBa
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 
 import torch
 from sgpose import compute, guidance
@@ -32,9 +33,24 @@ BACKBONE_ROW = "backbone forward (SimpleBaseline-R50)"
 STATIC_ROW = "static refinement (1 UNet call)"
 
 
-def measure(batch: int = 64, iters: int = 3, S: int = 3, base: int = 32, cp: ComputeParams | None = None) -> dict:
-    """Median seconds of each row for one batch, on `cp`'s device the way the stages run (sgpose.compute:
-    bf16 autocast and channels_last on CUDA, plain fp32 on the CPU)."""
+@dataclass
+class Bench:
+    """One batch of random inputs of SimpleBaseline-R50's shapes, the refiner and the R50 on one device."""
+
+    cp: ComputeParams
+    device: torch.device
+    feats: list[torch.Tensor]
+    y0: torch.Tensor
+    start: torch.Tensor
+    spec: GuidanceSpec
+    unet: StructureGuidedUNet
+    backbone: PoseResNet
+    images: torch.Tensor
+
+
+def setup(batch: int = 64, S: int = 3, base: int = 32, cp: ComputeParams | None = None) -> Bench:
+    """The models and inputs on `cp`'s device the way the stages run them (sgpose.compute: bf16 autocast
+    and channels_last on CUDA, plain fp32 on the CPU)."""
     cp = cp or ComputeParams()
     device = compute.device(cp)
     torch.manual_seed(0)
@@ -42,11 +58,19 @@ def measure(batch: int = 64, iters: int = 3, S: int = 3, base: int = 32, cp: Com
     feats = [compute.to_device(torch.randn(b, 256, HEATMAP[0] >> i, HEATMAP[1] >> i), cp, device) for i in range(3)]
     y0 = compute.to_device(torch.rand(b, K, *HEATMAP), cp, device)
     start = torch.from_numpy(COCO.canonical_pose(HEATMAP)).to(device)
-    gp = GuidanceParams(S=S)
-    spec = GuidanceSpec(gp, get_variant("ours"), start, 2.0, HEATMAP, guidance.fusion_weights(S))
+    spec = GuidanceSpec(GuidanceParams(S=S), get_variant("ours"), start, 2.0, HEATMAP, guidance.fusion_weights(S))
     unet = compute.prepare_model(StructureGuidedUNet(K, [256] * 3, base, [1, 2, 4], 64), cp, device).eval()
     backbone = compute.prepare_model(PoseResNet(50, K), cp, device).eval()
     images = compute.to_device(torch.randn(b, 3, *SIZE), cp, device)
+    return Bench(cp, device, feats, y0, start, spec, unet, backbone, images)
+
+
+def measure(batch: int = 64, iters: int = 3, S: int = 3, base: int = 32, cp: ComputeParams | None = None) -> dict:
+    """Median seconds of each row for one batch (`setup`)."""
+    x = setup(batch, S, base, cp)
+    cp, device, feats, y0, start, spec, unet, backbone, images = (
+        x.cp, x.device, x.feats, x.y0, x.start, x.spec, x.unet, x.backbone, x.images)
+    b, gp = batch, spec.params
     pred = torch.rand(b, K, 2, device=device) * torch.tensor([47.0, 63.0], device=device)
     t_last = torch.full((b,), gp.T - 1, device=device)
     with compute.inference(cp, device):
