@@ -10,6 +10,8 @@ Sections:
                train cache when there is one): size ratio, write MB/s, random batch read ms, full read MB/s
   cache        the cache stage (crops -> backbone -> HDF5 writer) against the pure backbone forward and the
                crop loading alone, samples/s, on the sample's real images (SGPOSE_MIRROR)
+  writer       the cache writer alone (lz4 + Fletcher-32) with HDF5's filters on one thread and with
+               sgpose's chunk encoders on 1..all cores (sgpose.cache.chunks), samples/s and MB/s
   loader       random training batches read from a cache (CacheBatches, `--workers`) against the refiner's
                training step (UNet forward + backward + Adam) at 256x192, samples/s
 """
@@ -25,7 +27,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import torch
-from sgpose import compute
+from sgpose import compute, threads
 from sgpose.cache.format import COMPRESSION
 from sgpose.cache.reader import CacheBatches, batch_loader, features, load_cache, shuffled_batches
 from sgpose.cache.writer import cache_writer, write_cache
@@ -150,16 +152,49 @@ def section_cache(samples: int, batch: int, workers: int) -> None:
         print(f"{name:42s} {rate:8.1f} samples/s")
 
 
+def r50_arrays(n: int, flip: bool = False, chans: tuple[int, ...] = (256, 256, 256)) -> dict[str, np.ndarray]:
+    """`n` random samples of a SimpleBaseline-R50 cache at 256x192 (ReLU-like features: half zeros),
+    float32 as the backbone hands them to the writer; with the flip view's datasets (`flip`)."""
+    rng = np.random.default_rng(0)
+    views = ("", "flip/") if flip else ("",)
+    return {"target": rng.random((n, K, *HEATMAP), np.float32),
+            "target_weight": np.ones((n, K), np.float32), "joints": rng.random((n, K, 3), np.float32) * 40,
+            **{f"{v}heatmaps": rng.random((n, K, *HEATMAP), np.float32) for v in views},
+            **{f"{v}feat/{i}": np.maximum(rng.standard_normal((n, c, HEATMAP[0] >> i, HEATMAP[1] >> i), np.float32), 0)
+               for v in views for i, c in enumerate(chans)},
+            **{f"meta/{k}": np.zeros((n, d)) for k, d in (("center", 2), ("scale", 2), ("bbox", 4))},
+            "meta/image_id": np.arange(n), "meta/ann_id": np.arange(n), "meta/score": np.ones(n, np.float32)}
+
+
+def writer_rates(n: int, batch: int, encoders: list[int], flip: bool = True, iters: int = 3) -> dict[int, float]:
+    """Samples/s of the cache writer alone (fp16, lz4, Fletcher-32) for each number of encoder threads
+    (0: HDF5's filters on the writing thread), over `n` R50 samples in batches (median of `iters` writes
+    after one warm-up)."""
+    arrays = r50_arrays(n, flip)
+
+    def write(k: int) -> None:
+        with tempfile.TemporaryDirectory() as tmp, cache_writer(Path(tmp) / "c.h5", n, {}, encoders=k) as w:
+            for i in range(0, n, batch):
+                w.append({key: v[i:i + batch] for key, v in arrays.items()})
+
+    return {k: n / timed(lambda: write(k), iters) for k in encoders}
+
+
+def section_writer(samples: int, batch: int) -> None:
+    cores = threads.pool_threads()
+    counts = sorted({0, 1, *range(2, cores + 1, 2), cores})
+    mb = sum(v[0].nbytes for k, v in r50_arrays(1, True).items() if v.dtype == np.float32) / 2 / 1e6
+    print(f"\n## cache writer alone, {samples} SimpleBaseline-R50 samples with the flip view ({mb:.2f} MB of fp16 "
+          f"each), lz4 + Fletcher-32, batch {batch}, {cores} cores")
+    for k, rate in writer_rates(samples, batch, counts).items():
+        what = "HDF5's filters (one thread)" if k == 0 else f"{k} encoder thread{'s' * (k > 1)}"
+        print(f"{what:42s} {rate:8.1f} samples/s {rate * mb:8.0f} MB/s")
+
+
 def section_loader(batch: int, workers: int) -> None:
     n = 4 * batch
-    rng = np.random.default_rng(0)
     chans = [256, 256, 256]
-    arrays = {"heatmaps": rng.random((n, K, *HEATMAP), np.float32), "target": rng.random((n, K, *HEATMAP), np.float32),
-              "target_weight": np.ones((n, K), np.float32), "joints": rng.random((n, K, 3), np.float32) * 40,
-              **{f"feat/{i}": np.maximum(rng.standard_normal((n, c, HEATMAP[0] >> i, HEATMAP[1] >> i), np.float32), 0)
-                 for i, c in enumerate(chans)},
-              **{f"meta/{k}": np.zeros((n, d)) for k, d in (("center", 2), ("scale", 2), ("bbox", 4))},
-              "meta/image_id": np.arange(n), "meta/ann_id": np.arange(n), "meta/score": np.ones(n, np.float32)}
+    arrays = r50_arrays(n)
     cp = ComputeParams()
     dev = compute.device(cp)
     unet = compute.prepare_model(StructureGuidedUNet(K, chans, 32, [1, 2, 4], 64), cp, dev)
@@ -191,8 +226,8 @@ def section_loader(batch: int, workers: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sections", nargs="+", default=["bytes", "compression", "cache", "loader"],
-                        choices=["bytes", "compression", "cache", "loader"])
+    parser.add_argument("--sections", nargs="+", default=["bytes", "compression", "cache", "writer", "loader"],
+                        choices=["bytes", "compression", "cache", "writer", "loader"])
     parser.add_argument("--cache", type=Path, default=Path("results/sample/sb_r18/cache/train.h5"),
                         help="a cache file whose features the compression section measures")
     parser.add_argument("--samples", type=int, default=64, help="crops the cache section runs")
@@ -206,6 +241,8 @@ def main() -> None:
         section_bytes(ratio)
     if "cache" in args.sections:
         section_cache(args.samples, args.batch, args.workers)
+    if "writer" in args.sections:
+        section_writer(args.samples, args.batch)
     if "loader" in args.sections:
         section_loader(args.batch, args.workers)
 

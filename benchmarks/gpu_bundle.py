@@ -16,7 +16,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 BUNDLED = ("pydantic", "pydantic-core", "annotated-types", "typing-inspection", "typing-extensions", "hdf5plugin",
-           "pycocotools", "faster-coco-eval")
+           "lz4", "pycocotools", "faster-coco-eval")
 SAMPLE = "coco_sample"
 ANNOTATIONS = "annotations/person_keypoints_sample.json"
 DETECTIONS = "person_detection_results/COCO_val2017_detections_AP_H_56_person_sample.json"

@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BUNDLE=${SGPOSE_GPU_BUNDLE:-.gpu_bundle}
 PY=${PYTHON:-python3}
-if ! "$PY" -c "import pydantic, hdf5plugin, pycocotools, faster_coco_eval" 2>/dev/null; then
+if ! "$PY" -c "import pydantic, hdf5plugin, lz4, pycocotools, faster_coco_eval" 2>/dev/null; then
     [ -d "$BUNDLE/site" ] || { echo "gpu_check: $PY lacks sgpose's dependencies and there is no $BUNDLE/site" \
                                     "(run benchmarks/gpu_bundle.sh where pip reaches PyPI)" >&2; exit 2; }
     export PYTHONPATH="$PWD/$BUNDLE/site${PYTHONPATH:+:$PYTHONPATH}"

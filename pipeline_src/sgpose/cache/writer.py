@@ -11,6 +11,7 @@ import logging
 import os
 import queue
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -18,6 +19,8 @@ import h5py
 import numpy as np
 import torch
 
+from sgpose import threads
+from sgpose.cache import chunks
 from sgpose.cache.format import COMPRESSION, REQUIRED, dtype_of, num_features, write_attrs
 from sgpose.errors import DiskFullError, disk_full, free_bytes, mount_point
 from sgpose.io import atomic_path
@@ -45,9 +48,12 @@ def stored(arr: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, bool]:
 
 
 class CacheWriter:
-    """Preallocates N samples on the first batch and appends batches of arrays keyed by dataset name."""
+    """Preallocates N samples on the first batch and appends batches of arrays keyed by dataset name.
+    The one-sample chunks of the large datasets are encoded (lz4 or none, + Fletcher-32) on `encoders`
+    threads (`sgpose.cache.chunks`) and written as they are; HDF5's pipeline compresses the rest."""
 
-    def __init__(self, h5: h5py.File, num_samples: int, dtype: str = "float16", compression: str = "lz4"):
+    def __init__(self, h5: h5py.File, num_samples: int, dtype: str = "float16", compression: str = "lz4",
+                 encoders: int | None = None):
         if compression not in COMPRESSION:
             raise ValueError(f"cache compression {compression!r}; expected one of {', '.join(COMPRESSION)}")
         self.h5 = h5
@@ -56,6 +62,9 @@ class CacheWriter:
         self.compression = compression
         self.count = 0
         self.overflowed: set[str] = set()  # datasets already warned about
+        self.direct: set[str] = set()  # datasets whose chunks are encoded here
+        self.encoders = threads.pool_threads() if encoders is None else encoders
+        self._pool: ThreadPoolExecutor | None = None
 
     def _create(self, batch: Mapping[str, np.ndarray]) -> None:
         for key, arr in batch.items():
@@ -64,6 +73,8 @@ class CacheWriter:
             big = int(np.prod(arr.shape[1:])) > 64  # small per-sample rows: HDF5 picks the chunks
             self.h5.create_dataset(key, shape=shape, dtype=dt, chunks=(1, *arr.shape[1:]) if big else True,
                                    fletcher32=True, **(COMPRESSION[self.compression] if big else {}))
+            if big and self.compression in chunks.DIRECT and self.encoders > 0:
+                self.direct.add(key)
 
     def append(self, batch: Mapping[str, np.ndarray]) -> None:
         """Write the next len(batch) samples; every batch has the same keys. An empty cache (an empty
@@ -79,6 +90,7 @@ class CacheWriter:
         if self.count + b > self.n:
             raise ValueError(f"cache overflow: {self.count + b} samples for {self.n} preallocated")
         self._check_space(batch)
+        encoded: dict[str, np.ndarray] = {}
         for key, arr in batch.items():
             ds = self.h5[key]
             values, overflow = stored(arr, ds.dtype)
@@ -86,8 +98,33 @@ class CacheWriter:
                 self.overflowed.add(key)
                 log.warning("%s: %s has values beyond the float16 range (|x| > 65504), stored as inf; "
                             "cache.dtype: float32 keeps them", self.h5.filename, key)
-            ds[self.count:self.count + b] = values
+            if key in self.direct:
+                encoded[key] = np.ascontiguousarray(values)
+            else:
+                ds[self.count:self.count + b] = values
+        self._write_direct(encoded)
         self.count += b
+
+    def _write_direct(self, arrays: Mapping[str, np.ndarray]) -> None:
+        """One chunk per sample of each array, encoded on the pool and written in sample order (the file
+        holds the same bytes as HDF5's own filters would have written)."""
+        if not arrays:
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.encoders, thread_name_prefix="cache-chunks")
+        tasks = [(key, i) for key, arr in arrays.items() for i in range(len(arr))]
+        encoded = self._pool.map(lambda task: chunks.encode_chunk(arrays[task[0]][task[1]].tobytes(), self.compression),
+                                 tasks)
+        datasets = {key: self.h5[key].id for key in arrays}
+        for (key, i), data in zip(tasks, encoded):
+            ds = datasets[key]
+            ds.write_direct_chunk((self.count + i, *(0,) * (ds.rank - 1)), data)
+
+    def close(self) -> None:
+        """Stop the encoder threads (the file is the caller's to close)."""
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
 
     def _check_space(self, batch: Mapping[str, np.ndarray]) -> None:
         """Refuse a batch the disk cannot take (its uncompressed size plus HEADROOM): HDF5 hitting ENOSPC
@@ -148,15 +185,17 @@ class BackgroundAppends:
 
 @contextlib.contextmanager
 def cache_writer(path: str | Path, num_samples: int, attrs: Mapping[str, Any], dtype: str = "float16",
-                 compression: str = "lz4", background: bool = False) -> Iterator[CacheWriter | BackgroundAppends]:
+                 compression: str = "lz4", background: bool = False,
+                 encoders: int | None = None) -> Iterator[CacheWriter | BackgroundAppends]:
     """Open a CacheWriter on a temporary file; on success the file is finished and renamed to `path`.
     On any failure the file is closed here and deleted (a full disk: a DiskFullError naming it).
-    `background`: appends run on a writer thread (BackgroundAppends), overlapping the caller's work."""
+    `background`: appends run on a writer thread (BackgroundAppends), overlapping the caller's work.
+    `encoders`: threads encoding the large datasets' chunks (default the stage's cores; 0: HDF5's filters)."""
     with atomic_path(path) as tmp:
         h5 = h5py.File(tmp, "w")
-        appends = None
+        appends = writer = None
         try:
-            writer = CacheWriter(h5, num_samples, dtype, compression)
+            writer = CacheWriter(h5, num_samples, dtype, compression, encoders)
             appends = BackgroundAppends(writer) if background else None
             yield appends or writer
             if appends is not None:
@@ -173,6 +212,9 @@ def cache_writer(path: str | Path, num_samples: int, attrs: Mapping[str, Any], d
             if full is not None:
                 raise full from err
             raise
+        finally:
+            if writer is not None:
+                writer.close()
 
 
 def _abandon(h5: h5py.File, tmp: Path) -> None:
@@ -191,8 +233,8 @@ def _abandon(h5: h5py.File, tmp: Path) -> None:
 
 
 def write_cache(path: str | Path, arrays: Mapping[str, np.ndarray], attrs: Mapping[str, Any],
-                dtype: str = "float16", compression: str = "lz4") -> None:
+                dtype: str = "float16", compression: str = "lz4", encoders: int | None = None) -> None:
     """Write whole arrays (keys as in the file: `heatmaps`, `feat/0`, `meta/center`, ...) at once."""
     n = len(next(iter(arrays.values())))
-    with cache_writer(path, n, attrs, dtype, compression) as writer:
+    with cache_writer(path, n, attrs, dtype, compression, encoders=encoders) as writer:
         writer.append(arrays)
