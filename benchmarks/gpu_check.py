@@ -39,10 +39,10 @@ import pandas as pd
 import torch
 import yaml
 from backbone_throughput import make
-from cache_throughput import CACHE_STAGE, FORWARD, cache_rates, sample_crops
+from cache_throughput import CACHE_STAGE, FORWARD, cache_rates, sample_crops, writer_rates
 from refiner_cost import BACKBONE_ROW, STATIC_ROW, measure
 from refiner_levers import levers
-from sgpose import compute
+from sgpose import compute, threads
 from sgpose.cache.reader import features, shuffled_batches
 from sgpose.config.paths import Paths
 from sgpose.config.schema import ComputeParams
@@ -168,8 +168,14 @@ def refiner_levers(size: dict, work: Path) -> dict:
 
 
 def cache_stage(size: dict, work: Path) -> dict:
+    """The stage against the pure forward, and its writer alone: HDF5's filters on one thread (what the
+    H200 run of 2026-11-28 measured, ~115 MB/s) against sgpose's chunk encoders on every core."""
     rates = cache_rates(sample_crops(size["crops"]), size["batch"], size["workers"])
-    return {"samples_per_s": rates, "cache_over_forward": rates[CACHE_STAGE] / rates[FORWARD], "crops": size["crops"]}
+    cores = threads.pool_threads()
+    writer = writer_rates(max(size["crops"] // 4, 4), size["batch"], [0, cores], iters=1)
+    return {"samples_per_s": rates, "cache_over_forward": rates[CACHE_STAGE] / rates[FORWARD], "crops": size["crops"],
+            "writer_hdf5_filters_samples_per_s": writer[0], "writer_encoders_samples_per_s": writer[cores],
+            "encoder_threads": cores}
 
 
 def _train_project(size: dict, work: Path) -> Project:
@@ -326,6 +332,10 @@ def table(report: dict) -> list[tuple[str, str, str]]:
         *((f"refiner static reading / R50 forward, {k.replace('_', ' ')}", get("refiner_cost", k, "static_ratio"),
            f"<= {t['static_ratio']}") for k in report.get("refiner_cost", {}) if k.startswith("batch_")),
         ("cache stage / pure forward", get("cache_stage", "cache_over_forward"), f">= {t['cache_over_forward']}"),
+        ("  cache writer alone, HDF5's filters, samples/s", get("cache_stage", "writer_hdf5_filters_samples_per_s",
+                                                               fmt="{:.1f}"), "-"),
+        (f"  the same, {report.get('cache_stage', {}).get('encoder_threads', '-')} encoder threads, samples/s",
+         get("cache_stage", "writer_encoders_samples_per_s", fmt="{:.1f}"), "-"),
         ("refiner training, samples/s", get("train", "samples_per_s", fmt="{:.1f}"), f">= {t['train_samples_per_s']:g}"),
         ("  full COCO epochs per hour", get("train", "full_coco_epochs_per_hour", fmt="{:.2f}"), ">= 5.4"),
         ("  hours for 130 epochs", get("train", "hours_for_130_epochs", fmt="{:.1f}"), "< 24"),

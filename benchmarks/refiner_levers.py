@@ -145,7 +145,8 @@ def main() -> None:
     if "ops" in out.get("profile", {}):
         p = out["profile"]
         total = next(v for k, v in p.items() if k.endswith("_us_per_reading"))
-        print(f"profile: {total:.0f} us per reading{', %d kernels' % p['kernels_per_reading'] if 'kernels_per_reading' in p else ''}")
+        kernels = f", {p['kernels_per_reading']:.0f} kernels" if "kernels_per_reading" in p else ""
+        print(f"profile: {total:.0f} us per reading{kernels}")
         for op in p["ops"]:
             us = next(v for k, v in op.items() if k.endswith("_us_per_reading"))
             print(f"  {op['name'][:50]:50s} {op['calls_per_reading']:6.1f} calls {us:10.1f} us")

@@ -32,6 +32,8 @@ def test_gpu_check_runs_every_section_at_cpu_sizes(tmp_path):
     assert len(train["epoch_seconds"]) == 2 and train["samples_per_s"] > 0 and train["stored_mb_per_sample"] > 2
     assert all(train[k] > 0 for k in ("reader_samples_per_s", "reader_first_epoch_samples_per_s",
                                       "reader_in_process_samples_per_s", "step_samples_per_s"))
+    cache = report["cache_stage"]
+    assert cache["writer_hdf5_filters_samples_per_s"] > 0 and cache["writer_encoders_samples_per_s"] > 0
     levers = report["refiner_levers"]
     assert levers["eager"]["ratio"] > 0 and levers["nchw"]["ratio"] > 0
     assert "skipped" in levers["graph"] and "skipped" in levers["compile"]  # CUDA only

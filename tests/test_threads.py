@@ -55,6 +55,16 @@ def test_torch_and_opencv_report_the_configured_count():
     assert _configured({"SLURM_CPUS_PER_TASK": "4"}, None, world=2) == [2, 2, 2, 1]  # each DDP process its share
 
 
+def test_a_stage_that_never_imports_torch_does_not_load_it_and_a_later_import_gets_the_count():
+    """evaluate, prepare, download: no torch import for the thread set-up; torch (or OpenCV) imported
+    afterwards starts with the stage's count (OMP_NUM_THREADS)."""
+    code = ("import sys; from sgpose import threads; threads.configure_threads(1, 'evaluate'); "
+            "print('torch' in sys.modules, 'cv2' in sys.modules); import torch; print(torch.get_num_threads())")
+    env = {k: v for k, v in os.environ.items() if k not in threads.THREAD_ENV}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False", "1"]  # (an env count above the cores is capped by torch)
+
+
 def test_the_cli_logs_the_count_and_rejects_a_bad_one(tmp_path):
     write_params(tmp_path, params_tree())
     env = {**os.environ, "SLURM_CPUS_PER_TASK": "2", "PYTHONPATH": str(ROOT / "pipeline_src")}

@@ -12,10 +12,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-
-import torch
+import sys
 
 SLURM_CPUS = "SLURM_CPUS_PER_TASK"
+# read by OpenMP (torch's intra-op pool), MKL and OpenBLAS when they start: a library the stage has not
+# imported yet (or imports lazily) starts with the stage's count
+THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
 def available_cores() -> int:
@@ -54,15 +56,22 @@ def configure_threads(explicit: int | None, stage: str, resources: object = None
     (`resolve_threads`); under torchrun each of WORLD_SIZE processes takes its share. Called once by
     the CLI before a stage runs, so processes placed side by side never oversubscribe the CPU."""
     global _THREADS
-    import cv2  # OpenCV's own pool decodes and warps the crops
-
     n, source = resolve_threads(explicit, stage, resources)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     n = max(1, n // world)
-    torch.set_num_threads(n)
-    with contextlib.suppress(RuntimeError):  # settable once, before any inter-op work: a second call keeps it
-        torch.set_num_interop_threads(n)
-    cv2.setNumThreads(n)
+    os.environ.update({var: str(n) for var in THREAD_ENV})
+    # only what the stage's modules imported: evaluate, prepare or download never load torch (about a
+    # second per process), and OpenCV's pool (crop decoding and warping) is set where it was loaded
+    if "torch" in sys.modules:
+        import torch
+
+        torch.set_num_threads(n)
+        with contextlib.suppress(RuntimeError):  # settable once, before any inter-op work: a second call keeps it
+            torch.set_num_interop_threads(n)
+    if "cv2" in sys.modules:
+        import cv2
+
+        cv2.setNumThreads(n)
     _THREADS = n
     share = f", each of {world} DDP processes" if world > 1 else ""
     logging.getLogger("sgpose").info("sgpose %s: %d threads (from %s%s)", stage, n, source, share)
@@ -73,3 +82,9 @@ def loader_workers(requested: int) -> int:
     """DataLoader worker processes within this stage's cores: at most threads - 1 (the main process
     runs the model on one), as many as asked where configure_threads was never called."""
     return requested if _THREADS is None else min(requested, max(_THREADS - 1, 0))
+
+
+def pool_threads() -> int:
+    """Threads for work that releases the GIL beside the stage's own (the cache's chunk encoding):
+    this stage's cores, every core where configure_threads was never called."""
+    return _THREADS or available_cores()
