@@ -1,12 +1,15 @@
-"""Cache chunks encoded by sgpose itself, byte for byte what HDF5's filter pipeline would store, so that
-they can be compressed on several threads and written with `write_direct_chunk`.
+"""Cache chunks encoded by sgpose itself, stored as HDF5's filter pipeline stores them, so that they can
+be compressed on several threads and written with `write_direct_chunk`.
 
 HDF5 runs a dataset's filters (lz4, then Fletcher-32) inside the write call, under h5py's global lock:
 one writer process compresses on one core, about 115 MB/s of SimpleBaseline features on an H200 node
 (docs/scale.md), whatever else the node has. The two filters the cache uses by default are simple
-enough to reproduce (lz4: hdf5plugin's filter 32004; Fletcher-32: H5_checksum_fletcher32), and
-`lz4.block` and numpy release the GIL while they work; tests/cache/test_chunks.py pins the bytes
-against HDF5's own output. Other compressions (gzip, lzf, blosc) stay with HDF5's pipeline.
+enough to reproduce (lz4: hdf5plugin's filter 32004, its frame around one lz4 block; Fletcher-32:
+H5_checksum_fletcher32), and `lz4.block` and numpy release the GIL while they work.
+tests/cache/test_chunks.py pins the frame, the checksum and uncompressed chunks to HDF5's own bytes
+and has HDF5 read every encoded chunk back through its filters (the lz4 block itself may differ from
+the plugin's, another lz4 version: it decodes to the same bytes). Other compressions (gzip, lzf,
+blosc) stay with HDF5's pipeline.
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ import struct
 import lz4.block
 import numpy as np
 
-LZ4_FILTER = 32004  # hdf5plugin's LZ4 filter id (cache.compression: lz4)
 LZ4_DEFAULT_BLOCK = 1 << 30  # the filter's block size when its first parameter is 0 (hdf5plugin.LZ4())
 DIRECT = ("none", "lz4")  # cache.compression values whose chunks are encoded here
 _BLOCK_WORDS, _COLUMNS = 1 << 22, 1 << 10  # fletcher32's blocks of words, and their tables' width

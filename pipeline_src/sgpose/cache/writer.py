@@ -106,8 +106,8 @@ class CacheWriter:
         self.count += b
 
     def _write_direct(self, arrays: Mapping[str, np.ndarray]) -> None:
-        """One chunk per sample of each array, encoded on the pool and written in sample order (the file
-        holds the same bytes as HDF5's own filters would have written)."""
+        """One chunk per sample of each array, encoded on the pool and written in sample order, as the
+        dataset's declared filters would have stored it (HDF5 reads it back through them)."""
         if not arrays:
             return
         if self._pool is None:
