@@ -20,6 +20,7 @@ import yaml
 from conftest import MIRROR
 from sgpose.config import read_params_file
 from sgpose.dag import table
+from sgpose.io import TMP_MARK
 from workflow_helpers import EVALUATIONS, ROOT, TINY_RESOURCES, make_repo, metrics_of
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slurm]
@@ -136,14 +137,20 @@ def slurm_run(cluster, tmp_path_factory):
     while subprocess.run(["squeue", "-h", "--name", run_id, "-t", "PD,R,CG"], env=env, capture_output=True,
                          text=True).stdout.strip():
         time.sleep(1)
-    done_at_kill = {p: p.stat().st_mtime_ns for p in (repo / "results").rglob("*") if p.is_file()}
+    # the outputs at the kill; a job cancelled mid-write leaves its temporary (<name>.tmp-<pid>), which the
+    # resumed run's writer of that output removes (sgpose.io.atomic_path): not an output, and gone later
+    files = [p for p in (repo / "results").rglob("*") if p.is_file()]
+    done_at_kill = {p: p.stat().st_mtime_ns for p in files if TMP_MARK not in p.name}
+    temporaries_at_kill = [p for p in files if TMP_MARK in p.name]
     locked = run(slurm_command(), repo, env, ok=False)
     run(slurm_command("--unlock"), repo, env)
     start = time.monotonic()
     second = run(slurm_command(), repo, env)
     second_s = time.monotonic() - start
-    kept = {p for p, mtime in done_at_kill.items() if p.stat().st_mtime_ns == mtime}
+    kept = {p for p, mtime in done_at_kill.items() if p.is_file() and p.stat().st_mtime_ns == mtime}
+    left = [p for p in (repo / "results").rglob("*") if TMP_MARK in p.name]
     return {"repo": repo, "env": env, "first": first, "second": second, "kept": kept, "locked": locked,
+            "temporaries_at_kill": temporaries_at_kill, "temporaries_left": left,
             "seconds": first_s + second_s, "metrics": metrics_of(repo), "gpu_probe": gpu_probe(repo, env)}
 
 
@@ -203,6 +210,7 @@ def test_a_killed_run_resumes_without_redoing_finished_jobs(slurm_run):
     assert len(done) >= KILL_AFTER and not redone, f"finished before the kill and submitted again: {redone}"
     assert "LockException" in slurm_run["locked"] and "--unlock" in slurm_run["locked"]
     assert slurm_run["repo"] / "results/tiny/r18/backbone.pt" in slurm_run["kept"]  # finished before the kill
+    assert not slurm_run["temporaries_left"], (slurm_run["temporaries_at_kill"], slurm_run["temporaries_left"])
     print(f"\nkilled after {len(done)} finished jobs; the resumed run submitted "
           f"{len(submissions(slurm_run['second']))} jobs, none of them finished before")
 
