@@ -62,3 +62,15 @@ def test_effective_records_what_runs_here():
     cp = ComputeParams(device="cpu", amp="bf16", channels_last=True)
     assert compute.effective(cp, torch.device("cpu")) == {"device": "cpu", "amp": "off", "channels_last": False}
     assert compute.effective(cp, torch.device("cuda", 0)) == {"device": "cuda", "amp": "bf16", "channels_last": True}
+
+
+@pytest.mark.parametrize("benchmark", [True, False])
+def test_a_cuda_device_sets_cudnns_autotuner_and_the_cpu_leaves_it(monkeypatch, benchmark):
+    """compute.cudnn_benchmark reaches torch.backends.cudnn on CUDA (resolution only: no CUDA needed)."""
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", not benchmark)
+    compute.device(ComputeParams(device="cpu", cudnn_benchmark=benchmark))
+    assert torch.backends.cudnn.benchmark is (not benchmark)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    compute.device(ComputeParams(cudnn_benchmark=benchmark))
+    assert torch.backends.cudnn.benchmark is benchmark

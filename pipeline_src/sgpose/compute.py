@@ -21,7 +21,8 @@ AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 def device(cp: ComputeParams) -> torch.device:
     """The configured device; `auto` is CUDA when available. A DDP process (torchrun sets LOCAL_RANK)
-    gets its own GPU for `auto` and `cuda`; a fixed `cuda:N` would put every process on one GPU."""
+    gets its own GPU for `auto` and `cuda`; a fixed `cuda:N` would put every process on one GPU.
+    On CUDA this also sets cuDNN's autotuner (`compute.cudnn_benchmark`) for the process."""
     if cp.device == "auto" and not torch.cuda.is_available():
         return torch.device("cpu")
     dev = torch.device("cuda" if cp.device == "auto" else cp.device)
@@ -29,6 +30,20 @@ def device(cp: ComputeParams) -> torch.device:
         return dev
     if not torch.cuda.is_available():
         raise ValueError(f"compute.device is {cp.device} but CUDA is not available here (use auto or cpu)")
+    configure_cudnn(cp)
+    return _gpu(cp, dev)
+
+
+def configure_cudnn(cp: ComputeParams) -> None:
+    """cuDNN's autotuner on or off: on, the first call of each convolution shape times cuDNN's algorithms
+    and keeps the fastest (the official HRNet/SimpleBaseline default, CUDNN.BENCHMARK); off, cuDNN's
+    heuristic picks one untimed, which for the refiner's odd shapes (17 + 256 input channels at 64x48)
+    need not be a fast one. Either way the results are equal up to the order of float sums."""
+    torch.backends.cudnn.benchmark = cp.cudnn_benchmark
+
+
+def _gpu(cp: ComputeParams, dev: torch.device) -> torch.device:
+    """The GPU of this process: torchrun's LOCAL_RANK for `auto` and `cuda`, else the configured one."""
     rank = os.environ.get("LOCAL_RANK")
     if rank is None:
         return dev if dev.index is not None else torch.device("cuda", 0)

@@ -192,6 +192,7 @@ class ComputeParams(_Section):
     device: str = Field("auto", pattern=DEVICE)  # auto (CUDA when available) | cpu | cuda | cuda:N
     amp: Literal["bf16", "fp16", "off"] = "bf16"  # autocast dtype on CUDA (never on CPU)
     channels_last: bool = True  # NHWC tensors on CUDA (never on CPU)
+    cudnn_benchmark: bool = True  # cuDNN autotunes each convolution shape on CUDA (the official CUDNN.BENCHMARK)
 
 
 class GuidanceParams(_Section):
