@@ -120,3 +120,24 @@ def test_a_training_step_with_amp_lowers_the_loss(tmp_path, amp):
         losses.append(loss.item())
     assert all(torch.isfinite(torch.tensor(losses))) and losses[-1] < losses[0], losses
     data.close()
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_backbone_training_epochs_with_amp_lower_the_loss(amp):
+    """train_backbone's epoch on the GPU (autocast, channels_last, pinned batches; fp16 with the GradScaler)."""
+    from sgpose.stages.train_backbone import train_one_epoch
+
+    cp = ComputeParams(amp=amp)
+    dev = compute.device(cp)
+    gen = torch.Generator().manual_seed(0)
+    batches = [{"image": torch.randn(8, 3, 128, 96, generator=gen).pin_memory(),
+                "target": torch.rand(8, 17, *HEATMAP, generator=gen).pin_memory(),
+                "target_weight": torch.ones(8, 17).pin_memory()} for _ in range(2)]
+    torch.manual_seed(0)
+    model = compute.prepare_model(build_backbone(BackboneParams(name="r18", depth=18, deconv_channels=32,
+                                                                input_size=(128, 96), heatmap_size=HEATMAP), 17), cp, dev)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
+    losses = [train_one_epoch(model, batches, opt, dev, "test", cp, scaler) for _ in range(4)]
+    assert all(torch.isfinite(torch.tensor(losses))) and losses[-1] < losses[0], losses
+    assert next(model.parameters()).device.type == "cuda"

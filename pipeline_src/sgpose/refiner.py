@@ -40,7 +40,7 @@ def refiner_checkpoint(unet, opt, epoch, rows, source, params: Params, variant: 
     # log rows rebuilt on one set of key objects: pickle memoises keys by identity, so rows resumed from
     # refiner.pt.last would otherwise be written with other bytes than the same rows of a clean run
     log_rows = [{k: row[k] for k in LOG_FIELDS} for row in rows]
-    ckpt = {"state_dict": {k: v.cpu() for k, v in unet.state_dict().items()}, "epoch": epoch, "log": log_rows,
+    ckpt = {"state_dict": {k: v.cpu().contiguous() for k, v in unet.state_dict().items()}, "epoch": epoch, "log": log_rows,
             "feature_channels": source.channels, "feature_levels": source.levels, "variant": variant,
             "refiner": params.refiner.model_dump(), "guidance": params.guidance.model_dump(mode="json"), "layout": params.layout}
     if opt is not None:

@@ -11,6 +11,7 @@ import sgpose.stages.train_backbone as stage
 import torch
 from conftest import fixture_instances, params_tree, write_instances, write_params
 from sgpose.cli import main as cli
+from sgpose.config.schema import BackboneParams
 from sgpose.config.selection import load_params
 from sgpose.models.backbones import build_backbone
 
@@ -154,3 +155,34 @@ def test_same_data_still_resumes(tmp_path, monkeypatch, caplog):
     caplog.set_level("INFO")
     assert cli(["train_backbone", "--params", params]) == 0
     assert "after epoch 1" in caplog.text
+
+
+def _batches(n: int = 3, size: tuple[int, int] = (64, 64)) -> list[dict]:
+    gen = torch.Generator().manual_seed(0)
+    h, w = size[0] // 4, size[1] // 4
+    return [{"image": torch.randn(4, 3, *size, generator=gen), "target": torch.rand(4, 17, h, w, generator=gen),
+             "target_weight": (torch.rand(4, 17, generator=gen) > 0.2).float()} for _ in range(n)]
+
+
+def test_an_epoch_on_the_cpu_is_the_plain_fp32_loop_to_the_bit():
+    """train_one_epoch under `compute` (autocast and channels_last off on the CPU, the loss summed on the
+    device) gives the weights and logged loss of the plain loop that adds each loss.item()."""
+    params = BackboneParams(name="r18", depth=18, deconv_channels=16, input_size=(64, 64), heatmap_size=(16, 16))
+    batches, cpu = _batches(), torch.device("cpu")
+    models = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        models.append(build_backbone(params, 17))
+    opts = [torch.optim.Adam(m.parameters(), lr=1e-3) for m in models]
+    loss = stage.train_one_epoch(models[0], batches, opts[0], cpu, "test")
+    models[1].train()
+    total = 0.0
+    for b in batches:
+        out = stage.joints_mse_loss(models[1](b["image"])[0], b["target"], b["target_weight"])
+        opts[1].zero_grad(set_to_none=True)
+        out.backward()
+        opts[1].step()
+        total += out.item() * len(b["image"])
+    assert loss == total / 12
+    for (name, a), b in zip(models[0].state_dict().items(), models[1].state_dict().values()):
+        assert torch.equal(a, b), name

@@ -244,7 +244,8 @@ STAGES: tuple[Stage, ...] = (
           per_trained_backbone, "sgpose train_backbone --backbone {bb}",
           outs=lambda k: [Out(str(_paths(k).backbone)), Out(str(_paths(k).backbone_log), kind="plot")],
           deps=lambda f, k: [str(_paths(k).instances("train")), str(_paths(k).download_stamp)],
-          params=lambda f, k: [f"backbones.{k['bb']}", *([] if f.backbones[k["bb"]].checkpoint else ["train_backbone"])]),
+          params=lambda f, k: [f"backbones.{k['bb']}",
+                               *([] if f.backbones[k["bb"]].checkpoint else ["train_backbone", "compute"])]),
     # DVC: one job per split (resumes at its first unfinished shard); Snakemake: a job per shard, then a gather
     Stage("cache", "sgpose.stages.cache", "features, Y0, targets and crop meta of one split, sharded HDF5",
           per_cache_split, "sgpose cache --backbone {bb} --split {split}",

@@ -21,9 +21,10 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from sgpose import locks, threads
+from sgpose import compute, locks, threads
 from sgpose.cache import shards
 from sgpose.config.paths import Paths
+from sgpose.config.schema import ComputeParams
 from sgpose.config.selection import Params
 from sgpose.data.coco import read_instances
 from sgpose.data.dataset import CropDataset
@@ -46,35 +47,48 @@ def joints_mse_loss(pred: Tensor, target: Tensor, weight: Tensor) -> Tensor:
     return 0.5 * ((pred - target) * w).pow(2).mean()
 
 
-def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
-                    device: torch.device, desc: str) -> float:
-    """One pass over the loader; returns the sample-weighted mean loss."""
+def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, device: torch.device,
+                    desc: str, cp: ComputeParams | None = None, scaler: torch.amp.GradScaler | None = None) -> float:
+    """One pass over the loader on `device`, under `cp`'s autocast and memory format (sgpose.compute;
+    plain fp32 on the CPU); returns the sample-weighted mean loss. `scaler`: fp16's loss scaling."""
+    cp = cp or ComputeParams(device=device.type)
     model.train()
-    total, count = 0.0, 0
+    # the sum is kept on the device in float64 (one sync per epoch, not per batch): the same IEEE double
+    # operations as adding each loss.item(), so the logged loss is the same to the bit
+    total, count = torch.zeros((), dtype=torch.float64, device=device), 0
     for batch in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True):
-        heatmaps, _ = model(batch["image"].to(device))
-        loss = joints_mse_loss(heatmaps, batch["target"].to(device), batch["target_weight"].to(device))
+        image, target, weight = (compute.to_device(batch[k], cp, device) for k in ("image", "target", "target_weight"))
+        with compute.autocast(cp, device):
+            heatmaps, _ = model(image)
+        loss = joints_mse_loss(heatmaps.float(), target, weight)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        total += loss.item() * len(batch["image"])
-        count += len(batch["image"])
-    return total / max(count, 1)
+        if scaler is None:
+            loss.backward()
+            optimizer.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        total += loss.detach().double() * len(image)
+        count += len(image)
+    return total.item() / max(count, 1)
 
 
 def _fingerprint(params: Params, paths: Paths, rows: pd.DataFrame, num_joints: int, device: torch.device) -> dict:
     """What a resume checkpoint must have been made with to be continued (any `epochs` not below its
     own): every parameter that shapes the weights, the training data (a digest of the instance table:
-    boxes, keypoints, image ids and files; the download stamp: every image's sha256) and the device type."""
+    boxes, keypoints, image ids and files; the download stamp: every image's sha256) and what the
+    numbers were computed with (device type, autocast dtype, memory format: `compute.effective`)."""
     train = params.train_backbone.model_dump(mode="json", exclude={"epochs", "num_workers"})
     stamp = paths.download_stamp
     return {"backbone": params.backbone.model_dump(mode="json", exclude={"train"}), "train": train,
             "layout": params.layout, "num_joints": num_joints, "images_dir": str(params.data.images_dir),
-            "instances": shards.rows_digest(rows), "device": device.type,
+            "instances": shards.rows_digest(rows), "compute": compute.effective(params.compute, device),
             "download": sha256_file(stamp) if stamp.is_file() else None}
 
 
-def _try_resume(last: Path, fingerprint: dict, epochs: int, model, optimizer, scheduler) -> tuple[int, list[dict]]:
+def _try_resume(last: Path, fingerprint: dict, epochs: int, model, optimizer, scheduler,
+                scaler: torch.amp.GradScaler | None = None) -> tuple[int, list[dict]]:
     """Load `last` into the training state if compatible; returns (epochs done, log rows)."""
     if not last.is_file():
         return 0, []
@@ -86,6 +100,8 @@ def _try_resume(last: Path, fingerprint: dict, epochs: int, model, optimizer, sc
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        if scaler is not None and "scaler" in state:
+            scaler.load_state_dict(state["scaler"])
     except Exception as err:  # a corrupt or foreign file must not block a fresh run
         log.warning("%s: cannot resume (%s); starting from scratch", last, err)
         return 0, []
@@ -121,7 +137,7 @@ def import_checkpoint(params: Params, paths: Paths) -> None:
 def save_backbone(path: Path, model: nn.Module, params: Params, epochs: int, source: Path | None = None) -> None:
     """backbone.pt: weights, the params that built them, and the sha256 of an imported source file."""
     with atomic_path(path) as tmp:
-        torch.save({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
+        torch.save({"state_dict": {k: v.cpu().contiguous() for k, v in model.state_dict().items()},
                     "backbone": params.backbone.model_dump(mode="json"),
                     "num_joints": get_layout(params.layout).num_joints, "epochs": epochs,
                     "source": str(source) if source else None,
@@ -149,28 +165,31 @@ def train(params: Params, paths: Paths) -> None:
     dataset = CropDataset(instances, params.data.images_dir, bp.input_size,
                           bp.heatmap_size, bp.heatmap_sigma, layout, augment=tp.augment, seed=tp.seed,
                           input_color=bp.input_color)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = build_backbone(bp, layout.num_joints).to(device)
+    cp = params.compute
+    device = compute.device(cp)  # the stages' device, autocast and memory format (the `compute` section)
+    model = compute.prepare_model(build_backbone(bp, layout.num_joints), cp, device)
     optimizer = torch.optim.Adam(model.parameters(), lr=tp.lr)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=tp.lr_steps, gamma=0.1)
+    scaler = torch.amp.GradScaler("cuda") if compute.effective(cp, device)["amp"] == "fp16" else None
     last = paths.backbone.with_name(paths.backbone.name + ".last")
     fingerprint = _fingerprint(params, paths, instances, layout.num_joints, device)
-    start, rows = _try_resume(last, fingerprint, tp.epochs, model, optimizer, scheduler)
+    start, rows = _try_resume(last, fingerprint, tp.epochs, model, optimizer, scheduler, scaler)
 
     for epoch in range(start, tp.epochs):
         dataset.set_epoch(epoch)
         loader = DataLoader(dataset, batch_size=tp.batch_size, shuffle=True, num_workers=threads.loader_workers(tp.num_workers),
-                            generator=torch.Generator().manual_seed(tp.seed * 1000 + epoch), drop_last=False)
+                            generator=torch.Generator().manual_seed(tp.seed * 1000 + epoch), drop_last=False,
+                            pin_memory=device.type == "cuda")
         lr = optimizer.param_groups[0]["lr"]
         t0 = time.perf_counter()
-        loss = train_one_epoch(model, loader, optimizer, device, f"backbone epoch {epoch + 1}/{tp.epochs}")
+        loss = train_one_epoch(model, loader, optimizer, device, f"backbone epoch {epoch + 1}/{tp.epochs}", cp, scaler)
         scheduler.step()
         rows.append({"epoch": epoch + 1, "loss": loss, "lr": lr})
         log.info("epoch %d/%d loss %.6g lr %.3g (%.1f s)", epoch + 1, tp.epochs, loss, lr, time.perf_counter() - t0)
         with atomic_path(last) as tmp:
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                         "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "log": rows,
-                        "fingerprint": fingerprint}, tmp)
+                        "fingerprint": fingerprint, **({"scaler": scaler.state_dict()} if scaler else {})}, tmp)
 
     save_backbone(paths.backbone, model, params, tp.epochs)
     with atomic_path(paths.backbone_log) as tmp:
