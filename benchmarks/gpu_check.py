@@ -17,8 +17,8 @@ section: a call cut short keeps what finished; a failing section never stops the
   ddp             the same training under torchrun, one process (NCCL on a GPU, gloo on the CPU): the
                   single process's weights
   cache_stage     the cache stage against the pure backbone forward (benchmarks/cache_throughput.py)
-  refiner_levers  the static reading's profile and its levers: NCHW, CUDA graphs, torch.compile
-                  (benchmarks/refiner_levers.py)
+  refiner_levers  the static reading's profile and its levers: cuDNN's heuristic against its autotuner,
+                  NCHW, channels padded to 8, CUDA graphs, torch.compile (benchmarks/refiner_levers.py)
 Prints one table of the measured figures against the targets.
 """
 
@@ -349,7 +349,7 @@ def table(report: dict) -> list[tuple[str, str, str]]:
         ("DDP via torchrun, 1 process: max |w - w_single|", get("ddp", "max_weight_difference", fmt="{:.2e}"),
          f"<= {report.get('ddp', {}).get('bound', '-')} ({report.get('ddp', {}).get('backend', '-')})"),
         *((f"lever {k}: static reading / R50 forward", get("refiner_levers", k, "ratio"), f"<= {t['static_ratio']}")
-          for k in ("eager", "nchw", "graph", "compile")),
+          for k in ("eager", "heuristic", "nchw", "pad8", "graph", "compile")),
         ("  kernels per static reading", get("refiner_levers", "profile", "kernels_per_reading", fmt="{:.0f}"), "-"),
         ("sample AP, device vs CPU: max |dAP|", get("sample", "ap_difference", fmt="{:.4f}"), f"<= {t['ap_difference']}"),
         ("  sample AP (device; ours val, val_det)", get("sample", "ap", "device", "ours", fmt="{}"),

@@ -6,8 +6,12 @@
 On an H200 the static reading (one UNet call plus its guidance) took 1.17x the SimpleBaseline-R50
 forward at batch 64 (target <= 0.25), against 0.15x on the CPU, where the FLOPs decide. This measures
 the candidates, each against the R50 forward of the same batch (`refiner_cost.setup`):
-  eager         the stages' setting (bf16 autocast + channels_last on CUDA; fp32 on the CPU)
+  eager         the stages' setting (bf16 autocast + channels_last + cuDNN's autotuner on CUDA; fp32 on the CPU)
+  heuristic     the same with cuDNN's autotuner off (compute.cudnn_benchmark: false; what the H200 run of
+                2026-11-28 measured: the stages had no autotuner then; CUDA only)
   nchw          the same with channels_last off (GroupNorm has no channels_last CUDA kernel)
+  pad8          the UNet's first convolution with its 17 + 256 input channels padded to 24 + 256 (zero
+                guidance channels, zero weights: the same output), as tensor cores want multiples of 8
   graph         the static reading replayed from one CUDA graph (no per-op launch cost; CUDA only)
   compile       torch.compile of the UNet (fused GroupNorm + SiLU + casts; CUDA only by default: the
                 CPU's inductor compiles for minutes on 2 cores)
@@ -19,16 +23,19 @@ Prints figures (and returns them to benchmarks/gpu_check.py); this is not a test
 from __future__ import annotations
 
 import argparse
+import copy
 import time
 
 import torch
+from torch import nn
+from torch.nn import functional as F
 from refiner_cost import Bench, setup
 from sgpose import compute
 from sgpose.config.schema import ComputeParams
 from sgpose.refine import refine
 from timing import timed
 
-LEVERS = ("eager", "nchw", "graph", "compile", "profile")
+LEVERS = ("eager", "heuristic", "nchw", "pad8", "graph", "compile", "profile")
 
 
 def _static(x: Bench, unet=None):
@@ -38,6 +45,45 @@ def _static(x: Bench, unet=None):
 def eager(x: Bench, iters: int) -> dict:
     with compute.inference(x.cp, x.device):
         return {"static_s": timed(_static(x), iters)}
+
+
+def heuristic(x: Bench, iters: int) -> dict:
+    """The static reading and the R50 forward with cuDNN's untimed heuristic choice of algorithms."""
+    if x.device.type != "cuda":
+        return {"skipped": "cuDNN's autotuner is CUDA only"}
+    before = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = False
+    try:
+        with compute.inference(x.cp, x.device):
+            return {"static_s": timed(_static(x), iters), "backbone_s": timed(lambda: x.backbone(x.images), iters)}
+    finally:
+        torch.backends.cudnn.benchmark = before
+
+
+def padded_unet(unet, num_joints: int, multiple: int = 8):
+    """The UNet as a callable whose level-0 input has its guidance maps padded with zero channels up to a
+    multiple of `multiple` (and its first convolution zero weights for them): the same function."""
+    extra = -num_joints % multiple
+    unet = copy.deepcopy(unet)
+    old = unet.downs[0][1]
+    conv = nn.Conv2d(old.in_channels + extra, old.out_channels, old.kernel_size, old.stride, old.padding)
+    conv = conv.to(device=old.weight.device, dtype=old.weight.dtype, memory_format=torch.channels_last
+                   if old.weight.is_contiguous(memory_format=torch.channels_last) else torch.preserve_format)
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.weight[:, :num_joints] = old.weight[:, :num_joints]
+        conv.weight[:, num_joints + extra:] = old.weight[:, num_joints:]
+        conv.bias.copy_(old.bias)
+    unet.downs[0][1] = conv
+    return lambda feats, guidance, t: unet(feats, F.pad(guidance, (0, 0, 0, 0, 0, extra)), t)
+
+
+def pad8(x: Bench, iters: int) -> dict:
+    unet = padded_unet(x.unet, x.y0.shape[1])
+    with compute.inference(x.cp, x.device):
+        out, expect = _static(x, unet)(), _static(x)()
+        return {"static_s": timed(_static(x, unet), iters), "eager_abs_max": expect.float().abs().max().item(),
+                "max_abs_difference_to_eager": (out.float() - expect.float()).abs().max().item()}
 
 
 def nchw(x: Bench, iters: int) -> dict:
@@ -107,14 +153,26 @@ def profile(x: Bench, iters: int, top: int = 12) -> dict:
     return out
 
 
+def drawn(unet: nn.Module, std: float = 0.05) -> nn.Module:
+    """`unet` with its zero-initialised parameters drawn at random: a fresh UNet outputs zeros whatever it
+    computes, which would make every lever's difference to the eager output 0 without saying anything."""
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in unet.parameters():
+            if not p.any():
+                p.copy_(torch.randn(p.shape, generator=gen) * std)
+    return unet
+
+
 def levers(batch: int = 64, iters: int = 5, which: tuple[str, ...] = LEVERS, compile_on_cpu: bool = False) -> dict:
     """Each lever's figures; every `static_s` also as a ratio to the R50 forward of the same batch. A
     failing lever is recorded with its error; the others still run."""
     x = setup(batch, cp=ComputeParams())
+    drawn(x.unet)
     with compute.inference(x.cp, x.device):
         backbone_s = timed(lambda: x.backbone(x.images), iters)
     out: dict = {"batch": batch, "backbone_s": backbone_s, **compute.effective(x.cp, x.device)}
-    runs = {"eager": eager, "nchw": nchw, "graph": graph, "profile": profile,
+    runs = {"eager": eager, "heuristic": heuristic, "nchw": nchw, "pad8": pad8, "graph": graph, "profile": profile,
             "compile": lambda x, i: compiled(x, i, compile_on_cpu)}
     for name in which:
         try:

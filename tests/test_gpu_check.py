@@ -35,8 +35,10 @@ def test_gpu_check_runs_every_section_at_cpu_sizes(tmp_path):
     cache = report["cache_stage"]
     assert cache["writer_hdf5_filters_samples_per_s"] > 0 and cache["writer_encoders_samples_per_s"] > 0
     levers = report["refiner_levers"]
-    assert levers["eager"]["ratio"] > 0 and levers["nchw"]["ratio"] > 0
-    assert "skipped" in levers["graph"] and "skipped" in levers["compile"]  # CUDA only
+    assert levers["eager"]["ratio"] > 0 and levers["nchw"]["ratio"] > 0 and levers["pad8"]["ratio"] > 0
+    pad8 = levers["pad8"]  # the same function, on a UNet whose output is not all zeros
+    assert pad8["eager_abs_max"] > 0 and pad8["max_abs_difference_to_eager"] <= 1e-5 * pad8["eager_abs_max"]
+    assert all("skipped" in levers[k] for k in ("heuristic", "graph", "compile"))  # CUDA only
     assert levers["profile"]["ops"] and levers["profile"]["self_cpu_time_total_us_per_reading"] > 0
     rows = {what: measured for what, measured, _ in report["table"]}
     assert not any(m.startswith("FAILED") for m in rows.values())
