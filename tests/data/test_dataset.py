@@ -125,3 +125,27 @@ def test_bad_images_are_errors_naming_the_file(table, tmp_path):
     with pytest.raises(ValueError, match=r"x.jpg: image is 500x333, the annotations say 640x425"):
         _with_image(table, tmp_path, other.read_bytes())[0]
     assert _with_image(table, tmp_path, jpeg)[0]["image"].shape == (3, 256, 192)
+
+
+def test_a_pass_in_row_order_decodes_each_image_once(table, monkeypatch):
+    """Rows sorted by image (prepare): the crops of one image's persons reuse its decoded pixels, read-only,
+    and equal what a fresh decode per person gives, with and without augmentation."""
+    import sgpose.data.dataset as dataset
+
+    decoded = []
+    real = dataset.read_rgb
+    monkeypatch.setattr(dataset, "read_rgb", lambda path, formats=None: (decoded.append(path), real(path, formats))[1])
+    for augment in (None, AugmentParams(flip_prob=1.0)):
+        decoded.clear()
+        ds = make(table, augment=augment, seed=1)
+        items = [ds[i] for i in range(len(table))]
+        assert len(decoded) == table.file_name.nunique() == 4 < len(table)
+        assert not ds.image(table.file_name.iloc[-1]).flags.writeable
+        for i in (0, 3, 11):  # each alone in a fresh dataset: its own decode
+            fresh = make(table, augment=augment, seed=1)[i]
+            assert all(torch.equal(items[i][k], fresh[k]) for k in fresh), i
+    decoded.clear()
+    ds = make(table)
+    for i in (0, 5, 0):  # back to an image decoded before: decoded again (only the last one is kept)
+        ds[i]
+    assert len(decoded) == 3
