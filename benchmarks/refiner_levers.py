@@ -27,13 +27,13 @@ import copy
 import time
 
 import torch
-from torch import nn
-from torch.nn import functional as F
 from refiner_cost import Bench, setup
 from sgpose import compute
 from sgpose.config.schema import ComputeParams
 from sgpose.refine import refine
 from timing import timed
+from torch import nn
+from torch.nn import functional as F
 
 LEVERS = ("eager", "heuristic", "nchw", "pad8", "graph", "compile", "profile")
 
