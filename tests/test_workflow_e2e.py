@@ -234,35 +234,42 @@ def changed(value):
     return OTHER.get(value) if isinstance(value, str) else None
 
 
-def params_variants(repo: Path) -> list[tuple[str, str]]:
-    """(key, the params.yaml text with only that key changed) for every leaf key whose change keeps the
-    file valid and the DAG's shape (the grid's keys change dvc.yaml itself: `sgpose dag --check` covers them;
-    a shard count changes only Snakemake's jobs, the scatter's)."""
-    from sgpose.dag.dvc import stale
-
-    text = (repo / "params.yaml").read_text()
-    tree = yaml.safe_load(text)
-    snakemake_jobs = table_jobs(repo, "snakemake")
-    out = []
-    for key, value in leaf_keys(tree):
-        new = changed(value)
-        if new is None:
-            continue
-        variant = copy.deepcopy(tree)
+def with_changes(tree: dict, changes: dict[str, object]) -> dict:
+    """A copy of a params tree with the given leaf keys set to new values."""
+    variant = copy.deepcopy(tree)
+    for key, new in changes.items():
         node = variant
         *parents, leaf = key.split(".")
         for part in parents:
             node = node[part]
         node[leaf] = new
-        probe = repo / "params.probe.yaml"
-        probe.write_text(yaml.safe_dump(variant, sort_keys=False))
-        try:
-            if stale(probe, repo / "dvc.yaml") or table.jobs(read_params_file(probe), "snakemake") != snakemake_jobs:
-                continue
-        except ValueError:  # invalid with this value
-            continue
-        out.append((key, probe.read_text()))
-    (repo / "params.probe.yaml").unlink(missing_ok=True)
+    return variant
+
+
+def keeps_shape(repo: Path, variant: dict) -> bool:
+    """Whether a params tree is valid and keeps the DAG's shape (the grid's keys change dvc.yaml itself:
+    `sgpose dag --check` covers them; a shard count changes only Snakemake's jobs, the scatter's)."""
+    from sgpose.dag.dvc import stale
+
+    probe = repo / "params.probe.yaml"
+    probe.write_text(yaml.safe_dump(variant, sort_keys=False))
+    try:
+        return not stale(probe, repo / "dvc.yaml") and table.jobs(read_params_file(probe), "snakemake") == \
+            table_jobs(repo, "snakemake")
+    except ValueError:  # invalid with this value
+        return False
+    finally:
+        probe.unlink(missing_ok=True)
+
+
+def params_changes(repo: Path) -> dict[str, object]:
+    """key -> another value, for every leaf key whose change alone keeps the file valid and the DAG's shape."""
+    tree = yaml.safe_load((repo / "params.yaml").read_text())
+    out = {}
+    for key, value in leaf_keys(tree):
+        new = changed(value)
+        if new is not None and keeps_shape(repo, with_changes(tree, {key: new})):
+            out[key] = new
     return out
 
 
@@ -298,33 +305,91 @@ def downstream(jobs: list[table.Job], start: set) -> set:
     return found
 
 
+def own_readers(jobs: list[table.Job], key: str) -> set:
+    """The jobs that declare `key` itself (its section or the key), the whole-file params check aside."""
+    return {job_id(j) for j in jobs if table.WHOLE_FILE not in j.params
+            and any(key == p or key.startswith(p + ".") for p in j.params)}
+
+
+def key_batches(keys: list[str], jobs: list[table.Job], fits) -> list[list[str]]:
+    """The keys in groups whose own readers (`own_readers`) are disjoint, first fit in the given order;
+    `fits(group)`: the group's changes together keep the file valid and the DAG's shape."""
+    batches: list[tuple[list[str], set]] = []
+    for key in keys:
+        mine = own_readers(jobs, key)
+        for group, taken in batches:
+            if not mine & taken and fits([*group, key]):
+                group.append(key)
+                taken |= mine
+                break
+        else:
+            batches.append(([key], set(mine)))
+    return [group for group, _ in batches]
+
+
+def dvc_reactions(status: dict[str, dict[str, set[str]]], keys: list[str]) -> dict[str, set[str]]:
+    """key -> the DVC stages whose changed params name it (its section or itself): `dvc status` names
+    the tracked entry that changed, so each stage's change is the key's whose name it prefixes."""
+    return {key: {stage for stage, c in status.items() if any(key == p or key.startswith(p + ".") for p in c["params"])}
+            for key in keys}
+
+
 def test_every_params_key_reruns_exactly_its_readers(dvc_repo, snake_repo):
-    variants = {repo: dict(params_variants(repo)) for repo in (dvc_repo, snake_repo)}
-    keys = sorted(set(variants[dvc_repo]) & set(variants[snake_repo]))
+    """Keys are changed a batch at a time, to make ~20 engine calls instead of ~110. In a batch no two
+    keys share a reader (the params check, which reads the whole file, aside), so:
+    - DVC names each stage's changed entry: every key's own reacting stages, exactly;
+    - Snakemake says "params changed" per job: the union over the batch, in which a job that reacted to
+      a key of another reader would show as extra;
+    - a batch that disagrees is run again one key at a time, so the failure names the key."""
+    repos = (dvc_repo, snake_repo)
+    changes = {repo: params_changes(repo) for repo in repos}
+    keys = sorted(set(changes[dvc_repo]) & set(changes[snake_repo]))
     assert len(keys) > 40, keys
-    original = {r: (r / "params.yaml").read_text() for r in (dvc_repo, snake_repo)}
+    original = {r: (r / "params.yaml").read_text() for r in repos}
+    trees = {r: yaml.safe_load(text) for r, text in original.items()}
     jobs = {r: table_jobs(r, e) for r, e in ((dvc_repo, "dvc"), (snake_repo, "snakemake"))}
     names = {job_id(j): j.name for j in jobs[dvc_repo]}
     snake_job = {o.path: job_id(j) for j in jobs[snake_repo] for o in j.outs}
     assert snakemake_summary(snake_repo) == {f: ("ok", False) for f in snake_job}  # every output, none stale
+
+    def variant(repo: Path, group: list[str]) -> dict:
+        return with_changes(trees[repo], {k: changes[repo][k] for k in group})
+
+    batches = key_batches(keys, jobs[snake_repo], lambda group: all(keeps_shape(r, variant(r, group)) for r in repos))
+    assert sorted(k for b in batches for k in b) == keys and len(batches) < len(keys) / 2, [len(b) for b in batches]
+
+    def check(group: list[str]) -> dict:
+        """What disagrees with the table when the group's keys change together (nothing: {})."""
+        for repo in repos:
+            (repo / "params.yaml").write_text(yaml.safe_dump(variant(repo, group), sort_keys=False))
+        status = pool.submit(dvc_changes, dvc_repo)
+        summary = {snake_job.get(f, f): s for f, s in snakemake_summary(snake_repo).items()}
+        reactions = dvc_reactions(status.result(), group)
+        snake = {job for job, (state, _) in summary.items() if state == "params changed"}
+        planned = {job for job, (_, pending) in summary.items() if pending}
+        want_snake = set().union(*(readers(jobs[snake_repo], k) for k in group))
+        want_plan = want_snake | downstream(jobs[snake_repo], want_snake)
+        wrong = {}
+        for key in group:
+            want = {names[j] for j in readers(jobs[dvc_repo], key)}
+            if reactions[key] != want:
+                wrong[key] = {"dvc extra": reactions[key] - want, "dvc missing": want - reactions[key]}
+        if snake != want_snake or planned != want_plan:
+            wrong.setdefault(" + ".join(group), {}).update({
+                "snakemake extra": snake - want_snake, "snakemake missing": want_snake - snake,
+                "planned extra": planned - want_plan, "planned missing": want_plan - planned})
+        return wrong
+
     wrong = {}
     try:
-        with ThreadPoolExecutor(2) as pool:
-            for key in keys:
-                for repo in (dvc_repo, snake_repo):
-                    (repo / "params.yaml").write_text(variants[repo][key])
-                status = pool.submit(dvc_changes, dvc_repo)
-                summary = {snake_job.get(f, f): s for f, s in snakemake_summary(snake_repo).items()}
-                dvc = {s for s, c in status.result().items() if c["params"]}
-                snake = {job for job, (state, _) in summary.items() if state == "params changed"}
-                planned = {job for job, (_, pending) in summary.items() if pending}
-                want_dvc = {names[j] for j in readers(jobs[dvc_repo], key)}
-                want_snake = readers(jobs[snake_repo], key)
-                want_plan = want_snake | downstream(jobs[snake_repo], want_snake)
-                if dvc != want_dvc or snake != want_snake or planned != want_plan:
-                    wrong[key] = {"dvc extra": dvc - want_dvc, "dvc missing": want_dvc - dvc,
-                                  "snakemake extra": snake - want_snake, "snakemake missing": want_snake - snake,
-                                  "planned extra": planned - want_plan, "planned missing": want_plan - planned}
+        with ThreadPoolExecutor(1) as pool:
+            for group in batches:
+                found = check(group)
+                if found and len(group) > 1:  # again one key at a time: the failure names its key
+                    for key in group:
+                        wrong |= check([key])
+                else:
+                    wrong |= found
     finally:
         for repo, text in original.items():
             (repo / "params.yaml").write_text(text)
