@@ -52,6 +52,7 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim
     """One pass over the loader on `device`, under `cp`'s autocast and memory format (sgpose.compute;
     plain fp32 on the CPU); returns the sample-weighted mean loss. `scaler`: fp16's loss scaling."""
     cp = cp or ComputeParams(device=device.type)
+    scaler = scaler or grad_scaler(cp, device)
     model.train()
     # the sum is kept on the device in float64 (one sync per epoch, not per batch): the same IEEE double
     # operations as adding each loss.item(), so the logged loss is the same to the bit
@@ -62,16 +63,17 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim
             heatmaps, _ = model(image)
         loss = joints_mse_loss(heatmaps.float(), target, weight)
         optimizer.zero_grad(set_to_none=True)
-        if scaler is None:
-            loss.backward()
-            optimizer.step()
-        else:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
+        scaler.scale(loss).backward()  # disabled (amp off, bf16, the CPU): loss.backward(), optimizer.step()
+        scaler.step(optimizer)
+        scaler.update()
         total += loss.detach().double() * len(image)
         count += len(image)
     return total.item() / max(count, 1)
+
+
+def grad_scaler(cp: ComputeParams, device: torch.device) -> torch.amp.GradScaler:
+    """fp16's loss scaling, enabled only where fp16 autocast runs (as train_refiner's)."""
+    return torch.amp.GradScaler("cuda", enabled=compute.effective(cp, device)["amp"] == "fp16")
 
 
 def _fingerprint(params: Params, paths: Paths, rows: pd.DataFrame, num_joints: int, device: torch.device) -> dict:
@@ -100,7 +102,7 @@ def _try_resume(last: Path, fingerprint: dict, epochs: int, model, optimizer, sc
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        if scaler is not None and "scaler" in state:
+        if scaler is not None and state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
     except Exception as err:  # a corrupt or foreign file must not block a fresh run
         log.warning("%s: cannot resume (%s); starting from scratch", last, err)
@@ -170,7 +172,7 @@ def train(params: Params, paths: Paths) -> None:
     model = compute.prepare_model(build_backbone(bp, layout.num_joints), cp, device)
     optimizer = torch.optim.Adam(model.parameters(), lr=tp.lr)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=tp.lr_steps, gamma=0.1)
-    scaler = torch.amp.GradScaler("cuda") if compute.effective(cp, device)["amp"] == "fp16" else None
+    scaler = grad_scaler(cp, device)
     last = paths.backbone.with_name(paths.backbone.name + ".last")
     fingerprint = _fingerprint(params, paths, instances, layout.num_joints, device)
     start, rows = _try_resume(last, fingerprint, tp.epochs, model, optimizer, scheduler, scaler)
@@ -189,7 +191,7 @@ def train(params: Params, paths: Paths) -> None:
         with atomic_path(last) as tmp:
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                         "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "log": rows,
-                        "fingerprint": fingerprint, **({"scaler": scaler.state_dict()} if scaler else {})}, tmp)
+                        "fingerprint": fingerprint, "scaler": scaler.state_dict()}, tmp)
 
     save_backbone(paths.backbone, model, params, tp.epochs)
     with atomic_path(paths.backbone_log) as tmp:
