@@ -50,6 +50,23 @@ def test_a_bgr_checkpoint_gets_its_channels_in_bgr_order(table):
     assert not torch.allclose(rgb, bgr)
 
 
+def test_the_normalisation_table_gives_the_formulas_floats_for_every_level_and_order():
+    """to_tensor looks each pixel up in ImageNorm.TABLE: bit for bit the per-pixel formula it replaces,
+    (x / 255 - MEAN) / STD in float32, for each of the 256 levels in each channel, in both orders."""
+    levels = np.arange(256, dtype=np.uint8)
+    rng = np.random.default_rng(0)
+    crop = np.stack([levels, rng.permutation(levels), levels[::-1]], axis=-1).reshape(16, 16, 3)
+    for order, view in (("rgb", crop), ("bgr", crop[..., ::-1])):
+        formula = ((view.astype(np.float32) / 255.0 - ImageNorm.MEAN) / ImageNorm.STD).transpose(2, 0, 1)
+        got = ImageNorm.to_tensor(crop, order)
+        assert got.dtype == torch.float32 and got.is_contiguous() and got.shape == (3, 16, 16)
+        np.testing.assert_array_equal(got.numpy(), formula)
+    strided = np.ascontiguousarray(np.concatenate([crop, crop], axis=1))[:, ::2]  # a non-contiguous view
+    np.testing.assert_array_equal(ImageNorm.to_tensor(strided).numpy(), ImageNorm.to_tensor(np.ascontiguousarray(strided)).numpy())
+    with pytest.raises(ValueError, match="uint8"):
+        ImageNorm.to_tensor(crop.astype(np.float32))
+
+
 def test_target_peaks_where_keypoints_map(table):
     ds = make(table)
     for i in range(len(ds)):

@@ -30,14 +30,23 @@ class ImageNorm:
 
     MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
     STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+    # (3, 256): channel position c's normalised value of each uint8 level, by the formula itself
+    # (float32 throughout), so that a crop's normalisation is one table look-up per pixel: the same
+    # floats as the formula applied per pixel, 8x faster (tests/data/test_dataset.py)
+    TABLE = np.ascontiguousarray(((np.arange(256).astype(np.float32)[:, None] / 255.0 - MEAN) / STD).T)
 
     @classmethod
     def to_tensor(cls, rgb: np.ndarray, order: ColorOrder | str = ColorOrder.RGB) -> Tensor:
         """uint8 (h, w, 3) RGB -> normalised float (3, h, w), channels in `order` (the checkpoint's)."""
+        if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+            raise ValueError(f"expected a uint8 (h, w, 3) image, got {rgb.dtype} {rgb.shape}")
+        planes = cv2.split(np.ascontiguousarray(rgb))  # R, G, B
         if ColorOrder(order) is ColorOrder.BGR:
-            rgb = rgb[..., ::-1]
-        x = (rgb.astype(np.float32) / 255.0 - cls.MEAN) / cls.STD
-        return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
+            planes = planes[::-1]
+        out = np.empty((3, *rgb.shape[:2]), np.float32)
+        for c, plane in enumerate(planes):
+            out[c] = cv2.LUT(plane, cls.TABLE[c])
+        return torch.from_numpy(out)
 
 
 JPEG_SOI, JPEG_EOI, PNG_MAGIC = b"\xff\xd8\xff", b"\xff\xd9", b"\x89PNG\r\n\x1a\n"
