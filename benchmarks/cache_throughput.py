@@ -14,6 +14,8 @@ Sections:
                sgpose's chunk encoders on 1..all cores (sgpose.cache.chunks), samples/s and MB/s
   loader       random training batches read from a cache (CacheBatches, `--workers`) against the refiner's
                training step (UNet forward + backward + Adam) at 256x192, samples/s
+  crops        crops/s per core (one thread) of CropDataset over the first --rows rows of each prepared
+               sample split, decoding each person's image anew and each image once (rows sorted by image)
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import cv2
 import h5py
 import numpy as np
+import pandas as pd
 import torch
 from sgpose import compute, threads
 from sgpose.cache.format import COMPRESSION
@@ -224,15 +228,67 @@ def section_loader(batch: int, workers: int) -> None:
     print(f"{'refiner training step (UNet base 32)':42s} {batch / train:8.1f} samples/s")
 
 
+def crop_rates(crops: CropDataset, iters: int = 3) -> dict[str, float]:
+    """Crops/s of a pass in row order over `crops`, the image decoded for every person (what random
+    training order costs) and once per image (the cache stage, online inference); best of `iters`."""
+    def per_person():
+        for i in range(len(crops)):
+            crops._last = None  # CropDataset's decoded-image memo, dropped: a decode per crop
+            crops.item(i, 0)
+
+    def per_image():
+        crops._last = None
+        for i in range(len(crops)):
+            crops.item(i, 0)
+
+    rates = {}
+    for name, run in (("a decode per person", per_person), ("a decode per image", per_image)):
+        run()  # warm-up: page cache, first allocations
+        best = min(_seconds(run) for _ in range(iters))
+        rates[name] = len(crops) / best
+    return rates
+
+
+def _seconds(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def section_crops(rows: int) -> None:
+    from gpu_check import Project, mirror, sample_tree  # the sample's prepared splits (gpu_check imports this file)
+
+    torch_threads, cv2_threads = torch.get_num_threads(), cv2.getNumThreads()
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    print(f"\n## crop loading per core, first {rows} rows of each prepared sample split at 256x192 "
+          "(decode, warp, targets, tensors)")
+    print(f"{'split':10s} {'persons/image':>13s} {'a decode per person':>20s} {'a decode per image':>19s}  crops/s")
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            project = Project(Path(tmp) / "sample", sample_tree())
+            project.run("prepare")
+            for split in ("train", "val", "val_det"):
+                table = pd.read_parquet(project.paths.instances(split)).iloc[:rows]
+                crops = CropDataset(table, mirror() / "coco_sample" / "images", SIZE, HEATMAP, 2.0, COCO)
+                rates = crop_rates(crops)
+                print(f"{split:10s} {len(table) / table.file_name.nunique():13.1f} "
+                      f"{rates['a decode per person']:20.0f} {rates['a decode per image']:19.0f}")
+    finally:
+        torch.set_num_threads(torch_threads)
+        cv2.setNumThreads(cv2_threads)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sections", nargs="+", default=["bytes", "compression", "cache", "writer", "loader"],
-                        choices=["bytes", "compression", "cache", "writer", "loader"])
+    parser.add_argument("--sections", nargs="+", default=["bytes", "compression", "cache", "writer", "loader", "crops"],
+                        choices=["bytes", "compression", "cache", "writer", "loader", "crops"])
     parser.add_argument("--cache", type=Path, default=Path("results/sample/sb_r18/cache/train.h5"),
                         help="a cache file whose features the compression section measures")
     parser.add_argument("--samples", type=int, default=64, help="crops the cache section runs")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--rows", type=int, default=200, help="rows per split the crops section loads")
     args = parser.parse_args()
     torch.manual_seed(0)
     print(f"# torch {torch.__version__}, device {compute.device(ComputeParams())}, {torch.get_num_threads()} threads")
@@ -245,6 +301,8 @@ def main() -> None:
         section_writer(args.samples, args.batch)
     if "loader" in args.sections:
         section_loader(args.batch, args.workers)
+    if "crops" in args.sections:
+        section_crops(args.rows)
 
 
 if __name__ == "__main__":
