@@ -8,10 +8,12 @@
 # - Debian's slurm-wlm and munge: tests/test_slurm_cluster.py runs the DAG on a one-node SLURM cluster
 #   (workflow/scripts/slurm_local.sh; as root). Without apt (or root) that test skips, saying why.
 set -euo pipefail
+pins=(-c workflow/constraints.txt)  # setup.sh's package set (SGPOSE_UNPINNED=1: none)
+[ "${SGPOSE_UNPINNED:-0}" = 1 ] && pins=()
 if ! .venv/bin/python -c "import xtcocotools.cocoeval" >/dev/null 2>&1; then
   echo "sgpose test setup: building xtcocotools from source (log in .venv/xtcocotools-install.log)" >&2
-  { .venv/bin/python -m pip install --disable-pip-version-check cython setuptools wheel \
-    && .venv/bin/python -m pip install --disable-pip-version-check --no-build-isolation --no-binary xtcocotools \
+  { .venv/bin/python -m pip install --disable-pip-version-check "${pins[@]}" cython setuptools wheel \
+    && .venv/bin/python -m pip install --disable-pip-version-check "${pins[@]}" --no-build-isolation --no-binary xtcocotools \
       "xtcocotools==1.14.3"; } >.venv/xtcocotools-install.log 2>&1 \
     || echo "sgpose test setup: xtcocotools build failed (see .venv/xtcocotools-install.log)" >&2
 fi
