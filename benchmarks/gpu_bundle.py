@@ -4,7 +4,7 @@
     python benchmarks/gpu_bundle.py mirror SRC DEST --images 120  # a subset of the sample, in the mirror's layout
 
 The GPU machine's python (3.12, a CUDA torch) lacks these packages of sgpose's; the bundle pins them to
-the versions installed here, where the tests pass (pyproject gives ranges, faster-coco-eval a pin).
+the versions installed here, where the tests pass: workflow/constraints.txt's (tests/test_environment.py).
 """
 
 from __future__ import annotations
