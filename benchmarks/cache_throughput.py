@@ -230,7 +230,7 @@ def section_loader(batch: int, workers: int) -> None:
 
 def crop_rates(crops: CropDataset, iters: int = 3) -> dict[str, float]:
     """Crops/s of a pass in row order over `crops`, the image decoded for every person (what random
-    training order costs) and once per image (the cache stage, online inference); best of `iters`."""
+    training order costs) and once per image (the cache stage, online inference)."""
     def per_person():
         for i in range(len(crops)):
             crops._last = None  # CropDataset's decoded-image memo, dropped: a decode per crop
@@ -241,18 +241,8 @@ def crop_rates(crops: CropDataset, iters: int = 3) -> dict[str, float]:
         for i in range(len(crops)):
             crops.item(i, 0)
 
-    rates = {}
-    for name, run in (("a decode per person", per_person), ("a decode per image", per_image)):
-        run()  # warm-up: page cache, first allocations
-        best = min(_seconds(run) for _ in range(iters))
-        rates[name] = len(crops) / best
-    return rates
-
-
-def _seconds(fn) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
+    return {name: len(crops) / timed(run, iters) for name, run in (("a decode per person", per_person),
+                                                                   ("a decode per image", per_image))}
 
 
 def section_crops(rows: int) -> None:

@@ -8,8 +8,8 @@
 # - Debian's slurm-wlm and munge: tests/test_slurm_cluster.py runs the DAG on a one-node SLURM cluster
 #   (workflow/scripts/slurm_local.sh; as root). Without apt (or root) that test skips, saying why.
 set -euo pipefail
-pins=(-c workflow/constraints.txt)  # setup.sh's package set (SGPOSE_UNPINNED=1: none)
-[ "${SGPOSE_UNPINNED:-0}" = 1 ] && pins=()
+# setup.sh's package set ("${pins[@]}": its pip -c, none with SGPOSE_UNPINNED=1)
+[ -n "${pins+set}" ] || source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 if ! .venv/bin/python -c "import xtcocotools.cocoeval" >/dev/null 2>&1; then
   echo "sgpose test setup: building xtcocotools from source (log in .venv/xtcocotools-install.log)" >&2
   { .venv/bin/python -m pip install --disable-pip-version-check "${pins[@]}" cython setuptools wheel \
