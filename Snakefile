@@ -4,6 +4,7 @@
 # the validated params file (`--config params=FILE`, default params.yaml).
 from sgpose.config import read_params_file
 from sgpose.dag.snakemake import rules, targets
+from sgpose.dag.table import resources_of
 
 PARAMS = read_params_file(config.get("params", "params.yaml"))
 
@@ -32,8 +33,8 @@ for r in rules(PARAMS):
             "workflow/envs/sgpose.yaml"
         wildcard_constraints:
             **r.constraints(),
-        threads: PARAMS.resources.of(r.name).threads  # params.yaml resources (sgpose.resources)
+        threads: resources_of(PARAMS, r.name).threads  # the rule's defaults, changed by params.yaml resources:
         resources:
-            **PARAMS.resources.of(r.name).snakemake(),
+            **resources_of(PARAMS, r.name).snakemake(),
         shell:
             "{params.cmd} --threads {threads} 2> {log}"  # the rule's cores for torch, OpenCV, loaders; logs on stderr

@@ -31,19 +31,20 @@ import h5py
 import numpy as np
 import pandas as pd
 import torch
-from sgpose import compute, threads
 from sgpose.cache.format import COMPRESSION
 from sgpose.cache.reader import CacheBatches, batch_loader, features, load_cache, shuffled_batches
 from sgpose.cache.writer import cache_writer, write_cache
 from sgpose.config.schema import BackboneParams, ComputeParams, GuidanceParams
+from sgpose.core.keypoints import COCO
+from sgpose.core.variants import get_variant
 from sgpose.data.coco import instances_from_gt, load_coco
 from sgpose.data.dataset import CropDataset
-from sgpose.guidance import fusion_weights
-from sgpose.keypoints import COCO
+from sgpose.method.guidance import fusion_weights
+from sgpose.method.refine import GuidanceSpec, draw_steps, training_loss
+from sgpose.method.unet import StructureGuidedUNet
 from sgpose.models.backbones import build_backbone, forward_views
-from sgpose.models.unet import StructureGuidedUNet
-from sgpose.refine import GuidanceSpec, draw_steps, training_loss
-from sgpose.variants import get_variant
+from sgpose.models.features import feature_info
+from sgpose.runtime import compute, threads
 from timing import timed
 from torch.utils.data import DataLoader, Subset
 
@@ -201,7 +202,7 @@ def section_loader(batch: int, workers: int) -> None:
     arrays = r50_arrays(n)
     cp = ComputeParams()
     dev = compute.device(cp)
-    unet = compute.prepare_model(StructureGuidedUNet(K, chans, 32, [1, 2, 4], 64), cp, dev)
+    unet = compute.prepare_model(StructureGuidedUNet(K, feature_info(list(chans)), 32, [1, 2, 4], 64), cp, dev)
     spec = GuidanceSpec(GuidanceParams(), get_variant("ours"), torch.from_numpy(COCO.canonical_pose(HEATMAP)),
                         2.0, HEATMAP, fusion_weights(3))
     opt = torch.optim.Adam(unet.parameters(), lr=1e-4)
@@ -246,7 +247,7 @@ def crop_rates(crops: CropDataset, iters: int = 3) -> dict[str, float]:
 
 
 def section_crops(rows: int) -> None:
-    from gpu_check import Project, mirror, sample_tree  # the sample's prepared splits (gpu_check imports this file)
+    from sample_project import Project, mirror, sample_tree  # the sample's prepared splits
 
     torch_threads, cv2_threads = torch.get_num_threads(), cv2.getNumThreads()
     torch.set_num_threads(1)

@@ -21,11 +21,13 @@ import sys
 import time
 
 import torch
-from sgpose import threads
 from sgpose.config import load_params
-from sgpose.keypoints import get_layout
+from sgpose.core.keypoints import get_layout
+from sgpose.method.refine import draw_steps, guidance_spec, training_loss
+from sgpose.method.refiner import build_unet
 from sgpose.models.backbones import build_backbone, forward_views
-from sgpose.refine import build_unet, draw_steps, guidance_spec, training_loss
+from sgpose.models.features import feature_info
+from sgpose.runtime import threads
 
 
 def worker(params_file: str, seconds: float, n_threads: int) -> None:
@@ -40,7 +42,7 @@ def worker(params_file: str, seconds: float, n_threads: int) -> None:
     feats = [torch.randn(b, *v.shape[1:]) for key, v in probe.items() if key.startswith("feat/")]
     h, w = bp.heatmap_size
     y0, target, weight = torch.rand(b, k, h, w), torch.rand(b, k, h, w), torch.ones(b, k)
-    unet = build_unet(params, [f.shape[1] for f in feats]).train()
+    unet = build_unet(params.refiner, 17, feature_info([f.shape[1] for f in feats])).train()
     spec, opt, gen = guidance_spec(params), torch.optim.Adam(unet.parameters(), lr=1e-4), torch.Generator().manual_seed(0)
 
     def step() -> None:

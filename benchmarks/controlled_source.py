@@ -1,5 +1,5 @@
 """Seconds per training epoch of reading batches: a real backbone's cache vs a controlled backbone's
-(the same read, plus Y0 redrawn and rendered per batch by sgpose.data.controlled_source). Not a test:
+(the same read, plus Y0 redrawn and rendered per batch by sgpose.controlled.source). Not a test:
 the overhead a controlled backbone adds to each refiner epoch (docs/paper_notes.md).
 
     python benchmarks/controlled_source.py [--real sb_r18] [--controlled sb_r18_perturbed] [--epochs 3]
@@ -13,7 +13,7 @@ import time
 import torch
 from sgpose.cache.reader import shuffled_batches
 from sgpose.config import Paths, load_params
-from sgpose.data.sources import training_source
+from sgpose.stages.train_refiner import training_source
 
 
 def epoch_seconds(backbone: str, epochs: int) -> float:

@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+from sgpose.core.keypoints import COCO
 from sgpose.evaluation.coco_eval import METRIC_NAMES, evaluate_keypoints
-from sgpose.keypoints import COCO
 
 MIRROR = Path(os.environ.get("SGPOSE_MIRROR", "../shared/data"))
 

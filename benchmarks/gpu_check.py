@@ -37,22 +37,20 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-import yaml
 from backbone_throughput import make
 from cache_throughput import CACHE_STAGE, FORWARD, cache_rates, sample_crops, writer_rates
 from refiner_cost import BACKBONE_ROW, STATIC_ROW, measure
 from refiner_levers import levers
-from sgpose import compute, threads
+from sample_project import REPO, Project, mirror, sample_tree  # noqa: F401
 from sgpose.cache.reader import features, shuffled_batches
-from sgpose.config.paths import Paths
 from sgpose.config.schema import ComputeParams
 from sgpose.config.selection import load_params
-from sgpose.data.sources import training_source
-from sgpose.refine import draw_steps, guidance_spec, training_loss
-from sgpose.refiner import build_unet
+from sgpose.method.refine import draw_steps, guidance_spec, training_loss
+from sgpose.method.refiner import build_unet
+from sgpose.runtime import compute, threads
+from sgpose.stages.train_refiner import training_source
 from timing import timed
 
-REPO = Path(__file__).resolve().parents[1]
 COCO_TRAIN = 149_813  # full COCO train2017 person instances (SPEC 4: 130 epochs)
 PAPER_EPOCHS = 130
 TARGETS = {"static_ratio": 0.25, "train_samples_per_s": 230.0, "cache_over_forward": 0.90, "ap_difference": 0.01}
@@ -64,61 +62,6 @@ SIZES = {  # per machine: GPU sizes fit the 8 minutes on one H100, CPU sizes a f
 }
 PAPER_REFINER = {"base_channels": 32, "channel_mults": [1, 2, 4, 8], "time_dim": 64}  # profiles/paper.yaml
 R50 = {"depth": 50, "deconv_channels": 256, "input_size": [256, 192], "heatmap_size": [64, 48]}
-
-
-def mirror() -> Path:
-    """The data mirror (the bundle's subset on the GPU machine: gpu_check.sh sets SGPOSE_MIRROR)."""
-    return Path(os.environ.get("SGPOSE_MIRROR") or REPO.parent / "shared" / "data").resolve()
-
-
-# ------------------------------------------------------------------------------------- the projects
-def sample_tree(**sections) -> dict:
-    """profiles/sample.yaml reduced to its COCO sample and one backbone, read from the mirror in place."""
-    tree = yaml.safe_load((REPO / "profiles" / "sample.yaml").read_text())
-    ds, src = tree["datasets"]["sample"], mirror() / "coco_sample"
-    ds["data"] |= {"images_dir": str(src / "images"), "annotations": str(src / "annotations/person_keypoints_sample.json")}
-    ds["prepare"]["detections"] = str(src / "person_detection_results/COCO_val2017_detections_AP_H_56_person_sample.json")
-    bb = tree["ablation"]["backbone"]
-    tree |= {"datasets": {"sample": ds}, "backbones": {bb: tree["backbones"][bb]}, "evals": {bb: ["val", "val_det"]},
-             "online": {bb: ["val_det"]}, "ablation": tree["ablation"] | {"variants": [], "backbones": None}}
-    for key, value in sections.items():
-        section, _, leaf = key.partition("__")
-        tree[section] = tree.get(section, {}) | ({leaf: value} if leaf else value)
-    return tree
-
-
-class Project:
-    """A working directory with a params.yaml, where stages run as `python -m sgpose.cli` (logged)."""
-
-    def __init__(self, root: Path, tree: dict | None = None):
-        """A fresh project with `tree` as its params, or (no tree) the one already at `root`."""
-        self.root, self.params = root, root / "params.yaml"
-        if tree is not None:
-            shutil.rmtree(root, ignore_errors=True)
-            root.mkdir(parents=True)
-            self.params.write_text(yaml.safe_dump(tree, sort_keys=False))
-        tree = yaml.safe_load(self.params.read_text())
-        self.paths = Paths.of("sample", next(iter(tree["backbones"])), root)
-
-    def run(self, *args: str, launcher: tuple[str, ...] = ()) -> None:
-        cmd = [sys.executable, *launcher, "-m", "sgpose.cli", *args[:1], "--params", str(self.params), *args[1:]]
-        with open(self.root / "stages.log", "a") as log:
-            log.write(f"$ {' '.join(cmd)}\n")
-            log.flush()
-            done = subprocess.run(cmd, cwd=self.root, stdout=log, stderr=subprocess.STDOUT)
-        if done.returncode:
-            tail = (self.root / "stages.log").read_text()[-3000:]
-            raise RuntimeError(f"{' '.join(args)} failed (exit {done.returncode}); log tail:\n{tail}")
-
-    def keep(self, counts: dict[str, int] | None) -> None:
-        """Cut the prepared instance tables to their first rows (CPU sizes)."""
-        for split, n in (counts or {}).items():
-            path = self.paths.instances(split)
-            pd.read_parquet(path).iloc[:n].to_parquet(path, index=False)
-
-    def ap(self, variant: str) -> dict[str, float]:
-        """{split: AP} of one evaluated variant."""
-        return {s: float(m["AP"]) for s, m in json.loads(self.paths.metrics(variant).read_text()).items()}
 
 
 # ----------------------------------------------------------------------------------------- sections
@@ -233,7 +176,7 @@ def train_parts(project: Project, batches: int = 16) -> dict:
     in_process, _ = rate(source.data[b] for b in order[:4])  # one process: HDF5 read + lz4 + checksum alone
     sample_mb = sum(v[0].numel() * v.element_size() for v in source.data[order[0][:1]].values()) / 1e6
     torch.manual_seed(0)
-    unet = compute.prepare_model(build_unet(params, source.channels, "ours", source.levels), cp, dev)
+    unet = compute.prepare_model(build_unet(params.refiner, 17, source.features, "ours"), cp, dev)
     spec, opt = guidance_spec(params, "ours", project.paths.start_pose), torch.optim.Adam(unet.parameters(), lr=tp.lr)
     b = loaded[0]
 

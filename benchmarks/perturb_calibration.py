@@ -1,8 +1,8 @@
 """COCO AP of a controlled backbone's baseline (decoded Y0) on a prepared val split, per error setting,
-without training anything: the ground truth of every val instance is perturbed (sgpose.controlled, the
+without training anything: the ground truth of every val instance is perturbed (sgpose.controlled.perturb, the
 fixed evaluation draws), rendered, decoded (with the flip test, as `infer` does), mapped back to the
 image and scored with sgpose's evaluation (pycocotools). Not a test: the numbers behind the defaults
-of `sgpose.controlled_params.PERTURBED` (docs/paper_notes.md).
+of `sgpose.config.perturb.PERTURBED` (docs/paper_notes.md).
 
     python benchmarks/perturb_calibration.py [results/sample/prepared] [--size 32x24] [--sigma 1.0]
         [--decode standard|dark] [--only SETTING ...] [--seeds 5]
@@ -15,14 +15,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sgpose.controlled import KINDS, UNLABELLED, CropContext, instance_uniforms, perturb, render_y0
-from sgpose.controlled_params import ORACLE, PERTURBED, PerturbParams
+from sgpose.config.perturb import ORACLE, PERTURBED, PerturbParams
+from sgpose.controlled.perturb import KINDS, UNLABELLED, CropContext, instance_uniforms, perturb, render_y0
+from sgpose.core.keypoints import get_layout
 from sgpose.data.coco import read_instances
 from sgpose.data.decoding import decode, flip_back
 from sgpose.data.transforms import heatmap_to_image, image_to_heatmap
 from sgpose.evaluation.coco_eval import evaluate_keypoints
 from sgpose.evaluation.results import to_coco_results
-from sgpose.keypoints import get_layout
 
 SETTINGS: dict[str, PerturbParams] = {
     "oracle": ORACLE,

@@ -6,7 +6,7 @@
 Times (median of --iters runs after one warm-up): the guidance sequence {H(t)} for the batch, one
 UNet step, the full T-step refinement (the `recursive` reading: T UNet calls plus a guidance
 rebuild per step), the static reading (one UNet call), and the SimpleBaseline-R50 forward; each
-as a ratio to the backbone. Both run as the stages run them (sgpose.compute: bf16 autocast and
+as a ratio to the backbone. Both run as the stages run them (sgpose.runtime.compute: bf16 autocast and
 channels_last on CUDA; fp32 on the CPU). Features are random tensors of SimpleBaseline-R50's shapes
 (256@64x48, 256@32x24, 256@16x12). Prints figures; this is not a test.
 """
@@ -17,13 +17,15 @@ import argparse
 from dataclasses import dataclass
 
 import torch
-from sgpose import compute, guidance
 from sgpose.config.schema import ComputeParams, GuidanceParams
-from sgpose.keypoints import COCO
+from sgpose.core.keypoints import COCO
+from sgpose.core.variants import get_variant
+from sgpose.method import guidance
+from sgpose.method.refine import GuidanceSpec, refine
+from sgpose.method.unet import StructureGuidedUNet
+from sgpose.models.features import feature_info
 from sgpose.models.simple_baseline import PoseResNet
-from sgpose.models.unet import StructureGuidedUNet
-from sgpose.refine import GuidanceSpec, refine
-from sgpose.variants import get_variant
+from sgpose.runtime import compute
 from timing import timed
 
 SIZE, HEATMAP, K = (256, 192), (64, 48), 17
@@ -49,7 +51,7 @@ class Bench:
 
 
 def setup(batch: int = 64, S: int = 3, base: int = 32, cp: ComputeParams | None = None) -> Bench:
-    """The models and inputs on `cp`'s device the way the stages run them (sgpose.compute: bf16 autocast
+    """The models and inputs on `cp`'s device the way the stages run them (sgpose.runtime.compute: bf16 autocast
     and channels_last on CUDA, plain fp32 on the CPU)."""
     cp = cp or ComputeParams()
     device = compute.device(cp)
@@ -59,7 +61,7 @@ def setup(batch: int = 64, S: int = 3, base: int = 32, cp: ComputeParams | None 
     y0 = compute.to_device(torch.rand(b, K, *HEATMAP), cp, device)
     start = torch.from_numpy(COCO.canonical_pose(HEATMAP)).to(device)
     spec = GuidanceSpec(GuidanceParams(S=S), get_variant("ours"), start, 2.0, HEATMAP, guidance.fusion_weights(S))
-    unet = compute.prepare_model(StructureGuidedUNet(K, [256] * 3, base, [1, 2, 4], 64), cp, device).eval()
+    unet = compute.prepare_model(StructureGuidedUNet(K, feature_info([256] * 3), base, [1, 2, 4], 64), cp, device).eval()
     backbone = compute.prepare_model(PoseResNet(50, K), cp, device).eval()
     images = compute.to_device(torch.randn(b, 3, *SIZE), cp, device)
     return Bench(cp, device, feats, y0, start, spec, unet, backbone, images)

@@ -28,9 +28,9 @@ import time
 
 import torch
 from refiner_cost import Bench, setup
-from sgpose import compute
 from sgpose.config.schema import ComputeParams
-from sgpose.refine import refine
+from sgpose.method.refine import refine
+from sgpose.runtime import compute
 from timing import timed
 from torch import nn
 from torch.nn import functional as F

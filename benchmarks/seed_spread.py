@@ -33,9 +33,9 @@ from pathlib import Path
 from sgpose.config.paths import Paths
 from sgpose.config.schema import ParamsFile
 from sgpose.config.selection import read_params_file
-from sgpose.io import write_json
+from sgpose.core.io import write_json
+from sgpose.core.variants import BASELINE, BASELINE_DARK, UNREFINED
 from sgpose.report.tables import variant_order
-from sgpose.variants import BASELINE, BASELINE_DARK, UNREFINED
 
 SPLIT = "val"  # Table 1's split (sgpose.report.controlled.sections; ParamsFile.evals_of: the ablation's only)
 METRIC = "AP"

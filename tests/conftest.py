@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from sgpose.core.keypoints import COCO
 from sgpose.data.coco import instances_from_gt, load_coco
-from sgpose.keypoints import COCO
 
 REPO = Path(__file__).resolve().parents[1]
 MIRROR = Path(os.environ.get("SGPOSE_MIRROR") or REPO.parent / "shared" / "data").resolve()

@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-from sgpose import compute
 from sgpose.config.schema import ComputeParams
+from sgpose.runtime import compute
 
 
 def test_cpu_is_plain_fp32_nchw():

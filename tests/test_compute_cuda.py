@@ -7,17 +7,18 @@ from __future__ import annotations
 import pytest
 import torch
 from conftest import as_trained
-from sgpose import compute
 from sgpose.cache.reader import CacheBatches, batch_loader, features, sequential_batches
 from sgpose.cache.writer import write_cache
 from sgpose.config.schema import BackboneParams, ComputeParams, GuidanceParams
+from sgpose.core.keypoints import COCO
+from sgpose.core.variants import get_variant
 from sgpose.data.heatmaps import decode
-from sgpose.guidance import fusion_weights
-from sgpose.keypoints import COCO
+from sgpose.method.guidance import fusion_weights
+from sgpose.method.refine import GuidanceSpec, draw_steps, refine, refine_steps, training_loss
+from sgpose.method.unet import StructureGuidedUNet
 from sgpose.models.backbones import build_backbone, forward_views
-from sgpose.models.unet import StructureGuidedUNet
-from sgpose.refine import GuidanceSpec, draw_steps, refine, refine_steps, training_loss
-from sgpose.variants import get_variant
+from sgpose.models.features import feature_info
+from sgpose.runtime import compute
 
 pytestmark = pytest.mark.cuda
 CPU, HEATMAP = ComputeParams(device="cpu"), (32, 24)
@@ -64,7 +65,7 @@ def write_synthetic_cache(path, n: int, size: tuple[int, int], k: int = 17, chan
 
 def _unet_and_spec() -> tuple[StructureGuidedUNet, GuidanceSpec]:
     torch.manual_seed(0)
-    unet = as_trained(StructureGuidedUNet(17, [8, 8, 8], 8, [1, 2, 4], 16).eval(), std=0.2)
+    unet = as_trained(StructureGuidedUNet(17, feature_info([8, 8, 8]), 8, [1, 2, 4], 16).eval(), std=0.2)
     spec = GuidanceSpec(GuidanceParams(), get_variant("ours"), torch.from_numpy(COCO.canonical_pose(HEATMAP)), 2.0,
                         HEATMAP, fusion_weights(3))
     return unet, spec
@@ -125,7 +126,7 @@ def test_a_training_step_with_amp_lowers_the_loss(tmp_path, amp):
 @pytest.mark.parametrize("amp", ["bf16", "fp16"])
 def test_backbone_training_epochs_with_amp_lower_the_loss(amp):
     """train_backbone's epoch on the GPU (autocast, channels_last, pinned batches; fp16 with the GradScaler)."""
-    from sgpose.stages.train_backbone import train_one_epoch
+    from sgpose.training.backbone import train_one_epoch
 
     cp = ComputeParams(amp=amp)
     dev = compute.device(cp)

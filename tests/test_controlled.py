@@ -1,4 +1,4 @@
-"""sgpose.controlled: the oracle is the ground truth, each error kind lands where it says, draws are
+"""sgpose.controlled.perturb: the oracle is the ground truth, each error kind lands where it says, draws are
 seeded per instance (fixed for evaluation, fresh per training epoch), the flip view maps back."""
 
 import math
@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 import torch
 from pydantic import ValidationError
-from sgpose.controlled import (
+from sgpose.config.perturb import ORACLE, PERTURBED, PerturbParams
+from sgpose.controlled.perturb import (
     KINDS,
     UNLABELLED,
     CropContext,
@@ -19,10 +20,9 @@ from sgpose.controlled import (
     render_y0,
     synthesise,
 )
-from sgpose.controlled_params import ORACLE, PERTURBED, PerturbParams
+from sgpose.core.keypoints import COCO
 from sgpose.data.decoding import decode, flip_back
 from sgpose.data.transforms import image_to_heatmap
-from sgpose.keypoints import COCO
 
 SIZE, SIGMA = (32, 24), 1.0
 PERM, SIGMAS = COCO.flip_permutation(), torch.tensor(COCO.sigmas, dtype=torch.float32)

@@ -14,8 +14,8 @@ import pytest
 import torch
 from sgpose.cache.reader import load_cache
 from sgpose.cli import main as cli
-from sgpose.errors import DiskFullError, InputError, disk_full, reading
-from sgpose.io import atomic_path
+from sgpose.core.errors import DiskFullError, InputError, disk_full, reading
+from sgpose.core.io import atomic_path
 
 sys.path.insert(0, str(Path(__file__).parent / "stages"))
 from test_cache_stage import tiny_project  # noqa: E402

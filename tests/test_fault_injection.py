@@ -149,7 +149,7 @@ def _unlock(repo: Path) -> None:
 def _assert_recovered(repo: Path, left: dict, clean: Path, resumed_backbone: str, resumed_refiner: str) -> None:
     """Finished work kept (epochs resumed, shard 0 untouched) and every result equal to the clean run's."""
     assert 1 <= left["backbone epoch"] < 3 and 1 <= left["refiner epoch"] < 3
-    assert f"after epoch {left['backbone epoch']}" in resumed_backbone
+    assert f"(epoch {left['backbone epoch']})" in resumed_backbone
     assert f"(epoch {left['refiner epoch']})" in resumed_refiner
     stat = (repo / SHARD0).stat()
     assert (stat.st_ino, stat.st_mtime_ns) == left["shard 0"]  # kept, not rebuilt

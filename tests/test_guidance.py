@@ -4,7 +4,7 @@ import math
 
 import pytest
 import torch
-from sgpose.guidance import alphas, fusion_weights, guidance_sequence, interpolate, mean_pose, render_gaussians
+from sgpose.method.guidance import alphas, fusion_weights, guidance_sequence, interpolate, mean_pose, render_gaussians
 
 
 def test_fusion_weights_s4_match_spec_check_values():

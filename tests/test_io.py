@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from sgpose.io import TMP_MARK, atomic_path, write_json
+from sgpose.core.io import TMP_MARK, atomic_path, write_json
 
 
 def test_a_killed_writers_temporary_is_removed_by_the_next_write_and_a_live_ones_kept(tmp_path):

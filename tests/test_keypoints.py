@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from sgpose.keypoints import COCO, CROWDPOSE, get_layout
+from sgpose.core.keypoints import COCO, CROWDPOSE, get_layout
 
 
 @pytest.mark.parametrize("layout", [COCO, CROWDPOSE])

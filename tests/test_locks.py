@@ -6,12 +6,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from sgpose import locks
+from sgpose.runtime import locks
 
 ROOT = Path(__file__).resolve().parents[1]
 HOLD = """
 import sys, time
-from sgpose import locks
+from sgpose.runtime import locks
 with locks.output_lock(sys.argv[1], sys.argv[2], wait=False):
     print("held", flush=True)
     time.sleep(60)

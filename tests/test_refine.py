@@ -5,11 +5,12 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import as_trained
-from sgpose import guidance
 from sgpose.config.selection import load_params
-from sgpose.refine import draw_steps, guidance_spec, refine, refine_static, training_loss
-from sgpose.refine import gt_pose as refine_gt_pose
-from sgpose.refiner import build_unet
+from sgpose.method import guidance
+from sgpose.method.refine import draw_steps, guidance_spec, refine, refine_static, training_loss
+from sgpose.method.refine import gt_pose as refine_gt_pose
+from sgpose.method.refiner import build_unet
+from sgpose.models.features import feature_info
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -19,7 +20,7 @@ def _setup():
     h, w = params.backbone.heatmap_size
     feats = [torch.randn(3, 8, h, w), torch.randn(3, 8, h // 2, w // 2), torch.randn(3, 8, h // 4, w // 4)]
     y0 = torch.rand(3, 17, h, w)
-    return params, build_unet(params, [8, 8, 8]), guidance_spec(params), feats, y0
+    return params, build_unet(params.refiner, 17, feature_info([8, 8, 8])), guidance_spec(params), feats, y0
 
 
 def test_training_loss_learns_on_a_fixed_batch():
@@ -68,7 +69,8 @@ class Recorder(torch.nn.Module):
 def _variant_setup(variant: str, *overrides: str):
     params = load_params(ROOT / "params.yaml", ["refiner.base_channels=8", "refiner.time_dim=16", *overrides])
     _, _, _, feats, y0 = _setup()
-    return params, as_trained(build_unet(params, [8, 8, 8], variant)).eval(), guidance_spec(params, variant), feats, y0
+    unet = as_trained(build_unet(params.refiner, 17, feature_info([8, 8, 8]), variant)).eval()
+    return params, unet, guidance_spec(params, variant), feats, y0
 
 
 def _pred(params, y0):

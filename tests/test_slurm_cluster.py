@@ -19,8 +19,8 @@ import pytest
 import yaml
 from conftest import MIRROR
 from sgpose.config import read_params_file
+from sgpose.core.io import TMP_MARK
 from sgpose.dag import table
-from sgpose.io import TMP_MARK
 from workflow_helpers import EVALUATIONS, ROOT, TINY_RESOURCES, make_repo, metrics_of
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slurm]
@@ -138,7 +138,7 @@ def slurm_run(cluster, tmp_path_factory):
                          text=True).stdout.strip():
         time.sleep(1)
     # the outputs at the kill; a job cancelled mid-write leaves its temporary (<name>.tmp-<pid>), which the
-    # resumed run's writer of that output removes (sgpose.io.atomic_path): not an output, and gone later
+    # resumed run's writer of that output removes (sgpose.core.io.atomic_path): not an output, and gone later
     files = [p for p in (repo / "results").rglob("*") if p.is_file()]
     done_at_kill = {p: p.stat().st_mtime_ns for p in files if TMP_MARK not in p.name}
     temporaries_at_kill = [p for p in files if TMP_MARK in p.name]

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 from sgpose.config.selection import load_params
-from sgpose.guidance import fusion_weights, step_weights
-from sgpose.refine import guidance_spec
-from sgpose.variants import ALL, REFINED, UNREFINED, VARIANTS, check_name, decode_mode, get_variant, refined_argument
+from sgpose.core.variants import ALL, REFINED, UNREFINED, VARIANTS, check_name, decode_mode, get_variant, refined_argument
+from sgpose.method.guidance import fusion_weights, step_weights
+from sgpose.method.refine import guidance_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 

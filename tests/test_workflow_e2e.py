@@ -17,8 +17,8 @@ import pandas as pd
 import pytest
 import yaml
 from sgpose.config.selection import read_params_file
+from sgpose.core.variants import is_refined
 from sgpose.dag import table
-from sgpose.variants import is_refined
 from workflow_helpers import EVALUATIONS, REFINER_AND_AFTER, make_repo, metrics_of, run
 
 pytestmark = pytest.mark.e2e

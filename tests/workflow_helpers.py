@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 from conftest import MIRROR, copy_project, require
 from sgpose.config.selection import read_params_file
-from sgpose.resources import DEFAULTS
+from sgpose.dag.table import rule_names
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,7 +47,7 @@ EVALUATIONS = {("tiny", "r18", v) for v in ("baseline", "baseline_dark", "ours",
     ("tiny_crowd", "cp", v) for v in ("baseline", "baseline_dark", "ours")}
 # every rule its own job size, so a SLURM job's values name the rule entry they came from; no GPU anywhere
 TINY_RESOURCES = {rule: {"threads": 1, "mem_mb": 1000 + 20 * i, "runtime": 10 + i, "gpu": 0}
-                  for i, rule in enumerate(DEFAULTS)}
+                  for i, rule in enumerate(rule_names())}
 REFINER_AND_AFTER = re.compile(r"^(train_refiner|infer|evaluate)\.|^report$|^check_params$")
 
 

@@ -1,9 +1,10 @@
 """`sgpose <stage>`: one subcommand per pipeline stage, each a thin module in sgpose.stages.
 
-Every stage reads params.yaml (validated), works on one backbone (`--backbone`, default the
-ablation's) or one dataset (`--dataset`), accepts `--set key=value` overrides, and writes its
-outputs atomically to the paths of sgpose.config.Paths (the same paths dvc.yaml and the
-Snakefile declare).
+The subcommands, their help and the rule each invocation runs come from the stage table
+(`sgpose.dag.table.COMMANDS`). Every stage reads params.yaml (validated), works on one backbone
+(`--backbone`, default the ablation's) or one dataset (`--dataset`), accepts `--set key=value`
+overrides, and writes its outputs atomically to the paths of sgpose.config.Paths (the same paths
+dvc.yaml and the Snakefile declare).
 """
 
 from __future__ import annotations
@@ -15,34 +16,11 @@ import sys
 
 from sgpose.config.paths import Paths
 from sgpose.config.selection import ParamsError, load_params
-from sgpose.errors import DiskFullError, InputError
-
-# stage name -> (module, one-line help). Order is the DAG's order.
-STAGES: dict[str, tuple[str, str]] = {
-    "code": ("sgpose.stages.code", "digest every stage's sources into results/code/ (the code dependency DVC tracks)"),
-    "dag": ("sgpose.stages.dag", "write dvc.yaml from the stage table and params.yaml's grid (--check: is it current?)"),
-    "profile": ("sgpose.stages.profile", "make profiles/NAME.yaml (sample, coco, crowdpose, paper) the active params.yaml"),
-    "check_params": ("sgpose.stages.check_params", "validate the whole params file (every section, value and name); "
-                     "write a stamp"),
-    "download": ("sgpose.stages.download", "fetch and verify a dataset's files (URLs or SGPOSE_MIRROR)"),
-    "prepare": ("sgpose.stages.prepare", "a dataset's person instances per split (GT boxes; val_det: detections), ground truth"),
-    "train_backbone": ("sgpose.stages.train_backbone", "train a backbone where no official checkpoint is used (else import it)"),
-    "cache": ("sgpose.stages.cache", "run the frozen backbone once; write features, Y0, targets, crop meta to sharded HDF5"),
-    "start_pose": ("sgpose.stages.start_pose", "mean training pose in crop coordinates (guidance.start_pose: mean)"),
-    "train_refiner": ("sgpose.stages.train_refiner", "train the structure-guided UNet from the cache (SPEC 4)"),
-    "infer": ("sgpose.stages.infer", "refine the cached heatmaps of each evaluation split; COCO results JSON (SPEC 5)"),
-    "infer_online": ("sgpose.stages.infer_online", "every variant's predictions on the backbone's online splits: one "
-                     "pass through the backbone, no cache"),
-    "evaluate": ("sgpose.stages.evaluate", "OKS keypoint AP (COCO or CrowdPose) per evaluation split; writes results/metrics/..."),
-    "report": ("sgpose.stages.report", "tables (paper numbers beside ours) and figures from results/"),
-    "predict": ("sgpose.stages.predict", "run the trained backbone + ours refiner on an image: keypoints JSON + overlay PNG"),
-}
-# commands that read the params file themselves (whole): `profile` replaces it (the current one may be
-# broken), `dag` expands its grid, `code` reads sources only
-NO_PARAMS = frozenset({"profile", "dag", "code"})
+from sgpose.core.errors import DiskFullError, InputError
+from sgpose.dag.table import COMMANDS, Command, check_resources, command, resources_of, rule_names
 
 
-def _selected_stage(argv: list[str]) -> str | None:
+def _selected(argv: list[str]) -> str | None:
     """The subcommand named on the command line, if any (the first non-option word)."""
     return next((a for a in argv if not a.startswith("-")), None)
 
@@ -57,27 +35,29 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
-    selected = _selected_stage(sys.argv[1:] if argv is None else argv)
-    for name, (module, help_text) in STAGES.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
+    selected = _selected(sys.argv[1:] if argv is None else argv)
+    for cmd in COMMANDS:
+        p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help)
         p.add_argument("--params", default="params.yaml", help="parameter file (default: %(default)s)")
-        if name in NO_PARAMS:
-            if name == selected:
-                importlib.import_module(module).add_arguments(p)
-            continue
-        p.add_argument("--backbone", metavar="NAME", help="a key of `backbones` (default: ablation.backbone; "
-                       "with --dataset, the first backbone of that dataset)")
-        p.add_argument("--dataset", metavar="NAME", help="a key of `datasets` (default: the backbone's)")
-        p.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch, OpenCV and data loading "
-                       "(default: SLURM_CPUS_PER_TASK under SLURM, else params resources.<stage>.threads, else all cores)")
-        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                       help="override one parameter, e.g. --set train_refiner.epochs=2 (repeatable); "
-                       "backbone.*, data.*, prepare.* and layout address the selected backbone and dataset")
-        if name == selected:
-            mod = importlib.import_module(module)
-            if hasattr(mod, "add_arguments"):
-                mod.add_arguments(p)
+        if cmd.reads_params:
+            _selection_arguments(p)
+        if cmd.name == selected:
+            module = importlib.import_module(cmd.module)
+            if hasattr(module, "add_arguments"):
+                module.add_arguments(p)
     return parser
+
+
+def _selection_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backbone", metavar="NAME", help="a key of `backbones` (default: ablation.backbone; "
+                   "with --dataset, the first backbone of that dataset)")
+    p.add_argument("--dataset", metavar="NAME", help="a key of `datasets` (default: the backbone's)")
+    p.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch, OpenCV and data loading "
+                   "(default: SLURM_CPUS_PER_TASK under SLURM, else resources.<rule>.threads of the params file "
+                   "or the rule's default)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one parameter, e.g. --set train_refiner.epochs=2 (repeatable); "
+                   "backbone.*, data.*, prepare.* and layout address the selected backbone and dataset")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,23 +65,28 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)  # to re-launch itself (DDP under torchrun)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    module = importlib.import_module(STAGES[args.stage][0])
-    if args.stage in NO_PARAMS:
-        return _guarded(args.stage, lambda: module.run(args))
+    cmd = command(args.stage)
+    from sgpose.stages import Run
+
+    if not cmd.reads_params:
+        return _guarded(cmd.name, lambda: importlib.import_module(cmd.module).main(Run(args)))
     try:
         params = load_params(args.params, args.overrides, backbone=args.backbone, dataset=args.dataset)
-    except ParamsError as err:
+        check_resources(params.file)
+    except (ParamsError, ValueError) as err:
         print(f"sgpose: {err}", file=sys.stderr)
         return 2
-    return _guarded(args.stage, lambda: _run_stage(module, params, args))
+    return _guarded(cmd.name, lambda: _run_stage(cmd, Run(args, (params, Paths(params)))))
 
 
-def _run_stage(module, params, args: argparse.Namespace) -> None:
-    """The stage on the cores it was given (threads.configure_threads), then its work."""
-    from sgpose import threads  # torch: imported only once a stage runs
+def _run_stage(cmd: Command, run) -> None:
+    """The stage on the cores its rule was given (runtime.threads), then its work."""
+    from sgpose.runtime import threads  # torch: imported only once a stage runs
 
-    threads.configure_threads(args.threads, args.stage, getattr(params.file, "resources", None))
-    module.main(params, Paths(params), args)
+    rule = cmd.rule_of(run.args)  # predict is no rule of the DAG: no default
+    default = resources_of(run.params.file, rule).threads if rule in rule_names() else None
+    threads.configure_threads(run.args.threads, cmd.name, rule, default)
+    importlib.import_module(cmd.module).main(run)
 
 
 def _guarded(stage: str, run) -> int:

@@ -49,7 +49,7 @@ def sharded(tmp_path):
 def test_batches_read_from_shards_equal_the_whole_cache(sharded, preload):
     manifest, whole = sharded
     data = CacheBatches(manifest, preload=preload)
-    assert len(data) == 5 and data.sources[0].name == "shard-00000.h5" and data.feature_channels() == [8, 8, 8]
+    assert len(data) == 5 and data.sources[0].name == "shard-00000.h5" and [f.channels for f in data.feature_info()] == [8, 8, 8]
     for idx in ([0, 1, 2, 3, 4], [1, 3], [0, 4], [2], []):
         batch = data[idx]
         for key in data.keys:

@@ -5,8 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 from sgpose.config import ParamsError, Paths, load_params, read_params_file
-from sgpose.controlled_params import PERTURBED
-from sgpose.data.controlled import weights
+from sgpose.config.perturb import PERTURBED
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,10 +30,11 @@ def with_controlled(tmp_path: Path, extra: dict | None = None, ablation: list[st
 def test_a_controlled_backbone_borrows_the_weights_of_features_from(tmp_path):
     p = load_params(with_controlled(tmp_path), backbone="sb_r18_perturbed")
     assert p.backbone.controlled and p.backbone.perturb is None and p.variants == ["ours"]
-    bp, path = weights(p, Paths(p, tmp_path))
+    bp, path = p.features_backbone, Paths(p, tmp_path).weights(p.backbone)
     assert bp.name == "sb_r18" and path == tmp_path / "results" / "sample" / "sb_r18" / "backbone.pt"
     real = load_params(with_controlled(tmp_path))
-    assert not real.backbone.controlled and weights(real, Paths(real))[1] == Paths(real).backbone
+    assert not real.backbone.controlled and real.features_backbone is real.backbone
+    assert Paths(real).weights(real.backbone) == Paths(real).backbone
     custom = load_params(with_controlled(tmp_path, {"perturb": {"miss": 0.2, "seed": 3}}), backbone="sb_r18_perturbed")
     assert custom.backbone.perturb.miss == 0.2 and custom.backbone.perturb.seed == 3
     assert PERTURBED.miss != 0.2

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 from sgpose.config.paths import Paths
-from sgpose.dag import digests, imports
+from sgpose.dag import digests
 from sgpose.dag.table import entries
+from sgpose.runtime import imports
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,7 +44,7 @@ def test_a_digest_lists_the_closure_with_each_files_sha256(checkout):
             assert sha == hashlib.sha256((checkout / path).read_bytes()).hexdigest(), path
 
 
-@pytest.mark.parametrize("module", ["sgpose.data.decoding", "sgpose.stages.evaluate", "sgpose.io"])
+@pytest.mark.parametrize("module", ["sgpose.data.decoding", "sgpose.stages.evaluate", "sgpose.core.io"])
 def test_an_edit_changes_exactly_the_digests_of_its_importers(checkout, module):
     before = run_code_stage(checkout)
     path = imports.module_path(module, digests.package_dir(checkout))

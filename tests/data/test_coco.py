@@ -8,6 +8,7 @@ import random
 from pathlib import Path
 
 import pytest
+from sgpose.core.keypoints import get_layout
 from sgpose.data.coco import (
     INSTANCE_COLUMNS,
     instances_from_gt,
@@ -17,7 +18,6 @@ from sgpose.data.coco import (
     subset_annotations,
     validate_coco,
 )
-from sgpose.keypoints import get_layout
 
 REPO = Path(__file__).resolve().parents[2]
 from conftest import MIRROR, require

@@ -7,10 +7,10 @@ import torch
 from conftest import FIXTURE_COCO as FIXTURE
 from conftest import fixture_instances
 from sgpose.config.schema import AugmentParams
+from sgpose.core.keypoints import COCO
 from sgpose.data.dataset import CropDataset, ImageNorm
 from sgpose.data.decoding import argmax_coords
 from sgpose.data.transforms import image_to_heatmap
-from sgpose.keypoints import COCO
 
 INPUT, HEATMAP = (256, 192), (64, 48)
 

@@ -4,10 +4,10 @@ pixel only where 1 < px < W-1 and 1 < py < H-1) and DARK's accuracy on known sub
 
 import pytest
 import torch
+from sgpose.core.modes import DecodeMode
 from sgpose.data.decoding import argmax_coords, decode, flip_back, kernel_radius, predicted_pose
 from sgpose.data.targets import encode_targets
-from sgpose.guidance import render_gaussians
-from sgpose.modes import DecodeMode
+from sgpose.method.guidance import render_gaussians
 
 H, W, SIGMA = 64, 48, 2.0  # heatmap of a 256x192 input, SPEC 2's sigma
 

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 from conftest import MIRROR, require
+from sgpose.core.keypoints import COCO, CROWDPOSE
 from sgpose.data.coco import INSTANCE_COLUMNS, load_coco
 from sgpose.data.detections import instances_from_detections, load_detections
-from sgpose.keypoints import COCO, CROWDPOSE
 
 FIX_GT, FIX_DET = MIRROR / "fixtures/coco/test_coco.json", MIRROR / "fixtures/coco/test_coco_det_AP_H_56.json"
 SAMPLE_GT = MIRROR / "coco_sample/annotations/person_keypoints_sample.json"

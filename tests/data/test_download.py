@@ -10,7 +10,8 @@ import pytest
 from conftest import HTTP_PAYLOAD as PAYLOAD
 from conftest import MIRROR
 from conftest import server_url as _url
-from sgpose.data.download import DownloadError, Entry, fetch, fetch_all, read_manifest, sha256_file
+from sgpose.core.io import sha256_file
+from sgpose.data.download import DownloadError, Entry, fetch, fetch_all, read_manifest
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -13,9 +13,9 @@ import pytest
 from conftest import MIRROR, require
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
+from sgpose.core.keypoints import COCO as COCO_LAYOUT
 from sgpose.evaluation.coco_eval import METRIC_NAMES, evaluate_keypoints
 from sgpose.evaluation.results import to_coco_results
-from sgpose.keypoints import COCO as COCO_LAYOUT
 
 SAMPLE = MIRROR / "coco_sample" / "annotations" / "person_keypoints_sample.json"
 FIXTURE = MIRROR / "fixtures" / "coco" / "test_coco.json"

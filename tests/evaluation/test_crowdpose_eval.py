@@ -16,8 +16,8 @@ import pytest
 from conftest import MIRROR, require
 from faster_coco_eval import COCO as FCOCO
 from faster_coco_eval import COCOeval_faster
+from sgpose.core.keypoints import COCO, CROWDPOSE
 from sgpose.evaluation.coco_eval import CROWDPOSE_METRIC_NAMES, METRIC_NAMES, crowd_buckets, evaluate_keypoints
-from sgpose.keypoints import COCO, CROWDPOSE
 from test_coco_eval import gt_as_results
 
 CROWD = MIRROR / "fixtures/crowdpose/test_crowdpose.json"

@@ -32,7 +32,7 @@ def test_forward_shapes_and_feature_tap(width):
     assert heatmaps.shape == (1, 17, 64, 48)
     sizes = [(64, 48), (32, 24), (16, 12), (8, 6)]
     assert [tuple(f.shape) for f in feats] == [(1, width * 2 ** i, *hw) for i, hw in enumerate(sizes)]
-    assert model.feature_channels == [width, 2 * width, 4 * width, 8 * width]
+    assert [(f.level, f.channels) for f in model.feature_info] == [(i, width * 2**i) for i in range(4)]
     # the features are the inputs of the last module's final fusion, which keeps one resolution
     assert len(last.fuse_layers) == 1 and len(refused) == 1
     assert torch.allclose(model.final_layer(refused[0]), heatmaps, atol=1e-5)

@@ -29,7 +29,7 @@ def test_forward_shapes_and_feature_order_r18():
         heatmaps, feats = model(torch.randn(2, 3, 256, 192))
     assert heatmaps.shape == (2, 17, 64, 48)
     assert [tuple(f.shape) for f in feats] == [(2, 32, 64, 48), (2, 32, 32, 24), (2, 32, 16, 12)]
-    assert model.feature_channels == [32, 32, 32]
+    assert [f.channels for f in model.feature_info] == [32, 32, 32]
     assert all((f >= 0).all() for f in feats)  # ReLU outputs
 
 

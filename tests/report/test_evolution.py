@@ -11,8 +11,9 @@ import pytest
 import torch
 from conftest import as_trained
 from sgpose.config.selection import load_params
-from sgpose.refine import guidance_spec, refine
-from sgpose.refiner import build_unet
+from sgpose.method.refine import guidance_spec, refine
+from sgpose.method.refiner import build_unet
+from sgpose.models.features import feature_info
 from sgpose.report import evolution as ev
 from sgpose.report.charts import fig5_steps, training_curves
 
@@ -61,7 +62,7 @@ def test_refine_steps_matches_refine():
     h, w = params.backbone.heatmap_size
     feats = [torch.randn(2, 8, h >> i, w >> i) for i in range(3)]
     y0 = torch.rand(2, 17, h, w)
-    unet = as_trained(build_unet(params, [8, 8, 8])).eval()
+    unet = as_trained(build_unet(params.refiner, 17, feature_info([8, 8, 8]))).eval()
     spec = guidance_spec(params)
     for mode in ("static", "recursive", "recursive_from_pred"):
         steps = ev.refine_steps(unet, spec, feats, y0, mode)

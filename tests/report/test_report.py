@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from cache_samples import ATTRS, arrays
 from sgpose.cache.writer import write_cache
-from sgpose.guidance import guidance_sequence
-from sgpose.keypoints import COCO
+from sgpose.core.keypoints import COCO
+from sgpose.method.guidance import guidance_sequence
 from sgpose.report import figures, paper
 from sgpose.report.figures import fig2_poses, fig_guidance_sequence
 from sgpose.report.tables import PAPER_COLUMN, TABLE1_COLUMNS, table1, to_markdown

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 from conftest import fixture_instances, params_tree, write_instances, write_params
-from sgpose import locks
 from sgpose.cache.reader import load_cache
 from sgpose.cli import main as cli
+from sgpose.runtime import locks
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARDS = Path("results/fx/tiny/cache/train.shards")

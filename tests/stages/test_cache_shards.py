@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import sgpose.cache.plan as plan
 import sgpose.stages.cache as stage
 from sgpose.cache.format import read_attrs
 from sgpose.cache.reader import load_cache, open_cache
@@ -65,7 +66,7 @@ def test_killed_run_resumes_at_the_first_unfinished_shard(project, monkeypatch):
     want = _snapshot(cache)
     for p in cache.rglob("*.h5"):
         p.unlink()
-    real, written = stage._write_shard, []
+    real, written = stage.write_shard, []
 
     def dies_after_one(path, *args):
         if written:
@@ -73,7 +74,7 @@ def test_killed_run_resumes_at_the_first_unfinished_shard(project, monkeypatch):
         real(path, *args)
         written.append(path)
 
-    monkeypatch.setattr(stage, "_write_shard", dies_after_one)
+    monkeypatch.setattr(stage, "write_shard", dies_after_one)
     with pytest.raises(KeyboardInterrupt):
         cli(["cache", "--params", str(params_file), *SHARDED])
     first = shard_path(cache / "train.h5", 0)
@@ -81,7 +82,7 @@ def test_killed_run_resumes_at_the_first_unfinished_shard(project, monkeypatch):
     assert not (cache / "train.h5").exists()
     mtime = first.stat().st_mtime_ns
     resumed = []
-    monkeypatch.setattr(stage, "_write_shard", lambda path, *a: (resumed.append(path), real(path, *a)))
+    monkeypatch.setattr(stage, "write_shard", lambda path, *a: (resumed.append(path), real(path, *a)))
     assert cli(["cache", "--params", str(params_file), *SHARDED]) == 0
     assert first not in resumed and first.stat().st_mtime_ns == mtime  # kept, not rewritten
     assert resumed[:2] == [shard_path(cache / "train.h5", 1), shard_path(cache / "train.h5", 2)]
@@ -215,12 +216,12 @@ def test_a_split_fingerprints_only_the_keys_that_shape_its_shards(project, key, 
     params_file, _ = project
     base = load_params(params_file)
     changed = load_params(params_file, [f"{key}={value}"])
-    differs = {split for split in ("train", "val") if stage.shard_attrs(base, Paths(base), split)
-               != stage.shard_attrs(changed, Paths(changed), split)}
+    differs = {split for split in ("train", "val") if plan.shard_attrs(base, Paths(base), split)
+               != plan.shard_attrs(changed, Paths(changed), split)}
     assert differs == rebuilt
     views = load_params(params_file, ["cache.train_views=2"])  # with views drawn, augment shapes train
-    assert stage.shard_attrs(views, Paths(views), "train") != \
-        stage.shard_attrs(load_params(params_file, ["cache.train_views=2", "cache.augment.flip_prob=0"]),
+    assert plan.shard_attrs(views, Paths(views), "train") != \
+        plan.shard_attrs(load_params(params_file, ["cache.train_views=2", "cache.augment.flip_prob=0"]),
                           Paths(views), "train")
 
 

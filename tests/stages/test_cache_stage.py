@@ -12,9 +12,9 @@ from sgpose.cache.format import has_flip, num_features, read_attrs
 from sgpose.cache.reader import load_cache, open_cache
 from sgpose.cli import main as cli
 from sgpose.config.selection import load_params
+from sgpose.core.keypoints import COCO
 from sgpose.data.dataset import CropDataset
 from sgpose.data.decoding import flip_back
-from sgpose.keypoints import COCO
 from sgpose.models.backbones import build_backbone
 from sgpose.models.checkpoints import load_backbone
 

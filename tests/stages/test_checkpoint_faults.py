@@ -41,7 +41,7 @@ def test_a_damaged_backbone_is_an_error_naming_it(tmp_path, monkeypatch, capsys,
     (garbage, "not a readable torch checkpoint (UnpicklingError: "),
     (lambda p: torch.save([1, 2, 3], p), "not a refiner checkpoint (holds a list); rerun `sgpose train_refiner"),
     (lambda p: torch.save({"epoch": 3}, p), "not a refiner checkpoint (holds a dict without state_dict, "
-                                            "feature_channels)"),
+                                            "features)"),
 ])
 def test_a_damaged_refiner_is_an_error_naming_it(tmp_path, monkeypatch, capsys, damage, says):
     monkeypatch.chdir(tmp_path)

@@ -16,16 +16,16 @@ from sgpose.cache.format import read_attrs
 from sgpose.cache.reader import load_cache, open_cache
 from sgpose.cli import main as cli
 from sgpose.config import Paths, load_params
-from sgpose.controlled import CropContext, instance_uniforms, perturb, render_y0
-from sgpose.controlled_params import PERTURBED
-from sgpose.data import sources
+from sgpose.config.perturb import PERTURBED
+from sgpose.controlled.perturb import CropContext, instance_uniforms, perturb, render_y0
+from sgpose.core.io import read_json
+from sgpose.core.keypoints import COCO
 from sgpose.data.coco import read_instances
 from sgpose.data.decoding import decode, flip_back
 from sgpose.data.transforms import heatmap_to_image, image_to_heatmap
 from sgpose.evaluation.coco_eval import evaluate_keypoints
 from sgpose.evaluation.results import to_coco_results
-from sgpose.io import read_json
-from sgpose.keypoints import COCO
+from sgpose.stages.train_refiner import training_source
 
 INPUT, HEATMAP = (64, 64), (16, 16)
 SMALL = ["--set", "refiner.base_channels=8", "--set", "refiner.time_dim=16", "--set", "train_refiner.batch_size=4"]
@@ -90,7 +90,7 @@ def test_the_cache_holds_the_real_features_and_the_rendered_ground_truth(project
 def test_refiner_training_redraws_y0_every_epoch(project):
     assert cli(["cache", "--params", str(project), "--backbone", "pert"]) == 0
     p = load_params(project, backbone="pert")
-    source = sources.training_source(p, Paths(p), torch.device("cpu"))
+    source = training_source(p, Paths(p), torch.device("cpu"))
     batch = [list(range(7))]
     e0, e0b, e1 = (next(iter(source.batches(batch, e))) for e in (0, 0, 1))
     assert not any(k.startswith("meta/") for k in e0)
@@ -103,7 +103,7 @@ def test_refiner_training_redraws_y0_every_epoch(project):
                 "--set", "train_refiner.epochs=2"]) == 0
     assert Path("results/fx/pert/ours/refiner.pt").is_file()
     with pytest.raises(ValueError, match="train_refiner.features: online is not supported"):
-        sources.training_source(load_params(project, ["train_refiner.features=online"], backbone="pert"), Paths(p),
+        training_source(load_params(project, ["train_refiner.features=online"], backbone="pert"), Paths(p),
                                 torch.device("cpu"))
 
 

@@ -9,11 +9,12 @@ import torch
 from conftest import as_trained
 from sgpose.cache.reader import features, load_cache
 from sgpose.config.selection import load_params
+from sgpose.core.keypoints import COCO
 from sgpose.data.decoding import flip_back
-from sgpose.inference import final_heatmaps
-from sgpose.keypoints import COCO
-from sgpose.refine import guidance_spec, refine
-from sgpose.refiner import build_unet
+from sgpose.inference.cached import Refiner, Setting, final_heatmaps
+from sgpose.method.refine import guidance_spec, refine
+from sgpose.method.refiner import build_unet
+from sgpose.models.features import feature_info
 from synthetic_cache import write_synthetic_cache
 
 REPO = Path(__file__).resolve().parents[2]
@@ -31,29 +32,29 @@ def test_baseline_flip_test_averages_the_mirrored_view(tmp_path):
     y0, yf = data["heatmaps"], data["flip/heatmaps"]
     params = load_params(REPO / "params.yaml", SMALL)
     want = 0.5 * (y0 + flip_back(yf, COCO.flip_permutation()))
-    torch.testing.assert_close(final_heatmaps(params, data), want)
+    torch.testing.assert_close(final_heatmaps(data, None, Setting.of(params)), want)
     off = load_params(REPO / "params.yaml", [*SMALL, "infer.flip_test=false"])
-    torch.testing.assert_close(final_heatmaps(off, data), y0)
+    torch.testing.assert_close(final_heatmaps(data, None, Setting.of(off)), y0)
 
 
 def test_refined_flip_test_refines_each_view_with_its_own_features(tmp_path):
     torch.manual_seed(0)
     data = _data(tmp_path)
     params = load_params(REPO / "params.yaml", SMALL)
-    unet, spec = as_trained(build_unet(params, [8, 8, 8])).eval(), guidance_spec(params)
+    unet, spec = as_trained(build_unet(params.refiner, 17, feature_info([8, 8, 8]))).eval(), guidance_spec(params)
     y0, yf = data["heatmaps"], data["flip/heatmaps"]
     own = refine(unet, spec, features(data), y0)
     mirrored = refine(unet, spec, features(data, prefix="flip/"), yf)
-    out = final_heatmaps(params, data, unet, spec)
+    out = final_heatmaps(data, Refiner(unet, spec), Setting.of(params))
     torch.testing.assert_close(out, 0.5 * (own + flip_back(mirrored, COCO.flip_permutation())))
     data["flip/feat/1"] = data["flip/feat/1"] + 1  # the mirrored view's features matter
-    assert not torch.allclose(out, final_heatmaps(params, data, unet, spec))
+    assert not torch.allclose(out, final_heatmaps(data, Refiner(unet, spec), Setting.of(params)))
 
 
 def test_a_cache_without_flip_views_gives_the_single_view(tmp_path):
     data = _data(tmp_path, flip=False)
     params = load_params(REPO / "params.yaml", SMALL)
-    torch.testing.assert_close(final_heatmaps(params, data), data["heatmaps"])
+    torch.testing.assert_close(final_heatmaps(data, None, Setting.of(params)), data["heatmaps"])
 
 
 def test_baseline_dark_decodes_the_backbone_heatmaps_with_dark_whatever_infer_decode_says(tmp_path):
@@ -64,10 +65,10 @@ def test_baseline_dark_decodes_the_backbone_heatmaps_with_dark_whatever_infer_de
     import numpy as np
     from sgpose.cache.writer import write_cache
     from sgpose.config import Paths
+    from sgpose.core.io import read_json
+    from sgpose.data.targets import render_gaussians
     from sgpose.data.transforms import heatmap_to_image
-    from sgpose.guidance import render_gaussians
-    from sgpose.io import read_json
-    from sgpose.stages import infer
+    from sgpose.stages import Run, infer
 
     over = [*SMALL, f"evals.{load_params(REPO / 'params.yaml').backbone.name}=[val]", "infer.flip_test=false"]
     params = load_params(REPO / "params.yaml", over)
@@ -82,7 +83,7 @@ def test_baseline_dark_decodes_the_backbone_heatmaps_with_dark_whatever_infer_de
     truth = heatmap_to_image(peaks, arrays["meta/center"], arrays["meta/scale"], (h, w))
 
     def error(variant: str, p=params) -> float:
-        infer.main(p, paths, Namespace(variant=variant))
+        infer.main(Run(Namespace(variant=variant), (p, Paths(p, root=tmp_path))))
         got = np.array([r["keypoints"] for r in read_json(paths.keypoints(variant, "val"))]).reshape(n, k, 3)
         px = arrays["meta/scale"][:, None] / [w, h]  # image px per heatmap px, (N, 1, 2)
         return float((np.abs(got[..., :2] - truth) / px).max())  # heatmap px
@@ -92,3 +93,16 @@ def test_baseline_dark_decodes_the_backbone_heatmaps_with_dark_whatever_infer_de
     dark = load_params(REPO / "params.yaml", [*over, "infer.decode=dark"])
     assert error("baseline", dark) < 0.01
 
+
+
+def test_the_stage_keeps_the_form_parity_py_calls(tmp_path):
+    """`sgpose.stages.infer.final_heatmaps(params, batch)` with a bare namespace (infer.flip_test, layout):
+    ../shared/reference/official_parity/parity.py checks the flip test end to end through it."""
+    from types import SimpleNamespace
+
+    from sgpose.stages import infer
+
+    data = _data(tmp_path)
+    params = SimpleNamespace(infer=SimpleNamespace(flip_test=True), layout="coco")
+    want = 0.5 * (data["heatmaps"] + flip_back(data["flip/heatmaps"], COCO.flip_permutation()))
+    torch.testing.assert_close(infer.final_heatmaps(params, data), want)

@@ -1,4 +1,4 @@
-"""`sgpose infer_online` (sgpose.online): an evaluation split scored in one streaming pass over its crops,
+"""`sgpose infer_online` (sgpose.inference.online): an evaluation split scored in one streaming pass over its crops,
 without a cache, gives the cached path's predictions for the baseline and a refined variant (to the
 rounding of the cache's fp16 storage; exactly with a float32 cache), and the cache stage skips it."""
 
@@ -13,7 +13,8 @@ import torch
 from conftest import as_trained, write_instances
 from sgpose.cli import main as cli
 from sgpose.config.selection import load_params
-from sgpose.refiner import build_unet
+from sgpose.method.refiner import build_unet
+from sgpose.models.features import from_json
 from test_cache_stage import tiny_project
 
 BB = Path("results/fx/tiny")
@@ -37,7 +38,7 @@ def project(tmp_path, monkeypatch):
     assert cli(["train_refiner", *args, "--set", "train_refiner.epochs=1"]) == 0
     ckpt = torch.load(BB / "ours" / "refiner.pt", weights_only=False)
     params = load_params(params_file, [a for a in args[2:] if a != "--set"])
-    unet = build_unet(params, ckpt["feature_channels"])
+    unet = build_unet(params.refiner, 17, from_json(ckpt["features"]))
     unet.load_state_dict(ckpt["state_dict"])
     ckpt["state_dict"] = as_trained(unet, std=0.2).state_dict()  # a fresh UNet's zero convs output zeros
     torch.save(ckpt, BB / "ours" / "refiner.pt")

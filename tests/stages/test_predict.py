@@ -12,8 +12,9 @@ import torch
 from conftest import FIXTURE_COCO, params_tree, require, write_params
 from sgpose.cli import main as cli
 from sgpose.config.selection import load_params
+from sgpose.method.refiner import build_unet
 from sgpose.models.backbones import build_backbone
-from sgpose.refiner import build_unet
+from sgpose.models.features import select, to_json
 from sgpose.stages.predict import parse_boxes
 
 IMAGE = FIXTURE_COCO / "000000040083.jpg"
@@ -37,10 +38,10 @@ def save_models(root: Path, backbone: bool = True, refiner: bool = True, levels:
                     "num_joints": 17, "epochs": 0}, bb_dir / "backbone.pt")
     if refiner:
         _, feats = model(torch.zeros(1, 3, 64, 64))
-        channels = [feats[i].shape[1] for i in (levels or range(len(feats)))]
-        unet = build_unet(params, channels, "ours", levels)
-        torch.save({"state_dict": unet.state_dict(), "feature_channels": channels, "feature_levels": levels,
-                    "variant": "ours"}, bb_dir / "ours" / "refiner.pt")
+        info = select(model.feature_info, levels)
+        unet = build_unet(params.refiner, 17, info, "ours")
+        torch.save({"state_dict": unet.state_dict(), "features": to_json(info), "variant": "ours"},
+                   bb_dir / "ours" / "refiner.pt")
 
 
 @pytest.fixture

@@ -21,8 +21,9 @@ from conftest import FIXTURE_COCO, fixture_instances
 from sgpose.cache.writer import write_cache
 from sgpose.cli import main as cli_main
 from sgpose.config.selection import load_params
-from sgpose.guidance import render_gaussians
-from sgpose.refiner import build_unet
+from sgpose.method.guidance import render_gaussians
+from sgpose.method.refiner import build_unet
+from sgpose.models.features import feature_info, to_json
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "results" / "test-artifacts"
@@ -83,12 +84,13 @@ def write_val_cache(bb_dir: Path, params: dict) -> None:
 
 def write_refiner(bb_dir: Path) -> None:
     """A real `ours` UNet whose output is a constant 0.5: every joint decodes to (0, 0), found."""
-    unet = build_unet(load_params("params.yaml"), FEATS, "ours")
+    unet = build_unet(load_params("params.yaml").refiner, 17, feature_info(FEATS), "ours")
     head = unet.head[-1]
     torch.nn.init.zeros_(head.weight)
     torch.nn.init.constant_(head.bias, 0.5)
     (bb_dir / "ours").mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": unet.state_dict(), "feature_channels": FEATS, "variant": "ours"}, bb_dir / "ours" / "refiner.pt")
+    torch.save({"state_dict": unet.state_dict(), "features": to_json(unet.features), "variant": "ours"},
+               bb_dir / "ours" / "refiner.pt")
 
 
 def fake_tree(root: Path, params: dict, bb_dir: Path) -> None:

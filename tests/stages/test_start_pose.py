@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from argparse import Namespace
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +11,9 @@ import pytest
 import torch
 from sgpose.config.paths import Paths
 from sgpose.config.selection import load_params
-from sgpose.keypoints import COCO
-from sgpose.refine import guidance_spec
+from sgpose.core.keypoints import COCO
+from sgpose.method.refine import guidance_spec
+from sgpose.stages import Run
 from sgpose.stages.start_pose import main, start_pose_record
 from synthetic_cache import write_synthetic_cache
 
@@ -38,7 +40,7 @@ def test_stage_writes_the_artifact_that_mean_start_pose_reads(tmp_path):
     with pytest.raises(FileNotFoundError, match="start_pose.json"):
         guidance_spec(params, "ours", paths.start_pose)
     arrays = write_synthetic_cache(paths.cache("train"), n=5)
-    main(params, paths, None)
+    main(Run(Namespace(), (params, paths)))
     want = arrays["joints"][..., :2].mean(axis=0)
     spec = guidance_spec(params, "ours", paths.start_pose)
     torch.testing.assert_close(spec.start, torch.tensor(want, dtype=torch.float32))

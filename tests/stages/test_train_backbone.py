@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import sgpose.stages.train_backbone as stage
+import sgpose.training.backbone as stage
 import torch
 from conftest import fixture_instances, params_tree, write_instances, write_params
 from sgpose.cli import main as cli
@@ -134,7 +134,7 @@ def test_other_training_data_never_resumes(tmp_path, monkeypatch, caplog, change
         (tmp_path / "results" / "fx" / "download.json").write_text('{"files": {"a.jpg": "0123"}}\n')
     caplog.set_level("INFO")
     assert cli(["train_backbone", "--params", params]) == 0
-    assert "made with other parameters or training data; starting from scratch" in caplog.text
+    assert "made with other parameters or data; starting clean" in caplog.text
     assert "resuming" not in caplog.text
     assert list(pd.read_csv("results/fx/tiny/train_log.csv").epoch) == [1, 2]
     # the clean run equals a fresh run on the new data, byte for byte
@@ -154,7 +154,7 @@ def test_same_data_still_resumes(tmp_path, monkeypatch, caplog):
     write_instances(tmp_path, "fx", train=fixture_instances((64, 64)).iloc[:6])  # rewritten, same rows
     caplog.set_level("INFO")
     assert cli(["train_backbone", "--params", params]) == 0
-    assert "after epoch 1" in caplog.text
+    assert "resuming from results/fx/tiny/backbone.pt.last (epoch 1)" in caplog.text
 
 
 def _batches(n: int = 3, size: tuple[int, int] = (64, 64)) -> list[dict]:
@@ -178,7 +178,7 @@ def test_an_epoch_on_the_cpu_is_the_plain_fp32_loop_to_the_bit():
     models[1].train()
     total = 0.0
     for b in batches:
-        out = stage.joints_mse_loss(models[1](b["image"])[0], b["target"], b["target_weight"])
+        out = stage.joints_mse(models[1](b["image"])[0], b["target"], b["target_weight"])
         opts[1].zero_grad(set_to_none=True)
         out.backward()
         opts[1].step()

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import sgpose.stages.train_refiner as stage
+import sgpose.training.refiner as stage
 import torch
-from sgpose import compute
 from sgpose.cache.reader import features
 from sgpose.cli import main as cli
 from sgpose.config.paths import Paths
 from sgpose.config.selection import load_params
-from sgpose.data import sources
+from sgpose.runtime import compute
+from sgpose.training import sources
 from test_cache_stage import tiny_project
 
 SMALL = ["--set", "refiner.base_channels=8", "--set", "refiner.time_dim=16", "--set", "train_refiner.batch_size=4"]
@@ -44,8 +44,8 @@ def _assert_weights_close(a: dict, b: dict, atol: float = 0.0) -> None:
 def test_trains_writes_checkpoint_and_log(project):
     assert cli(["train_refiner", *project, "--set", "train_refiner.epochs=2", "--variant", "ours_S4"]) == 0
     ckpt = torch.load(BB / "ours_S4" / "refiner.pt", weights_only=False)
-    assert ckpt["variant"] == "ours_S4" and ckpt["epoch"] == 2 and ckpt["feature_levels"] == [0, 1, 2]
-    assert ckpt["feature_channels"] == [16, 16, 16] and "optimizer" not in ckpt
+    assert ckpt["variant"] == "ours_S4" and ckpt["epoch"] == 2 and [f["level"] for f in ckpt["features"]] == [0, 1, 2]
+    assert [f["channels"] for f in ckpt["features"]] == [16, 16, 16] and "optimizer" not in ckpt
     log = pd.read_csv(BB / "ours_S4" / "train_log.csv")
     assert list(log.epoch) == [1, 2] and (log.loss > 0).all()
     assert sorted(p.name for p in (BB / "ours_S4").iterdir()) == ["refiner.pt", "train_log.csv"]
@@ -120,13 +120,13 @@ def test_online_features_are_the_cached_ones_without_augmentation(project):
     no_aug = ["--set", "cache.augment={flip_prob: 0.0, scale_factor: 0.0, rotation_factor: 0.0}"]
     params = load_params(project[1], [a for a in [*project[2:], *no_aug] if a != "--set"])
     paths, dev = Paths(params), torch.device("cpu")
-    stored = next(iter(sources.CachedSource(paths.cache("train"), params, dev).batches([[0, 2, 5]], 0)))
+    stored = next(iter(sources.CachedSource(paths.cache("train"), params.train_refiner, dev).batches([[0, 2, 5]], 0)))
     assert stored["feat/0"].dtype == stored["target"].dtype == torch.float16  # half the bytes from the readers
     cached = {k: compute.to_device(v, params.compute, dev) for k, v in stored.items()}  # as the training loop sees it
     assert cached["feat/0"].dtype == torch.float32
     online_source = sources.OnlineSource(params, paths, dev)
     online = next(iter(online_source.batches([[0, 2, 5]], 0)))
-    assert online_source.channels == [16, 16, 16] and online_source.levels == [0, 1, 2]
+    assert [(f.level, f.channels) for f in online_source.features] == [(0, 16), (1, 16), (2, 16)]
     for key in ("heatmaps", "target", "target_weight", "joints"):
         torch.testing.assert_close(online[key].float(), cached[key], atol=2e-3, rtol=1e-2, msg=key)
     for a, b in zip(features(online), features(cached)):
@@ -141,7 +141,7 @@ def test_online_features_are_the_cached_ones_without_augmentation(project):
 def test_cached_training_views_are_drawn_per_epoch(project):
     assert cli(["cache", "--params", project[1], "--set", "cache.train_views=2", "--set", "cache.batch_size=1"]) == 0
     params = load_params(project[1], [a for a in project[2:] if a != "--set"])
-    source = sources.CachedSource(Paths(params).cache("train"), params, torch.device("cpu"))
+    source = sources.CachedSource(Paths(params).cache("train"), params.train_refiner, torch.device("cpu"))
     assert (source.views, source.num_instances, len(source.data)) == (2, 7, 14)
     assert source.data.memory is not None  # a small cache: read into memory once
     assert cli(["train_refiner", *project, "--set", "train_refiner.epochs=1"]) == 0

@@ -24,10 +24,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from sgpose import threads
 from sgpose.cache.format import dataset_keys, num_features, read_attrs
 from sgpose.cache.shards import check_shards
-from sgpose.errors import InputError, reading
+from sgpose.core.errors import InputError, reading
+from sgpose.models.features import FeatureInfo, feature_info
+from sgpose.runtime import threads
 
 TRAIN_KEYS = ("heatmaps", "target", "target_weight", "joints")  # + feat/*
 
@@ -125,15 +126,10 @@ class CacheBatches(Dataset):
         """Cached views per instance (train caches with cache.train_views > 1), interleaved."""
         return int(self.attrs.get("views", 1))
 
-    @property
-    def feature_levels(self) -> list[int]:
-        """The backbone feature level of each cached `feat/i` (0 = the heatmap resolution)."""
-        configured = (self.attrs.get("cache") or {}).get("feature_levels")
-        return list(configured) if configured is not None else list(range(len(self.feature_channels())))
-
-    def feature_channels(self, prefix: str = "") -> list[int]:
-        """Channels of each cached feature level (what the refiner is built for)."""
-        return [self.shapes[k][0] for k in self.keys if k.startswith(f"{prefix}feat/")]
+    def feature_info(self, prefix: str = "") -> list[FeatureInfo]:
+        """The stored backbone features (level and channels of each `feat/i`): what the refiner is built for."""
+        channels = [self.shapes[k][0] for k in self.keys if k.startswith(f"{prefix}feat/")]
+        return feature_info(channels, (self.attrs.get("cache") or {}).get("feature_levels"))
 
     def _handles(self) -> list[dict[str, h5py.Dataset]]:
         """Per shard, its datasets by key (looking one up costs ~10% of reading a sample's chunk)."""

@@ -31,8 +31,8 @@ import numpy as np
 import pandas as pd
 
 from sgpose.cache.format import damaged_chunks, dataset_keys, read_attrs, write_attrs
-from sgpose.errors import InputError
-from sgpose.io import atomic_path
+from sgpose.core.errors import InputError
+from sgpose.core.io import atomic_path
 
 MANIFEST_ONLY = ("shard_index", "shard_start", "fingerprint", "num_samples", "complete")
 
@@ -59,7 +59,7 @@ def shard_ranges(num_items: int, num_shards: int) -> list[tuple[int, int]]:
 
 def code_digest(files: list[Path], root: Path) -> str:
     """sha256 over source files (named relative to `root`), in a fixed order: what the cache stage
-    passes is its import closure (`sgpose.dag.imports.module_files`, the files the DAG tracks for it)."""
+    passes is its import closure (`sgpose.runtime.imports.module_files`, the files the DAG tracks for it)."""
     digest = hashlib.sha256()
     for f in sorted(files):
         digest.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())

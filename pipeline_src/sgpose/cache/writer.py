@@ -19,11 +19,11 @@ import h5py
 import numpy as np
 import torch
 
-from sgpose import threads
 from sgpose.cache import chunks
 from sgpose.cache.format import COMPRESSION, REQUIRED, dtype_of, num_features, write_attrs
-from sgpose.errors import DiskFullError, disk_full, free_bytes, mount_point
-from sgpose.io import atomic_path
+from sgpose.core.errors import DiskFullError, disk_full, free_bytes, mount_point
+from sgpose.core.io import atomic_path
+from sgpose.runtime import threads
 
 log = logging.getLogger(__name__)
 

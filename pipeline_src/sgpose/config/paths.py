@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sgpose.config.schema import gt_split
+from sgpose.config.schema import BackboneParams, gt_split
 from sgpose.config.selection import Params
 
 
@@ -56,6 +56,11 @@ class Paths:
     @property
     def backbone(self) -> Path:
         return self.backbone_dir / "backbone.pt"
+
+    def weights(self, bp: BackboneParams) -> Path:
+        """The backbone.pt whose features backbone `bp` caches and trains on: its own, or a controlled
+        backbone's `features_from`'s (it has no weights of its own)."""
+        return (Paths.of(self.dataset.name, bp.features_from, self.root) if bp.controlled else self).backbone
 
     @property
     def backbone_log(self) -> Path:

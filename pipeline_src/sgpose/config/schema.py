@@ -20,10 +20,10 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
 
-from sgpose.controlled_params import PerturbParams
-from sgpose.modes import ColorOrder, DecodeMode, InferenceMode, Missing, Schedule, StartPose
-from sgpose.resources import ResourcesParams
-from sgpose.variants import BASELINE, UNREFINED, Variant, check_name, get_variant
+from sgpose.config.perturb import PerturbParams
+from sgpose.config.resources import ResourcesChange
+from sgpose.core.modes import ColorOrder, DecodeMode, InferenceMode, Missing, Schedule, StartPose
+from sgpose.core.variants import BASELINE, UNREFINED, Variant, check_name, get_variant
 
 Split = Literal["train", "val", "val_det"]
 EvalSplit = Literal["val", "val_det"]  # val: ground-truth boxes; val_det: detector boxes (Table 4)
@@ -36,7 +36,7 @@ def gt_split(split: str) -> str:
     return "val" if split == DET_SPLIT else split
 
 
-DEVICE = r"^(auto|cpu|cuda(:\d+)?)$"  # compute.device values sgpose.compute.device understands
+DEVICE = r"^(auto|cpu|cuda(:\d+)?)$"  # compute.device values sgpose.runtime.compute.device understands
 
 # dataset and backbone names become directories, DVC stage names and Snakemake wildcard values
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -81,7 +81,7 @@ DETECTION_KEYS = ("detections", "det_score_threshold", "min_box_area")  # only t
 
 
 class DatasetParams(_Section):
-    layout: Literal["coco", "crowdpose"] = "coco"  # keypoint layout (sgpose.keypoints)
+    layout: Literal["coco", "crowdpose"] = "coco"  # keypoint layout (sgpose.core.keypoints)
     data: DataParams
     prepare: PrepareParams = PrepareParams()
 
@@ -99,7 +99,7 @@ class TrainBackboneParams(_Section):
 class BackboneParams(_Section):
     name: str = ""  # its key in `backbones` (filled in on load)
     dataset: str = ""  # a key of `datasets` (required in a params file; checked there)
-    # oracle | perturbed: a controlled backbone (sgpose.controlled): Y0 rendered from the ground truth
+    # oracle | perturbed: a controlled backbone (sgpose.controlled.perturb): Y0 rendered from the ground truth
     # (perturbed: with `perturb`'s synthetic errors), features from the real backbone `features_from`
     arch: Literal["simple_baseline", "hrnet", "oracle", "perturbed"] = "simple_baseline"
     features_from: str | None = None  # controlled only: a trained/imported backbone of the same dataset
@@ -279,7 +279,9 @@ class ParamsFile(_Section):
     infer: InferParams = InferParams()
     evaluate: EvaluateParams = EvaluateParams()
     report: ReportParams = ReportParams()
-    resources: ResourcesParams = ResourcesParams()  # job sizes (sgpose.resources)
+    # rule -> the job-size values a profile changes (sgpose.config.resources; each rule's defaults and the
+    # check that every key is a rule: sgpose.dag.table)
+    resources: dict[str, ResourcesChange] = {}
 
     @model_validator(mode="before")
     @classmethod

@@ -68,6 +68,13 @@ class Params:
         self.report: ReportParams = file.report
 
     @property
+    def features_backbone(self) -> BackboneParams:
+        """The backbone whose network computes the selected one's features: itself, or a controlled
+        backbone's `features_from` (`Paths.weights` is its backbone.pt)."""
+        bp = self.backbone
+        return self.file.backbones[bp.features_from] if bp.controlled else bp
+
+    @property
     def evals(self) -> list[str]:
         """The evaluation splits of the selected backbone (`val`, `val_det`)."""
         return self.file.evals_of(self.backbone.name)

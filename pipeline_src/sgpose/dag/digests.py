@@ -4,7 +4,7 @@ DVC records the hash of every dependency of every stage in dvc.lock and rewrites
 stage (a round-trip YAML parse and dump). With one stage per job, listing each job's import closure made
 the sample's dvc.lock 16k lines and that rewrite most of DVC's time (README, "What to expect"). So under
 DVC a job depends on one file, `results/code/<entry>.json`, written by the `code` stage, which depends
-on the package directory. The file lists exactly the closure (`sgpose.dag.imports`) and each file's
+on the package directory. The file lists exactly the closure (`sgpose.runtime.imports`) and each file's
 sha256: an edit changes the digests of the entries that import the edited module and no other, so DVC
 re-runs exactly the jobs it re-ran before, and a `code` stage whose digests come out unchanged re-runs
 nothing. Snakemake, which keeps no such file, lists the closure itself (`sgpose.dag.snakemake`).
@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from sgpose.dag.imports import PACKAGE, module_files
+from sgpose.runtime.imports import PACKAGE, module_files
 
 CODE_ROOT = "pipeline_src"  # the package's directory, relative to the project root
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sgpose.config import ParamsFile
-from sgpose.dag.table import STAGES, WHOLE_FILE, Keys, Stage, jobs
+from sgpose.dag.table import STAGES, WHOLE_FILE, Keys, Stage, check_resources, jobs
 
 KEYS = ("ds", "bb", "variant", "split", "shard")
 LOG_DIR = "logs"
@@ -80,7 +80,8 @@ def lookup(tree: dict, key: str) -> Any:
 
 
 def rules(file: ParamsFile) -> list[Rule]:
-    """One Rule per stage Snakemake runs, in DAG order."""
+    """One Rule per stage Snakemake runs, in DAG order (a `resources:` key that is no rule: ValueError)."""
+    check_resources(file)
     out = []
     for stage in STAGES:
         if "snakemake" not in stage.engines:

@@ -1,7 +1,7 @@
 """The stage table: every stage of the pipeline declared once.
 
 A `Stage` names its entry module (its code dependencies are that module's import closure,
-`sgpose.dag.imports`), the grid it runs over, its command, the params keys it reads, its inputs and its
+`sgpose.runtime.imports`), the grid it runs over, its command, the params keys it reads, its inputs and its
 outputs (always from `sgpose.config.Paths`). `jobs(file)` expands the table over a validated params file
 into concrete `Job`s; `sgpose.dag.dvc` writes them as dvc.yaml, `sgpose.dag.snakemake` turns each stage
 into one Snakemake rule whose wildcards are the job keys. Both engines therefore see the same commands,
@@ -12,19 +12,42 @@ Job keys (Snakemake wildcards): `ds` dataset, `bb` backbone, `variant`, `split`,
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Callable, Iterator, Literal
 
 from sgpose.config import DET_SPLIT, ParamsFile, Paths
+from sgpose.config.resources import StageResources
 from sgpose.config.schema import DETECTION_KEYS, PREPARE_KEYS
+from sgpose.core.variants import UNREFINED, is_refined
 from sgpose.dag import digests
-from sgpose.dag.imports import ROOT
-from sgpose.variants import UNREFINED, is_refined
+from sgpose.runtime.imports import ROOT
 
 Keys = dict[str, str]
+STAGE_PACKAGE = "sgpose.stages"
 WHOLE_FILE = "*"  # a params "key" meaning every key of the file (check_params)
 CODE_STAGE = "code"  # DVC's stage that digests every entry's sources (sgpose.dag.digests)
+
+
+@dataclass(frozen=True)
+class Command:
+    """One `sgpose` subcommand: the stage module it runs (`sgpose.stages.<name>`), its help, whether it reads
+    the params file (`profile`, `dag` and `code` read it themselves, or not at all), and the rule of the
+    DAG an invocation runs (`rule(args)`; default the command's own name): its resources and threads."""
+
+    name: str
+    help: str
+    reads_params: bool = True
+    rule: Callable[[argparse.Namespace], str] | None = None
+
+    @property
+    def module(self) -> str:
+        return f"{STAGE_PACKAGE}.{self.name}"
+
+    def rule_of(self, args: argparse.Namespace) -> str:
+        """The DAG rule an invocation of this command runs (`sgpose cache --shard 3`: cache_shard)."""
+        return self.rule(args) if self.rule else self.name
 
 
 @dataclass(frozen=True)
@@ -64,15 +87,21 @@ class Stage:
     outputs follow from its keys."""
 
     name: str
-    entry: str  # the stage module (`sgpose.stages.cache`); its import closure is the code dependency
+    command: str  # the `sgpose` subcommand it runs (its module's import closure is the code dependency)
     doc: str
     grid: Callable[[ParamsFile], list[Keys]]
     cmd: str  # a format string over the keys
     outs: Callable[[Keys], list[Out]]
+    resources: StageResources = StageResources()  # a job's default size (full COCO); params `resources:` change it
     deps: Callable[[ParamsFile, Keys], list[str]] = lambda f, k: []
     params: Callable[[ParamsFile, Keys], list[str]] = lambda f, k: []
     engines: frozenset[str] = field(default=frozenset({"dvc", "snakemake"}))
     dvc_cmd: str | None = None  # a format string over the keys, where DVC runs another command
+
+    @property
+    def entry(self) -> str:
+        """The stage module whose import closure is this stage's code."""
+        return command(self.command).module
 
     def job(self, file: ParamsFile, keys: Keys) -> Job:
         return Job(self.name, keys, self.cmd.format(**keys), tuple(self.deps(file, keys)),
@@ -213,96 +242,160 @@ def _report_deps(file: ParamsFile, k: Keys) -> list[str]:
     return deps
 
 
+# ---------------------------------------------------------------------------------------- the commands
+def _prepare_rule(args: argparse.Namespace) -> str:
+    return "prepare_detections" if getattr(args, "splits", None) == [DET_SPLIT] else "prepare"
+
+
+def _cache_rule(args: argparse.Namespace) -> str:
+    if getattr(args, "gather", False):
+        return "cache_gather"
+    return "cache_shard" if getattr(args, "shard", None) is not None else "cache"
+
+
+# every `sgpose` subcommand, in the DAG's order (`sgpose --help` lists them so)
+COMMANDS: tuple[Command, ...] = (
+    Command("code", "digest every stage's sources into results/code/ (the code dependency DVC tracks)",
+            reads_params=False),
+    Command("dag", "write dvc.yaml from the stage table and params.yaml's grid (--check: is it current?)",
+            reads_params=False),
+    Command("profile", "make profiles/NAME.yaml (sample, coco, crowdpose, paper) the active params.yaml",
+            reads_params=False),
+    Command("check_params", "validate the whole params file (every section, value and name); write a stamp"),
+    Command("download", "fetch and verify a dataset's files (URLs or SGPOSE_MIRROR)"),
+    Command("prepare", "a dataset's person instances per split (GT boxes; val_det: detections), ground truth",
+            rule=_prepare_rule),
+    Command("train_backbone", "train a backbone where no official checkpoint is used (else import it)"),
+    Command("cache", "run the frozen backbone once; write features, Y0, targets, crop meta to sharded HDF5",
+            rule=_cache_rule),
+    Command("start_pose", "mean training pose in crop coordinates (guidance.start_pose: mean)"),
+    Command("train_refiner", "train the structure-guided UNet from the cache (docs/method.md, Training)"),
+    Command("infer", "refine the cached heatmaps of each evaluation split; COCO results JSON (docs/method.md, "
+            "Inference)"),
+    Command("infer_online", "every variant's predictions on the backbone's online splits: one pass through the "
+            "backbone, no cache"),
+    Command("evaluate", "OKS keypoint AP (COCO or CrowdPose) per evaluation split; writes results/metrics/..."),
+    Command("report", "tables (paper numbers beside ours) and figures from results/"),
+    Command("predict", "run the trained backbone + ours refiner on an image: keypoints JSON + overlay PNG"),
+)
+
+
+def command(name: str) -> Command:
+    """The subcommand `name` (KeyError naming the commands)."""
+    for c in COMMANDS:
+        if c.name == name:
+            return c
+    raise KeyError(f"no command {name!r} (commands: {', '.join(c.name for c in COMMANDS)})")
+
+
+def _job(threads: int, mem_mb: int, runtime: int, gpu: int = 0) -> StageResources:
+    """A rule's default job: full COCO on one GPU node (the profiles size their own: `resources:`)."""
+    return StageResources(threads=threads, mem_mb=mem_mb, runtime=runtime, gpu=gpu)
+
+
 # ------------------------------------------------------------------------------------------ the table
 STAGES: tuple[Stage, ...] = (
     # DVC only: every other DVC job depends on its entry's digest, not on each file (sgpose.dag.digests)
-    Stage(CODE_STAGE, "sgpose.stages.code", "the digest of every entry module's sources (DVC's code dependency)",
+    Stage(CODE_STAGE, "code", "the digest of every entry module's sources (DVC's code dependency)",
           once, "sgpose code", outs=lambda k: [Out(str(Paths.of("-", "-").code_digest(e))) for e in entries()],
-          deps=lambda f, k: [digests.package_dir().as_posix()], engines=frozenset({"dvc"})),
+          deps=lambda f, k: [digests.package_dir().as_posix()], engines=frozenset({"dvc"}),
+          resources=_job(1, 1000, 10)),
     # every key of the file: a misspelt section, which no other stage reads, fails the run; under DVC also a
     # dvc.yaml that is stale for the file's grid
-    Stage("check_params", "sgpose.stages.check_params", "validate the whole params file (and dvc.yaml's currency)",
+    Stage("check_params", "check_params", "validate the whole params file (and dvc.yaml's currency)",
           once, "sgpose check_params", outs=lambda k: [Out(str(Paths.of("-", "-").params_check))],
-          params=lambda f, k: [WHOLE_FILE], dvc_cmd="sgpose check_params --dvc-yaml dvc.yaml"),
-    Stage("download", "sgpose.stages.download", "fetch and verify a dataset's files",
+          params=lambda f, k: [WHOLE_FILE], dvc_cmd="sgpose check_params --dvc-yaml dvc.yaml",
+          resources=_job(1, 1000, 10)),
+    Stage("download", "download", "fetch and verify a dataset's files",
           per_dataset, "sgpose download --dataset {ds}",
           outs=lambda k: [Out(str(_paths(k).download_stamp))],
           deps=lambda f, k: [f.datasets[k["ds"]].data.manifest],
-          params=lambda f, k: [f"datasets.{k['ds']}.data"]),
-    Stage("prepare", "sgpose.stages.prepare", "person instances and ground truth of train and val",
+          params=lambda f, k: [f"datasets.{k['ds']}.data"],
+          resources=_job(1, 4000, 240)),
+    Stage("prepare", "prepare", "person instances and ground truth of train and val",
           per_dataset, "sgpose prepare --dataset {ds} --split train --split val",
           outs=lambda k: [Out(str(_paths(k).instances(s))) for s in ("train", "val")]
           + [Out(str(_paths(k).split_annotations(s))) for s in ("train", "val")],
           deps=lambda f, k: [str(_paths(k).download_stamp)],
-          params=lambda f, k: _dataset_params(f, k["ds"], [p for p in PREPARE_KEYS if p not in DETECTION_KEYS])),
-    Stage("prepare_detections", "sgpose.stages.prepare", "val's images with detector boxes (Table 4)",
+          params=lambda f, k: _dataset_params(f, k["ds"], [p for p in PREPARE_KEYS if p not in DETECTION_KEYS]),
+          resources=_job(1, 16000, 60)),
+    Stage("prepare_detections", "prepare", "val's images with detector boxes (Table 4)",
           with_detections, "sgpose prepare --dataset {ds} --split val_det",
           outs=lambda k: [Out(str(_paths(k).instances(DET_SPLIT)))],
           deps=lambda f, k: [str(_paths(k).download_stamp)],
-          params=lambda f, k: _dataset_params(f, k["ds"], list(PREPARE_KEYS))),
-    Stage("train_backbone", "sgpose.stages.train_backbone", "train a backbone, or import its checkpoint",
+          params=lambda f, k: _dataset_params(f, k["ds"], list(PREPARE_KEYS)),
+          resources=_job(1, 16000, 60)),
+    Stage("train_backbone", "train_backbone", "train a backbone, or import its checkpoint",
           per_trained_backbone, "sgpose train_backbone --backbone {bb}",
           outs=lambda k: [Out(str(_paths(k).backbone)), Out(str(_paths(k).backbone_log), kind="plot")],
           deps=lambda f, k: [str(_paths(k).instances("train")), str(_paths(k).download_stamp)],
           params=lambda f, k: [f"backbones.{k['bb']}",
-                               *([] if f.backbones[k["bb"]].checkpoint else ["train_backbone", "compute"])]),
+                               *([] if f.backbones[k["bb"]].checkpoint else ["train_backbone", "compute"])],
+          resources=_job(8, 32000, 4320, gpu=1)),
     # DVC: one job per split (resumes at its first unfinished shard); Snakemake: a job per shard, then a gather
-    Stage("cache", "sgpose.stages.cache", "features, Y0, targets and crop meta of one split, sharded HDF5",
+    Stage("cache", "cache", "features, Y0, targets and crop meta of one split, sharded HDF5",
           per_cache_split, "sgpose cache --backbone {bb} --split {split}",
           outs=lambda k: [Out(str(_paths(k).cache(k["split"])), cache=False, persist=True),
                           Out(str(_paths(k).cache(k["split"]).with_suffix(".shards")), cache=False, persist=True,
                               directory=True)],
           deps=lambda f, k: _cache_deps(f, k), params=lambda f, k: _cache_params(f, k),
-          engines=frozenset({"dvc"})),
-    Stage("cache_shard", "sgpose.stages.cache", "one shard of a split's cache (a scatter job)",
+          engines=frozenset({"dvc"}),
+          resources=_job(8, 16000, 180, gpu=1)),
+    Stage("cache_shard", "cache", "one shard of a split's cache (a scatter job)",
           per_shard, "sgpose cache --backbone {bb} --split {split} --shard {shard}",
           outs=lambda k: [Out(str(_paths(k).cache(k["split"]).with_suffix(".shards")) + f"/shard-{k['shard']}.h5")],
           deps=lambda f, k: _cache_deps(f, k), params=lambda f, k: _cache_params(f, k),
-          engines=frozenset({"snakemake"})),
-    Stage("cache_gather", "sgpose.stages.cache", "the manifest over a split's shards (the gather job)",
+          engines=frozenset({"snakemake"}),
+          resources=_job(8, 16000, 180, gpu=1)),
+    Stage("cache_gather", "cache", "the manifest over a split's shards (the gather job)",
           per_cache_split, "sgpose cache --backbone {bb} --split {split} --gather",
           outs=lambda k: [Out(str(_paths(k).cache(k["split"])))],
           deps=lambda f, k: [str(_paths(k).cache(k["split"]).with_suffix(".shards")) + f"/shard-{i:05d}.h5"
                              for i in range(f.cache.num_shards(k["split"]))],
-          engines=frozenset({"snakemake"})),
-    Stage("start_pose", "sgpose.stages.start_pose", "the mean training pose (guidance.start_pose: mean)",
+          engines=frozenset({"snakemake"}),
+          resources=_job(1, 2000, 15)),
+    Stage("start_pose", "start_pose", "the mean training pose (guidance.start_pose: mean)",
           per_backbone, "sgpose start_pose --backbone {bb}",
           outs=lambda k: [Out(str(_paths(k).start_pose))],
-          deps=lambda f, k: [str(_paths(k).cache("train"))]),
-    Stage("train_refiner", "sgpose.stages.train_refiner", "train one refined variant from the cache (SPEC 4)",
+          deps=lambda f, k: [str(_paths(k).cache("train"))],
+          resources=_job(1, 8000, 30)),
+    Stage("train_refiner", "train_refiner", "train one refined variant from the cache (SPEC 4)",
           per_refiner, "sgpose train_refiner --backbone {bb} --variant {variant}",
           outs=lambda k: [Out(str(_paths(k).refiner(k["variant"]))),
                           Out(str(_paths(k).refiner_log(k["variant"])), kind="plot")],
           deps=_train_refiner_deps,
-          params=lambda f, k: ["guidance", "refiner", "train_refiner", "compute"]),
-    Stage("infer", "sgpose.stages.infer", "one variant's predictions on one split (SPEC 5)",
+          params=lambda f, k: ["guidance", "refiner", "train_refiner", "compute"],
+          resources=_job(8, 64000, 2880, gpu=1)),
+    Stage("infer", "infer", "one variant's predictions on one split (SPEC 5)",
           per_prediction, "sgpose infer --backbone {bb} --variant {variant} --split {split}",
           outs=lambda k: [Out(str(_paths(k).keypoints(k["variant"], k["split"])))],
-          deps=_infer_deps, params=_infer_params),
+          deps=_infer_deps, params=_infer_params,
+          resources=_job(1, 32000, 240, gpu=1)),
     # an online split (`online`): the frozen backbone over its crops once, every variant from the same forward
-    Stage("infer_online", "sgpose.stages.infer_online", "every variant's predictions on one split, without a cache",
+    Stage("infer_online", "infer_online", "every variant's predictions on one split, without a cache",
           per_online_split, "sgpose infer_online --backbone {bb} --split {split}",
           outs=lambda k: [Out(str(_paths(k).keypoints(v, k["split"]))) for v in ONLINE_VARIANTS],
           deps=_online_deps,
           params=lambda f, k: [f"backbones.{k['bb']}", "infer", "guidance", "refiner", "compute",
-                               "cache.feature_levels"]),
-    Stage("evaluate", "sgpose.stages.evaluate", "OKS AP of one variant on its evaluation splits",
+                               "cache.feature_levels"],
+          resources=_job(4, 32000, 480, gpu=1)),
+    Stage("evaluate", "evaluate", "OKS AP of one variant on its evaluation splits",
           per_evaluation, "sgpose evaluate --backbone {bb} --variant {variant}",
           outs=lambda k: [Out(str(_paths(k).metrics(k["variant"])), kind="metric")],
           deps=_evaluate_deps,
-          params=lambda f, k: ["evaluate", f"datasets.{k['ds']}.layout"]),
-    Stage("report", "sgpose.stages.report", "every table and figure, and the page",
+          params=lambda f, k: ["evaluate", f"datasets.{k['ds']}.layout"],
+          resources=_job(1, 16000, 60)),
+    Stage("report", "report", "every table and figure, and the page",
           once, "sgpose report",
           outs=lambda k: [Out(str(Paths.of("-", "-").report), directory=True)],
-          deps=_report_deps, params=lambda f, k: ["report", "guidance", "refiner", "infer", "ablation", "evals"]),
+          deps=_report_deps, params=lambda f, k: ["report", "guidance", "refiner", "infer", "ablation", "evals"],
+          resources=_job(1, 16000, 60)),
 )
 
 
 def _weights(file: ParamsFile, k: Keys):
-    """The backbone.pt a backbone's cache (and online training) runs: its own, or a controlled backbone's
-    `features_from`'s (sgpose.data.controlled.weights)."""
-    bp = file.backbones[k["bb"]]
-    return Paths.of(k["ds"], bp.features_from).backbone if bp.controlled else _paths(k).backbone
+    """The backbone.pt a backbone's cache (and online training) runs (`Paths.weights`)."""
+    return _paths(k).weights(file.backbones[k["bb"]])
 
 
 def _cache_deps(file: ParamsFile, k: Keys) -> list[str]:
@@ -324,9 +417,30 @@ def entries() -> list[str]:
 
 
 def stage(name: str) -> Stage:
-    return next(s for s in STAGES if s.name == name)
+    """The rule `name` (KeyError naming the rules)."""
+    for s in STAGES:
+        if s.name == name:
+            return s
+    raise KeyError(f"no rule {name!r} (rules: {', '.join(rule_names())})")
 
 
 def jobs(file: ParamsFile, engine: str = "dvc") -> list[Job]:
     """Every job of the grid an engine runs, in DAG order."""
     return [j for s in STAGES if engine in s.engines for j in s.jobs(file)]
+
+
+def rule_names() -> list[str]:
+    """Every rule of the DAG (either engine's), in DAG order: the keys `resources:` may hold."""
+    return [s.name for s in STAGES]
+
+
+def check_resources(file: ParamsFile) -> None:
+    """A `resources:` entry for a rule the DAG does not have is an error naming it and the rules."""
+    unknown = sorted(set(file.resources) - set(rule_names()))
+    if unknown:
+        raise ValueError(f"resources: {', '.join(unknown)} is no rule of the DAG (rules: {', '.join(rule_names())})")
+
+
+def resources_of(file: ParamsFile, rule: str) -> StageResources:
+    """The job size of `rule`: the table's default with the params file's `resources.<rule>` applied."""
+    return stage(rule).resources.updated(file.resources.get(rule))

@@ -17,7 +17,7 @@ import shutil
 import zipfile
 from pathlib import Path
 
-from sgpose.io import write_json
+from sgpose.core.io import write_json
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sgpose.core.io import read_json
+from sgpose.core.keypoints import KeypointLayout
 from sgpose.data.transforms import box_to_center_scale
-from sgpose.io import read_json
-from sgpose.keypoints import KeypointLayout
 
 INSTANCE_COLUMNS = (
     "image_id", "file_name", "width", "height", "ann_id", "bbox_x", "bbox_y", "bbox_w", "bbox_h",

@@ -17,10 +17,10 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from sgpose.config.schema import AugmentParams
+from sgpose.core.keypoints import KeypointLayout
+from sgpose.core.modes import ColorOrder
 from sgpose.data.targets import encode_targets
 from sgpose.data.transforms import affine_matrix, apply_affine, flip_joints, warp_crop
-from sgpose.keypoints import KeypointLayout
-from sgpose.modes import ColorOrder
 
 
 class ImageNorm:

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from sgpose.modes import DecodeMode, values
+from sgpose.core.modes import DecodeMode, values
 
 QUARTER = 0.25  # the standard shift toward the higher neighbour, heatmap px
 DARK_KERNEL_RADII = 2.5  # modulation kernel half-width in sigmas: 11 taps at sigma 2, as DARK's code

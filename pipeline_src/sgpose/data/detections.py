@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from sgpose.core.io import read_json
+from sgpose.core.keypoints import KeypointLayout
 from sgpose.data.coco import INSTANCE_COLUMNS, instance_dtypes
 from sgpose.data.transforms import box_to_center_scale
-from sgpose.io import read_json
-from sgpose.keypoints import KeypointLayout
 
 log = logging.getLogger(__name__)
 PERSON = 1

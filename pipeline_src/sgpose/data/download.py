@@ -15,7 +15,6 @@ directory (relative to the download root) a zip archive is extracted into (`sgpo
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import logging
 import os
@@ -27,6 +26,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from sgpose.core.io import file_digest
 from sgpose.data.archives import extract_zip
 
 log = logging.getLogger(__name__)
@@ -155,20 +155,6 @@ def read_manifest(path: str | Path) -> list[Entry]:
         seen.add(entry.path)
         entries.append(entry)
     return entries
-
-
-def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
-    """Hex digest (sha256 or md5) of a file, read in chunks."""
-    h = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    return file_digest(path, "sha256")
 
 
 def is_verified(path: Path, entry: Entry) -> bool:

@@ -19,8 +19,8 @@ from typing import Iterable
 
 from sgpose.config.paths import Paths
 from sgpose.config.selection import Params
-from sgpose.data.download import file_digest
-from sgpose.errors import InputError
+from sgpose.core.errors import InputError
+from sgpose.core.io import file_digest
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-from sgpose.io import read_json
+from sgpose.core.io import read_json
 
 log = logging.getLogger(__name__)
 

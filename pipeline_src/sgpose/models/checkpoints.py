@@ -16,10 +16,11 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from sgpose.checkpoint_io import CheckpointError, UnreadableCheckpoint, torch_load  # noqa: F401 (re-exported)
 from sgpose.config.schema import BackboneParams
-from sgpose.data.download import sha256_file
-from sgpose.errors import InputError
+from sgpose.core.checkpoint_io import CheckpointError, UnreadableCheckpoint, torch_load  # noqa: F401 (re-exported)
+from sgpose.core.errors import InputError
+from sgpose.core.io import atomic_path, sha256_file
+from sgpose.core.keypoints import get_layout
 from sgpose.models.backbones import ARCH_FIELDS, build_backbone, describe
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,8 @@ NAMINGS: dict[str, tuple[str, ...]] = {
     "mmpose_1x": ("backbone.", "head."),
 }
 SHOW = 5  # offending keys quoted in an error
+# a backbone's per-epoch log (a tracked output): no wall times, so equal work gives equal bytes (they go to stderr)
+LOG_COLUMNS = ["epoch", "loss", "lr"]
 
 
 def read_checkpoint(path: Path) -> object:
@@ -140,3 +143,14 @@ def load_backbone(path: str | Path, bp: BackboneParams, num_joints: int) -> nn.M
     for p in model.parameters():
         p.requires_grad_(False)
     return model
+
+
+def save_backbone(path: Path, model: nn.Module, params, epochs: int, source: Path | None = None) -> None:
+    """backbone.pt: weights, the params that built them (`params.backbone`, `params.layout`: a selection's),
+    and the sha256 of an imported source file."""
+    with atomic_path(path) as tmp:
+        torch.save({"state_dict": {k: v.cpu().contiguous() for k, v in model.state_dict().items()},
+                    "backbone": params.backbone.model_dump(mode="json"),
+                    "num_joints": get_layout(params.layout).num_joints, "epochs": epochs,
+                    "source": str(source) if source else None,
+                    "source_sha256": sha256_file(source) if source else None}, tmp)

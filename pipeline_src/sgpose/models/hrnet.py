@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from sgpose.models.features import feature_info
 from sgpose.models.resnet import BN_MOMENTUM, BasicBlock, Bottleneck
 
 # (num_modules, num_branches, num_blocks per branch) of stages 2-4; channels are width * 2**i
@@ -92,7 +93,7 @@ class PoseHighResolutionNet(nn.Module):
     """HRNet-W`width`: stem (two 3x3/2 convs), layer1 (4 Bottlenecks), stages 2-4, 1x1 final layer.
 
     forward(x) -> (heatmaps (N, K, H/4, W/4), [F_0..F_3]) with F_i the i-th branch of stage4's last
-    module before its final fusion (width * 2**i channels at H/4/2**i); `feature_channels` lists them.
+    module before its final fusion (width * 2**i channels at H/4/2**i); `feature_info` describes them.
     """
 
     def __init__(self, width: int, num_joints: int):
@@ -117,7 +118,7 @@ class PoseHighResolutionNet(nn.Module):
             pre = cur
         self.final_layer = nn.Conv2d(width, num_joints, kernel_size=1, stride=1, padding=0)
         self.num_joints = num_joints
-        self.feature_channels = pre
+        self.feature_info = feature_info(pre)
         self.init_weights()
 
     def init_weights(self) -> None:

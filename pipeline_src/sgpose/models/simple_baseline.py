@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from sgpose.models.features import feature_info
 from sgpose.models.resnet import BN_MOMENTUM, ResNet
 
 
@@ -18,7 +19,7 @@ class PoseResNet(ResNet):
     """ResNet-`depth` + `num_deconv` x [ConvTranspose2d(4, s2, p1), BN, ReLU] + 1x1 conv.
 
     forward(x) -> (heatmaps (N, K, H/4, W/4), [F_0, F_1, F_2]) with F_0 the last (highest
-    resolution) deconv ReLU output; `feature_channels` lists their channels in that order.
+    resolution) deconv ReLU output; `feature_info` describes them in that order.
     """
 
     def __init__(self, depth: int, num_joints: int, deconv_channels: int = 256, num_deconv: int = 3):
@@ -26,7 +27,7 @@ class PoseResNet(ResNet):
         self.deconv_layers = self._make_deconv_layer(num_deconv, deconv_channels)
         self.final_layer = nn.Conv2d(deconv_channels, num_joints, kernel_size=1, stride=1, padding=0)
         self.num_joints = num_joints
-        self.feature_channels = [deconv_channels] * num_deconv
+        self.feature_info = feature_info([deconv_channels] * num_deconv)
         self.init_weights()
 
     def _make_deconv_layer(self, num_layers: int, planes: int) -> nn.Sequential:

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sgpose.config.schema import BackboneParams
+from sgpose.core.modes import ColorOrder
 from sgpose.data.download import Entry, fetch
-from sgpose.modes import ColorOrder
 
 CHECKPOINT_DIR = Path("checkpoints")
 _MMPOSE = "https://download.openmmlab.com/mmpose/top_down"

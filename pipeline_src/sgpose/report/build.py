@@ -21,7 +21,7 @@ import pandas as pd
 
 from sgpose.config.paths import Paths
 from sgpose.config.selection import Params
-from sgpose.keypoints import get_layout
+from sgpose.core.keypoints import get_layout
 from sgpose.report import charts, controlled, discover, paper, tables
 from sgpose.report.figures import fig2_poses, fig_guidance_sequence
 from sgpose.report.page import Section

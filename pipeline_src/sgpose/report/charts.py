@@ -16,7 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from sgpose.io import atomic_path  # noqa: E402
+from sgpose.core.io import atomic_path  # noqa: E402
 from sgpose.report import paper  # noqa: E402
 
 NO_RUNS = "no runs yet"

@@ -1,5 +1,5 @@
 """The controlled-error benchmark in the report: Table 1's variants on oracle / perturbed backbones
-(sgpose.controlled), each in its own table beside the paper-setting Table 1, never mixed with it.
+(sgpose.controlled.perturb), each in its own table beside the paper-setting Table 1, never mixed with it.
 
 A controlled backbone's Y0 is the ground truth rendered with synthetic errors, so its numbers say
 how much the refiner recovers from known errors at a realistic AP; they are not comparable with the
@@ -15,7 +15,7 @@ import pandas as pd
 
 from sgpose.config.paths import Paths
 from sgpose.config.selection import Params
-from sgpose.controlled import ARCHS
+from sgpose.controlled.perturb import ARCHS
 from sgpose.report import discover, paper, tables
 from sgpose.report.page import Section
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sgpose.config.paths import Paths
 from sgpose.config.schema import DET_SPLIT
-from sgpose.io import read_json
+from sgpose.core.io import read_json
 
 log = logging.getLogger(__name__)
 CROWDPOSE_KEYS = ("AP_easy", "AP_medium", "AP_hard")  # what evaluate writes for CrowdPose

@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from sgpose.core.modes import DecodeMode
 from sgpose.data.decoding import decode
-from sgpose.modes import DecodeMode
-from sgpose.refine import GuidanceSpec, refine, refine_steps
+from sgpose.method.refine import GuidanceSpec, refine, refine_steps
 
 META = ("center", "scale", "bbox", "image_id", "ann_id")
 

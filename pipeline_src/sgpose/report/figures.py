@@ -13,9 +13,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from sgpose.guidance import guidance_sequence  # noqa: E402
-from sgpose.io import atomic_path  # noqa: E402
-from sgpose.modes import Missing  # noqa: E402
+from sgpose.core.io import atomic_path  # noqa: E402
+from sgpose.core.modes import Missing  # noqa: E402
+from sgpose.method.guidance import guidance_sequence  # noqa: E402
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sgpose.io import atomic_path
+from sgpose.core.io import atomic_path
 
 CSS = """body{font-family:sans-serif;max-width:78em;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:.5em 0}td,th{padding:.2em .6em;border-bottom:1px solid #ddd;text-align:right}

@@ -6,7 +6,7 @@ beside this run's numbers in columns marked "paper".
 
 from __future__ import annotations
 
-from sgpose.modes import Schedule
+from sgpose.core.modes import Schedule
 
 SOURCE = "quoted from the paper (SPEC section 6), COCO val2017 unless noted"
 

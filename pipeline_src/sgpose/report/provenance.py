@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 from sgpose.config.paths import Paths
-from sgpose.data.download import sha256_file
+from sgpose.core.io import sha256_file
 from sgpose.report.discover import cache_attrs_of
 
 log = logging.getLogger(__name__)

@@ -20,9 +20,9 @@ import pandas as pd  # noqa: E402
 from sgpose.cache.reader import open_cache  # noqa: E402
 from sgpose.config.paths import Paths  # noqa: E402
 from sgpose.config.selection import Params  # noqa: E402
+from sgpose.core.keypoints import get_layout  # noqa: E402
 from sgpose.data.transforms import heatmap_to_image  # noqa: E402
-from sgpose.keypoints import get_layout  # noqa: E402
-from sgpose.refine import guidance_spec  # noqa: E402
+from sgpose.method.refine import guidance_spec  # noqa: E402
 from sgpose.report import evolution as ev  # noqa: E402
 from sgpose.report.charts import no_runs, save  # noqa: E402
 from sgpose.report.skeleton import COLORS, draw_skeleton, load_crops, show_crop  # noqa: E402
@@ -118,9 +118,9 @@ def write_qualitative(params: Params, paths: Paths, out: Path) -> dict[str, str]
     missing = [str(p) for p in (cache, ckpt) if not p.is_file()]
     if missing:
         return {n: placeholder(out / f"{n}.png", n, f"{', '.join(missing)} missing", ["sample"]) for n in names}
-    from sgpose.refiner import load_refiner
+    from sgpose.method.refiner import load_refiner
 
-    unet = load_refiner(ckpt, params, VARIANT)
+    unet = load_refiner(ckpt, params.refiner, get_layout(params.layout).num_joints, VARIANT)
     spec = guidance_spec(params, VARIANT, paths.start_pose)
     with open_cache(cache) as h5:
         return _draw_all(params, paths, out, h5, unet, spec)

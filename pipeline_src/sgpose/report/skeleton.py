@@ -1,5 +1,5 @@
 """Skeleton overlays for the qualitative figures and `sgpose predict`: backbone blue, refined green,
-ground truth red (the paper's Figs. 7-16 colours), limbs from `sgpose.keypoints`; and the person
+ground truth red (the paper's Figs. 7-16 colours), limbs from `sgpose.core.keypoints`; and the person
 crops the overlays are drawn on."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.collections import LineCollection
 
+from sgpose.core.keypoints import KeypointLayout
 from sgpose.data.dataset import read_rgb
 from sgpose.data.transforms import warp_crop
-from sgpose.keypoints import KeypointLayout
 
 log = logging.getLogger(__name__)
 COLORS = {"backbone": "#1f4fe0", "refined": "#10a030", "ground truth": "#e02020"}

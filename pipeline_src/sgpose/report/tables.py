@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from sgpose.io import atomic_path
+from sgpose.core.io import atomic_path
+from sgpose.core.variants import BASELINE, BASELINE_DARK, UNREFINED
 from sgpose.report import paper
-from sgpose.variants import BASELINE, BASELINE_DARK, UNREFINED
 
 # column -> metrics key; this run's numbers, in %
 RUN_COLUMNS = {"AP (this run)": "AP", "AP50": "AP50", "AP75": "AP75", "APM": "APM", "APL": "APL", "AR": "AR"}

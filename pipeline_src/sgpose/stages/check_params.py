@@ -14,10 +14,10 @@ import hashlib
 import logging
 from pathlib import Path
 
-from sgpose.config.paths import Paths
 from sgpose.config.selection import Params
+from sgpose.core.io import write_json
 from sgpose.dag import dvc
-from sgpose.io import write_json
+from sgpose.stages import Run
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also fail when this dvc.yaml is stale for the file's grid (DVC's form of the stage)")
 
 
-def main(params: Params, paths: Paths, args: argparse.Namespace) -> None:
+def main(run: Run) -> None:
+    params, paths, args = run.params, run.paths, run.args
     file = params.file
     dvc_yaml = getattr(args, "dvc_yaml", None)
     if dvc_yaml and dvc.stale(getattr(args, "params", "params.yaml"), dvc_yaml):

@@ -12,9 +12,10 @@ import logging
 from pathlib import Path
 
 from sgpose.config.paths import Paths
+from sgpose.core.io import write_json
 from sgpose.dag.digests import digest, package_dir
 from sgpose.dag.table import entries
-from sgpose.io import write_json
+from sgpose.stages import Run
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(default: the working directory)")
 
 
-def run(args: argparse.Namespace) -> None:
+def main(run: Run) -> None:
+    args = run.args
     project = Path(args.project)
     if not package_dir(project).is_dir():
         raise FileNotFoundError(f"{package_dir(project)}: no package sources here (run `sgpose code` in the "

@@ -15,6 +15,7 @@ import yaml
 
 from sgpose.config.selection import read_params_file
 from sgpose.dag import dvc
+from sgpose.stages import Run
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="write nothing; exit 1 if the file is not what the table and params give")
 
 
-def run(args: argparse.Namespace) -> None:
+def main(run: Run) -> None:
+    args = run.args
     params, output = Path(args.params), Path(args.output)
     if args.check:
         if dvc.stale(params, output):

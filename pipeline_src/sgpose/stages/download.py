@@ -13,10 +13,9 @@ import logging
 import os
 from pathlib import Path
 
-from sgpose.config.paths import Paths
-from sgpose.config.selection import Params
-from sgpose.data.download import Entry, fetch_all, read_manifest, sha256_file
-from sgpose.io import write_json
+from sgpose.core.io import sha256_file, write_json
+from sgpose.data.download import Entry, fetch_all, read_manifest
+from sgpose.stages import Run
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +35,8 @@ def recorded_checksum(entry: Entry, raw_dir: Path) -> str:
     return sha256_file(raw_dir / entry.path)  # unpinned: record what was accepted, so it can be pinned
 
 
-def main(params: Params, paths: Paths, args: argparse.Namespace) -> None:
+def main(run: Run) -> None:
+    params, paths, args = run.params, run.paths, run.args
     mirror = getattr(args, "mirror", None) or os.environ.get("SGPOSE_MIRROR") or None
     entries = read_manifest(params.data.manifest)
     log.info("%d files in %s; source: %s", len(entries), params.data.manifest, mirror or "public URLs")

@@ -13,14 +13,15 @@ from __future__ import annotations
 import argparse
 import logging
 
-from sgpose import variants
 from sgpose.config.paths import Paths
 from sgpose.config.schema import DET_SPLIT
 from sgpose.config.selection import Params
+from sgpose.core import variants
+from sgpose.core.io import read_json, write_json
+from sgpose.core.keypoints import get_layout
 from sgpose.evaluation.coco_eval import evaluate_keypoints
 from sgpose.evaluation.nms import nms_results
-from sgpose.io import read_json, write_json
-from sgpose.keypoints import get_layout
+from sgpose.stages import Run
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,8 @@ def split_metrics(params: Params, paths: Paths, variant: str, split: str) -> dic
     return metrics
 
 
-def main(params: Params, paths: Paths, args: argparse.Namespace) -> None:
+def main(run: Run) -> None:
     """Score `paths.keypoints(variant, split)` on the variant's evaluation splits (`Params.evals_of`)."""
+    params, paths, args = run.params, run.paths, run.args
     metrics = {split: split_metrics(params, paths, args.variant, split) for split in params.evals_of(args.variant)}
     write_json(paths.metrics(args.variant), metrics)

@@ -1,9 +1,10 @@
-"""`sgpose infer --backbone B --variant V`: each evaluation split's heatmaps -> COCO results JSON (SPEC 5).
+"""`sgpose infer --backbone B --variant V`: each evaluation split's heatmaps -> COCO results JSON
+(docs/method.md, "Inference").
 
 The stage writes `<variant>/predictions/<split>.json` per cached split of the backbone (its `online`
-splits are `sgpose infer_online`'s: no cache); what it computes
-(decoding, refinement, the flip test) is `sgpose.inference`'s. Every final heatmap is decoded as
-`variants.decode_mode` says: `infer.decode` (standard | dark), except `baseline_dark`, always DARK.
+splits are `sgpose infer_online`'s: no cache); what it computes (decoding, refinement, the flip test) is
+`sgpose.inference.cached`'s. Every final heatmap is decoded as `variants.decode_mode` says: `infer.decode`
+(standard | dark), except `baseline_dark`, always DARK.
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ from __future__ import annotations
 import argparse
 import logging
 
-from sgpose import compute, variants
-from sgpose.config.paths import Paths
+import torch
+
 from sgpose.config.schema import SPLITS
-from sgpose.config.selection import Params
-from sgpose.inference import final_heatmaps, refiner_for, split_results  # noqa: F401  final_heatmaps: for parity.py
-from sgpose.io import write_json
+from sgpose.core import variants
+from sgpose.core.io import write_json
+from sgpose.inference import cached
+from sgpose.runtime import compute
+from sgpose.stages import Run
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "from the cache)")
 
 
-def main(params: Params, paths: Paths, args: argparse.Namespace) -> None:
+def main(run: Run) -> None:
+    params, paths, args = run.params, run.paths, run.args
     dev = compute.device(params.compute)
     mode = variants.decode_mode(args.variant, params.infer.decode)
     scored = params.evals_of(args.variant)
@@ -42,9 +46,20 @@ def main(params: Params, paths: Paths, args: argparse.Namespace) -> None:
     if online:
         raise ValueError(f"--split {online[0]}: backbone {params.backbone.name} scores it online, without a cache "
                          f"(online.{params.backbone.name}): `sgpose infer_online --split {online[0]}` writes it")
-    unet, spec = refiner_for(params, paths, args.variant, dev)
+    refiner, setting = cached.refiner_for(params, paths, args.variant, dev), cached.Setting.of(params, dev)
     for split in wanted:
-        results = split_results(params, paths, split, unet, spec, dev, mode)
+        results = cached.split_results(paths.cache(split), refiner, setting, mode)
         write_json(paths.keypoints(args.variant, split), results, indent=None)
         log.info("%s %s (%s decoding): %d person results -> %s", args.variant, split, mode.value, len(results),
                  paths.keypoints(args.variant, split))
+
+
+def final_heatmaps(params, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The baseline's final heatmaps of a batch of backbone outputs, as the stage computes them: the form
+    `../shared/reference/official_parity/parity.py` calls (with `params.infer.flip_test` and `params.layout`)."""
+    from sgpose.config.schema import ComputeParams, InferParams
+    from sgpose.core.keypoints import get_layout
+
+    infer = InferParams(flip_test=params.infer.flip_test)
+    s = cached.Setting(infer, ComputeParams(), get_layout(params.layout).flip_permutation(), 0.0)
+    return cached.final_heatmaps(batch, None, s)

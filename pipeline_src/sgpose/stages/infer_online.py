@@ -1,6 +1,6 @@
 """`sgpose infer_online --backbone B [--split S]`: the predictions of every variant scored on the backbone's
 online splits (the `online` section), in one pass over each split's crops through the frozen backbone:
-no cache (sgpose.online). Writes `<variant>/predictions/<split>.json`, the files `sgpose infer` writes
+no cache (sgpose.inference.online). Writes `<variant>/predictions/<split>.json`, the files `sgpose infer` writes
 for a cached split, so `evaluate` reads either.
 """
 
@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import argparse
 
-from sgpose import compute
-from sgpose.config.paths import Paths
 from sgpose.config.schema import SPLITS
-from sgpose.config.selection import Params
-from sgpose.online import write_predictions
+from sgpose.inference.online import write_predictions
+from sgpose.runtime import compute
+from sgpose.stages import Run
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,5 +19,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="only this online split (repeatable; default: every split in online.<backbone>)")
 
 
-def main(params: Params, paths: Paths, args: argparse.Namespace) -> None:
+def main(run: Run) -> None:
+    params, paths, args = run.params, run.paths, run.args
     write_predictions(params, paths, compute.device(params.compute), getattr(args, "splits", None))

@@ -21,12 +21,13 @@ import torch  # noqa: E402
 
 from sgpose.config.paths import Paths  # noqa: E402
 from sgpose.config.selection import Params  # noqa: E402
+from sgpose.core.io import atomic_path, write_json  # noqa: E402
+from sgpose.core.keypoints import get_layout  # noqa: E402
 from sgpose.data.dataset import ImageNorm, read_rgb  # noqa: E402
 from sgpose.data.decoding import decode  # noqa: E402
 from sgpose.data.transforms import box_to_center_scale, heatmap_to_image, warp_crop  # noqa: E402
 from sgpose.evaluation.results import to_coco_results  # noqa: E402
-from sgpose.io import atomic_path, write_json  # noqa: E402
-from sgpose.keypoints import get_layout  # noqa: E402
+from sgpose.stages import Run  # noqa: E402
 
 log = logging.getLogger(__name__)
 VARIANT = "ours"
@@ -75,10 +76,9 @@ def crops(image: np.ndarray, boxes: np.ndarray, params: Params) -> tuple[torch.T
 
 
 def models(params: Params, paths: Paths):
-    """(backbone, refiner, guidance spec); a missing checkpoint names the stage that makes it."""
+    """(backbone, refiner); a missing checkpoint names the stage that makes it."""
+    from sgpose.inference.cached import refiner_for
     from sgpose.models.checkpoints import load_backbone
-    from sgpose.refine import guidance_spec
-    from sgpose.refiner import load_refiner
 
     ckpt = paths.backbone
     if not ckpt.is_file():
@@ -88,18 +88,19 @@ def models(params: Params, paths: Paths):
     refiner = paths.refiner(VARIANT)
     if not refiner.is_file():
         raise FileNotFoundError(f"{refiner}: no trained refiner (run `sgpose train_refiner --variant {VARIANT}`)")
-    return backbone, load_refiner(refiner, params, VARIANT), guidance_spec(params, VARIANT, paths.start_pose)
+    return backbone, refiner_for(params, paths, VARIANT, torch.device("cpu"))
 
 
-def heatmaps(params: Params, backbone, unet, spec, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def heatmaps(params: Params, backbone, refiner, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(backbone heatmaps, refined heatmaps), both flip-averaged as `infer` does."""
-    from sgpose.inference import final_heatmaps
+    from sgpose.inference.cached import Setting, final_heatmaps
     from sgpose.models.backbones import forward_views
 
     with torch.no_grad():
         # the backbone levels the refiner was trained on (its cache's `cache.feature_levels`)
-        batch = forward_views(backbone, images, params.infer.flip_test, unet.levels)
-    return final_heatmaps(params, batch), final_heatmaps(params, batch, unet, spec)
+        batch = forward_views(backbone, images, params.infer.flip_test, refiner.unet.levels)
+    s = Setting.of(params)
+    return final_heatmaps(batch, None, s), final_heatmaps(batch, refiner, s)
 
 
 def to_image(hm: torch.Tensor, center: np.ndarray, scale: np.ndarray, params: Params) -> tuple[np.ndarray, np.ndarray]:
@@ -128,15 +129,16 @@ def draw_overlay(path: Path, image: np.ndarray, base: np.ndarray, refined: np.nd
     plt.close(fig)
 
 
-def main(params: Params, paths: Paths, args: argparse.Namespace) -> None:
+def main(run: Run) -> None:
+    params, paths, args = run.params, run.paths, run.args
     path = Path(args.image)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: image not found")
     image = read_rgb(path)
     boxes = parse_boxes(args.boxes, image.shape[1], image.shape[0])
-    backbone, unet, spec = models(params, paths)
+    backbone, refiner = models(params, paths)
     images, center, scale = crops(image, boxes, params)
-    (base, _), (refined, scores) = (to_image(hm, center, scale, params) for hm in heatmaps(params, backbone, unet, spec, images))
+    (base, _), (refined, scores) = (to_image(hm, center, scale, params) for hm in heatmaps(params, backbone, refiner, images))
     out = Path(args.out) if args.out else paths.results / "predict"
     results = to_coco_results(np.full(len(boxes), image_id_of(path)), refined, scores, np.ones(len(boxes)))
     write_json(out / f"{path.stem}_keypoints.json", results)

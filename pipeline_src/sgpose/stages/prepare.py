@@ -15,13 +15,13 @@ import logging
 
 import pandas as pd
 
-from sgpose.config.paths import Paths
 from sgpose.config.schema import DET_SPLIT, SPLITS, gt_split
 from sgpose.config.selection import Params
+from sgpose.core.io import atomic_path, write_json
+from sgpose.core.keypoints import get_layout
 from sgpose.data.coco import instances_from_gt, load_coco, split_images, subset_annotations
 from sgpose.data.detections import instances_from_detections, load_detections
-from sgpose.io import atomic_path, write_json
-from sgpose.keypoints import get_layout
+from sgpose.stages import Run
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="only this split (repeatable; default: train, val and, with detections, val_det)")
 
 
-def main(params: Params, paths: Paths, args: argparse.Namespace) -> None:
+def main(run: Run) -> None:
+    params, paths, args = run.params, run.paths, run.args
     p = params.prepare
     wanted = getattr(args, "splits", None)
     if wanted and DET_SPLIT in wanted and not p.detections:

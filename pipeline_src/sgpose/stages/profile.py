@@ -16,8 +16,9 @@ import yaml
 
 from sgpose.config.schema import ParamsFile
 from sgpose.config.selection import read_params_file
+from sgpose.core.io import atomic_path
 from sgpose.dag import dvc
-from sgpose.io import atomic_path
+from sgpose.stages import Run
 
 log = logging.getLogger(__name__)
 PROFILE_DIR = Path("profiles")
@@ -44,8 +45,9 @@ def activate(name: str, target: str | Path, root: Path = Path(".")) -> ParamsFil
     return params
 
 
-def run(args: argparse.Namespace) -> None:
+def main(run: Run) -> None:
     """Activate the profile; the current params file is replaced, not read (it may be broken)."""
+    args = run.args
     new = activate(args.name, args.params)
     log.info("%s is now profile %s (datasets %s; backbones %s; dvc.yaml regenerated); run `dvc repro` or `snakemake`",
              args.params, args.name, ", ".join(new.datasets), ", ".join(new.backbones))

@@ -8,24 +8,23 @@ qualitative figures), params.yaml. What is missing shows as '-' or "no runs yet"
 
 from __future__ import annotations
 
-import argparse
 import logging
 
 import yaml
 
-from sgpose.config.paths import Paths
-from sgpose.config.selection import Params
-from sgpose.io import write_json
+from sgpose.core.io import write_json
 from sgpose.report import build, discover
 from sgpose.report.page import write_page
 from sgpose.report.provenance import provenance
 from sgpose.report.qualitative import write_qualitative
+from sgpose.stages import Run
 
 log = logging.getLogger(__name__)
 
 
-def main(params: Params, paths: Paths, args: argparse.Namespace) -> None:
+def main(run: Run) -> None:
     """Tables 1-4, Figs. 2, 4-9, training curves (PNG + CSV each), provenance.json and index.html."""
+    params, paths, args = run.params, run.paths, run.args
     out = paths.report
     runs = discover.find_runs(paths.results)
     if not runs:

@@ -8,17 +8,16 @@ canonical pose. Writes results/<dataset>/<backbone>/start_pose.json.
 
 from __future__ import annotations
 
-import argparse
 import logging
 
 import torch
 
 from sgpose.cache.reader import CacheBatches
-from sgpose.config.paths import Paths
 from sgpose.config.selection import Params
-from sgpose.guidance import mean_pose
-from sgpose.io import write_json
-from sgpose.keypoints import get_layout
+from sgpose.core.io import write_json
+from sgpose.core.keypoints import get_layout
+from sgpose.method.guidance import mean_pose
+from sgpose.stages import Run
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +33,8 @@ def start_pose_record(params: Params, joints, weight) -> dict:
             "counts": count.tolist(), "canonical_fallback": fallback}
 
 
-def main(params: Params, paths: Paths, args: argparse.Namespace) -> None:
+def main(run: Run) -> None:
+    params, paths = run.params, run.paths
     data = CacheBatches(paths.cache("train"), keys=["joints", "target_weight"], prefixes=(), preload=True)
     plain = slice(None, None, data.views)  # view 0 of every instance: the unaugmented crops
     record = start_pose_record(params, data.memory["joints"][plain], data.memory["target_weight"][plain])

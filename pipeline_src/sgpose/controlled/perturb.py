@@ -23,9 +23,9 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from sgpose.controlled_params import ORACLE, PerturbParams
+from sgpose.config.perturb import ORACLE, PerturbParams
+from sgpose.data.targets import render_gaussians
 from sgpose.data.transforms import affine_matrix, apply_affine, flip_joints
-from sgpose.guidance import render_gaussians
 
 ARCHS = ("oracle", "perturbed")
 KINDS = ("jitter", "inversion", "swap", "miss", "absent", "good")  # codes 0..5 (PerturbParams.rates order, then good)
@@ -37,7 +37,7 @@ MAX_OTHERS = 16  # other persons per crop considered for swaps (the nearest)
 def perturb_params(arch: str, perturb: PerturbParams | None) -> PerturbParams:
     """The error model of a controlled arch: none for the oracle, `perturb` (or the calibrated
     defaults) for perturbed."""
-    from sgpose.controlled_params import PERTURBED
+    from sgpose.config.perturb import PERTURBED
 
     if arch == "oracle":
         return ORACLE

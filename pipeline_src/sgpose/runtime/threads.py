@@ -3,7 +3,7 @@ DataLoader's worker processes (issue 16).
 
 Jobs that Snakemake (`--cores N`, a rule's `threads:`) or SLURM (`--cpus-per-task`) place side by
 side must each stay within their cores: left alone, every process lets torch take all of them and
-the machine is oversubscribed many times over. A separate module from `sgpose.compute`, whose
+the machine is oversubscribed many times over. A separate module from `sgpose.runtime.compute`, whose
 source is part of the cache fingerprint: a thread count does not change what is computed.
 """
 
@@ -29,10 +29,11 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def resolve_threads(explicit: int | None, stage: str, resources: object = None) -> tuple[int, str]:
+def resolve_threads(explicit: int | None, rule: str | None = None, default: int | None = None) -> tuple[int, str]:
     """(threads, where the number came from), first found of: `--threads N` (what the Snakemake rule
-    was given), SLURM_CPUS_PER_TASK (the cores SLURM allotted), `resources.<stage>.threads` of the
-    params file (when it has that section), else every core this process may use."""
+    was given), SLURM_CPUS_PER_TASK (the cores SLURM allotted), the threads of the stage's rule
+    (`resources.<rule>.threads` of the params file, else the rule's default: `sgpose.dag.table`; at most
+    the cores this process may use: the defaults are a GPU node's), else every core this process may use."""
     if explicit is not None:
         if explicit < 1:
             raise ValueError(f"--threads {explicit}: must be at least 1")
@@ -42,21 +43,23 @@ def resolve_threads(explicit: int | None, stage: str, resources: object = None) 
         if not slurm.isdigit() or int(slurm) < 1:
             raise ValueError(f"{SLURM_CPUS}={slurm!r}: not a positive integer")
         return int(slurm), SLURM_CPUS
-    default = getattr(getattr(resources, stage, None), "threads", None)
-    if default:
-        return int(default), f"params resources.{stage}.threads"
+    if rule is not None and default:
+        cores = available_cores()
+        if default > cores:
+            return cores, f"resources.{rule}.threads {default}, capped at this machine's {cores} cores"
+        return int(default), f"resources.{rule}.threads"
     return available_cores(), "all cores of this machine"
 
 
 _THREADS: int | None = None  # what configure_threads set in this process
 
 
-def configure_threads(explicit: int | None, stage: str, resources: object = None) -> int:
+def configure_threads(explicit: int | None, stage: str, rule: str | None = None, default: int | None = None) -> int:
     """Give torch (intra- and inter-op), OpenCV and DataLoader workers this stage's cores
     (`resolve_threads`); under torchrun each of WORLD_SIZE processes takes its share. Called once by
     the CLI before a stage runs, so processes placed side by side never oversubscribe the CPU."""
     global _THREADS
-    n, source = resolve_threads(explicit, stage, resources)
+    n, source = resolve_threads(explicit, rule, default)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     n = max(1, n // world)
     os.environ.update({var: str(n) for var in THREAD_ENV})

@@ -1,4 +1,4 @@
-"""Refiner training batches of a controlled backbone (sgpose.data.controlled): the train cache's
+"""Refiner training batches of a controlled backbone (sgpose.controlled.y0): the train cache's
 features and targets, with Y0 drawn afresh every epoch from the cached ground truth."""
 
 from __future__ import annotations
@@ -10,21 +10,21 @@ import torch
 from sgpose.cache.reader import TRAIN_KEYS
 from sgpose.config.paths import Paths
 from sgpose.config.selection import Params
+from sgpose.controlled.y0 import ControlledY0
 from sgpose.data.coco import read_instances
-from sgpose.data.controlled import ControlledY0
-from sgpose.data.sources import CachedSource
+from sgpose.training.sources import CachedSource
 
 META_KEYS = ("meta/ann_id", "meta/center", "meta/scale")  # + meta/rotation, meta/flipped with train_views > 1
 
 
 class ControlledSource(CachedSource):
     """Training batches of a controlled backbone: the train cache's features and targets, with Y0
-    drawn afresh for every epoch from its ground truth `joints` (sgpose.controlled)."""
+    drawn afresh for every epoch from its ground truth `joints` (sgpose.controlled.perturb)."""
 
     def __init__(self, params: Params, paths: Paths, dev: torch.device):
         path = paths.cache("train")
         views = params.cache.train_views > 1
-        super().__init__(path, params, dev, keys=(*TRAIN_KEYS, *META_KEYS,
+        super().__init__(path, params.train_refiner, dev, keys=(*TRAIN_KEYS, *META_KEYS,
                                                   *(("meta/rotation", "meta/flipped") if views else ())))
         self.y0 = ControlledY0(params, read_instances(paths.instances("train")))
 

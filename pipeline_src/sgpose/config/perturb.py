@@ -2,7 +2,7 @@
 
 The error types are Ronchi & Perona's (ICCV 2017) as PoseFix (Moon et al., CVPR 2019) synthesises
 them; magnitudes are COCO keypoint-similarity (ks) ranges, so they scale with the person and the
-joint as OKS does. Kept apart from `sgpose.config` so `sgpose.controlled` (pure tensor code) can use
+joint as OKS does. Kept apart from `sgpose.config` so `sgpose.controlled.perturb` (pure tensor code) can use
 it without the config machinery; `sgpose.config` embeds it in `BackboneParams`.
 """
 
@@ -52,7 +52,7 @@ class PerturbParams(BaseModel):
 
     @property
     def rates(self) -> tuple[float, float, float, float, float]:
-        """The error rates in `sgpose.controlled.KINDS` order (jitter, inversion, swap, miss, absent)."""
+        """The error rates in `sgpose.controlled.perturb.KINDS` order (jitter, inversion, swap, miss, absent)."""
         return (self.jitter, self.inversion, self.swap, self.miss, self.absent)
 
 

@@ -23,6 +23,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from sgpose.models.features import FeatureInfo
+
 
 def step_embedding(t: Tensor, dim: int) -> Tensor:
     """Sinusoidal position embedding of integer steps t (B,) -> (B, dim) (Transformer / DDPM)."""
@@ -63,22 +65,21 @@ class ResBlock(nn.Module):
 class StructureGuidedUNet(nn.Module):
     """UNet(features, guidance H(t), step t) -> K refined heatmaps at F_0's resolution."""
 
-    def __init__(self, num_joints: int, feature_channels: list[int], base_channels: int = 32,
+    def __init__(self, num_joints: int, features: list[FeatureInfo], base_channels: int = 32,
                  channel_mults: list[int] | None = None, time_dim: int = 64, in_channels: int | None = None,
-                 step_embedding: bool = True, feature_levels: list[int] | None = None):
-        """in_channels: the maps concatenated with F_0 (default num_joints: H(t); 0 for features only,
-        2K with the previous-heatmap input). step_embedding False: no t input (ablations A1, A2).
-        feature_levels: the UNet level of each given feature (default 0, 1, 2, ...)."""
+                 step_embedding: bool = True):
+        """features: the backbone features given to forward, each fused at its level (`FeatureInfo`);
+        in_channels: the maps concatenated with F_0 (default num_joints: H(t); 0 for features only,
+        2K with the previous-heatmap input). step_embedding False: no t input (ablations A1, A2)."""
         super().__init__()
         in_channels = num_joints if in_channels is None else in_channels
-        self.levels = list(range(len(feature_channels))) if feature_levels is None else list(feature_levels)
-        if len(self.levels) != len(feature_channels):
-            raise ValueError(f"feature_levels {self.levels} and feature_channels {feature_channels} differ in length")
-        mults = list(channel_mults) if channel_mults else [2**i for i in range(max(self.levels) + 1)]
-        if max(self.levels) >= len(mults):
+        self.features = list(features)
+        top = max(f.level for f in self.features)
+        mults = list(channel_mults) if channel_mults else [2**i for i in range(top + 1)]
+        if top >= len(mults):
             raise ValueError(f"channel_mults {mults} gives {len(mults)} UNet levels but a backbone feature is at "
-                             f"level {max(self.levels)}: give one multiplier per feature level (or cache fewer levels)")
-        at = dict(zip(self.levels, feature_channels))  # UNet level -> backbone channels fused there
+                             f"level {top}: give one multiplier per feature level (or cache fewer levels)")
+        at = {f.level: f.channels for f in self.features}  # UNet level -> backbone channels fused there
         if in_channels + at.get(0, 0) == 0:
             raise ValueError("the UNet input has no channels: neither guidance maps nor the level-0 feature")
         widths = [base_channels * m for m in mults]
@@ -104,10 +105,15 @@ class StructureGuidedUNet(nn.Module):
             for i, width in reversed(list(enumerate(widths))))
         self.head = nn.Sequential(_norm(widths[0]), nn.SiLU(), zero(nn.Conv2d(widths[0], num_joints, 1)))
 
+    @property
+    def levels(self) -> list[int]:
+        """The backbone feature levels this refiner fuses (what its cache stored)."""
+        return [f.level for f in self.features]
+
     def forward(self, features: list[Tensor], guidance: Tensor, t: Tensor) -> Tensor:
         """features: the backbone's (B, C_l, h/2^l, w/2^l) at `levels`; guidance (B, in_channels, h, w);
         t (B,) -> (B, K, h, w)."""
-        if len(features) != len(self.levels):
+        if len(features) != len(self.features):
             raise ValueError(f"{len(features)} backbone features given; this refiner was built for feature levels "
                              f"{self.levels}")
         feat = dict(zip(self.levels, features))  # UNet level -> backbone feature

@@ -3,7 +3,7 @@
 A variant says what guidance the UNet sees, whether it gets the step embedding, and which pose
 builds the guidance path in training; everything else (the UNet, the loss, the decoding) is shared.
 Every guidance kind is a (T, S) weight matrix over the rendered maps G^0..G^{S-1}
-(`sgpose.guidance.step_weights`), so one batched code path serves them all.
+(`sgpose.method.guidance.step_weights`), so one batched code path serves them all.
 
     baseline  the backbone's own heatmaps (no refiner), decoded as `infer.decode` says
     baseline_dark  the backbone's own heatmaps, DARK-decoded whatever `infer.decode` says: the
@@ -26,11 +26,11 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Literal
 
-from sgpose.modes import DecodeMode, Schedule
+from sgpose.core.modes import DecodeMode, Schedule
 
 
 class GuidanceKind(StrEnum):
-    """What guidance a variant's UNet sees; each is a (T, S) weight matrix (`sgpose.guidance.step_weights`)."""
+    """What guidance a variant's UNet sees; each is a (T, S) weight matrix (`sgpose.method.guidance.step_weights`)."""
 
     NONE = "none"  # no guidance map: the features only, one step (A1)
     PREDICTION = "prediction"  # the prediction's own map, one static step (A2)

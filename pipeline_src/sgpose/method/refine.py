@@ -1,5 +1,5 @@
 """Training (SPEC 4, Algorithm 1) and inference (SPEC 5) of the structure-guided refiner, for every
-refined variant of sgpose.variants.
+refined variant of sgpose.core.variants.
 
 Pure functions over tensors: the stages in sgpose.stages own the files. Guidance is built batched
 (no loop over samples, joints or steps); only the inherently sequential refinement steps loop.
@@ -16,15 +16,15 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from sgpose import guidance
 from sgpose.config.schema import GuidanceParams
 from sgpose.config.selection import Params
+from sgpose.core.keypoints import get_layout
+from sgpose.core.modes import InferenceMode, StartPose
+from sgpose.core.variants import GuidanceKind, Variant, get_variant
 from sgpose.data.decoding import predicted_pose
-from sgpose.keypoints import get_layout
-from sgpose.losses import joints_mse
-from sgpose.models.unet import StructureGuidedUNet
-from sgpose.modes import InferenceMode, StartPose
-from sgpose.variants import GuidanceKind, Variant, get_variant
+from sgpose.method import guidance
+from sgpose.method.unet import StructureGuidedUNet
+from sgpose.models.losses import joints_mse
 
 log = logging.getLogger(__name__)
 

@@ -18,20 +18,21 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from sgpose import compute, variants
 from sgpose.config.paths import Paths
 from sgpose.config.selection import Params
+from sgpose.core import variants
+from sgpose.core.io import write_json
+from sgpose.core.keypoints import get_layout
 from sgpose.data.coco import read_instances
 from sgpose.data.dataset import CropDataset
 from sgpose.evaluation.results import heatmap_results
-from sgpose.inference import final_heatmaps, refiner_for
-from sgpose.io import write_json
-from sgpose.keypoints import get_layout
+from sgpose.inference.cached import Refiner, Setting, final_heatmaps, refiner_for
 from sgpose.models.backbones import forward_views
 from sgpose.models.checkpoints import load_backbone
+from sgpose.runtime import compute
 
 log = logging.getLogger(__name__)
-Refiners = dict[str, tuple[torch.nn.Module | None, object]]  # variant -> (UNet or None for baseline, GuidanceSpec)
+Refiners = dict[str, Refiner | None]  # variant -> its refiner (None: an unrefined variant, baseline*)
 
 
 def crops(params: Params, paths: Paths, split: str) -> CropDataset:
@@ -44,21 +45,21 @@ def crops(params: Params, paths: Paths, split: str) -> CropDataset:
 def check_levels(refiners: Refiners, paths: Paths, levels: list[int]) -> None:
     """Every refiner reads the feature levels computed here (`cache.feature_levels`): a refiner trained on
     other levels is an error naming its file."""
-    for variant, (unet, _) in refiners.items():
-        if unet is not None and list(unet.levels) != levels:
-            raise ValueError(f"{paths.refiner(variant)}: trained on feature levels {list(unet.levels)}, the backbone's "
+    for variant, refiner in refiners.items():
+        if refiner is not None and refiner.unet.levels != levels:
+            raise ValueError(f"{paths.refiner(variant)}: trained on feature levels {refiner.unet.levels}, the backbone's "
                              f"features here are levels {levels} (cache.feature_levels); retrain it")
 
 
-def batch_predictions(params: Params, outputs: dict[str, torch.Tensor], meta: dict[str, torch.Tensor],
-                      refiners: Refiners, dev: torch.device) -> dict[str, list[dict]]:
+def batch_predictions(outputs: dict[str, torch.Tensor], meta: dict[str, torch.Tensor], refiners: Refiners,
+                      s: Setting) -> dict[str, list[dict]]:
     """Every variant's COCO results for one batch of backbone outputs (keyed like a cache batch) and the
     crops' meta (`center`, `scale`, `image_id`, `score`)."""
-    center, scale, sigma = meta["center"].numpy(), meta["scale"].numpy(), params.backbone.heatmap_sigma
-    return {variant: heatmap_results(final_heatmaps(params, outputs, unet, spec, dev).cpu(), center, scale,
+    center, scale = meta["center"].numpy(), meta["scale"].numpy()
+    return {variant: heatmap_results(final_heatmaps(outputs, refiner, s).cpu(), center, scale,
                                      meta["image_id"].numpy(), meta["score"].numpy(),
-                                     variants.decode_mode(variant, params.infer.decode), sigma)
-            for variant, (unet, spec) in refiners.items()}
+                                     variants.decode_mode(variant, s.infer.decode), s.sigma)
+            for variant, refiner in refiners.items()}
 
 
 def split_predictions(params: Params, paths: Paths, split: str, model: torch.nn.Module, refiners: Refiners,
@@ -69,13 +70,14 @@ def split_predictions(params: Params, paths: Paths, split: str, model: torch.nn.
     loader = DataLoader(crops(params, paths, split), batch_size=params.infer.batch_size, shuffle=False,
                         num_workers=params.train_backbone.num_workers, pin_memory=dev.type == "cuda")
     results: dict[str, list[dict]] = {v: [] for v in refiners}
+    setting = Setting.of(params, dev)
     for i, batch in enumerate(tqdm(loader, desc=f"online {split}", leave=False, dynamic_ncols=True)):
         with compute.inference(cp, dev):
             outputs = forward_views(model, compute.to_device(batch["image"], cp, dev), flip, levels)
         if i == 0:
             n = sum(k.startswith("feat/") for k in outputs)
             check_levels(refiners, paths, list(levels) if levels is not None else list(range(n)))
-        for variant, rows in batch_predictions(params, outputs, batch, refiners, dev).items():
+        for variant, rows in batch_predictions(outputs, batch, refiners, setting).items():
             results[variant] += rows
     return results
 

@@ -5,6 +5,11 @@ file of the `sgpose` package that `sgpose/stages/cache.py` imports, directly or 
 modules, at module level or inside a function, with the `__init__.py` of every package on the way
 (Python executes them on import). Read from the source with `ast` (nothing is imported), so it is
 cheap and works for modules whose dependencies are not installed.
+
+`UNTRACKED` modules change how a stage runs, never what it writes: its cores (`runtime.threads`), its
+output locks (`runtime.locks`) and this scanner. The closure stops at them, so no stage's code
+dependency (DVC's digest, Snakemake's inputs, the cache's shard fingerprints) holds them and editing
+them re-runs nothing. `sgpose.cli` and `sgpose.dag` are in no closure either: no stage imports them.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 
 PACKAGE = "sgpose"
+UNTRACKED = frozenset({"sgpose.runtime.threads", "sgpose.runtime.locks", "sgpose.runtime.imports"})
 ROOT = Path(__file__).resolve().parents[1]  # pipeline_src/sgpose
 
 
@@ -72,7 +78,8 @@ def direct_imports(module: str, root: Path = ROOT) -> frozenset[str]:
 
 @lru_cache(maxsize=None)
 def closure(entry: str, root: Path = ROOT) -> frozenset[str]:
-    """`entry` and every package module it imports, transitively, with their parent packages."""
+    """`entry` and every package module it imports, transitively, with their parent packages; not the
+    `UNTRACKED` modules themselves (what they import is followed: it is code the stage loads)."""
     seen: set[str] = set()
     todo = [entry]
     while todo:
@@ -81,7 +88,7 @@ def closure(entry: str, root: Path = ROOT) -> frozenset[str]:
             continue
         seen.add(module)
         todo += [*direct_imports(module, root), *_parents(module)]
-    return frozenset(seen)
+    return frozenset(seen - UNTRACKED)
 
 
 def module_files(entry: str, root: Path = ROOT) -> list[Path]:

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from sgpose.io import TMP_MARK
+from sgpose.core.io import TMP_MARK
 
 log = logging.getLogger(__name__)
 LOCKS = ".locks"  # under the results directory

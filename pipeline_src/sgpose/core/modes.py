@@ -1,10 +1,10 @@
 """The modes chosen by a parameter, one enum each, defined once (STYLE.md pattern 5): the config schema
 validates `params.yaml` against them and the code that acts on each compares with the members, never
 with a string. Torch-free, so the schema (read by the DAG generator and both engines) and
-`sgpose.variants` never import torch. Each mode's code: `Schedule` and `Missing` in `sgpose.guidance`
-(alphas, interpolate), `StartPose` in `sgpose.refine.guidance_spec`, `InferenceMode` in
-`sgpose.refine.refine` (SPEC 5), `DecodeMode` in `sgpose.data.decoding`, `ColorOrder` in
-`sgpose.data.dataset`. The variants' guidance kind is `sgpose.variants.GuidanceKind`, beside the variants.
+`sgpose.core.variants` never import torch. Each mode's code: `Schedule` and `Missing` in `sgpose.method.guidance`
+(alphas, interpolate), `StartPose` in `sgpose.method.refine.guidance_spec`, `InferenceMode` in
+`sgpose.method.refine.refine` (SPEC 5), `DecodeMode` in `sgpose.data.decoding`, `ColorOrder` in
+`sgpose.data.dataset`. The variants' guidance kind is `sgpose.core.variants.GuidanceKind`, beside the variants.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ joints or steps.
     alphas          schedule weights alpha_s, 0 at the start pose, 1 at the prediction
     interpolate     P^s = (1 - alpha_s) P_start + alpha_s P_pred          (with missing-joint readings)
     render_gaussians  G_k^s = exp(-|x - p_k^s|^2 / 2 sigma^2), all-zero where the joint is missing
+                    (`sgpose.data.targets`: the training targets are the same Gaussians)
     fusion_weights  w(t, s): H(t) = max_s w(t, s) G^s,  T = S + 2
 """
 
@@ -14,8 +15,9 @@ import math
 import torch
 from torch import Tensor
 
-from sgpose.modes import Missing, Schedule
-from sgpose.variants import GuidanceKind
+from sgpose.core.modes import Missing, Schedule
+from sgpose.core.variants import GuidanceKind
+from sgpose.data.targets import missing_mask, render_gaussians
 
 COSINE_S0 = 0.008  # improved-DDPM cosine schedule offset (Nichol & Dhariwal 2021)
 
@@ -62,7 +64,7 @@ def fusion_weights(S: int) -> Tensor:
 
 
 def step_weights(kind: GuidanceKind, S: int, a3_steps: str = "clamp") -> Tensor:
-    """w(t, s) as a (T, S) tensor for a variant's guidance kind (`sgpose.variants`); T = rows.
+    """w(t, s) as a (T, S) tensor for a variant's guidance kind (`sgpose.core.variants`); T = rows.
 
     none          (1, S) zeros: one step, no map
     prediction    (1, S) one-hot at s = S-1: the prediction's own map G^{S-1}, one step
@@ -84,11 +86,6 @@ def step_weights(kind: GuidanceKind, S: int, a3_steps: str = "clamp") -> Tensor:
     if kind == GuidanceKind.GRADUATED:
         return fusion_weights(S)
     raise ValueError(f"unknown guidance kind {kind!r}")
-
-
-def missing_mask(pose: Tensor) -> Tensor:
-    """True where a joint is exactly (0, 0), the paper's marker for 'not detected'."""
-    return (pose == 0).all(dim=-1)
 
 
 def interpolate(start: Tensor, pred: Tensor, a: Tensor, missing: Missing = Missing.LITERAL) -> tuple[Tensor, Tensor]:
@@ -115,22 +112,6 @@ def interpolate(start: Tensor, pred: Tensor, a: Tensor, missing: Missing = Missi
     else:
         raise ValueError(f"unknown missing-joint reading {missing!r}")
     return poses, present
-
-
-def render_gaussians(poses: Tensor, size: tuple[int, int], sigma: float, present: Tensor | None = None) -> Tensor:
-    """Unnormalised Gaussian maps (..., K, h, w) peaking at 1 on each joint (x along w, y along h).
-
-    present (..., K) selects joints to draw; by default every joint not at exactly (0, 0).
-    """
-    h, w = size
-    if present is None:
-        present = ~missing_mask(poses)
-    xs = torch.arange(w, dtype=poses.dtype, device=poses.device)
-    ys = torch.arange(h, dtype=poses.dtype, device=poses.device)
-    gx = torch.exp(-((xs - poses[..., 0:1]) ** 2) / (2 * sigma**2))  # (..., K, w)
-    gy = torch.exp(-((ys - poses[..., 1:2]) ** 2) / (2 * sigma**2))  # (..., K, h)
-    maps = gy[..., :, None] * gx[..., None, :]  # separable: exp(-(dx^2+dy^2)/2s^2)
-    return maps * present[..., None, None].to(maps.dtype)
 
 
 def fuse(G: Tensor, weights: Tensor) -> Tensor:

@@ -1,4 +1,4 @@
-"""Atomic outputs: every file a stage writes appears complete or not at all.
+"""Files: atomic outputs (every file a stage writes appears complete or not at all), JSON, checksums.
 
 Write to `<name>.tmp-<pid>` beside the target and rename on success (rename is atomic on one
 filesystem), so an interrupted stage never leaves a file that looks finished. A write that runs out
@@ -8,14 +8,15 @@ of space is a DiskFullError saying where and how much is free, and leaves nothin
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Any, Iterator
 
-from sgpose.errors import disk_full
+from sgpose.core.errors import disk_full
 
-TMP_MARK = ".tmp-"  # a temporary's name: <name>.tmp-<pid> (sgpose.locks tells a live writer's from a stray)
+TMP_MARK = ".tmp-"  # a temporary's name: <name>.tmp-<pid> (sgpose.runtime.locks tells a live writer's from a stray)
 
 
 def _alive(pid: int) -> bool:
@@ -77,3 +78,17 @@ def read_json(path: str | Path) -> Any:
         raise FileNotFoundError(f"{path}: file not found (has the stage that writes it run?)") from None
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: not valid JSON ({err})") from None
+
+
+def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
+    """Hex digest (sha256 or md5) of a file, read in chunks."""
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    return file_digest(path, "sha256")

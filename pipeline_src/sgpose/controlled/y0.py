@@ -1,33 +1,20 @@
-"""The files side of controlled backbones (`backbones.<name>.arch: oracle | perturbed`, sgpose.controlled).
+"""The files side of controlled backbones (`backbones.<name>.arch: oracle | perturbed`, sgpose.controlled.perturb).
 
 A controlled backbone has no weights: its `cache` stage runs `features_from`'s backbone.pt for the
 features and replaces Y0 (`heatmaps`, `flip/heatmaps`) by the ground truth rendered with the fixed
 draws (seed, ann_id); refiner training reads the same cache through
-`sgpose.data.controlled_source.ControlledSource`, which draws Y0 afresh every epoch (seed, epoch,
+`sgpose.controlled.source.ControlledSource`, which draws Y0 afresh every epoch (seed, epoch,
 ann_id) from the cached ground truth `joints`.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 import torch
 
-from sgpose.config.paths import Paths
-from sgpose.config.schema import BackboneParams
 from sgpose.config.selection import Params
-from sgpose.controlled import CropContext, perturb_params, synthesise
-from sgpose.keypoints import get_layout
-
-
-def weights(params: Params, paths: Paths) -> tuple[BackboneParams, Path]:
-    """The backbone whose weights the cache stage runs, and its backbone.pt: the selected one, or a
-    controlled backbone's `features_from`."""
-    bp = params.backbone
-    if not bp.controlled:
-        return bp, paths.backbone
-    return params.file.backbones[bp.features_from], Paths.of(params.dataset, bp.features_from, paths.root).backbone
+from sgpose.controlled.perturb import CropContext, perturb_params, synthesise
+from sgpose.core.keypoints import get_layout
 
 
 class ControlledY0:

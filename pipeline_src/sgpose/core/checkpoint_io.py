@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from sgpose.errors import InputError
+from sgpose.core.errors import InputError
 
 
 class CheckpointError(ValueError):

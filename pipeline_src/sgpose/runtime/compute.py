@@ -72,6 +72,11 @@ def effective(cp: ComputeParams, dev: torch.device) -> dict:
     return {"device": dev.type, "amp": amp, "channels_last": channels_last(cp, dev)}
 
 
+def grad_scaler(cp: ComputeParams, dev: torch.device) -> torch.amp.GradScaler:
+    """fp16's loss scaling, enabled only where fp16 autocast runs (a no-op scaler elsewhere: bf16, off, the CPU)."""
+    return torch.amp.GradScaler("cuda", enabled=effective(cp, dev)["amp"] == "fp16")
+
+
 def prepare_model(model: nn.Module, cp: ComputeParams, dev: torch.device) -> nn.Module:
     """`model` on the device, in channels_last where that applies."""
     model = model.to(dev)

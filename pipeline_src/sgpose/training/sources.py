@@ -1,7 +1,9 @@
-"""Where refiner training batches come from: the HDF5 cache, or the frozen backbone run online.
+"""Where refiner training batches come from: one contract, `TrainingSource`, and its sources.
 
-Both give batches keyed like the cache (`heatmaps`, `feat/0..`, `target`, `target_weight`,
-`joints`) for lists of instance indices, so the training loop does not know which it reads.
+Every source gives batches keyed like the cache (`heatmaps`, `feat/0..`, `target`, `target_weight`,
+`joints`) for lists of instance indices (one epoch's batches), so the training loop does not know which it
+reads: the HDF5 cache (`CachedSource`), the frozen backbone run on fresh augmented crops (`OnlineSource`),
+or a controlled backbone's cache with Y0 redrawn every epoch (`sgpose.controlled.source`).
 """
 
 from __future__ import annotations
@@ -9,33 +11,53 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Iterable, Iterator
 
 import torch
 from torch.utils.data import DataLoader
 
-from sgpose import compute, threads
 from sgpose.cache import shards
 from sgpose.cache.reader import TRAIN_KEYS, CacheBatches, EpochLoader
 from sgpose.config.paths import Paths
+from sgpose.config.schema import TrainRefinerParams
 from sgpose.config.selection import Params
+from sgpose.core.io import sha256_file
+from sgpose.core.keypoints import get_layout
 from sgpose.data.coco import read_instances
 from sgpose.data.dataset import CropDataset
-from sgpose.data.download import sha256_file
-from sgpose.keypoints import get_layout
 from sgpose.models.backbones import forward_views
 from sgpose.models.checkpoints import backbone_source_sha256, load_backbone
+from sgpose.models.features import FeatureInfo, select
+from sgpose.runtime import compute, threads
 
 log = logging.getLogger(__name__)
 TARGETS = ("target", "target_weight", "joints")
 
 
-class CachedSource:
+class TrainingSource(ABC):
+    """Refiner training batches: `batches(batches, epoch)` yields one batch per list of instance indices
+    (sample index = instance * views + view), keyed like the cache, on the CPU.
+
+    `num_instances` and `views` size an epoch; `features` are the backbone features every batch holds
+    (what the refiner is built for); `identity` names the data, so a resumed run never continues on
+    other data."""
+
+    num_instances: int
+    views: int
+    features: list[FeatureInfo]
+    identity: str
+
+    @abstractmethod
+    def batches(self, batches: list[list[int]], epoch: int) -> Iterable[dict[str, torch.Tensor]]:
+        """One epoch's batches, in this order."""
+
+
+class CachedSource(TrainingSource):
     """Training batches read from the train cache; one of its views per instance and epoch."""
 
-    def __init__(self, path: Path, params: Params, dev: torch.device, keys: tuple[str, ...] = TRAIN_KEYS):
-        tp = params.train_refiner
+    def __init__(self, path: Path, tp: TrainRefinerParams, dev: torch.device, keys: tuple[str, ...] = TRAIN_KEYS):
         # fp16 batches from the reader processes, float32 on the device (compute.to_device)
         self.data = CacheBatches(path, keys, as_stored=True)
         if self.data.nbytes <= tp.preload_gb * 1e9:
@@ -44,7 +66,7 @@ class CachedSource:
                      tp.preload_gb)
         self.views, self.loader = self.data.views, EpochLoader(self.data, tp.num_workers, dev.type == "cuda")
         self.num_instances = len(self.data) // self.views
-        self.channels, self.levels = self.data.feature_channels(), self.data.feature_levels
+        self.features = self.data.feature_info()
         # the cache's attributes name its backbone weights, parameters and (manifest) shard fingerprints
         self.identity = hashlib.sha256(json.dumps(self.data.attrs, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -52,7 +74,7 @@ class CachedSource:
         return self.loader(batches)  # the same reader processes every epoch
 
 
-class OnlineSource:
+class OnlineSource(TrainingSource):
     """Training batches computed by the frozen backbone on augmented crops (`features: online`):
     every epoch new draws of `cache.augment`, at the cost of a backbone forward per sample."""
 
@@ -63,11 +85,8 @@ class OnlineSource:
         self.crops = CropDataset(rows, params.data.images_dir, bp.input_size,
                                  bp.heatmap_size, bp.heatmap_sigma, layout, augment=params.cache.augment,
                                  seed=params.train_refiner.seed, input_color=bp.input_color)
-        self.levels_cfg, self.workers = params.cache.feature_levels, params.train_refiner.num_workers
-        with torch.no_grad():
-            probe = forward_views(self.model, torch.zeros(1, 3, *bp.input_size, device=dev), False, self.levels_cfg)
-        self.channels = [v.shape[1] for k, v in probe.items() if k.startswith("feat/")]
-        self.levels = list(self.levels_cfg) if self.levels_cfg is not None else list(range(len(self.channels)))
+        self.levels, self.workers = params.cache.feature_levels, params.train_refiner.num_workers
+        self.features = select(self.model.feature_info, self.levels)
         self.views, self.num_instances = 1, len(self.crops)
         stamp = paths.download_stamp  # the images' sha256s: a resume must not continue on other data
         self.identity = json.dumps({"backbone": backbone_source_sha256(paths.backbone),
@@ -81,20 +100,5 @@ class OnlineSource:
         for batch in loader:
             with compute.inference(self.cp, self.dev):
                 out = forward_views(self.model, compute.to_device(batch["image"], self.cp, self.dev), False,
-                                    self.levels_cfg)
+                                    self.levels)
             yield out | {k: batch[k] for k in TARGETS}
-
-
-
-def training_source(params: Params, paths: Paths, dev: torch.device) -> CachedSource | OnlineSource:
-    """The source `train_refiner.features` names (a controlled backbone: its cache, Y0 redrawn per epoch)."""
-    if params.backbone.controlled:
-        if params.train_refiner.features == "online":
-            raise ValueError(f"backbones.{params.backbone.name}: a controlled backbone ({params.backbone.arch}) trains "
-                             "from its cache; train_refiner.features: online is not supported for it")
-        from sgpose.data.controlled_source import ControlledSource
-
-        return ControlledSource(params, paths, dev)
-    if params.train_refiner.features == "online":
-        return OnlineSource(params, paths, dev)
-    return CachedSource(paths.cache("train"), params, dev)

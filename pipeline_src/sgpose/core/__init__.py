@@ -1,0 +1,1 @@
+"""The vocabulary and file primitives every package uses."""

@@ -1,0 +1,118 @@
+"""Training the structure-guided refiner (docs/method.md, "Training"; Algorithm 1), for any source.
+
+Each epoch's batches, views and steps t come from one seeded generator, so a run is reproducible for any
+number of workers and processes. Device, mixed precision and channels_last follow the `compute` section;
+with DDP (`sgpose.runtime.distributed`) every process takes its share of each global batch, and the loss is
+weighted so the gradient equals the single-process one. Resumable: the resume point (`training.resume`) is
+written after every epoch.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import time
+from pathlib import Path
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from sgpose.cache.reader import features, shuffled_batches
+from sgpose.config.paths import Paths
+from sgpose.config.selection import Params
+from sgpose.core.io import atomic_path
+from sgpose.core.keypoints import get_layout
+from sgpose.method.refine import draw_steps, guidance_spec, training_loss
+from sgpose.method.refiner import LOG_FIELDS, build_unet, refiner_checkpoint, save_refiner
+from sgpose.runtime import compute, distributed
+from sgpose.training.resume import ResumePoint
+from sgpose.training.sources import TrainingSource
+
+log = logging.getLogger(__name__)
+
+
+def fingerprint(params: Params, variant: str, source: TrainingSource) -> dict:
+    """What an interrupted run must have been made with to be continued: every parameter that changes
+    the weights (any `epochs` not below its own) and the training data (`source.identity`)."""
+    train = params.train_refiner.model_dump(mode="json", exclude={"epochs", "num_workers", "preload_gb"})
+    return {"variant": variant, "train": train, "guidance": params.guidance.model_dump(mode="json"),
+            "refiner": params.refiner.model_dump(mode="json"), "compute": params.compute.model_dump(mode="json"),
+            "layout": params.layout, "source": source.identity}
+
+
+def fit(params: Params, paths: Paths, variant: str, source: TrainingSource, dev: torch.device, rank: int = 0,
+        world: int = 1) -> None:
+    """Train one variant's refiner from `source`; writes refiner.pt and train_log.csv (process 0)."""
+    tp, cp = params.train_refiner, params.compute
+    n = source.num_instances
+    if n == 0:
+        raise ValueError(f"{paths.cache('train')}: the training split holds no samples")
+    torch.manual_seed(tp.seed)  # the initial weights, whichever source loaded what before
+    num_joints = get_layout(params.layout).num_joints
+    unet = compute.prepare_model(build_unet(params.refiner, num_joints, source.features, variant), cp, dev)
+    spec = guidance_spec(params, variant, paths.start_pose)
+    if rank == 0:
+        log.info("variant %s: %s; %d steps; features %s on %s%s", variant, spec.variant.description, spec.T,
+                 tp.features, dev, f" x {world} processes" if world > 1 else "")
+    opt = torch.optim.Adam(unet.parameters(), lr=tp.lr)  # constant lr (docs/method.md, Training)
+    scaler = compute.grad_scaler(cp, dev)
+    out = paths.refiner(variant)
+    gen = torch.Generator().manual_seed(tp.seed)
+    resume = ResumePoint(out, fingerprint(params, variant, source), tp.epochs)
+    start_epoch, rows = 0, []
+    if (state := resume.load()) is not None:
+        unet.load_state_dict(state["state_dict"])
+        opt.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        gen.set_state(state["generator"])
+        start_epoch, rows = state["epoch"], list(state["log"])
+    # under torchrun always DDP, one process too: the GPU check runs the NCCL path on a single GPU
+    ddp = distributed.launched()
+    model = DistributedDataParallel(unet, device_ids=[dev.index] if dev.type == "cuda" else None) if ddp else unet
+    for epoch in range(start_epoch, tp.epochs):
+        t0, total = time.time(), torch.zeros((), device=dev)
+        model.train()
+        batches = shuffled_batches(n, tp.batch_size, gen, source.views)
+        steps = [draw_steps(spec, len(b), gen) for b in batches]
+        if world > 1 and len(batches[-1]) < world:  # a process would get no sample: drop the remainder
+            batches, steps = batches[:-1], steps[:-1]
+        local = [b[rank::world] for b in batches]
+        desc = f"refiner {variant} epoch {epoch + 1}/{tp.epochs}"
+        for batch, t, size in tqdm(zip(source.batches(local, epoch), steps, map(len, batches)), total=len(local),
+                                   desc=desc, leave=False, disable=rank > 0):
+            b = {k: compute.to_device(v, cp, dev) for k, v in batch.items()}
+            with compute.autocast(cp, dev):
+                loss = training_loss(model, spec, features(b), b["heatmaps"], b["target"], b["target_weight"],
+                                     t[rank::world], joints=b["joints"])
+            k = len(b["heatmaps"])
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss * (k * world / size)).backward()  # DDP averages: the global batch mean
+            scaler.step(opt)
+            scaler.update()
+            total += loss.detach().float() * k  # on the device: no sync per step
+        # no wall time in the rows: they go into refiner.pt and train_log.csv, whose bytes equal work must reproduce
+        rows.append({"epoch": epoch + 1, "loss": distributed.all_sum(total.item(), world) / sum(map(len, batches)),
+                     "lr": tp.lr})
+        if rank == 0:
+            log.info("refiner %s epoch %d: loss %.3e (%.1f s)", variant, epoch + 1, rows[-1]["loss"], time.time() - t0)
+            resume.save(_checkpoint(unet, opt, epoch + 1, rows, params, variant)
+                        | {"generator": gen.get_state(), "scaler": scaler.state_dict()})
+        distributed.barrier(world)
+    if rank == 0:
+        save_refiner(out, _checkpoint(unet, None, tp.epochs, rows, params, variant))
+        write_log(paths.refiner_log(variant), rows)
+        resume.clear()
+    distributed.barrier(world)
+
+
+def _checkpoint(unet, opt, epoch: int, rows: list[dict], params: Params, variant: str) -> dict:
+    return refiner_checkpoint(unet, opt, epoch, rows, variant, params.refiner, params.guidance, params.layout)
+
+
+def write_log(path: Path, rows: list[dict]) -> None:
+    """train_log.csv: one row per epoch (epoch, loss, lr)."""
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=LOG_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
