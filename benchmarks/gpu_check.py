@@ -51,7 +51,7 @@ from sgpose.runtime import compute, threads
 from sgpose.stages.train_refiner import training_source
 from timing import timed
 
-COCO_TRAIN = 149_813  # full COCO train2017 person instances (SPEC 4: 130 epochs)
+COCO_TRAIN = 149_813  # full COCO train2017 person instances (docs/method.md §4: 130 epochs)
 PAPER_EPOCHS = 130
 TARGETS = {"static_ratio": 0.25, "train_samples_per_s": 230.0, "cache_over_forward": 0.90, "ap_difference": 0.01}
 SIZES = {  # per machine: GPU sizes fit the 8 minutes on one H100, CPU sizes a few minutes on 2 cores

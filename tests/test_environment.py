@@ -40,7 +40,7 @@ def test_every_requirement_is_pinned_inside_its_range():
     pinned = pins()
     for req in requirements():
         name = canonicalize_name(req.name)
-        assert name in pinned, f"{req} (pyproject.toml) has no pin in workflow/constraints.txt: run workflow/scripts/pin.sh"
+        assert name in pinned, f"{req} (pyproject.toml) has no pin in workflow/constraints.txt: run scripts/pin.sh"
         assert req.specifier.contains(pinned[name], prereleases=True), \
             f"workflow/constraints.txt pins {name}=={pinned[name]}, outside pyproject.toml's {req}"
 
@@ -64,6 +64,6 @@ def test_the_environment_holds_the_pinned_versions():
             continue  # pinned for another group (the tests' xtcocotools build tools), not installed here
         if Version(installed.public) != version:
             differ[name] = f"{installed} installed, {version} pinned"
-    assert not differ, f"the environment is not workflow/constraints.txt's (rerun workflow/scripts/setup.sh): {differ}"
+    assert not differ, f"the environment is not workflow/constraints.txt's (rerun scripts/setup.sh): {differ}"
     for req in requirements():  # and nothing sgpose needs is missing
         assert metadata.version(req.name), req

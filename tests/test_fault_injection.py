@@ -6,7 +6,7 @@ The tiny grid of test_workflow_e2e.py reduced to its COCO backbone (r18, no abla
 test hooks in the product: the test polls the filesystem (a resume checkpoint, a finished shard) or
 /proc (an infer process holding its cache open) and sends SIGKILL to the stage's process; once, under
 Snakemake (during train_refiner), to the whole session, head process included, which leaves Snakemake's lock:
-workflow/scripts/snakemake.sh must say how to remove it.
+scripts/snakemake.sh must say how to remove it.
 """
 
 from __future__ import annotations
@@ -138,7 +138,7 @@ def _kill_points(repo: Path, cmd: list[str], whole_at: str | None = None) -> dic
 
 def _unlock(repo: Path) -> None:
     """After the head was killed: the wrapper names the stale lock and its fix; the fix works."""
-    proc = subprocess.run(["bash", "workflow/scripts/snakemake.sh", *SNAKEMAKE[1:]], cwd=repo, capture_output=True,
+    proc = subprocess.run(["bash", "scripts/snakemake.sh", *SNAKEMAKE[1:]], cwd=repo, capture_output=True,
                           text=True, env={**os.environ, "SGPOSE_MIRROR": str(MIRROR)})
     assert proc.returncode != 0 and "Directory cannot be locked" in proc.stdout
     assert "sgpose: a Snakemake run that was killed" in proc.stderr

@@ -1,4 +1,4 @@
-"""The tiny DAG through the SLURM profile on a real one-node cluster (workflow/scripts/slurm_local.sh:
+"""The tiny DAG through the SLURM profile on a real one-node cluster (scripts/slurm_local.sh:
 munged, slurmctld, slurmd; no GPU, no accounting): the metrics equal a local run's, every rule's
 resources (params.yaml `resources:`) reach the scheduler, a failing job is retried and reported with
 its log, a killed Snakemake resumes without redoing finished jobs, and the `gpu` resource becomes
@@ -47,7 +47,7 @@ def cluster(tmp_path_factory):
     """The running cluster's environment; its daemons and jobs are always stopped at the end."""
     missing = [exe for exe in ("munged", "slurmctld", "slurmd", "sbatch") if not shutil.which(exe)]
     if missing:
-        pytest.skip(f"SLURM is not installed ({', '.join(missing)} not found): workflow/scripts/test_setup.sh "
+        pytest.skip(f"SLURM is not installed ({', '.join(missing)} not found): scripts/test_setup.sh "
                     "installs Debian's slurm-wlm and munge with apt-get")
     if os.geteuid() != 0:
         pytest.skip("the one-node SLURM cluster runs its daemons as root")

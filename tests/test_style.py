@@ -15,5 +15,5 @@ def test_ruff_finds_nothing():
     if ruff is None:
         pytest.skip("ruff not installed (the `test` extra installs it)")
     proc = subprocess.run([ruff, "check", "--output-format", "concise", "pipeline_src", "tests", "benchmarks",
-                           "workflow/scripts"], cwd=ROOT, capture_output=True, text=True)
+                           "scripts"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-1000:]

@@ -19,16 +19,44 @@ import yaml
 from sgpose.config.selection import read_params_file
 from sgpose.core.variants import is_refined
 from sgpose.dag import table
-from workflow_helpers import EVALUATIONS, REFINER_AND_AFTER, make_repo, metrics_of, run
+from workflow_helpers import EVALUATIONS, REFINER_AND_AFTER, THREADED, make_repo, metrics_of, run
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
 def dvc_repo(tmp_path_factory) -> Path:
-    repo = make_repo(tmp_path_factory.mktemp("dvc"))
-    run(["dvc", "repro"], repo)
+    repo = make_repo(tmp_path_factory.mktemp("dvc"), {"resources": THREADED})
+    (repo / "dvc_repro.log").write_text(run(["dvc", "repro"], repo))
     return repo
+
+
+# the modules that shape no feature: editing them must leave every cache shard and cache job as it is
+CACHE_INDEPENDENT = ("data/download.py", "data/archives.py", "dag/table.py", "dag/digests.py", "runtime/threads.py",
+                     "runtime/locks.py", "runtime/imports.py", "method/guidance.py", "cli.py")
+THREADS_LINE = re.compile(r"sgpose (\w+): (\d+) threads \(from ([^)]*)\)")
+
+
+def first_threads_line(text: str) -> tuple[str, int, str]:
+    """(command, threads, source) of the first thread-count line in a stage's log."""
+    found = THREADS_LINE.search(text)
+    assert found, text[-2000:]
+    return found.group(1), int(found.group(2)), found.group(3)
+
+
+def test_every_dvc_stage_reports_the_threads_of_its_rule(dvc_repo):
+    """Under DVC each stage takes its rule's `resources.<rule>.threads` (DVC's `sgpose cache` is rule cache)."""
+    file = read_params_file(dvc_repo / "params.yaml")
+    blocks = re.split(r"Running stage '([^']+)':", (dvc_repo / "dvc_repro.log").read_text())[1:]
+    seen = set()
+    for name, text in zip(blocks[::2], blocks[1::2]):
+        rule = name.split(".")[0]
+        if rule == table.CODE_STAGE:  # reads no params file: no thread set-up
+            continue
+        want = table.resources_of(file, rule).threads
+        assert first_threads_line(text)[1:] == (want, f"resources.{rule}.threads"), name
+        seen.add(rule)
+    assert seen == {s.name for s in table.STAGES if "dvc" in s.engines} - {table.CODE_STAGE}
 
 
 def test_dvc_repro_runs_the_whole_dag(dvc_repo):
@@ -74,9 +102,19 @@ def test_dvc_repro_again_changes_nothing_and_a_refiner_param_reruns_only_the_ref
 
 @pytest.fixture(scope="module")
 def snake_repo(tmp_path_factory) -> Path:
-    repo = make_repo(tmp_path_factory.mktemp("snakemake"))
+    repo = make_repo(tmp_path_factory.mktemp("snakemake"), {"resources": THREADED})
     run(["snakemake", "--profile", "workflow/profiles/local"], repo)
     return repo
+
+
+def test_every_snakemake_job_reports_the_threads_of_its_rule(snake_repo):
+    """Under Snakemake each job is given its rule's threads (`--threads {threads}`) and reports them."""
+    file = read_params_file(snake_repo / "params.yaml")
+    logs = sorted((snake_repo / "logs").glob("*/*.log"))
+    assert {p.parent.name for p in logs} == {s.name for s in table.STAGES if "snakemake" in s.engines}
+    for log in logs:
+        rule = log.parent.name
+        assert first_threads_line(log.read_text())[1:] == (table.resources_of(file, rule).threads, "--threads"), log
 
 
 def test_snakemake_runs_the_same_dag(dvc_repo, snake_repo):
@@ -177,6 +215,9 @@ def test_every_module_reruns_exactly_its_importers_under_dvc(dvc_repo):
         if expected != actual:
             wrong[m] = {"missing": expected - actual, "extra": actual - expected}
     assert not wrong, wrong
+    for m in CACHE_INDEPENDENT:  # nothing re-runs the cache: its digest lacks these modules
+        digests = {d for d in before if before[d].get(f"pipeline_src/sgpose/{m}") != after[d].get(f"pipeline_src/sgpose/{m}")}
+        assert not {s for s, c in changes.items() if c["deps"] & digests and s.startswith("cache.")}, m
     assert any(m.endswith("stages/infer.py") for m in modules) and dvc_changes(dvc_repo) == {}
     assert code_digests(dvc_repo) == before
 
@@ -207,6 +248,9 @@ def test_every_module_reruns_exactly_its_importers_under_snakemake(snake_repo):
         if expected != actual:
             wrong[m] = {"missing": expected - actual, "extra": actual - expected}
     assert not wrong, wrong
+    for m in CACHE_INDEPENDENT:  # no shard job re-runs: their inputs lack these modules
+        assert not {job for job, files in updated.items() if f"pipeline_src/sgpose/{m}" in files
+                    and job[0].startswith("cache")}, m
     assert "Nothing to be done" in run(["snakemake", "-n", "--cores", "1"], snake_repo)
 
 

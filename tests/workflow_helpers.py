@@ -48,6 +48,8 @@ EVALUATIONS = {("tiny", "r18", v) for v in ("baseline", "baseline_dark", "ours",
 # every rule its own job size, so a SLURM job's values name the rule entry they came from; no GPU anywhere
 TINY_RESOURCES = {rule: {"threads": 1, "mem_mb": 1000 + 20 * i, "runtime": 10 + i, "gpu": 0}
                   for i, rule in enumerate(rule_names())}
+# every rule 1 or 2 threads (alternating, within CI's 2 cores): each stage's first log line must report its rule's
+THREADED = {rule: {"threads": 1 + i % 2} for i, rule in enumerate(rule_names())}
 REFINER_AND_AFTER = re.compile(r"^(train_refiner|infer|evaluate)\.|^report$|^check_params$")
 
 

@@ -9,7 +9,7 @@ from sgpose.data.decoding import argmax_coords, decode, flip_back, kernel_radius
 from sgpose.data.targets import encode_targets
 from sgpose.method.guidance import render_gaussians
 
-H, W, SIGMA = 64, 48, 2.0  # heatmap of a 256x192 input, SPEC 2's sigma
+H, W, SIGMA = 64, 48, 2.0  # heatmap of a 256x192 input, docs/method.md §2's sigma
 
 
 def gaussians(centres: torch.Tensor, size=(H, W), sigma=SIGMA) -> torch.Tensor:

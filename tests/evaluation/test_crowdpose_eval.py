@@ -1,5 +1,5 @@
 """CrowdPose metrics against the CrowdPose toolkit's reference implementations (xtcocotools'
-keypoints_crowd, built from source by workflow/scripts/test_setup.sh, and faster-coco-eval's
+keypoints_crowd, built from source by scripts/test_setup.sh, and faster-coco-eval's
 CrowdPose mode), and the two backends against each other on perturbed real COCO and CrowdPose
 ground truth (1e-9)."""
 
@@ -51,7 +51,7 @@ def _xtcocotools(gt: dict, results: list[dict], tmp_path) -> np.ndarray:
         from xtcocotools.coco import COCO as XCOCO
         from xtcocotools.cocoeval import COCOeval as XCOCOeval
     except ImportError:
-        message = "xtcocotools not importable (workflow/scripts/test_setup.sh builds it from source)"
+        message = "xtcocotools not importable (scripts/test_setup.sh builds it from source)"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)

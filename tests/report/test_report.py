@@ -95,9 +95,22 @@ def test_fig2_uses_the_first_sample_whose_joint_is_detected(tmp_path, monkeypatc
     data["heatmaps"][2, 9, 7, 5] = 0.9  # left_wrist found in sample 2 only, at (x, y) = (5, 7)
     write_cache(tmp_path / "val.h5", data, ATTRS)
     start = np.zeros((17, 2))
-    pose, source = fig2_poses(start, tmp_path / "val.h5", 0.2, joint=9)
-    assert pose[9].tolist() == [5.0, 7.0] and source.startswith("val sample 2 of ")
-    pose, source = fig2_poses(start, tmp_path / "val.h5", 0.2, joint=10)  # missed everywhere: sample 0
-    assert pose[10].tolist() == [0.0, 0.0] and source.endswith("(the joint is missed in every sample)")
-    pose, source = fig2_poses(start, tmp_path / "none.h5", 0.2, joint=9)
-    assert source.startswith("canonical pose shifted")
+    pose, joint, source = fig2_poses(start, [tmp_path / "none.h5", tmp_path / "val.h5"], 0.2, joint=9)
+    assert joint == 9 and pose[9].tolist() == [5.0, 7.0] and source.startswith("val sample 2 of ")
+    # right_wrist is missed everywhere: a joint that is present is drawn instead, and the source says so
+    pose, joint, source = fig2_poses(start, [tmp_path / "val.h5"], 0.2, joint=10)
+    assert joint == 9 and pose[9].tolist() == [5.0, 7.0] and "joint 10 is missed in every sample; joint 9 drawn" in source
+    pose, joint, source = fig2_poses(start, [tmp_path / "none.h5"], 0.2, joint=9)
+    assert joint == 9 and source.startswith("canonical pose shifted")
+
+
+def test_fig2_prefers_the_first_cache_where_the_joint_is_present(tmp_path):
+    """The controlled backbone's cache comes first: its Y0 has the joint where the trained backbone's misses it."""
+    empty, found = arrays(), arrays()
+    empty["heatmaps"] = np.zeros_like(empty["heatmaps"])
+    found["heatmaps"] = np.zeros_like(found["heatmaps"])
+    found["heatmaps"][1, 9, 3, 4] = 0.8
+    write_cache(tmp_path / "trained.h5", empty, ATTRS)
+    write_cache(tmp_path / "controlled.h5", found, ATTRS)
+    pose, joint, source = fig2_poses(np.zeros((17, 2)), [tmp_path / "controlled.h5", tmp_path / "trained.h5"], 0.2, 9)
+    assert joint == 9 and pose[9].tolist() == [4.0, 3.0] and source == f"val sample 1 of {tmp_path / 'controlled.h5'}"

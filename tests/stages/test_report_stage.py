@@ -213,7 +213,7 @@ def chromium() -> str:
     """The chromium binary; skipped when absent outside CI, a failure in CI."""
     exe = shutil.which("chromium") or shutil.which("chromium-browser")
     if exe is None:
-        message = "chromium not installed (workflow/scripts/setup.sh installs it with apt)"
+        message = "chromium not installed (scripts/setup.sh installs it with apt)"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)

@@ -19,8 +19,10 @@ import struct
 import lz4.block
 import numpy as np
 
+from sgpose.core.modes import Compression
+
 LZ4_DEFAULT_BLOCK = 1 << 30  # the filter's block size when its first parameter is 0 (hdf5plugin.LZ4())
-DIRECT = ("none", "lz4")  # cache.compression values whose chunks are encoded here
+DIRECT = (Compression.NONE, Compression.LZ4)  # cache.compression values whose chunks are encoded here
 _BLOCK_WORDS, _COLUMNS = 1 << 22, 1 << 10  # fletcher32's blocks of words, and their tables' width
 
 
@@ -76,5 +78,5 @@ def encode_chunk(raw: bytes, compression: str) -> bytes:
     as the filter writes it)."""
     if compression not in DIRECT:
         raise ValueError(f"chunks compressed with {compression!r} are left to HDF5's filters; encoded here: {DIRECT}")
-    body = lz4_chunk(raw) if compression == "lz4" else raw
+    body = lz4_chunk(raw) if compression == Compression.LZ4 else raw
     return body + struct.pack("<I", fletcher32(body))

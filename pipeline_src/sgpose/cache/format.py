@@ -19,6 +19,8 @@ import h5py
 import hdf5plugin  # registers the lz4 / blosc filters with HDF5 (writing and reading)
 import numpy as np
 
+from sgpose.core.modes import Compression
+
 # datasets stored in the cache dtype (fp16 by default); everything else has a fixed dtype
 LARGE = ("heatmaps", "target")
 FIXED_DTYPES = {
@@ -34,11 +36,11 @@ REQUIRED = (*LARGE, *(k for k in FIXED_DTYPES if k not in OPTIONAL))
 # `cache.compression` -> h5py create_dataset filter arguments for the large datasets. lz4 and blosc
 # come from hdf5plugin (imported above: a reader needs it too); benchmarks/cache_throughput.py and
 # docs/scale.md have the measurements behind the default.
-COMPRESSION: dict[str, dict[str, Any]] = {
-    "none": {}, "gzip": {"compression": "gzip", "compression_opts": 1}, "lzf": {"compression": "lzf"},
-    "lz4": dict(hdf5plugin.LZ4()),
-    "blosc_lz4": dict(hdf5plugin.Blosc(cname="lz4", clevel=5, shuffle=hdf5plugin.Blosc.SHUFFLE)),
-    "blosc_zstd": dict(hdf5plugin.Blosc(cname="zstd", clevel=3, shuffle=hdf5plugin.Blosc.SHUFFLE)),
+COMPRESSION: dict[Compression, dict[str, Any]] = {
+    Compression.NONE: {}, Compression.GZIP: {"compression": "gzip", "compression_opts": 1},
+    Compression.LZF: {"compression": "lzf"}, Compression.LZ4: dict(hdf5plugin.LZ4()),
+    Compression.BLOSC_LZ4: dict(hdf5plugin.Blosc(cname="lz4", clevel=5, shuffle=hdf5plugin.Blosc.SHUFFLE)),
+    Compression.BLOSC_ZSTD: dict(hdf5plugin.Blosc(cname="zstd", clevel=3, shuffle=hdf5plugin.Blosc.SHUFFLE)),
 }
 
 

@@ -23,6 +23,7 @@ from sgpose.cache import chunks
 from sgpose.cache.format import COMPRESSION, REQUIRED, dtype_of, num_features, write_attrs
 from sgpose.core.errors import DiskFullError, disk_full, free_bytes, mount_point
 from sgpose.core.io import atomic_path
+from sgpose.core.modes import Compression
 from sgpose.runtime import threads
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ class CacheWriter:
     The one-sample chunks of the large datasets are encoded (lz4 or none, + Fletcher-32) on `encoders`
     threads (`sgpose.cache.chunks`) and written as they are; HDF5's pipeline compresses the rest."""
 
-    def __init__(self, h5: h5py.File, num_samples: int, dtype: str = "float16", compression: str = "lz4",
+    def __init__(self, h5: h5py.File, num_samples: int, dtype: str = "float16", compression: str = Compression.LZ4,
                  encoders: int | None = None):
         if compression not in COMPRESSION:
             raise ValueError(f"cache compression {compression!r}; expected one of {', '.join(COMPRESSION)}")
@@ -185,7 +186,7 @@ class BackgroundAppends:
 
 @contextlib.contextmanager
 def cache_writer(path: str | Path, num_samples: int, attrs: Mapping[str, Any], dtype: str = "float16",
-                 compression: str = "lz4", background: bool = False,
+                 compression: str = Compression.LZ4, background: bool = False,
                  encoders: int | None = None) -> Iterator[CacheWriter | BackgroundAppends]:
     """Open a CacheWriter on a temporary file; on success the file is finished and renamed to `path`.
     On any failure the file is closed here and deleted (a full disk: a DiskFullError naming it).
@@ -233,7 +234,7 @@ def _abandon(h5: h5py.File, tmp: Path) -> None:
 
 
 def write_cache(path: str | Path, arrays: Mapping[str, np.ndarray], attrs: Mapping[str, Any],
-                dtype: str = "float16", compression: str = "lz4", encoders: int | None = None) -> None:
+                dtype: str = "float16", compression: str = Compression.LZ4, encoders: int | None = None) -> None:
     """Write whole arrays (keys as in the file: `heatmaps`, `feat/0`, `meta/center`, ...) at once."""
     n = len(next(iter(arrays.values())))
     with cache_writer(path, n, attrs, dtype, compression, encoders=encoders) as writer:

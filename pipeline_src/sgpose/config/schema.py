@@ -22,7 +22,20 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError,
 
 from sgpose.config.perturb import PerturbParams
 from sgpose.config.resources import ResourcesChange
-from sgpose.core.modes import ColorOrder, DecodeMode, InferenceMode, Missing, Schedule, StartPose
+from sgpose.core.modes import (
+    A2Map,
+    A3Steps,
+    Amp,
+    ColorOrder,
+    Compression,
+    DecodeMode,
+    EvalBackend,
+    FeatureSource,
+    InferenceMode,
+    Missing,
+    Schedule,
+    StartPose,
+)
 from sgpose.core.variants import BASELINE, UNREFINED, Variant, check_name, get_variant
 
 Split = Literal["train", "val", "val_det"]
@@ -133,7 +146,7 @@ class BackboneParams(_Section):
 
     @property
     def heatmap_sigma(self) -> float:
-        """Gaussian sigma at this heatmap size: `sigma` is quoted at 64x48 (SPEC 2)."""
+        """Gaussian sigma at this heatmap size: `sigma` is quoted at 64x48 (docs/method.md §2)."""
         return self.sigma * self.heatmap_size[1] / 48.0
 
 
@@ -164,7 +177,7 @@ class CacheParams(_Section):
     dtype: Literal["float16", "float32"] = "float16"
     flip_test: bool = True  # also store the mirrored crop's outputs (flip/*) for the evaluation splits
     shards: dict[Split, int] = {}  # shard files per split (default 1; Snakemake: a job each)
-    compression: Literal["none", "gzip", "lzf", "lz4", "blosc_lz4", "blosc_zstd"] = "lz4"  # docs/scale.md
+    compression: Compression = Compression.LZ4  # docs/scale.md
     feature_levels: list[int] | None = None  # backbone feature levels to store (None: all); 0 = highest resolution
     train_views: int = Field(1, ge=1)  # cached views per training instance: the plain crop + augmented ones
     augment: AugmentParams = AugmentParams()  # how views >= 1 are drawn
@@ -190,7 +203,7 @@ class CacheParams(_Section):
 
 class ComputeParams(_Section):
     device: str = Field("auto", pattern=DEVICE)  # auto (CUDA when available) | cpu | cuda | cuda:N
-    amp: Literal["bf16", "fp16", "off"] = "bf16"  # autocast dtype on CUDA (never on CPU)
+    amp: Amp = Amp.BF16  # autocast dtype on CUDA (never on CPU)
     channels_last: bool = True  # NHWC tensors on CUDA (never on CPU)
     cudnn_benchmark: bool = True  # cuDNN autotunes each convolution shape on CUDA (the official CUDNN.BENCHMARK)
 
@@ -201,12 +214,12 @@ class GuidanceParams(_Section):
     start_pose: StartPose = StartPose.CANONICAL
     missing: Missing = Missing.LITERAL
     pred_threshold: float = Field(0.2, ge=0)
-    a2_map: Literal["rendered", "raw"] = "rendered"  # A2's static map: Gaussian of P_pred, or Y0 itself
-    a3_steps: Literal["clamp", "per_map"] = "clamp"  # A3: T = S+2 with H(t) = G^clamp(t-1), or T = S, H(t) = G^t
+    a2_map: A2Map = A2Map.RENDERED  # A2's static map: Gaussian of P_pred, or Y0 itself
+    a3_steps: A3Steps = A3Steps.CLAMP  # A3: T = S+2 with H(t) = G^clamp(t-1), or T = S, H(t) = G^t
 
     @property
     def T(self) -> int:
-        """Number of refinement steps, T = S + 2 (SPEC 2)."""
+        """Number of refinement steps, T = S + 2 (docs/method.md §2)."""
         return self.S + 2
 
     def for_variant(self, variant: Variant) -> "GuidanceParams":
@@ -227,7 +240,7 @@ class TrainRefinerParams(_Section):
     batch_size: int = Field(32, gt=0)  # global: split over `devices` processes
     lr: float = Field(1e-4, gt=0)
     seed: int = 0
-    features: Literal["cache", "online"] = "cache"  # online: run the frozen backbone on augmented crops
+    features: FeatureSource = FeatureSource.CACHE  # online: run the frozen backbone on augmented crops
     num_workers: int = Field(0, ge=0)  # cache reader (or image decoding) processes
     preload_gb: float = Field(2.0, ge=0)  # read the whole training cache into memory when it is this small
     devices: int = Field(1, ge=1)  # DDP processes (torchrun): one per GPU, or gloo processes on CPU
@@ -241,14 +254,14 @@ class TrainRefinerParams(_Section):
 
 
 class InferParams(_Section):
-    mode: InferenceMode = InferenceMode.STATIC  # SPEC 5 readings
+    mode: InferenceMode = InferenceMode.STATIC  # docs/method.md §5 readings
     batch_size: int = Field(64, gt=0)
     flip_test: bool = True  # average with the mirrored crop's output where the cache holds flip/*
     decode: DecodeMode = DecodeMode.STANDARD  # final heatmaps -> joints, baseline and refined alike (data.decoding)
 
 
 class EvaluateParams(_Section):
-    backend: Literal["pycocotools", "faster_coco_eval"] = "pycocotools"  # identical numbers (tested)
+    backend: EvalBackend = EvalBackend.PYCOCOTOOLS  # identical numbers (tested)
     nms_threshold: float = Field(0.9, gt=0, le=1)  # OKS-NMS per image, detection-box splits only
 
 

@@ -1,5 +1,5 @@
 """Keypoint layouts (COCO-17, CrowdPose-14): the one source of names, flip pairs, skeleton,
-OKS sigmas and the canonical start pose of the guidance sequence (SPEC 2)."""
+OKS sigmas and the canonical start pose of the guidance sequence (docs/method.md §2)."""
 
 from __future__ import annotations
 

@@ -1,10 +1,13 @@
 """The modes chosen by a parameter, one enum each, defined once (STYLE.md pattern 5): the config schema
 validates `params.yaml` against them and the code that acts on each compares with the members, never
 with a string. Torch-free, so the schema (read by the DAG generator and both engines) and
-`sgpose.core.variants` never import torch. Each mode's code: `Schedule` and `Missing` in `sgpose.method.guidance`
-(alphas, interpolate), `StartPose` in `sgpose.method.refine.guidance_spec`, `InferenceMode` in
-`sgpose.method.refine.refine` (SPEC 5), `DecodeMode` in `sgpose.data.decoding`, `ColorOrder` in
-`sgpose.data.dataset`. The variants' guidance kind is `sgpose.core.variants.GuidanceKind`, beside the variants.
+`sgpose.core.variants` never import torch. Each mode's code: `Schedule`, `Missing` and `A3Steps` in
+`sgpose.method.guidance` (alphas, interpolate, step weights), `StartPose`, `A2Map` and `TrainPath` in
+`sgpose.method.refine`, `InferenceMode` in `sgpose.method.refine.refine` (docs/method.md, "Inference"),
+`DecodeMode` in `sgpose.data.decoding`, `ColorOrder` in `sgpose.data.dataset`, `FeatureSource` in
+`sgpose.stages.train_refiner`, `Amp` in `sgpose.runtime.compute`, `Compression` in `sgpose.cache.format`,
+`EvalBackend` in `sgpose.evaluation.coco_eval`. The variants' guidance kind is
+`sgpose.core.variants.GuidanceKind`, beside the variants.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from enum import Enum, StrEnum
 
 
 class Schedule(StrEnum):
-    """alpha_s along the path P_start -> P_pred (SPEC 2; Fig. 6 compares them)."""
+    """alpha_s along the path P_start -> P_pred (docs/method.md §2; Fig. 6 compares them)."""
 
     COSINE = "cosine"  # 1 - abar(s / (S-1)), improved-DDPM's cosine abar (the paper's default)
     LINEAR = "linear"  # s / (S-1)
@@ -28,14 +31,14 @@ class Missing(StrEnum):
 
 
 class StartPose(StrEnum):
-    """P_start of the guidance path (SPEC 2)."""
+    """P_start of the guidance path (docs/method.md §2)."""
 
     CANONICAL = "canonical"  # the layout's canonical pose scaled to the heatmap
     MEAN = "mean"  # the mean training pose: the `start_pose` stage's artifact
 
 
 class InferenceMode(StrEnum):
-    """SPEC 5's readings of multi-step inference."""
+    """docs/method.md §5's readings of multi-step inference."""
 
     STATIC = "static"  # H(t) built once from P_start -> P_pred; each step's UNet call independent
     RECURSIVE = "recursive"  # P(0) = P_start; step t builds H(t) from P_start -> P(t), P(t+1) = decode
@@ -54,6 +57,60 @@ class ColorOrder(StrEnum):
 
     RGB = "rgb"  # HRNet's official configs (DATASET.COLOR_RGB: true), mmpose's checkpoints, sgpose's own
     BGR = "bgr"  # the official SimpleBaseline configs (COLOR_RGB: false): OpenCV's order, never converted
+
+
+class A2Map(StrEnum):
+    """Ablation A2's static guidance map (`guidance.a2_map`)."""
+
+    RENDERED = "rendered"  # the Gaussian map of P_pred, as every other variant's maps
+    RAW = "raw"  # the backbone's heatmaps Y0 themselves
+
+
+class A3Steps(StrEnum):
+    """Ablation A3's steps (`guidance.a3_steps`): the interpolated maps without graduated fusion."""
+
+    CLAMP = "clamp"  # T = S + 2 steps as `ours`, H(t) = G^clamp(t-1, 0, S-1): only the fusion differs
+    PER_MAP = "per_map"  # T = S steps, H(t) = G^t
+
+
+class TrainPath(StrEnum):
+    """The pose the guidance path ends at during training (a variant's; A4 differs)."""
+
+    PRED = "pred"  # the backbone's prediction P_pred ("path consistency", the paper's claim)
+    GT = "gt"  # the ground truth (A4); inference still uses P_pred
+
+
+class FeatureSource(StrEnum):
+    """Where refiner training reads the backbone's features (`train_refiner.features`)."""
+
+    CACHE = "cache"  # the HDF5 cache the cache stage wrote (one cached view per instance and epoch)
+    ONLINE = "online"  # the frozen backbone run in the loop on freshly augmented crops
+
+
+class Amp(StrEnum):
+    """The autocast dtype on CUDA (`compute.amp`; never on the CPU)."""
+
+    BF16 = "bf16"
+    FP16 = "fp16"  # with GradScaler's loss scaling
+    OFF = "off"
+
+
+class Compression(StrEnum):
+    """How the cache's large datasets are compressed (`cache.compression`; filters: `sgpose.cache.format`)."""
+
+    NONE = "none"
+    GZIP = "gzip"
+    LZF = "lzf"
+    LZ4 = "lz4"  # the default: encoded on every core by sgpose.cache.chunks
+    BLOSC_LZ4 = "blosc_lz4"
+    BLOSC_ZSTD = "blosc_zstd"
+
+
+class EvalBackend(StrEnum):
+    """The COCO evaluator (`evaluate.backend`): the same numbers (tested), faster_coco_eval ~2x faster."""
+
+    PYCOCOTOOLS = "pycocotools"
+    FASTER_COCO_EVAL = "faster_coco_eval"
 
 
 def values(mode: type[Enum]) -> tuple[str, ...]:

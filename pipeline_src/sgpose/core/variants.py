@@ -1,4 +1,4 @@
-"""The paper's variants (SPEC 6) as small declarative descriptions, and the sweep variants of Figs. 5-6.
+"""The paper's variants (docs/method.md §6) as small declarative descriptions, and the sweep variants of Figs. 5-6.
 
 A variant says what guidance the UNet sees, whether it gets the step embedding, and which pose
 builds the guidance path in training; everything else (the UNet, the loss, the decoding) is shared.
@@ -24,9 +24,8 @@ import argparse
 import re
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import Literal
 
-from sgpose.core.modes import DecodeMode, Schedule
+from sgpose.core.modes import DecodeMode, Schedule, TrainPath
 
 
 class GuidanceKind(StrEnum):
@@ -35,7 +34,7 @@ class GuidanceKind(StrEnum):
     NONE = "none"  # no guidance map: the features only, one step (A1)
     PREDICTION = "prediction"  # the prediction's own map, one static step (A2)
     INTERPOLATED = "interpolated"  # the interpolated maps G^s as the sequence, no graduated fusion (A3)
-    GRADUATED = "graduated"  # the graduated fusion H(t) = max_s w(t, s) G^s (SPEC 2; A4, ours)
+    GRADUATED = "graduated"  # the graduated fusion H(t) = max_s w(t, s) G^s (docs/method.md §2; A4, ours)
 
 
 BASELINE = "baseline"
@@ -50,7 +49,7 @@ class Variant:
     name: str
     guidance: GuidanceKind
     step_embedding: bool
-    train_path: Literal["pred", "gt"]  # the pose the guidance path ends at during training
+    train_path: TrainPath  # the pose the guidance path ends at during training
     description: str
     S: int | None = None  # overrides guidance.S (a Fig. 5 sweep point)
     schedule: Schedule | None = None  # overrides guidance.schedule (Fig. 6)
@@ -71,11 +70,11 @@ UNREFINED: dict[str, Unrefined] = {u.name: u for u in (
 )}
 
 VARIANTS: dict[str, Variant] = {v.name: v for v in (
-    Variant("A1", GuidanceKind.NONE, False, "pred", "UNet on backbone features only"),
-    Variant("A2", GuidanceKind.PREDICTION, False, "pred", "+ static predicted heatmap"),
-    Variant("A3", GuidanceKind.INTERPOLATED, True, "pred", "+ interpolated heatmap sequence, no graduated fusion"),
-    Variant("A4", GuidanceKind.GRADUATED, True, "gt", "graduated sequence from ground truth in training"),
-    Variant("ours", GuidanceKind.GRADUATED, True, "pred", "graduated sequence from the prediction (path consistency)"),
+    Variant("A1", GuidanceKind.NONE, False, TrainPath.PRED, "UNet on backbone features only"),
+    Variant("A2", GuidanceKind.PREDICTION, False, TrainPath.PRED, "+ static predicted heatmap"),
+    Variant("A3", GuidanceKind.INTERPOLATED, True, TrainPath.PRED, "+ interpolated heatmap sequence, no graduated fusion"),
+    Variant("A4", GuidanceKind.GRADUATED, True, TrainPath.GT, "graduated sequence from ground truth in training"),
+    Variant("ours", GuidanceKind.GRADUATED, True, TrainPath.PRED, "graduated sequence from the prediction (path consistency)"),
 )}
 REFINED = tuple(VARIANTS)  # the paper's refined variants (Table 1)
 ALL = (*UNREFINED, *REFINED)

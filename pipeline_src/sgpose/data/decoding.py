@@ -5,7 +5,7 @@
                     standard  SimpleBaseline/HRNet's get_final_preds with TEST.POST_PROCESS
                     dark      DARK (Zhang et al., CVPR 2020): Gaussian modulation, then a Newton
                               (second-order Taylor) step at the maximum of the log-heatmap
-    predicted_pose  P_pred of SPEC 2 (integer argmax, threshold): the guidance's input, not a final decode
+    predicted_pose  P_pred of docs/method.md §2 (integer argmax, threshold): the guidance's input, not a final decode
     flip_back       the mirrored crop's heatmaps mapped back (flip test)
 
 Both final decoders follow the official conventions that move Table 2 (pinned in
@@ -148,7 +148,7 @@ def dark_refine(heatmaps: Tensor, sigma: float) -> tuple[Tensor, Tensor]:
 
 
 def predicted_pose(heatmaps: Tensor, threshold: float) -> Tensor:
-    """P_pred of SPEC 2: per-joint argmax, set to (0, 0) where the max response <= threshold."""
+    """P_pred of docs/method.md §2: per-joint argmax, set to (0, 0) where the max response <= threshold."""
     coords, maxvals = argmax_coords(heatmaps.float())
     return coords * (maxvals > threshold)[..., None]
 

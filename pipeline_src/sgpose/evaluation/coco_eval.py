@@ -21,12 +21,13 @@ from typing import Sequence
 import numpy as np
 
 from sgpose.core.io import read_json
+from sgpose.core.modes import EvalBackend
 
 log = logging.getLogger(__name__)
 
 METRIC_NAMES = ("AP", "AP50", "AP75", "APM", "APL", "AR", "AR50", "AR75", "ARM", "ARL")
 CROWDPOSE_METRIC_NAMES = ("AP", "AP50", "AP75", "AR", "AR50", "AR75", "AP_easy", "AP_medium", "AP_hard")
-BACKENDS = ("pycocotools", "faster_coco_eval")
+BACKENDS = tuple(EvalBackend)
 CROWD_THRESHOLDS = (0.2, 0.8)  # crowdIndex bucket edges of the CrowdPose toolkit's summarize()
 CROWDPOSE_AREA_FACTOR = 0.53  # crowdposetools computeOks: tmparea = bbox w * h * 0.53
 
@@ -77,7 +78,7 @@ def make_evaluator(backend: str, gt: dict, dets: list[dict], sigmas: Sequence[fl
     """A ready COCOeval-like object (evaluate/accumulate, `.eval`, `.params`) of the chosen backend."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown evaluation backend {backend!r}; known: {', '.join(BACKENDS)}")
-    if backend == "faster_coco_eval":
+    if backend == EvalBackend.FASTER_COCO_EVAL:
         from faster_coco_eval import COCO, COCOeval_faster
 
         coco_gt = COCO(gt)
@@ -140,7 +141,7 @@ def _crowd_stats(ev, gt: dict) -> dict:
 
 
 def evaluate_keypoints(gt: str | Path | dict, results: list | str | Path, sigmas: Sequence[float],
-                       backend: str = "pycocotools", crowdpose: bool = False) -> dict:
+                       backend: str = EvalBackend.PYCOCOTOOLS, crowdpose: bool = False) -> dict:
     """OKS keypoint metrics on the images of `gt`: METRIC_NAMES (COCO) or CROWDPOSE_METRIC_NAMES.
 
     Results on images outside `gt` are dropped; no results at all gives zeros (not a crash).

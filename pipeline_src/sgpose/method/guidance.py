@@ -1,4 +1,4 @@
-"""The graduated-guidance sequence {H(t)} of SPEC section 2, batched: no loop over samples,
+"""The graduated-guidance sequence {H(t)} of docs/method.md §2, batched: no loop over samples,
 joints or steps.
 
     alphas          schedule weights alpha_s, 0 at the start pose, 1 at the prediction
@@ -15,7 +15,7 @@ import math
 import torch
 from torch import Tensor
 
-from sgpose.core.modes import Missing, Schedule
+from sgpose.core.modes import A3Steps, Missing, Schedule
 from sgpose.core.variants import GuidanceKind
 from sgpose.data.targets import missing_mask, render_gaussians
 
@@ -44,7 +44,7 @@ def alphas(S: int, schedule: Schedule = Schedule.COSINE) -> Tensor:
 
 
 def fusion_weights(S: int) -> Tensor:
-    """w(t, s) of SPEC 2 as a (T, S) tensor, T = S + 2.
+    """w(t, s) of docs/method.md §2 as a (T, S) tensor, T = S + 2.
 
     w = 1 at (t=0, s=0) and (t=T-1, s=S-1); inside, (S - 2 - |s - (t-1)|) / (S - 1) where
     |s - (t-1)| <= S - 2; 0 elsewhere. S = 1 divides by zero: every step sees the prediction.
@@ -63,23 +63,23 @@ def fusion_weights(S: int) -> Tensor:
     return w
 
 
-def step_weights(kind: GuidanceKind, S: int, a3_steps: str = "clamp") -> Tensor:
+def step_weights(kind: GuidanceKind, S: int, a3_steps: A3Steps = A3Steps.CLAMP) -> Tensor:
     """w(t, s) as a (T, S) tensor for a variant's guidance kind (`sgpose.core.variants`); T = rows.
 
     none          (1, S) zeros: one step, no map
     prediction    (1, S) one-hot at s = S-1: the prediction's own map G^{S-1}, one step
     interpolated  clamp: T = S+2 steps, H(t) = G^{clamp(t-1, 0, S-1)} (the same steps as `ours`,
                   so only the fusion differs); per_map: T = S steps, H(t) = G^t
-    graduated     fusion_weights(S) (SPEC 2), T = S+2
+    graduated     fusion_weights(S) (docs/method.md §2), T = S+2
     """
     if kind == GuidanceKind.NONE:
         return torch.zeros(1, S, dtype=torch.float64)
     if kind == GuidanceKind.PREDICTION:
         return torch.eye(S, dtype=torch.float64)[-1:]
     if kind == GuidanceKind.INTERPOLATED:
-        if a3_steps == "per_map":
+        if a3_steps == A3Steps.PER_MAP:
             return torch.eye(S, dtype=torch.float64)
-        if a3_steps != "clamp":
+        if a3_steps != A3Steps.CLAMP:
             raise ValueError(f"unknown a3_steps reading {a3_steps!r}; use clamp or per_map")
         idx = (torch.arange(S + 2) - 1).clamp(0, S - 1)
         return torch.eye(S, dtype=torch.float64)[idx]
@@ -139,7 +139,7 @@ def guidance_sequence(
     start: Tensor, pred: Tensor, S: int, schedule: Schedule = Schedule.COSINE, sigma: float = 2.0,
     size: tuple[int, int] = (64, 48), missing: Missing = Missing.LITERAL,
 ) -> Tensor:
-    """The graduated guidance {H(t)}, t = 0..T-1, as (B, T, K, h, w) (SPEC 2).
+    """The graduated guidance {H(t)}, t = 0..T-1, as (B, T, K, h, w) (docs/method.md §2).
 
     start (K, 2) or (B, K, 2), pred (B, K, 2), in heatmap pixels (x, y); (0, 0) means missing.
     """
@@ -153,7 +153,7 @@ def mean_pose(joints: Tensor, weight: Tensor, fallback: Tensor) -> tuple[Tensor,
     """The mean pose (K, 2) over samples where weight > 0, and the per-joint counts (K,).
 
     joints (N, K, 2+), weight (N, K); a joint with no weighted sample takes `fallback` (K, 2)
-    (the canonical pose): the data-driven alternative to the canonical start pose (SPEC 2).
+    (the canonical pose): the data-driven alternative to the canonical start pose (docs/method.md §2).
     """
     w = (weight > 0).to(torch.float64)
     count = w.sum(dim=0)

@@ -1,4 +1,4 @@
-"""Training (SPEC 4, Algorithm 1) and inference (SPEC 5) of the structure-guided refiner, for every
+"""Training (docs/method.md §4, Algorithm 1) and inference (docs/method.md §5) of the structure-guided refiner, for every
 refined variant of sgpose.core.variants.
 
 Pure functions over tensors: the stages in sgpose.stages own the files. Guidance is built batched
@@ -19,7 +19,7 @@ from torch import Tensor
 from sgpose.config.schema import GuidanceParams
 from sgpose.config.selection import Params
 from sgpose.core.keypoints import get_layout
-from sgpose.core.modes import InferenceMode, StartPose
+from sgpose.core.modes import A2Map, InferenceMode, StartPose, TrainPath
 from sgpose.core.variants import GuidanceKind, Variant, get_variant
 from sgpose.data.decoding import predicted_pose
 from sgpose.method import guidance
@@ -53,7 +53,7 @@ class GuidanceSpec:
         return input_channels(self.start.shape[0], self.variant, self.prev_heatmap)
 
     def maps(self, pose: Tensor) -> Tensor:
-        """G^0..G^{S-1} (B, S, K, h, w) from P_start to `pose` (B, K, 2) (SPEC 2)."""
+        """G^0..G^{S-1} (B, S, K, h, w) from P_start to `pose` (B, K, 2) (docs/method.md §2)."""
         p = self.params
         return guidance.guidance_maps(self.start, pose, p.S, p.schedule, self.sigma, self.size, p.missing)
 
@@ -61,7 +61,7 @@ class GuidanceSpec:
         """The guidance H(t_b) (B, C, h, w) for the path P_start -> pose; C = 0 for no guidance."""
         if self.variant.guidance == GuidanceKind.NONE:
             return y0.new_zeros(y0.shape[0], 0, *y0.shape[-2:])
-        if self.variant.guidance == GuidanceKind.PREDICTION and self.params.a2_map == "raw":
+        if self.variant.guidance == GuidanceKind.PREDICTION and self.params.a2_map == A2Map.RAW:
             return y0
         return guidance.fuse_at(self.maps(pose), self.weights, t)
 
@@ -88,7 +88,7 @@ def training_loss(unet: StructureGuidedUNet, spec: GuidanceSpec, feats: list[Ten
     The path ends at the backbone's prediction ("path consistency"), or at ground truth for A4
     (`joints` needed). With the previous-heatmap input the previous step is teacher-forced with Y0.
     """
-    if spec.variant.train_path == "gt":
+    if spec.variant.train_path == TrainPath.GT:
         if joints is None:
             raise ValueError(f"variant {spec.variant.name} trains on ground-truth paths: pass joints")
         pose = gt_pose(joints.float())
@@ -101,7 +101,7 @@ def training_loss(unet: StructureGuidedUNet, spec: GuidanceSpec, feats: list[Ten
 
 @torch.no_grad()
 def refine_static(unet: StructureGuidedUNet, spec: GuidanceSpec, feats: list[Tensor], y0: Tensor) -> Tensor:
-    """SPEC 5 `static`: {H(t)} built once from P_start -> P_pred, UNet run per step, last output kept.
+    """docs/method.md §5 `static`: {H(t)} built once from P_start -> P_pred, UNet run per step, last output kept.
 
     Without the previous-heatmap input the steps do not feed each other, so only the last step
     t = T-1 can change the result: the other T-1 UNet calls are skipped.
@@ -114,7 +114,7 @@ def refine_static(unet: StructureGuidedUNet, spec: GuidanceSpec, feats: list[Ten
 
 
 def _steps(unet: StructureGuidedUNet, spec: GuidanceSpec, feats: list[Tensor], y0: Tensor, mode: InferenceMode) -> Iterator[Tensor]:
-    """Each step's UNet output (B, K, h, w), t = 0..T-1, in one SPEC 5 reading."""
+    """Each step's UNet output (B, K, h, w), t = 0..T-1, in one docs/method.md §5 reading."""
     if mode not in set(InferenceMode):
         raise ValueError(f"unknown inference mode {mode!r}; expected one of {', '.join(InferenceMode)}")
     thr = spec.params.pred_threshold
@@ -132,7 +132,7 @@ def _steps(unet: StructureGuidedUNet, spec: GuidanceSpec, feats: list[Tensor], y
 @torch.no_grad()
 def refine(unet: StructureGuidedUNet, spec: GuidanceSpec, feats: list[Tensor], y0: Tensor,
            mode: InferenceMode = InferenceMode.STATIC) -> Tensor:
-    """The final heatmaps (B, K, h, w) of one SPEC 5 reading, batched over samples:
+    """The final heatmaps (B, K, h, w) of one docs/method.md §5 reading, batched over samples:
 
     static               H from P_start -> P_pred once; only the last step without prev-heatmap
     recursive            P(0) = P_start; step t: H(t) of the path P_start -> P(t), UNet, P(t+1) = decode
@@ -182,6 +182,6 @@ def guidance_spec(params: Params, variant: str = "ours", start_pose_path: Path |
 
 
 def input_channels(num_joints: int, variant: Variant, prev_heatmap: bool) -> int:
-    """Maps concatenated with F_0 at the UNet input (SPEC 3): the guidance map (K, none for A1) and
+    """Maps concatenated with F_0 at the UNet input (docs/method.md §3): the guidance map (K, none for A1) and
     the previous step's heatmap (K, with refiner.prev_heatmap)."""
     return num_joints * (variant.guidance != GuidanceKind.NONE) + num_joints * prev_heatmap

@@ -1,4 +1,4 @@
-"""The structure-guided UNet of SPEC section 3.
+"""The structure-guided UNet of docs/method.md §3.
 
     input     H(t) (K channels) is concatenated with the heatmap-resolution feature F_0, then a conv
     encoder   level i runs at 1/2^i of the heatmap resolution; levels i >= 1 downsample and fuse

@@ -3,7 +3,7 @@
 Module names (conv1/bn1/conv2/bn2, layer1, transition1..3, stage2..4 of HighResolutionModules with
 `branches` and `fuse_layers`, final_layer) equal leoxiaobin/deep-high-resolution-net.pytorch, so
 its checkpoints (and mmpose's, after renaming in `sgpose.models.checkpoints`) load directly.
-The refiner's features (SPEC 1) are the four branch outputs of stage4's last module *before* its
+The refiner's features (docs/method.md §1) are the four branch outputs of stage4's last module *before* its
 final fusion (which keeps only the highest resolution), returned highest resolution first.
 """
 

@@ -2,7 +2,7 @@
 
 `state_dict()` names and shapes equal the official pose_resnet.py (conv1 ... layer4,
 deconv_layers.{0..8}, final_layer), so official checkpoints load directly. The backbone's
-features for the refiner (SPEC 1) are the three deconv ReLU outputs, returned highest
+features for the refiner (docs/method.md §1) are the three deconv ReLU outputs, returned highest
 resolution first (docs/architecture.md, "Feature lists"). Building from params and loading
 checkpoints (any naming) live in `sgpose.models.backbones` and `sgpose.models.checkpoints`.
 """

@@ -70,35 +70,51 @@ def fig_guidance_sequence(start: np.ndarray, pred: np.ndarray, joint_index: int,
 FALLBACK_SHIFT = np.array([3.0, -2.0], dtype=np.float32)  # canonical pose moved a few pixels
 
 
-def fig2_poses(start: np.ndarray, cache: Path, threshold: float, joint: int = 0) -> tuple[np.ndarray, str]:
-    """(pred, where it came from): the predicted pose of the first cached val sample whose `joint` the
-    backbone detects (else of the first sample: the joint is then missing and its path runs to the
-    corner, SPEC 2), if the val cache can be read; else the start pose shifted a few pixels (so the
-    figure still shows a path)."""
-    if cache.exists():
+def fig2_poses(start: np.ndarray, caches: list[Path], threshold: float, joint: int = 0) -> tuple[np.ndarray, int, str]:
+    """(pred, the joint to draw, where they came from): the predicted pose of the first val sample of the
+    first readable cache of `caches` whose `joint` the backbone detects; where no sample of any cache detects
+    it, the first joint (in layout order) some sample detects, so that the figure always draws a joint that
+    is present; without any readable cache, the start pose shifted a few pixels (the figure still shows a
+    path)."""
+    readable = []
+    for cache in caches:
+        if not cache.exists():
+            continue
         try:
-            pose, n, found = _cached_pose(cache, threshold, joint)
-            return pose, f"val sample {n} of {cache}" + ("" if found else " (the joint is missed in every sample)")
+            found = _cached_pose(cache, threshold, [joint])
         except (OSError, KeyError, ValueError) as err:
-            log.warning("%s: cannot read heatmaps (%s); Fig. 2 uses a shifted canonical pose", cache, err)
-    return start + FALLBACK_SHIFT, "canonical pose shifted by (3, -2) px (no val cache)"
+            log.warning("%s: cannot read heatmaps (%s); not used for Fig. 2", cache, err)
+            continue
+        if found is not None:
+            pose, n, _ = found
+            return pose, joint, f"val sample {n} of {cache}"
+        readable.append(cache)
+    for cache in readable:  # the configured joint is missed everywhere: another joint, present
+        found = _cached_pose(cache, threshold, range(len(start)))
+        if found is not None:
+            pose, n, k = found
+            return pose, k, f"val sample {n} of {cache} (joint {joint} is missed in every sample; joint {k} drawn)"
+    return start + FALLBACK_SHIFT, joint, "canonical pose shifted by (3, -2) px (no val cache detects any joint)"
 
 
 SCAN_BLOCK = 256  # samples read at a time while looking for Fig. 2's sample
 
 
-def _cached_pose(cache: Path, threshold: float, joint: int) -> tuple[np.ndarray, int, bool]:
-    """The predicted pose of the first sample whose `joint` responds above `threshold` (or of sample 0)."""
+def _cached_pose(cache: Path, threshold: float, joints) -> tuple[np.ndarray, int, int] | None:
+    """(predicted pose, sample, joint) of the first sample whose joint (of `joints`, in that order of
+    preference per block) responds above `threshold`, or None when none does."""
     from sgpose.cache.reader import open_cache
     from sgpose.data.decoding import predicted_pose
 
     with open_cache(cache) as f:
-        maps, n, found = f["heatmaps"], 0, False
+        maps = f["heatmaps"]
         for a in range(0, len(maps), SCAN_BLOCK):  # stop at the first hit: a full val cache is GBs
-            block = np.asarray(maps[a:a + SCAN_BLOCK, joint], dtype=np.float32)
-            hits = np.flatnonzero(block.reshape(len(block), -1).max(axis=1) > threshold)
-            if len(hits):
-                n, found = a + int(hits[0]), True
-                break
-        heatmaps = np.asarray(maps[n:n + 1], dtype=np.float32)
-    return predicted_pose(torch.from_numpy(heatmaps), threshold)[0].numpy(), n, found
+            block = np.asarray(maps[a:a + SCAN_BLOCK], dtype=np.float32)
+            peak = block.reshape(*block.shape[:2], -1).max(axis=2)  # (n, K)
+            for k in joints:
+                hits = np.flatnonzero(peak[:, k] > threshold)
+                if len(hits):
+                    n = a + int(hits[0])
+                    heatmaps = torch.from_numpy(np.asarray(maps[n:n + 1], dtype=np.float32))
+                    return predicted_pose(heatmaps, threshold)[0].numpy(), n, int(k)
+    return None

@@ -1,4 +1,4 @@
-"""The paper's reported numbers (SPEC section 6), the one place they are typed.
+"""The paper's reported numbers (docs/method.md §6), the one place they are typed.
 
 Everything here is QUOTED from the paper, never computed by this pipeline; tables print it
 beside this run's numbers in columns marked "paper".
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from sgpose.core.modes import Schedule
 
-SOURCE = "quoted from the paper (SPEC section 6), COCO val2017 unless noted"
+SOURCE = "quoted from the paper (docs/method.md §6), COCO val2017 unless noted"
 
 # Table 1 / Fig. 4: ablation on SimpleBaseline-R50, GT boxes. variant -> (description, AP).
 TABLE1_BACKBONE = "SimpleBaseline-R50"

@@ -15,8 +15,9 @@ import torch
 from torch import nn
 
 from sgpose.config.schema import ComputeParams
+from sgpose.core.modes import Amp
 
-AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+AMP_DTYPES = {Amp.BF16: torch.bfloat16, Amp.FP16: torch.float16}
 
 
 def device(cp: ComputeParams) -> torch.device:
@@ -55,7 +56,7 @@ def _gpu(cp: ComputeParams, dev: torch.device) -> torch.device:
 
 def autocast(cp: ComputeParams, dev: torch.device) -> contextlib.AbstractContextManager:
     """Autocast to `compute.amp` on CUDA; a no-op on the CPU or with amp off."""
-    if dev.type != "cuda" or cp.amp == "off":
+    if dev.type != "cuda" or cp.amp == Amp.OFF:
         return contextlib.nullcontext()
     return torch.autocast("cuda", dtype=AMP_DTYPES[cp.amp])
 
@@ -68,13 +69,13 @@ def channels_last(cp: ComputeParams, dev: torch.device) -> bool:
 def effective(cp: ComputeParams, dev: torch.device) -> dict:
     """What the numbers are computed with here (device type, autocast dtype, memory format): the
     configured section says `auto` and `bf16` alike on a CPU and a GPU node, this does not."""
-    amp = cp.amp if dev.type == "cuda" else "off"
+    amp = Amp(cp.amp).value if dev.type == "cuda" else Amp.OFF.value  # plain data: pickled in resume points
     return {"device": dev.type, "amp": amp, "channels_last": channels_last(cp, dev)}
 
 
 def grad_scaler(cp: ComputeParams, dev: torch.device) -> torch.amp.GradScaler:
     """fp16's loss scaling, enabled only where fp16 autocast runs (a no-op scaler elsewhere: bf16, off, the CPU)."""
-    return torch.amp.GradScaler("cuda", enabled=effective(cp, dev)["amp"] == "fp16")
+    return torch.amp.GradScaler("cuda", enabled=effective(cp, dev)["amp"] == Amp.FP16)
 
 
 def prepare_model(model: nn.Module, cp: ComputeParams, dev: torch.device) -> nn.Module:

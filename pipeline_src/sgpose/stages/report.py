@@ -37,7 +37,7 @@ def main(run: Run) -> None:
     write_json(out / "provenance.json", prov)
     title = f"sgpose report: {params.dataset} / {params.backbone.name}"
     intro = (f"Every number marked 'this run' was computed by this pipeline from results/ ({len(runs)} evaluated "
-             "runs found); every number marked 'quoted' is copied from the paper (SPEC section 6), not computed "
+             "runs found); every number marked 'quoted' is copied from the paper (docs/method.md §6), not computed "
              "here. '-' means no run yet.")
     params_yaml = yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False)
     write_page(out / "index.html", title, intro, [*tables, fig2, *charts, *qualitative], prov, params_yaml)

@@ -1,5 +1,5 @@
 """`sgpose start_pose`: the mean training pose in crop (heatmap-pixel) coordinates, the data-driven
-start pose P_start of `guidance.start_pose: mean` (SPEC 2).
+start pose P_start of `guidance.start_pose: mean` (docs/method.md §2).
 
 Averages each joint over the training cache's plain crops (view 0) where it is labelled and inside the map
 (`target_weight` > 0, the same joints the losses train on); a joint never seen falls back to the

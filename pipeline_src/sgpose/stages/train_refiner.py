@@ -20,6 +20,7 @@ from sgpose.config.paths import Paths
 from sgpose.config.selection import Params
 from sgpose.controlled.source import ControlledSource
 from sgpose.core import variants
+from sgpose.core.modes import FeatureSource
 from sgpose.runtime import compute, distributed, locks
 from sgpose.stages import Run
 from sgpose.training.refiner import fit
@@ -46,10 +47,10 @@ def main(run: Run) -> None:
 def training_source(params: Params, paths: Paths, dev: torch.device) -> TrainingSource:
     """The source `train_refiner.features` names (a controlled backbone: its cache, Y0 redrawn per epoch)."""
     if params.backbone.controlled:
-        if params.train_refiner.features == "online":
+        if params.train_refiner.features == FeatureSource.ONLINE:
             raise ValueError(f"backbones.{params.backbone.name}: a controlled backbone ({params.backbone.arch}) trains "
                              "from its cache; train_refiner.features: online is not supported for it")
         return ControlledSource(params, paths, dev)
-    if params.train_refiner.features == "online":
+    if params.train_refiner.features == FeatureSource.ONLINE:
         return OnlineSource(params, paths, dev)
     return CachedSource(paths.cache("train"), params.train_refiner, dev)

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # A one-node SLURM cluster on this machine, for tests and for trying the SLURM profile (docs/cluster.md):
-#   workflow/scripts/slurm_local.sh start  [DIR]   # prints `export SLURM_CONF=DIR/slurm.conf PATH=DIR/bin:$PATH`
-#   workflow/scripts/slurm_local.sh status DIR
-#   workflow/scripts/slurm_local.sh stop   DIR     # idempotent: cancels the jobs, ends every process it started
+#   scripts/slurm_local.sh start  [DIR]   # prints `export SLURM_CONF=DIR/slurm.conf PATH=DIR/bin:$PATH`
+#   scripts/slurm_local.sh status DIR
+#   scripts/slurm_local.sh stop   DIR     # idempotent: cancels the jobs, ends every process it started
 # DIR (created when missing; default: a new mktemp directory) holds everything: munge key and socket,
 # slurm.conf, controller state, spool, logs. Needs Debian's slurm-wlm and munge (22.05), run as root
 # (slurmd starts jobs as their submitting user). No cgroups and no accounting database: ProctrackType

@@ -1,4 +1,4 @@
-"""SPEC section 2, pinned: fusion weights, schedules, missing joints, the S = 4 check values."""
+"""docs/method.md §2, pinned: fusion weights, schedules, missing joints, the S = 4 check values."""
 
 import math
 

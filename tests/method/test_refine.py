@@ -1,4 +1,4 @@
-"""Algorithm 1 (training draw) and the static inference reading of SPEC 5."""
+"""Algorithm 1 (training draw) and the static inference reading of docs/method.md §5."""
 
 from pathlib import Path
 
@@ -12,7 +12,7 @@ from sgpose.method.refine import gt_pose as refine_gt_pose
 from sgpose.method.refiner import build_unet
 from sgpose.models.features import feature_info
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _setup():

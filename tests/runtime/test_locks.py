@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sgpose.runtime import locks
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 HOLD = """
 import sys, time
 from sgpose.runtime import locks

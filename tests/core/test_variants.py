@@ -1,4 +1,4 @@
-"""The variants of SPEC 6 as declarative descriptions, the sweep variants of Figs. 5-6, and the step
+"""The variants of docs/method.md §6 as declarative descriptions, the sweep variants of Figs. 5-6, and the step
 weights each guidance kind implies."""
 
 import argparse
@@ -11,7 +11,7 @@ from sgpose.core.variants import ALL, REFINED, UNREFINED, VARIANTS, check_name, 
 from sgpose.method.guidance import fusion_weights, step_weights
 from sgpose.method.refine import guidance_spec
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_variant_names_and_descriptions():

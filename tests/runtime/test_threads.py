@@ -9,7 +9,7 @@ import pytest
 from conftest import params_tree, write_params
 from sgpose.runtime import threads
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_option_wins_over_slurm_and_params(monkeypatch):

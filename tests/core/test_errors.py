@@ -17,10 +17,10 @@ from sgpose.cli import main as cli
 from sgpose.core.errors import DiskFullError, InputError, disk_full, reading
 from sgpose.core.io import atomic_path
 
-sys.path.insert(0, str(Path(__file__).parent / "stages"))
+sys.path.insert(0, str(Path(__file__).parents[1] / "stages"))
 from test_cache_stage import tiny_project  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

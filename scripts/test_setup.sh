@@ -6,7 +6,7 @@
 #   built from source against the installed numpy (about 30 s, once).
 # - Debian's chromium: the report test renders results/report/index.html in it headless.
 # - Debian's slurm-wlm and munge: tests/test_slurm_cluster.py runs the DAG on a one-node SLURM cluster
-#   (workflow/scripts/slurm_local.sh; as root). Without apt (or root) that test skips, saying why.
+#   (scripts/slurm_local.sh; as root). Without apt (or root) that test skips, saying why.
 set -euo pipefail
 # setup.sh's package set ("${pins[@]}": its pip -c, none with SGPOSE_UNPINNED=1)
 [ -n "${pins+set}" ] || source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"

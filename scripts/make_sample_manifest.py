@@ -4,7 +4,7 @@ The sha256 of every file is taken from the sample's PROVENANCE.md (the record of
 came from) and checked against the bytes on disk; sizes are measured. Images get their public COCO
 URL; the annotation and detection excerpts have no public URL of their own (empty url: mirror only).
 
-    python workflow/scripts/make_sample_manifest.py /work/shared/data data/sample/manifest.tsv
+    python scripts/make_sample_manifest.py /work/shared/data data/sample/manifest.tsv
 """
 
 from __future__ import annotations

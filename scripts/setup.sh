@@ -4,7 +4,7 @@
 # the newest that pyproject.toml admits). Sourced by sample.sh and test.sh; re-installs only when
 # pyproject.toml or the constraints changed.
 set -euo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
 if [ ! -x .venv/bin/python ]; then
   "${PYTHON:-python3}" -m venv .venv
 fi
