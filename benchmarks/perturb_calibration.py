@@ -2,7 +2,7 @@
 without training anything: the ground truth of every val instance is perturbed (sgpose.controlled.perturb, the
 fixed evaluation draws), rendered, decoded (with the flip test, as `infer` does), mapped back to the
 image and scored with sgpose's evaluation (pycocotools). Not a test: the numbers behind the defaults
-of `sgpose.config.perturb.PERTURBED` (docs/paper_notes.md).
+of `sgpose.config.controlled.PERTURBED` (docs/paper_notes.md).
 
     python benchmarks/perturb_calibration.py [results/sample/prepared] [--size 32x24] [--sigma 1.0]
         [--decode standard|dark] [--only SETTING ...] [--seeds 5]
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sgpose.config.perturb import ORACLE, PERTURBED, PerturbParams
+from sgpose.config.controlled import ORACLE, PERTURBED, PerturbParams
 from sgpose.controlled.perturb import KINDS, UNLABELLED, CropContext, instance_uniforms, perturb, render_y0
 from sgpose.core.keypoints import get_layout
 from sgpose.data.coco import read_instances

@@ -6,8 +6,9 @@ For every refined variant and seed it takes COCO AP x 100 on Table 1's split (va
 (`train_refiner.seed` of its params) where its metrics exist, else a fresh run in a scratch tree under `--scratch` (the project's
 prepared instances, caches and start pose linked in, its params copied) through the real stages:
 `sgpose train_refiner`, `infer --split val`, `evaluate`, each with `--set train_refiner.seed=<s>`.
-Nothing in the project is written. baseline and baseline + DARK do not depend on the refiner seed: they
-are read from the project once. Prints AP per seed, mean and min-max spread per variant, and for every
+Nothing in the project is written. The unrefined variants (baseline, baseline + DARK, the copy and, on a
+controlled backbone, the oracle) do not depend on the refiner seed: they are read from the project once.
+Prints AP per seed, mean and min-max spread per variant, and for every
 variant against ours, baseline and baseline + DARK whether |difference of means| exceeds the combined
 spread (the sum of the two min-max spreads; 0 for the unrefined rows); writes the same as JSON after
 every run, so an interrupted benchmark keeps what it measured.
@@ -34,12 +35,12 @@ from sgpose.config.paths import Paths
 from sgpose.config.schema import ParamsFile
 from sgpose.config.selection import read_params_file
 from sgpose.core.io import write_json
-from sgpose.core.variants import BASELINE, BASELINE_DARK, UNREFINED
+from sgpose.core.variants import BASELINE, BASELINE_DARK, COPY, UNREFINED, unrefined_of
 from sgpose.report.tables import variant_order
 
 SPLIT = "val"  # Table 1's split (sgpose.report.controlled.sections; ParamsFile.evals_of: the ablation's only)
 METRIC = "AP"
-REFERENCES = ("ours", BASELINE, BASELINE_DARK)  # every variant is compared with these
+REFERENCES = ("ours", BASELINE, BASELINE_DARK, COPY)  # every variant is compared with these
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -184,7 +185,8 @@ def main(argv: list[str] | None = None) -> None:
     out = args.json or scratch / f"{args.backbone}.json"
     scratch.mkdir(parents=True, exist_ok=True)
     proj = Paths.of(dataset, args.backbone, project)
-    runs: dict[str, dict[int, float]] = {v: {own_seed: ap_of(proj.metrics(v))} for v in UNREFINED}
+    controlled = pf.backbones[args.backbone].controlled
+    runs: dict[str, dict[int, float]] = {v: {own_seed: ap_of(proj.metrics(v))} for v in unrefined_of(controlled)}
     record = {"project": str(project), "backbone": args.backbone, "split": SPLIT, "metric": f"{METRIC} x 100",
               "project_seed": own_seed, "seeds": args.seeds, "overrides": args.overrides,
               "params_sha256": hashlib.sha256(params_path.read_bytes()).hexdigest(), "wall_s": {}, "rows": {},

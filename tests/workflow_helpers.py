@@ -74,11 +74,13 @@ def make_repo(dest: Path, extra: dict | None = None) -> Path:
     return dest
 
 
-def run(cmd: list[str], cwd: Path) -> str:
-    """stdout and stderr of a command the test needs to succeed (the venv's tools first on PATH)."""
+def run(cmd: list[str], cwd: Path, interleaved: bool = False) -> str:
+    """stdout and stderr of a command the test needs to succeed (the venv's tools first on PATH);
+    `interleaved`: as one stream, in the order written (a stage's log lines inside DVC's own output)."""
     env = {**os.environ, "SGPOSE_MIRROR": str(MIRROR), "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    out = proc.stdout + proc.stderr
+    proc = subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT if interleaved else subprocess.PIPE, text=True)
+    out = proc.stdout + (proc.stderr or "")
     assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{out[-6000:]}"
     return out
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 from sgpose.config import ParamsError, Paths, load_params, read_params_file
-from sgpose.config.perturb import PERTURBED
+from sgpose.config.controlled import PERTURBED
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -58,7 +58,7 @@ def test_inconsistent_controlled_backbones_are_errors(tmp_path, extra, message):
 
 
 def test_features_from_on_a_real_backbone_is_an_error(tmp_path):
-    with pytest.raises(ParamsError, match="features_from and perturb are for arch oracle"):
+    with pytest.raises(ParamsError, match="features_from, perturb and evidence are for arch oracle"):
         read_params_file(with_controlled(tmp_path), ["backbones.sb_r18.features_from=cp_r18"])
 
 

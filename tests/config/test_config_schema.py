@@ -46,7 +46,8 @@ def test_names_that_would_clash_as_directories_are_errors(tmp_path, section, old
 
 
 def test_a_misspelt_selection_is_named_before_overrides_apply():
-    with pytest.raises(ParamsError, match=r"--backbone sb_r81: not in backbones \(sb_r18, sb_r18_perturbed, cp_r18\)"):
+    names = r"\(sb_r18, sb_r18_perturbed, sb_r18_evidence, cp_r18\)"
+    with pytest.raises(ParamsError, match=r"--backbone sb_r81: not in backbones " + names):
         load_params(ROOT / "params.yaml", ["backbone.sigma=3"], backbone="sb_r81")
     with pytest.raises(ParamsError, match="--dataset smaple: not in datasets"):
         load_params(ROOT / "params.yaml", ["data.raw_dir=x"], dataset="smaple")
@@ -132,8 +133,8 @@ def test_every_backbone_of_every_profile_resolves(profile):
 def test_online_splits_are_not_cached_and_name_their_variants():
     p = load_params(ROOT / "params.yaml", ["online={sb_r18: [val_det]}"])
     assert p.splits == ["train", "val"] and p.online == ["val_det"]
-    assert p.online_variants("val_det") == ["baseline", "baseline_dark", "ours"]  # the ablation's: val only
-    assert p.online_variants("val") == ["baseline", "baseline_dark", *p.variants]
+    assert p.online_variants("val_det") == ["baseline", "baseline_dark", "copy", "ours"]  # the ablation's: val only
+    assert p.online_variants("val") == ["baseline", "baseline_dark", "copy", *p.variants]
     assert load_params(ROOT / "params.yaml").splits == ["train", "val", "val_det"]
 
 
@@ -143,9 +144,10 @@ def test_decode_mode_and_baseline_dark_in_every_backbones_grid():
     assert load_params(ROOT / "params.yaml", ["infer.decode=dark"]).infer.decode == "dark"
     with pytest.raises(ParamsError, match="infer.decode"):
         load_params(ROOT / "params.yaml", ["infer.decode=darker"])
-    for name in p.file.backbones:
-        assert p.file.scored_variants_of(name)[:2] == ["baseline", "baseline_dark"]
-        assert p.file.scored_variants_of(name)[2:] == p.file.variants_of(name)  # the refined ones, trained
+    for name, bp in p.file.backbones.items():
+        ceilings = ["copy", *(["oracle"] if bp.controlled else [])]  # the oracle: controlled backbones only
+        assert p.file.scored_variants_of(name) == ["baseline", "baseline_dark", *ceilings, *p.file.variants_of(name)]
+    assert p.file.evals_of("sb_r18", "copy") == p.evals and p.file.evals_of("sb_r18_perturbed", "oracle") == ["val"]
     assert p.evals_of("baseline_dark") == p.evals_of("baseline") == p.evals
-    with pytest.raises(ParamsError, match="baseline_dark and ours run for every backbone"):
+    with pytest.raises(ParamsError, match="baseline_dark, copy, oracle and ours run for every backbone"):
         load_params(ROOT / "params.yaml", ["ablation.variants=[baseline_dark]"])

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 from pydantic import ValidationError
-from sgpose.config.perturb import ORACLE, PERTURBED, PerturbParams
+from sgpose.config.controlled import ORACLE, PERTURBED, PerturbParams
 from sgpose.controlled.perturb import (
     KINDS,
     UNLABELLED,

@@ -7,7 +7,17 @@ from pathlib import Path
 import pytest
 import torch
 from sgpose.config.selection import load_params
-from sgpose.core.variants import ALL, REFINED, UNREFINED, VARIANTS, check_name, decode_mode, get_variant, refined_argument
+from sgpose.core.variants import (
+    ALL,
+    REFINED,
+    UNREFINED,
+    VARIANTS,
+    check_name,
+    decode_mode,
+    get_variant,
+    refined_argument,
+    unrefined_of,
+)
 from sgpose.method.guidance import fusion_weights, step_weights
 from sgpose.method.refine import guidance_spec
 
@@ -15,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_variant_names_and_descriptions():
-    assert ALL == ("baseline", "baseline_dark", "A1", "A2", "A3", "A4", "ours")
+    assert ALL == ("baseline", "baseline_dark", "copy", "oracle", "A1", "A2", "A3", "A4", "ours")
     assert REFINED == tuple(VARIANTS)
     a1, a2, a4, ours = (get_variant(n) for n in ("A1", "A2", "A4", "ours"))
     assert (a1.guidance, a1.step_embedding) == ("none", False)
@@ -54,7 +64,10 @@ def test_step_weights_for_each_kind():
 
 
 def test_unrefined_variants_decode_the_backbone_heatmaps_baseline_dark_always_with_dark():
-    assert tuple(UNREFINED) == ("baseline", "baseline_dark")
+    assert tuple(UNREFINED) == ("baseline", "baseline_dark", "copy", "oracle")
+    assert [u.readout for u in UNREFINED.values()] == ["backbone", "backbone", "guidance", "target"]
+    assert unrefined_of(controlled=False) == ["baseline", "baseline_dark", "copy"]
+    assert unrefined_of(controlled=True) == [*unrefined_of(controlled=False), "oracle"]
     assert decode_mode("baseline", "standard") == "standard" and decode_mode("baseline", "dark") == "dark"
     assert decode_mode("baseline_dark", "standard") == decode_mode("baseline_dark", "dark") == "dark"
     assert decode_mode("ours", "dark") == "dark" and decode_mode("A1", "standard") == "standard"

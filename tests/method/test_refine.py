@@ -96,7 +96,7 @@ def test_each_variant_builds_its_own_guidance():
     *_, a3p, _, _ = _variant_setup("A3", "guidance.a3_steps=per_map")
     assert a3p.T == 3
     *_, prev, _, _ = _variant_setup("ours", "refiner.prev_heatmap=true")
-    assert prev.in_channels == 34 and prev.inputs(G[:, 0], y0).shape[1] == 34
+    assert prev.in_channels == 34 and prev.inputs(pred, y0, t).shape[1] == 34
 
 
 def test_a4_trains_on_the_ground_truth_path_and_ours_on_the_prediction():
@@ -156,17 +156,42 @@ def test_recursive_from_pred_starts_from_the_prediction():
                                refine(unet, spec, feats, y0, "recursive_from_pred"))
 
 
-def test_static_with_prev_heatmap_runs_every_step_and_feeds_the_output_forward():
+@pytest.mark.parametrize("prev", [False, True], ids=["guidance", "guidance+prev_heatmap"])
+@pytest.mark.parametrize("mode", ["static", "recursive", "recursive_from_pred"])
+def test_every_reading_feeds_the_unet_what_training_fed(mode, prev):
+    """Each inference call of each reading gets exactly the input training builds for a sample whose path
+    ends at the pose that call uses (P_pred, or the reading's P(t)) at the call's step: the guidance map H(t)
+    and, with the previous-heatmap input, the backbone's Y0 (never a previous UNet output)."""
+    torch.manual_seed(0)
+    params, unet, spec, feats, y0 = _variant_setup("ours", f"refiner.prev_heatmap={str(prev).lower()}")
+    rec = Recorder(unet)
+    refine(rec, spec, feats, y0, mode)
+    poses = {"static": [_pred(params, y0)], "recursive_from_pred": [_pred(params, y0)],
+             "recursive": [spec.start.expand(3, 17, 2)]}[mode]
+    poses += [_pred(params, c[2]) for c in rec.calls[:-1]]  # recursive: P(t+1) = decode(step t's output)
+    assert len(rec.calls) == (1 if mode == "static" else spec.T)
+    for (maps, t, _), pose in zip(rec.calls, poses):  # inference: the training builder at the call's pose
+        torch.testing.assert_close(maps, spec.inputs(pose, y0, t))
+        if prev:
+            torch.testing.assert_close(maps[:, 17:], y0)
+    t0 = rec.calls[0][1]
+    trained = Recorder(unet)  # training, at the first call's steps: the same builder at P_pred
+    training_loss(trained, spec, feats, y0, torch.rand_like(y0), torch.ones(3, 17), t0)
+    torch.testing.assert_close(trained.calls[0][0], spec.inputs(_pred(params, y0), y0, t0))
+    if mode != "recursive":  # the path starts at P_pred: the very input training built
+        torch.testing.assert_close(rec.calls[0][0], trained.calls[0][0])
+
+
+def test_static_reading_with_the_previous_heatmap_is_one_call_at_the_last_step():
+    """Training teacher-forces Y0 as the previous heatmap, so the static reading's steps do not feed each
+    other: its output is the single call at t = T-1 with (H(T-1), Y0), as trained."""
     torch.manual_seed(0)
     params, unet, spec, feats, y0 = _variant_setup("ours", "refiner.prev_heatmap=true")
     rec = Recorder(unet)
     out = refine(rec, spec, feats, y0, "static")
-    assert len(rec.calls) == 5
-    torch.testing.assert_close(rec.calls[0][0][:, 17:], y0)
-    for step in range(1, 5):
-        torch.testing.assert_close(rec.calls[step][0][:, 17:], rec.calls[step - 1][2])
-        torch.testing.assert_close(rec.calls[step][0][:, :17], spec.at(_pred(params, y0), y0, rec.calls[step][1]))
-    torch.testing.assert_close(out, rec.calls[-1][2])
+    assert len(rec.calls) == 1 and rec.calls[0][1].tolist() == [spec.T - 1] * 3
+    torch.testing.assert_close(rec.calls[0][0], torch.cat([spec.at(_pred(params, y0), y0, rec.calls[0][1]), y0], 1))
+    torch.testing.assert_close(out, rec.calls[0][2])
 
 
 def test_every_variant_trains_and_refines_in_every_mode():

@@ -16,7 +16,7 @@ from sgpose.cache.format import read_attrs
 from sgpose.cache.reader import load_cache, open_cache
 from sgpose.cli import main as cli
 from sgpose.config import Paths, load_params
-from sgpose.config.perturb import PERTURBED
+from sgpose.config.controlled import PERTURBED
 from sgpose.controlled.perturb import CropContext, instance_uniforms, perturb, render_y0
 from sgpose.core.io import read_json
 from sgpose.core.keypoints import COCO

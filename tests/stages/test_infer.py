@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 from conftest import as_trained
 from sgpose.cache.reader import features, load_cache
@@ -106,3 +107,53 @@ def test_the_stage_keeps_the_form_parity_py_calls(tmp_path):
     params = SimpleNamespace(infer=SimpleNamespace(flip_test=True), layout="coco")
     want = 0.5 * (data["heatmaps"] + flip_back(data["flip/heatmaps"], COCO.flip_permutation()))
     torch.testing.assert_close(infer.final_heatmaps(params, data), want)
+
+
+def _ceiling_predictions(tmp_path, variant: str, *more: str) -> tuple[list[dict], dict, object]:
+    """`sgpose infer --variant copy|oracle` on a synthetic val cache (a single view): its results, the cache's
+    arrays and the params."""
+    from argparse import Namespace
+
+    from sgpose.config import Paths
+    from sgpose.core.io import read_json
+    from sgpose.stages import Run, infer
+
+    params = load_params(REPO / "params.yaml", [*SMALL, f"evals.{load_params(REPO / 'params.yaml').backbone.name}=[val]",
+                                                 "infer.flip_test=false", *more])
+    paths = Paths(params, root=tmp_path)
+    arrays = write_synthetic_cache(paths.cache("val"), n=4)
+    infer.main(Run(Namespace(variant=variant), (params, paths)))
+    return read_json(paths.keypoints(variant, "val")), arrays, params
+
+
+@pytest.mark.parametrize("pred_decode", ["argmax", "subpixel", "dark"])
+def test_the_copy_score_is_the_last_guidance_map_decoded(tmp_path, pred_decode):
+    """copy = H(T-1) of `ours`' guidance (the Gaussian of P_pred at the targets' sigma), decoded as infer
+    decodes: computed here from the formulas, without the stages' code path."""
+    import numpy as np
+    from sgpose.data.decoding import decode, predicted_pose
+    from sgpose.data.targets import render_gaussians
+    from sgpose.data.transforms import heatmap_to_image
+
+    got, arrays, params = _ceiling_predictions(tmp_path, "copy", f"guidance.pred_decode={pred_decode}")
+    y0 = torch.from_numpy(arrays["heatmaps"]).float()
+    sigma = params.backbone.heatmap_sigma
+    pred = predicted_pose(y0, params.guidance.pred_threshold, pred_decode, sigma)
+    last = render_gaussians(pred, tuple(y0.shape[-2:]), sigma)  # G^{S-1}: alpha = 1, the prediction itself
+    coords, scores = decode(last, "standard")
+    want = heatmap_to_image(coords.numpy(), arrays["meta/center"], arrays["meta/scale"], tuple(y0.shape[-2:]))
+    kp = np.array([r["keypoints"] for r in got]).reshape(4, 17, 3)
+    np.testing.assert_allclose(kp[..., :2], want, atol=1e-3)
+    np.testing.assert_allclose(kp[..., 2], scores.numpy(), atol=1e-6)
+
+
+def test_the_oracle_decodes_the_targets(tmp_path):
+    import numpy as np
+    from sgpose.data.decoding import decode
+    from sgpose.data.transforms import heatmap_to_image
+
+    got, arrays, _ = _ceiling_predictions(tmp_path, "oracle")
+    target = torch.from_numpy(arrays["target"]).float()
+    coords, _ = decode(target, "standard")
+    want = heatmap_to_image(coords.numpy(), arrays["meta/center"], arrays["meta/scale"], tuple(target.shape[-2:]))
+    np.testing.assert_allclose(np.array([r["keypoints"] for r in got]).reshape(4, 17, 3)[..., :2], want, atol=1e-3)

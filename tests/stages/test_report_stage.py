@@ -181,7 +181,7 @@ def test_index_page(report):
     out, _ = report
     page = (out / "index.html").read_text()
     srcs = re.findall(r'<img src="([^"]+)"', page)
-    assert len(srcs) == 8 and all((out / s).is_file() for s in srcs)
+    assert len(srcs) == 9 and all((out / s).is_file() for s in srcs)
     assert not re.search(r'(src|href)="(/|https?:)', page) and "<script" not in page
     links = re.findall(r'<a href="([^"#]+)"', page)
     assert links and all((out / x).is_file() for x in links)
@@ -234,7 +234,7 @@ def test_page_in_headless_chromium(report, tmp_path):
     # the page itself: loads, renders every section, logs nothing to the console
     dom = headless(exe, tmp_path / "p1", "--virtual-time-budget=5000", "--dump-dom", url)
     assert dom.returncode == 0, dom.stderr[-2000:]
-    assert "Fig. 7: heatmap evolution" in dom.stdout and dom.stdout.count("<img") == 8
+    assert "Fig. 7: heatmap evolution" in dom.stdout and dom.stdout.count("<img") == 9
     console = [line for line in dom.stderr.splitlines() if "CONSOLE" in line or "Failed to load resource" in line]
     assert not console, console
     # every <img> of the page decodes in Chromium: a probe page loads each (page-relative) source
@@ -244,7 +244,7 @@ def test_page_in_headless_chromium(report, tmp_path):
         f'<img src="{(out / s).as_uri()}" onload="this.dataset.ok = this.naturalWidth > 0 ? \'yes\' : \'no\'" '
         'onerror="this.dataset.ok = \'no\'">' for s in srcs) + "</body></html>")
     res = headless(exe, tmp_path / "p3", "--virtual-time-budget=5000", "--dump-dom", probe.as_uri())
-    assert res.stdout.count('data-ok="yes"') == len(srcs) == 8, res.stdout[:2000]
+    assert res.stdout.count('data-ok="yes"') == len(srcs) == 9, res.stdout[:2000]
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shot = ARTIFACTS / "report_index.png"
     shot.unlink(missing_ok=True)

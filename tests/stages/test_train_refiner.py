@@ -157,5 +157,5 @@ def test_equal_work_gives_equal_bytes(project):
         f.unlink()
     assert cli(["train_refiner", *project, "--set", "train_refiner.epochs=2"]) == 0
     assert [f.read_bytes() for f in files] == first
-    assert list(pd.read_csv(files[1]).columns) == ["epoch", "loss", "lr"]
-    assert all(set(row) == {"epoch", "loss", "lr"} for row in torch.load(files[0], weights_only=False)["log"])
+    assert list(pd.read_csv(files[1]).columns) == ["epoch", "loss", "lr", "val_ap"]
+    assert all(set(row) == {"epoch", "loss", "lr", "val_ap"} for row in torch.load(files[0], weights_only=False)["log"])

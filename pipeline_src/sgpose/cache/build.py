@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 META = ("center", "scale", "bbox", "image_id", "ann_id", "score")
 VIEW_META = ("view", "rotation", "flipped")  # with cache.train_views > 1: how each view was drawn
 TARGETS = ("target", "target_weight", "joints")
-Y0 = Callable[[dict, bool], dict[str, torch.Tensor]]  # (crop batch, flip) -> {"heatmaps", "flip/heatmaps"}
+# (crop batch, backbone outputs, flip) -> the outputs a controlled backbone renders instead (Y0, evidence features)
+Y0 = Callable[[dict, dict, bool], dict[str, torch.Tensor]]
 
 
 def crop_dataset(rows, images_dir: str, bp: BackboneParams, layout: KeypointLayout, views: int,
@@ -53,7 +54,8 @@ def write_shard(path: Path, crops: Dataset, samples: tuple[int, int], model: tor
                 cp: ComputeParams, dev: torch.device, flip: bool, attrs: dict, workers: int = 0,
                 y0: Y0 | None = None) -> None:
     """Samples [a, b) of `crops` through the frozen backbone (and its mirrored view with `flip`) into the shard
-    at `path`, written atomically with `attrs`; with `y0`, Y0 is its rendering instead of the model's."""
+    at `path`, written atomically with `attrs`; with `y0` (a controlled backbone), what it renders replaces
+    the model's outputs (Y0, and features with evidence)."""
     a, b = samples
     loader = DataLoader(Subset(crops, range(a, b)), batch_size=cache.batch_size, shuffle=False,
                         num_workers=threads.loader_workers(workers), pin_memory=dev.type == "cuda")
@@ -62,5 +64,5 @@ def write_shard(path: Path, crops: Dataset, samples: tuple[int, int], model: tor
         for batch in tqdm(loader, desc=f"cache {path.parent.name}/{path.name}", leave=False, dynamic_ncols=True):
             images = compute.to_device(batch["image"], cp, dev)
             outputs = forward_views(model, images, flip, cache.feature_levels)
-            writer.append(batch_arrays(batch, outputs | (y0(batch, flip) if y0 else {})))
+            writer.append(batch_arrays(batch, outputs | (y0(batch, outputs, flip) if y0 else {})))
     log.info("wrote %s (%d samples)", path, b - a)

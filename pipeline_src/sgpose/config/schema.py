@@ -20,7 +20,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
 
-from sgpose.config.perturb import PerturbParams
+from sgpose.config.controlled import EvidenceParams, PerturbParams
 from sgpose.config.resources import ResourcesChange
 from sgpose.core.modes import (
     A2Map,
@@ -33,10 +33,12 @@ from sgpose.core.modes import (
     FeatureSource,
     InferenceMode,
     Missing,
+    PredDecode,
+    RefinerInit,
     Schedule,
     StartPose,
 )
-from sgpose.core.variants import BASELINE, UNREFINED, Variant, check_name, get_variant
+from sgpose.core.variants import BASELINE, ORACLE, UNREFINED, Variant, check_name, get_variant, unrefined_of
 
 Split = Literal["train", "val", "val_det"]
 EvalSplit = Literal["val", "val_det"]  # val: ground-truth boxes; val_det: detector boxes (Table 4)
@@ -117,6 +119,7 @@ class BackboneParams(_Section):
     arch: Literal["simple_baseline", "hrnet", "oracle", "perturbed"] = "simple_baseline"
     features_from: str | None = None  # controlled only: a trained/imported backbone of the same dataset
     perturb: PerturbParams | None = None  # perturbed only (None: the calibrated defaults)
+    evidence: EvidenceParams | None = None  # controlled only: synthetic pose evidence in the features (None: none)
     depth: Literal[18, 34, 50, 101, 152] = 50  # simple_baseline only
     width: Literal[32, 48] = 32  # hrnet only
     deconv_channels: int = Field(256, gt=0)
@@ -214,6 +217,7 @@ class GuidanceParams(_Section):
     start_pose: StartPose = StartPose.CANONICAL
     missing: Missing = Missing.LITERAL
     pred_threshold: float = Field(0.2, ge=0)
+    pred_decode: PredDecode = PredDecode.ARGMAX  # P_pred: integer argmax (the paper) | subpixel | dark
     a2_map: A2Map = A2Map.RENDERED  # A2's static map: Gaussian of P_pred, or Y0 itself
     a3_steps: A3Steps = A3Steps.CLAMP  # A3: T = S+2 with H(t) = G^clamp(t-1), or T = S, H(t) = G^t
 
@@ -232,7 +236,8 @@ class RefinerParams(_Section):
     base_channels: int = Field(32, gt=0)
     channel_mults: list[PositiveInt] = Field([1, 2, 4], min_length=1)  # one UNet level per cached feature level
     time_dim: int = Field(64, gt=0)
-    prev_heatmap: bool = False  # also input the previous step's heatmap (Y0 at the first step)
+    prev_heatmap: bool = False  # also input the previous step's heatmap (Y0, as in training: docs/paper_notes.md)
+    init: RefinerInit = RefinerInit.ZERO  # zero: guided-diffusion's zero output and residual convs | default
 
 
 class TrainRefinerParams(_Section):
@@ -244,6 +249,8 @@ class TrainRefinerParams(_Section):
     num_workers: int = Field(0, ge=0)  # cache reader (or image decoding) processes
     preload_gb: float = Field(2.0, ge=0)  # read the whole training cache into memory when it is this small
     devices: int = Field(1, ge=1)  # DDP processes (torchrun): one per GPU, or gloo processes on CPU
+    val_every: int = Field(0, ge=0)  # score the val split every N epochs and at the last (0: never), training log
+    p_last: float | None = Field(None, ge=0, le=1)  # P(t = T-1) per training draw, else U{0..T-2}; None: U{0..T-1}
 
     @model_validator(mode="after")
     def _a_sample_per_process(self) -> "TrainRefinerParams":
@@ -376,8 +383,9 @@ class ParamsFile(_Section):
         for name, bp in self.backbones.items():
             where = f"backbones.{name}"
             if not bp.controlled:
-                if bp.features_from is not None or bp.perturb is not None:
-                    raise ValueError(f"{where}: features_from and perturb are for arch oracle | perturbed, not {bp.arch}")
+                if bp.features_from is not None or bp.perturb is not None or bp.evidence is not None:
+                    raise ValueError(f"{where}: features_from, perturb and evidence are for arch oracle | perturbed, "
+                                     f"not {bp.arch}")
                 continue
             src = self.backbones.get(bp.features_from or "")
             if src is None or src.controlled or src.dataset != bp.dataset:
@@ -412,15 +420,16 @@ class ParamsFile(_Section):
         return ["ours", *(self.ablation.variants if backbone in self.ablation.runs_on else [])]
 
     def scored_variants_of(self, backbone: str) -> list[str]:
-        """Every variant of a backbone that is scored: the unrefined ones (baseline, baseline_dark) and the refined ones."""
-        return [*UNREFINED, *self.variants_of(backbone)]
+        """Every variant of a backbone that is scored: the unrefined ones (baseline, baseline_dark, copy; the
+        oracle for a controlled backbone) and the refined ones."""
+        return [*unrefined_of(self.backbones[backbone].controlled), *self.variants_of(backbone)]
 
     def evals_of(self, backbone: str, variant: str = BASELINE) -> list[str]:
         """The splits a variant is scored on: the unrefined ones (baseline, baseline_dark) and ours on every
         evaluation split of the backbone (`evals`); the ablation's variants (Table 1, Figs. 5-6) on `val`
         (ground-truth boxes) only."""
         splits = list(self.evals.get(backbone, ["val"]))
-        return splits if variant in (*UNREFINED, "ours") else ["val"]
+        return splits if variant in (*UNREFINED, "ours") and variant != ORACLE else ["val"]
 
     def online_of(self, backbone: str) -> list[str]:
         """The evaluation splits of a backbone scored online, without a cache (`online`)."""

@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from sgpose.config.perturb import ORACLE, PerturbParams
+from sgpose.config.controlled import ORACLE, PerturbParams
 from sgpose.data.targets import render_gaussians
 from sgpose.data.transforms import affine_matrix, apply_affine, flip_joints
 
@@ -37,7 +37,7 @@ MAX_OTHERS = 16  # other persons per crop considered for swaps (the nearest)
 def perturb_params(arch: str, perturb: PerturbParams | None) -> PerturbParams:
     """The error model of a controlled arch: none for the oracle, `perturb` (or the calibrated
     defaults) for perturbed."""
-    from sgpose.config.perturb import PERTURBED
+    from sgpose.config.controlled import PERTURBED
 
     if arch == "oracle":
         return ORACLE

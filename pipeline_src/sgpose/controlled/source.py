@@ -1,5 +1,6 @@
 """Refiner training batches of a controlled backbone (sgpose.controlled.y0): the train cache's
-features and targets, with Y0 drawn afresh every epoch from the cached ground truth."""
+features and targets, with Y0 (and the features' evidence) drawn afresh every epoch from the cached ground
+truth."""
 
 from __future__ import annotations
 
@@ -32,5 +33,6 @@ class ControlledSource(CachedSource):
         for batch in super().batches(batches, epoch):
             meta = {k.removeprefix("meta/"): v for k, v in batch.items() if k.startswith("meta/")}
             out = {k: v for k, v in batch.items() if not k.startswith("meta/")}
-            yield out | self.y0(batch["joints"], meta, epoch=epoch)
+            yield out | self.y0(batch["joints"], meta, epoch=epoch) | self.y0.features(out, batch["joints"], meta,
+                                                                                      epoch=epoch)
 

@@ -52,6 +52,21 @@ class DecodeMode(StrEnum):
     DARK = "dark"  # Gaussian modulation + Taylor step at the log-heatmap's maximum (Zhang et al., CVPR 2020)
 
 
+class PredDecode(StrEnum):
+    """How the guidance's P_pred is read off heatmaps (`guidance.pred_decode`; `sgpose.data.decoding`)."""
+
+    ARGMAX = "argmax"  # the integer argmax (the paper's, docs/method.md §2): the guidance keeps whole pixels
+    SUBPIXEL = "subpixel"  # argmax + the quarter-pixel shift of the standard decode (beyond the paper)
+    DARK = "dark"  # DARK's sub-pixel maximum (beyond the paper)
+
+
+class RefinerInit(StrEnum):
+    """How the refiner's weights start (`refiner.init`; `sgpose.method.unet`)."""
+
+    ZERO = "zero"  # guided-diffusion's: the output conv and every residual block's second conv at zero
+    DEFAULT = "default"  # PyTorch's default initialisation everywhere
+
+
 class ColorOrder(StrEnum):
     """The channel order a backbone checkpoint was trained on (its input tensors must match)."""
 

@@ -8,6 +8,9 @@ Every guidance kind is a (T, S) weight matrix over the rendered maps G^0..G^{S-1
     baseline  the backbone's own heatmaps (no refiner), decoded as `infer.decode` says
     baseline_dark  the backbone's own heatmaps, DARK-decoded whatever `infer.decode` says: the
               zero-cost decoding a refiner must beat (Table 2's "baseline + DARK")
+    copy      the guidance's last map H(T-1) (the rendered P_pred) decoded: a refiner that returns its
+              input; where the guidance alone leads, a refiner's ceiling when the features add nothing
+    oracle    the training targets decoded: a perfect refiner (controlled backbones only: their ceiling)
     A1        UNet on the features only: no guidance, no step embedding, one step
     A2        the prediction's map as a static guidance: one step (guidance.a2_map: rendered | raw Y0)
     A3        the interpolated maps G^s as the sequence, no graduated fusion (guidance.a3_steps)
@@ -39,6 +42,8 @@ class GuidanceKind(StrEnum):
 
 BASELINE = "baseline"
 BASELINE_DARK = "baseline_dark"
+COPY = "copy"
+ORACLE = "oracle"
 SWEEP = re.compile(rf"^ours_(?:S(?P<S>[1-9][0-9]?)|(?P<schedule>{'|'.join(Schedule)}))$")
 
 
@@ -55,19 +60,32 @@ class Variant:
     schedule: Schedule | None = None  # overrides guidance.schedule (Fig. 6)
 
 
+class Readout(StrEnum):
+    """The heatmaps an unrefined variant decodes (no UNet runs)."""
+
+    BACKBONE = "backbone"  # the backbone's Y0
+    GUIDANCE = "guidance"  # the last guidance map H(T-1) of `ours` (the rendered P_pred)
+    TARGET = "target"  # the training targets (the cache's `target`)
+
+
 @dataclass(frozen=True)
 class Unrefined:
-    """A variant that scores the backbone's own heatmaps Y0 (no refiner; Table 2's baseline columns)."""
+    """A variant without a refiner: the backbone's heatmaps (Table 2's baseline columns) or a ceiling."""
 
     name: str
     decode: DecodeMode | None  # the decoder it always uses; None: the configured infer.decode
     description: str
+    readout: Readout = Readout.BACKBONE
+    controlled_only: bool = False  # scored on controlled backbones only (their ground truth is the point)
 
 
 UNREFINED: dict[str, Unrefined] = {u.name: u for u in (
     Unrefined(BASELINE, None, "backbone heatmaps, no refinement"),
     Unrefined(BASELINE_DARK, DecodeMode.DARK, "backbone heatmaps, DARK decoding, no refinement"),
+    Unrefined(COPY, None, "the guidance's last map decoded: a refiner returning its input", Readout.GUIDANCE),
+    Unrefined(ORACLE, None, "the training targets decoded: a perfect refiner", Readout.TARGET, controlled_only=True),
 )}
+BASELINES = (BASELINE, BASELINE_DARK)  # the backbone's own heatmaps
 
 VARIANTS: dict[str, Variant] = {v.name: v for v in (
     Variant("A1", GuidanceKind.NONE, False, TrainPath.PRED, "UNet on backbone features only"),
@@ -83,6 +101,16 @@ ALL = (*UNREFINED, *REFINED)
 def is_refined(name: str) -> bool:
     """True for a variant with a refiner (a UNet to train); False for the backbone's own heatmaps."""
     return name not in UNREFINED
+
+
+def unrefined_of(controlled: bool) -> list[str]:
+    """The unrefined variants a backbone is scored with: every one, the ceilings of controlled ones only there."""
+    return [u.name for u in UNREFINED.values() if controlled or not u.controlled_only]
+
+
+def readout(variant: str) -> Readout | None:
+    """What an unrefined variant decodes; None for a refined one (its UNet's output)."""
+    return UNREFINED[variant].readout if variant in UNREFINED else None
 
 
 def decode_mode(variant: str, configured: DecodeMode | str) -> DecodeMode:

@@ -20,7 +20,7 @@ from typing import Callable, Iterator, Literal
 from sgpose.config import DET_SPLIT, ParamsFile, Paths
 from sgpose.config.resources import StageResources
 from sgpose.config.schema import DETECTION_KEYS, PREPARE_KEYS
-from sgpose.core.variants import UNREFINED, is_refined
+from sgpose.core.variants import Readout, is_refined, readout, unrefined_of
 from sgpose.dag import digests
 from sgpose.runtime.imports import ROOT
 
@@ -187,10 +187,12 @@ def _dataset_params(file: ParamsFile, ds: str, prepare: list[str]) -> list[str]:
 def _train_refiner_deps(file: ParamsFile, k: Keys) -> list[str]:
     """The train cache and start pose; with train_refiner.features: online also the backbone and the crops
     (listed whatever the setting, so that switching it needs no new dvc.yaml: they change only with the cache;
-    a controlled backbone reads the crops' instance table every epoch, and has `features_from`'s weights)."""
+    a controlled backbone reads the crops' instance table every epoch, and has `features_from`'s weights);
+    the val cache and ground truth the validation AP is scored on (`train_refiner.val_every`; likewise)."""
     p = _paths(k)
+    val = [str(p.cache("val")), str(p.split_annotations("val"))] if "val" in file.splits_of(k["bb"]) else []
     return [str(p.cache("train")), str(p.start_pose), str(_weights(file, k)), str(p.instances("train")),
-            str(p.download_stamp)]
+            str(p.download_stamp), *val]
 
 
 def _infer_deps(file: ParamsFile, k: Keys) -> list[str]:
@@ -198,17 +200,21 @@ def _infer_deps(file: ParamsFile, k: Keys) -> list[str]:
     deps = [str(p.cache(k["split"]))]
     if is_refined(k["variant"]):
         deps += [str(p.refiner(k["variant"])), str(p.start_pose)]
+    elif readout(k["variant"]) == Readout.GUIDANCE:  # the copy: `ours`' guidance, from its start pose
+        deps += [str(p.start_pose)]
     return deps
 
 
 def _infer_params(file: ParamsFile, k: Keys) -> list[str]:
-    return ["infer", *(["guidance", "refiner", "compute"] if is_refined(k["variant"]) else [])]
+    if is_refined(k["variant"]):
+        return ["infer", "guidance", "refiner", "compute"]
+    return ["infer", *(["guidance"] if readout(k["variant"]) == Readout.GUIDANCE else [])]
 
 
 # the variants an online split is scored by: validation keeps the ablation's val cached, so an online split
 # is always scored by the unrefined variants and ours (checked in _online_deps); Snakemake's output patterns
 # need the list without the params file
-ONLINE_VARIANTS = (*UNREFINED, "ours")
+ONLINE_VARIANTS = (*unrefined_of(controlled=False), "ours")
 
 
 def _online_deps(file: ParamsFile, k: Keys) -> list[str]:
@@ -218,8 +224,8 @@ def _online_deps(file: ParamsFile, k: Keys) -> list[str]:
                          f"{list(ONLINE_VARIANTS)}")
     deps = [str(p.backbone), str(p.instances(k["split"])), str(p.download_stamp)]
     for v in filter(is_refined, variants):
-        deps += [str(p.refiner(v)), str(p.start_pose)]
-    return deps
+        deps += [str(p.refiner(v))]
+    return deps + [str(p.start_pose)]  # every refiner's guidance and the copy's
 
 
 def _evaluate_deps(file: ParamsFile, k: Keys) -> list[str]:
@@ -238,7 +244,8 @@ def _report_deps(file: ParamsFile, k: Keys) -> list[str]:
     p = Paths.of(file.backbones[bb].dataset, bb)
     deps += [str(p.instances("val")), str(p.backbone_log), str(p.start_pose)]
     for v in file.variants_of(bb):
-        deps += [str(p.refiner(v)), str(p.refiner_log(v))]
+        deps += [str(p.refiner(v))]
+    deps += [str(_paths(k).refiner_log(k["variant"])) for k in per_refiner(file)]  # every refiner's val AP curve
     return deps
 
 

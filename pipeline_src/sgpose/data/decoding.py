@@ -5,7 +5,8 @@
                     standard  SimpleBaseline/HRNet's get_final_preds with TEST.POST_PROCESS
                     dark      DARK (Zhang et al., CVPR 2020): Gaussian modulation, then a Newton
                               (second-order Taylor) step at the maximum of the log-heatmap
-    predicted_pose  P_pred of docs/method.md §2 (integer argmax, threshold): the guidance's input, not a final decode
+    predicted_pose  P_pred of docs/method.md §2 (integer argmax, or sub-pixel: `PredDecode`; threshold): the
+                    guidance's input, not a final decode
     flip_back       the mirrored crop's heatmaps mapped back (flip test)
 
 Both final decoders follow the official conventions that move Table 2 (pinned in
@@ -22,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from sgpose.core.modes import DecodeMode, values
+from sgpose.core.modes import DecodeMode, PredDecode, values
 
 QUARTER = 0.25  # the standard shift toward the higher neighbour, heatmap px
 DARK_KERNEL_RADII = 2.5  # modulation kernel half-width in sigmas: 11 taps at sigma 2, as DARK's code
@@ -147,9 +148,17 @@ def dark_refine(heatmaps: Tensor, sigma: float) -> tuple[Tensor, Tensor]:
     return m + torch.where(ok[..., None], step, torch.zeros_like(step)), ok
 
 
-def predicted_pose(heatmaps: Tensor, threshold: float) -> Tensor:
-    """P_pred of docs/method.md §2: per-joint argmax, set to (0, 0) where the max response <= threshold."""
-    coords, maxvals = argmax_coords(heatmaps.float())
+def predicted_pose(heatmaps: Tensor, threshold: float, mode: PredDecode | str = PredDecode.ARGMAX,
+                   sigma: float | None = None) -> Tensor:
+    """P_pred of docs/method.md §2: per joint the integer argmax (`argmax`, the paper's), or the standard
+    decode's quarter-pixel position (`subpixel`), or DARK's (`dark`, needs the targets' `sigma`); set to (0, 0)
+    (missing) where the max response is at most `threshold`."""
+    heatmaps = heatmaps.float()
+    mode = PredDecode(mode)
+    if mode is PredDecode.ARGMAX:
+        coords, maxvals = argmax_coords(heatmaps)
+    else:
+        coords, maxvals = decode(heatmaps, DecodeMode.STANDARD if mode is PredDecode.SUBPIXEL else DecodeMode.DARK, sigma)
     return coords * (maxvals > threshold)[..., None]
 
 

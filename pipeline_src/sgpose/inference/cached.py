@@ -28,7 +28,7 @@ from sgpose.config.schema import ComputeParams, InferParams
 from sgpose.config.selection import Params
 from sgpose.core.keypoints import get_layout
 from sgpose.core.modes import DecodeMode, InferenceMode
-from sgpose.core.variants import is_refined
+from sgpose.core.variants import Readout, is_refined, readout
 from sgpose.data.decoding import flip_back
 from sgpose.evaluation.results import heatmap_results
 from sgpose.method.refine import GuidanceSpec, guidance_spec, refine
@@ -48,6 +48,20 @@ class Refiner(NamedTuple):
     spec: GuidanceSpec
 
 
+class Copy(NamedTuple):
+    """The `copy` readout: the last guidance map H(T-1) of `ours` (the rendered P_pred), a refiner that
+    returns its input."""
+
+    spec: GuidanceSpec
+
+
+class Oracle(NamedTuple):
+    """The `oracle` readout: the training targets (the cache's `target`), a perfect refiner."""
+
+
+Source = Refiner | Copy | Oracle | None  # what a variant's heatmaps are made of (None: the backbone's Y0)
+
+
 @dataclass(frozen=True)
 class Setting:
     """What inference reads of the parameters: the `infer` and `compute` sections, the layout's flip
@@ -65,41 +79,52 @@ class Setting:
                    params.backbone.heatmap_sigma, dev)
 
 
-def view_heatmaps(batch: dict[str, torch.Tensor], prefix: str, refiner: Refiner | None, cp: ComputeParams,
+def view_heatmaps(batch: dict[str, torch.Tensor], prefix: str, refiner: Source, cp: ComputeParams,
                   mode: InferenceMode, dev: torch.device = CPU) -> torch.Tensor:
-    """One view's final heatmaps (`prefix` '' or 'flip/') on the CPU: Y0 for the baseline, else refined."""
+    """One view's final heatmaps (`prefix` '' or 'flip/') on the CPU: Y0 for the baseline, the guidance's last
+    map for the copy, the targets for the oracle, else refined."""
+    if isinstance(refiner, Oracle):
+        return batch[f"{prefix}target"].float()
     y0 = batch[f"{prefix}heatmaps"]
     if refiner is None:
         return y0.float()
+    if isinstance(refiner, Copy):
+        spec, y0 = refiner.spec, y0.float()
+        return spec.at(spec.pred(y0), y0, torch.full((len(y0),), spec.T - 1, dtype=torch.long)).float()
     feats = [compute.to_device(f, cp, dev) for f in features(batch, prefix)]
     with compute.inference(cp, dev):
         out = refine(refiner.unet, refiner.spec, feats, compute.to_device(y0, cp, dev), mode)
     return out.float().cpu()
 
 
-def final_heatmaps(batch: dict[str, torch.Tensor], refiner: Refiner | None, s: Setting) -> torch.Tensor:
-    """The heatmaps to decode for a batch: one view, or the average with the mirrored view mapped back."""
+def final_heatmaps(batch: dict[str, torch.Tensor], refiner: Source, s: Setting) -> torch.Tensor:
+    """The heatmaps to decode for a batch: one view, or the average with the mirrored view mapped back (the
+    oracle: one view, the targets have no mirrored view)."""
     out = view_heatmaps(batch, "", refiner, s.compute, s.infer.mode, s.device)
-    if not s.infer.flip_test or "flip/heatmaps" not in batch:
+    if not s.infer.flip_test or "flip/heatmaps" not in batch or isinstance(refiner, Oracle):
         return out
     flipped = view_heatmaps(batch, "flip/", refiner, s.compute, s.infer.mode, s.device)
     return 0.5 * (out + flip_back(flipped, s.flip_perm))
 
 
-def refiner_for(params: Params, paths: Paths, variant: str, dev: torch.device) -> Refiner | None:
-    """The trained refiner of a variant on the device, or None for an unrefined variant (baseline*)."""
+def refiner_for(params: Params, paths: Paths, variant: str, dev: torch.device) -> Source:
+    """What a variant's heatmaps are made of: its trained refiner on the device, or the readout of an unrefined
+    variant (None: the backbone's Y0; `Copy`: `ours`' guidance; `Oracle`: the targets)."""
     if not is_refined(variant):
-        return None
+        kind = readout(variant)
+        if kind == Readout.GUIDANCE:
+            return Copy(guidance_spec(params, "ours", paths.start_pose))
+        return Oracle() if kind == Readout.TARGET else None
     unet = load_refiner(paths.refiner(variant), params.refiner, get_layout(params.layout).num_joints, variant)
     spec = guidance_spec(params, variant, paths.start_pose)
     mode = params.infer.mode
-    if spec.T == 1 or (mode == InferenceMode.STATIC and not spec.prev_heatmap):
+    if spec.T == 1 or mode == InferenceMode.STATIC:
         log.info("%s %s inference: only step t=T-1=%d affects the output; the other steps are skipped",
                  variant, mode if spec.T > 1 else "single-step", spec.T - 1)
     return Refiner(compute.prepare_model(unet, params.compute, dev), spec)
 
 
-def split_results(path: Path, refiner: Refiner | None, s: Setting, mode: DecodeMode | str | None = None) -> list[dict]:
+def split_results(path: Path, refiner: Source, s: Setting, mode: DecodeMode | str | None = None) -> list[dict]:
     """COCO results of every sample of the cache at `path`, decoded batch by batch (`mode`: the decoder,
     default `infer.decode`)."""
     mode = mode or s.infer.decode
@@ -107,8 +132,12 @@ def split_results(path: Path, refiner: Refiner | None, s: Setting, mode: DecodeM
         flip = s.infer.flip_test and has_flip(h5)
     if s.infer.flip_test and not flip:
         log.warning("%s: infer.flip_test is on but the cache has no flip/*: single view", path)
-    prefixes = () if refiner is None else ("", "flip/") if flip else ("",)
-    data = CacheBatches(path, keys=["heatmaps", *(["flip/heatmaps"] if flip else []), *META], prefixes=prefixes)
+    if isinstance(refiner, Oracle):  # the targets: one view
+        keys, prefixes = ["target"], ()
+    else:
+        keys = ["heatmaps", *(["flip/heatmaps"] if flip else [])]
+        prefixes = ("", "flip/") if flip and isinstance(refiner, Refiner) else ("",) if isinstance(refiner, Refiner) else ()
+    data = CacheBatches(path, keys=[*keys, *META], prefixes=prefixes)
     results = []
     pin = s.device.type == "cuda"
     for batch in batch_loader(data, sequential_batches(len(data), s.infer.batch_size), pin_memory=pin):

@@ -26,13 +26,13 @@ from sgpose.core.keypoints import get_layout
 from sgpose.data.coco import read_instances
 from sgpose.data.dataset import CropDataset
 from sgpose.evaluation.results import heatmap_results
-from sgpose.inference.cached import Refiner, Setting, final_heatmaps, refiner_for
+from sgpose.inference.cached import Refiner, Setting, Source, final_heatmaps, refiner_for
 from sgpose.models.backbones import forward_views
 from sgpose.models.checkpoints import load_backbone
 from sgpose.runtime import compute
 
 log = logging.getLogger(__name__)
-Refiners = dict[str, Refiner | None]  # variant -> its refiner (None: an unrefined variant, baseline*)
+Refiners = dict[str, Source]  # variant -> what its heatmaps are made of (`inference.cached.refiner_for`)
 
 
 def crops(params: Params, paths: Paths, split: str) -> CropDataset:
@@ -46,7 +46,7 @@ def check_levels(refiners: Refiners, paths: Paths, levels: list[int]) -> None:
     """Every refiner reads the feature levels computed here (`cache.feature_levels`): a refiner trained on
     other levels is an error naming its file."""
     for variant, refiner in refiners.items():
-        if refiner is not None and refiner.unet.levels != levels:
+        if isinstance(refiner, Refiner) and refiner.unet.levels != levels:
             raise ValueError(f"{paths.refiner(variant)}: trained on feature levels {refiner.unet.levels}, the backbone's "
                              f"features here are levels {levels} (cache.feature_levels); retrain it")
 

@@ -65,9 +65,18 @@ class GuidanceSpec:
             return y0
         return guidance.fuse_at(self.maps(pose), self.weights, t)
 
-    def inputs(self, H: Tensor, prev: Tensor) -> Tensor:
-        """The maps fed beside F_0: H(t), then the previous step's heatmap when that input is on."""
-        return torch.cat([H, prev], dim=1) if self.prev_heatmap else H
+    def pred(self, heatmaps: Tensor) -> Tensor:
+        """P_pred (B, K, 2) of heatmaps: each joint decoded as `guidance.pred_decode` says, (0, 0) where its
+        maximum is at most `guidance.pred_threshold` (missing; docs/method.md §2)."""
+        p = self.params
+        return predicted_pose(heatmaps, p.pred_threshold, p.pred_decode, self.sigma)
+
+    def inputs(self, pose: Tensor, y0: Tensor, t: Tensor) -> Tensor:
+        """The maps fed beside F_0 at steps t (B,) for the path P_start -> pose: H(t), then, when that input
+        is on (`refiner.prev_heatmap`), the backbone's Y0 as the previous step's heatmap. Training and
+        every inference reading build the UNet's input here, so inference feeds what training fed."""
+        H = self.at(pose, y0, t)
+        return torch.cat([H, y0], dim=1) if self.prev_heatmap else H
 
 
 def gt_pose(joints: Tensor) -> Tensor:
@@ -75,9 +84,16 @@ def gt_pose(joints: Tensor) -> Tensor:
     return joints[..., :2] * (joints[..., 2:3] > 0)
 
 
-def draw_steps(spec: GuidanceSpec, n: int, generator: torch.Generator | None = None) -> Tensor:
-    """Algorithm 1's t ~ U{0..T-1}, one per sample (on the CPU: one seeded generator serves every device)."""
-    return torch.randint(0, spec.T, (n,), generator=generator)
+def draw_steps(spec: GuidanceSpec, n: int, generator: torch.Generator | None = None,
+               p_last: float | None = None) -> Tensor:
+    """The training steps t, one per sample (on the CPU: one seeded generator serves every device).
+
+    `p_last` None: Algorithm 1's t ~ U{0..T-1}. Else t = T-1 (the step the static reading runs) with
+    probability p_last, t ~ U{0..T-2} otherwise (`train_refiner.p_last`; docs/paper_notes.md)."""
+    if p_last is None or spec.T == 1:
+        return torch.randint(0, spec.T, (n,), generator=generator)
+    last = torch.rand(n, generator=generator) < p_last
+    return torch.where(last, spec.T - 1, torch.randint(0, spec.T - 1, (n,), generator=generator))
 
 
 def training_loss(unet: StructureGuidedUNet, spec: GuidanceSpec, feats: list[Tensor], y0: Tensor,
@@ -86,46 +102,41 @@ def training_loss(unet: StructureGuidedUNet, spec: GuidanceSpec, feats: list[Ten
     regress the ground-truth heatmaps with the visibility-weighted MSE.
 
     The path ends at the backbone's prediction ("path consistency"), or at ground truth for A4
-    (`joints` needed). With the previous-heatmap input the previous step is teacher-forced with Y0.
+    (`joints` needed). With the previous-heatmap input the previous heatmap is Y0 (`GuidanceSpec.inputs`).
     """
     if spec.variant.train_path == TrainPath.GT:
         if joints is None:
             raise ValueError(f"variant {spec.variant.name} trains on ground-truth paths: pass joints")
         pose = gt_pose(joints.float())
     else:
-        pose = predicted_pose(y0, spec.params.pred_threshold)
+        pose = spec.pred(y0)
     t = t.to(y0.device)
-    H = spec.at(pose, y0, t)
-    return joints_mse(unet(feats, spec.inputs(H, y0), t), target, weight)
+    return joints_mse(unet(feats, spec.inputs(pose, y0, t), t), target, weight)
 
 
 @torch.no_grad()
 def refine_static(unet: StructureGuidedUNet, spec: GuidanceSpec, feats: list[Tensor], y0: Tensor) -> Tensor:
     """docs/method.md §5 `static`: {H(t)} built once from P_start -> P_pred, UNet run per step, last output kept.
 
-    Without the previous-heatmap input the steps do not feed each other, so only the last step
-    t = T-1 can change the result: the other T-1 UNet calls are skipped.
+    The steps do not feed each other (the previous-heatmap input, when on, is Y0 at every step, as in
+    training), so only the last step t = T-1 can change the result: the other T-1 UNet calls are skipped.
     """
-    if spec.prev_heatmap:
-        return refine(unet, spec, feats, y0, InferenceMode.STATIC)
     t = torch.full((y0.shape[0],), spec.T - 1, dtype=torch.long, device=y0.device)
-    H = spec.at(predicted_pose(y0, spec.params.pred_threshold), y0, t)
-    return unet(feats, spec.inputs(H, y0), t)
+    return unet(feats, spec.inputs(spec.pred(y0), y0, t), t)
 
 
 def _steps(unet: StructureGuidedUNet, spec: GuidanceSpec, feats: list[Tensor], y0: Tensor, mode: InferenceMode) -> Iterator[Tensor]:
-    """Each step's UNet output (B, K, h, w), t = 0..T-1, in one docs/method.md §5 reading."""
+    """Each step's UNet output (B, K, h, w), t = 0..T-1, in one docs/method.md §5 reading. Every call's input is
+    `spec.inputs(P(t), Y0, t)`: what training builds for a path ending at P(t) (docs/paper_notes.md)."""
     if mode not in set(InferenceMode):
         raise ValueError(f"unknown inference mode {mode!r}; expected one of {', '.join(InferenceMode)}")
-    thr = spec.params.pred_threshold
-    pred = predicted_pose(y0, thr)
+    pred = spec.pred(y0)
     pose = spec.start.to(pred).expand_as(pred) if mode == InferenceMode.RECURSIVE else pred
-    out = y0
     for step in range(spec.T):
         t = torch.full((y0.shape[0],), step, dtype=torch.long, device=y0.device)
-        out = unet(feats, spec.inputs(spec.at(pose, y0, t), out), t)
+        out = unet(feats, spec.inputs(pose, y0, t), t)
         if mode != InferenceMode.STATIC:
-            pose = predicted_pose(out, thr)
+            pose = spec.pred(out)
         yield out
 
 
@@ -134,11 +145,11 @@ def refine(unet: StructureGuidedUNet, spec: GuidanceSpec, feats: list[Tensor], y
            mode: InferenceMode = InferenceMode.STATIC) -> Tensor:
     """The final heatmaps (B, K, h, w) of one docs/method.md §5 reading, batched over samples:
 
-    static               H from P_start -> P_pred once; only the last step without prev-heatmap
+    static               H from P_start -> P_pred once; only the last step's output matters
     recursive            P(0) = P_start; step t: H(t) of the path P_start -> P(t), UNet, P(t+1) = decode
     recursive_from_pred  the same with P(0) = P_pred
     """
-    if mode == InferenceMode.STATIC and not spec.prev_heatmap:
+    if mode == InferenceMode.STATIC:
         return refine_static(unet, spec, feats, y0)
     out = y0
     for out in _steps(unet, spec, feats, y0, mode):

@@ -13,13 +13,15 @@ from sgpose.config.schema import GuidanceParams, RefinerParams
 from sgpose.core.checkpoint_io import torch_load
 from sgpose.core.errors import InputError
 from sgpose.core.io import atomic_path
+from sgpose.core.modes import RefinerInit
 from sgpose.core.variants import get_variant
 from sgpose.method.refine import input_channels
 from sgpose.method.unet import StructureGuidedUNet
 from sgpose.models.features import FeatureInfo, from_json, to_json
 
-# a training log row (refiner.pt and train_log.csv): no wall time, so equal work gives equal bytes
-LOG_FIELDS = ("epoch", "loss", "lr")
+# a training log row (refiner.pt and train_log.csv): no wall time, so equal work gives equal bytes; val_ap is
+# the validation AP of the epochs `train_refiner.val_every` scores ("" for the others)
+LOG_FIELDS = ("epoch", "loss", "lr", "val_ap")
 REQUIRED = ("state_dict", "features")
 
 
@@ -27,7 +29,8 @@ def build_unet(rp: RefinerParams, num_joints: int, features: list[FeatureInfo], 
     """The refiner of one variant for `num_joints` joints and these cached backbone features."""
     v = get_variant(variant)
     return StructureGuidedUNet(num_joints, features, rp.base_channels, rp.channel_mults, rp.time_dim,
-                               in_channels=input_channels(num_joints, v, rp.prev_heatmap), step_embedding=v.step_embedding)
+                               in_channels=input_channels(num_joints, v, rp.prev_heatmap), step_embedding=v.step_embedding,
+                               zero_init=rp.init == RefinerInit.ZERO)
 
 
 def refiner_checkpoint(unet: StructureGuidedUNet, opt, epoch: int, rows: list[dict], variant: str, rp: RefinerParams,

@@ -48,11 +48,12 @@ def _norm(channels: int) -> nn.GroupNorm:
 class ResBlock(nn.Module):
     """Norm-act-conv twice, with the step embedding added between (diffusion-UNet style)."""
 
-    def __init__(self, cin: int, cout: int, time_dim: int):
+    def __init__(self, cin: int, cout: int, time_dim: int, zero_init: bool = True):
         super().__init__()
         self.norm1, self.conv1 = _norm(cin), nn.Conv2d(cin, cout, 3, padding=1)
         self.time = nn.Linear(time_dim, cout)
-        self.norm2, self.conv2 = _norm(cout), zero(nn.Conv2d(cout, cout, 3, padding=1))
+        conv2 = nn.Conv2d(cout, cout, 3, padding=1)
+        self.norm2, self.conv2 = _norm(cout), zero(conv2) if zero_init else conv2
         self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
 
     def forward(self, x: Tensor, temb: Tensor) -> Tensor:
@@ -67,10 +68,11 @@ class StructureGuidedUNet(nn.Module):
 
     def __init__(self, num_joints: int, features: list[FeatureInfo], base_channels: int = 32,
                  channel_mults: list[int] | None = None, time_dim: int = 64, in_channels: int | None = None,
-                 step_embedding: bool = True):
+                 step_embedding: bool = True, zero_init: bool = True):
         """features: the backbone features given to forward, each fused at its level (`FeatureInfo`);
         in_channels: the maps concatenated with F_0 (default num_joints: H(t); 0 for features only,
-        2K with the previous-heatmap input). step_embedding False: no t input (ablations A1, A2)."""
+        2K with the previous-heatmap input). step_embedding False: no t input (ablations A1, A2).
+        zero_init False: PyTorch's default initialisation instead of guided-diffusion's zero convs."""
         super().__init__()
         in_channels = num_joints if in_channels is None else in_channels
         self.features = list(features)
@@ -95,15 +97,17 @@ class StructureGuidedUNet(nn.Module):
             self.downs.append(nn.ModuleList([
                 nn.Identity() if i == 0 else nn.Conv2d(cin, cin, 3, stride=2, padding=1),
                 nn.Conv2d(cin + at.get(i, 0), width, 3 if i == 0 else 1, padding=1 if i == 0 else 0),
-                ResBlock(width, width, time_dim)]))
-        self.mid = nn.ModuleList([ResBlock(widths[-1], widths[-1], time_dim), ResBlock(widths[-1], widths[-1], time_dim)])
+                ResBlock(width, width, time_dim, zero_init)]))
+        self.mid = nn.ModuleList([ResBlock(widths[-1], widths[-1], time_dim, zero_init),
+                                  ResBlock(widths[-1], widths[-1], time_dim, zero_init)])
         # decoder, one (upsample, block) per level, lowest resolution first: the upsampled input (a 1x1
         # conv to the level's width; none at the lowest level) concatenated with the encoder's skip
         self.ups = nn.ModuleList(
             nn.ModuleList([nn.Identity() if i == len(widths) - 1 else nn.Conv2d(widths[i + 1], width, 1),
-                           ResBlock(2 * width, width, time_dim)])
+                           ResBlock(2 * width, width, time_dim, zero_init)])
             for i, width in reversed(list(enumerate(widths))))
-        self.head = nn.Sequential(_norm(widths[0]), nn.SiLU(), zero(nn.Conv2d(widths[0], num_joints, 1)))
+        out = nn.Conv2d(widths[0], num_joints, 1)
+        self.head = nn.Sequential(_norm(widths[0]), nn.SiLU(), zero(out) if zero_init else out)
 
     @property
     def levels(self) -> list[int]:

@@ -98,6 +98,8 @@ def chart_sections(params: Params, paths: Paths, runs: list[discover.Run], t1: p
     charts.fig5_steps(by_s, out / "fig5_steps.png", label)
     charts.fig6_schedule(by_schedule, out / "fig6_schedule.png", label)
     charts.training_curves(train_logs(paths), out / "training_curves.png")
+    panels, lines = validation_logs(params, paths, runs)
+    charts.validation_curves(panels, lines, out / "validation_ap.png")
     naming = "sweep runs are variant directories ours_S<k> (guidance.S = k); `ours` is S = " \
              f"{params.guidance.S}, schedule {params.guidance.schedule}; ours_linear / ours_cosine the other schedule."
     return [
@@ -111,6 +113,11 @@ def chart_sections(params: Params, paths: Paths, runs: list[discover.Run], t1: p
                 image="fig6_schedule.png", links=["fig6_schedule.csv"]),
         Section("curves", "Training curves", "Loss per epoch from the backbone's and each refiner's train_log.csv.",
                 image="training_curves.png", links=["training_curves.csv"]),
+        Section("validation", "Validation AP during training",
+                "Each refiner's val AP every train_refiner.val_every epochs (the refiner as infer runs it), beside "
+                "its backbone's baseline and copy scores (dashed, dotted): whether a refiner is still learning or "
+                "at the guidance's ceiling.",
+                image="validation_ap.png", links=["validation_ap.csv"]),
     ]
 
 
@@ -126,6 +133,21 @@ def train_logs(paths: Paths) -> dict[str, pd.DataFrame]:
             else:
                 log.warning("%s: no epoch/loss columns; not drawn", path)
     return logs
+
+
+def validation_logs(params: Params, paths: Paths, runs: list[discover.Run]) -> tuple[dict, dict]:
+    """({backbone: {variant: its train_log.csv}}, {backbone: {"baseline" | "copy": val AP %}}) of every backbone
+    with a refiner's log."""
+    panels, lines = {}, {}
+    for bb, bp in params.file.backbones.items():
+        where = Paths.of(bp.dataset, bb, paths.root)
+        logs = {v: pd.read_csv(where.refiner_log(v)) for v in params.file.variants_of(bb) if where.refiner_log(v).is_file()}
+        if not logs:
+            continue
+        panels[bb] = logs
+        metrics = discover.by_variant(discover.select(runs, bp.dataset, bb, "val"))
+        lines[bb] = {v: 100.0 * float(metrics[v]["AP"]) for v in ("baseline", "copy") if "AP" in metrics.get(v, {})}
+    return panels, lines
 
 
 def fig2_caches(params: Params, paths: Paths) -> list[Path]:
@@ -145,8 +167,10 @@ def fig2_section(params: Params, paths: Paths, out: Path) -> Section:
         raise ValueError(f"report.fig2_joint: {err.args[0]}") from None
     size = tuple(params.backbone.heatmap_size)
     start = layout.canonical_pose(size)
-    pred, drawn, source = fig2_poses(start, fig2_caches(params, paths), params.guidance.pred_threshold, joint)
-    g, name = params.guidance, layout.names[drawn]
+    g = params.guidance
+    pred, drawn, source = fig2_poses(start, fig2_caches(params, paths), g.pred_threshold, joint, g.pred_decode,
+                                     params.backbone.heatmap_sigma)
+    name = layout.names[drawn]
     fig_guidance_sequence(start, pred, drawn, g.S, g.schedule, params.backbone.heatmap_sigma, size,
                           out / "fig2_guidance.png", joint_name=name, missing=g.missing)
     note = "" if drawn == joint else f" (report.fig2_joint {params.report.fig2_joint} is missed in every val sample)"

@@ -137,3 +137,34 @@ def training_curves(logs: dict[str, pd.DataFrame], path: Path) -> pd.DataFrame:
         ax.set_title(title, fontsize=10)
     fig.suptitle("Training curves (train_log.csv)", fontsize=11)
     return save(fig, path, data)
+
+
+def validation_curves(panels: dict[str, dict[str, pd.DataFrame]], lines: dict[str, dict[str, float]],
+                      path: Path) -> pd.DataFrame:
+    """Validation AP (%) per epoch of every refiner (`val_ap` of its train_log.csv), one panel per backbone,
+    with that backbone's baseline and copy scores as horizontal lines: a curve still rising at its last
+    epoch is under-trained; one flat at the copy line is at the guidance's ceiling."""
+    frames = [df[["epoch", "val_ap"]].assign(backbone=bb, variant=v) for bb, logs in panels.items()
+              for v, df in logs.items() if "val_ap" in df]
+    data = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["epoch", "val_ap", "backbone", "variant"])
+    data = data.assign(val_ap=pd.to_numeric(data["val_ap"], errors="coerce") * 100.0).dropna(subset=["val_ap"])
+    data = data[["backbone", "variant", "epoch", "val_ap"]]
+    names = list(panels) or ["-"]
+    fig, axes = plt.subplots(1, len(names), figsize=(4.6 * len(names), 3.8), squeeze=False)
+    for ax, bb in zip(axes[0], names):
+        part = data[data["backbone"] == bb]
+        if part.empty:
+            no_runs(ax, "no validation AP logged (train_refiner.val_every: 0)")
+            ax.set_title(bb, fontsize=10)
+            continue
+        for variant, curve in part.groupby("variant", sort=True):
+            ax.plot(curve["epoch"], curve["val_ap"], marker="o", markersize=3, label=variant)
+        for name, style in (("baseline", "--"), ("copy", ":")):
+            if name in lines.get(bb, {}):
+                ax.axhline(lines[bb][name], color="black", linestyle=style, linewidth=1, label=f"{name} (infer)")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("val AP (%)")
+        ax.set_title(bb, fontsize=10)
+        ax.legend(fontsize=7)
+    fig.suptitle("Validation AP during refiner training, beside the baseline and the copy score", fontsize=11)
+    return save(fig, path, data)

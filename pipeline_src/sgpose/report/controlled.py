@@ -16,6 +16,7 @@ import pandas as pd
 from sgpose.config.paths import Paths
 from sgpose.config.selection import Params
 from sgpose.controlled.perturb import ARCHS
+from sgpose.core.variants import UNREFINED
 from sgpose.report import discover, paper, tables
 from sgpose.report.page import Section
 
@@ -50,8 +51,8 @@ def table(metrics: dict[str, dict]) -> pd.DataFrame:
     """Table 1's rows (baseline, A1-A4, ours) then the sweeps, this run's metrics (x100) and the AP gain
     over this backbone's baseline; no paper column (a different setting)."""
     rows = []
-    described = {v: d for v, (d, _) in paper.TABLE1.items()}
-    for variant in tables.variant_order(set(described) | set(metrics)):
+    described = {v: d for v, (d, _) in paper.TABLE1.items()} | {v: u.description for v, u in UNREFINED.items()}
+    for variant in tables.variant_order(set(paper.TABLE1) | set(metrics)):
         other = "sweep (Figs. 5-6)" if variant.startswith("ours_") else ""
         row = {"variant": variant, "description": described.get(variant, other)}
         rows.append(row | tables._run_values(metrics.get(variant), tables.RUN_COLUMNS))

@@ -70,18 +70,20 @@ def fig_guidance_sequence(start: np.ndarray, pred: np.ndarray, joint_index: int,
 FALLBACK_SHIFT = np.array([3.0, -2.0], dtype=np.float32)  # canonical pose moved a few pixels
 
 
-def fig2_poses(start: np.ndarray, caches: list[Path], threshold: float, joint: int = 0) -> tuple[np.ndarray, int, str]:
+def fig2_poses(start: np.ndarray, caches: list[Path], threshold: float, joint: int = 0, pred_decode: str = "argmax",
+               sigma: float | None = None) -> tuple[np.ndarray, int, str]:
     """(pred, the joint to draw, where they came from): the predicted pose of the first val sample of the
     first readable cache of `caches` whose `joint` the backbone detects; where no sample of any cache detects
     it, the first joint (in layout order) some sample detects, so that the figure always draws a joint that
     is present; without any readable cache, the start pose shifted a few pixels (the figure still shows a
-    path)."""
+    path). P_pred is read as the guidance reads it (`pred_decode`, `sigma`)."""
+    read = (threshold, pred_decode, sigma)
     readable = []
     for cache in caches:
         if not cache.exists():
             continue
         try:
-            found = _cached_pose(cache, threshold, [joint])
+            found = _cached_pose(cache, read, [joint])
         except (OSError, KeyError, ValueError) as err:
             log.warning("%s: cannot read heatmaps (%s); not used for Fig. 2", cache, err)
             continue
@@ -90,7 +92,7 @@ def fig2_poses(start: np.ndarray, caches: list[Path], threshold: float, joint: i
             return pose, joint, f"val sample {n} of {cache}"
         readable.append(cache)
     for cache in readable:  # the configured joint is missed everywhere: another joint, present
-        found = _cached_pose(cache, threshold, range(len(start)))
+        found = _cached_pose(cache, read, range(len(start)))
         if found is not None:
             pose, n, k = found
             return pose, k, f"val sample {n} of {cache} (joint {joint} is missed in every sample; joint {k} drawn)"
@@ -100,9 +102,11 @@ def fig2_poses(start: np.ndarray, caches: list[Path], threshold: float, joint: i
 SCAN_BLOCK = 256  # samples read at a time while looking for Fig. 2's sample
 
 
-def _cached_pose(cache: Path, threshold: float, joints) -> tuple[np.ndarray, int, int] | None:
+def _cached_pose(cache: Path, read: tuple, joints) -> tuple[np.ndarray, int, int] | None:
     """(predicted pose, sample, joint) of the first sample whose joint (of `joints`, in that order of
-    preference per block) responds above `threshold`, or None when none does."""
+    preference per block) responds above the threshold, or None when none does; `read`: (threshold,
+    pred_decode, sigma) of `predicted_pose`."""
+    threshold = read[0]
     from sgpose.cache.reader import open_cache
     from sgpose.data.decoding import predicted_pose
 
@@ -116,5 +120,5 @@ def _cached_pose(cache: Path, threshold: float, joints) -> tuple[np.ndarray, int
                 if len(hits):
                     n = a + int(hits[0])
                     heatmaps = torch.from_numpy(np.asarray(maps[n:n + 1], dtype=np.float32))
-                    return predicted_pose(heatmaps, threshold)[0].numpy(), n, int(k)
+                    return predicted_pose(heatmaps, *read)[0].numpy(), n, int(k)
     return None

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from sgpose.core.io import atomic_path
-from sgpose.core.variants import BASELINE, BASELINE_DARK, UNREFINED
+from sgpose.core.variants import BASELINE, BASELINE_DARK, COPY, ORACLE, UNREFINED
 from sgpose.report import paper
 
 # column -> metrics key; this run's numbers, in %
@@ -16,7 +16,7 @@ RUN_COLUMNS = {"AP (this run)": "AP", "AP50": "AP50", "AP75": "AP75", "APM": "AP
 PAPER_COLUMN = "paper AP (quoted)"
 TABLE1_COLUMNS = ["variant", "description", *RUN_COLUMNS, PAPER_COLUMN]
 TABLE2_COLUMNS = ["backbone", "directory", "input", "baseline AP (this run)", "baseline + DARK AP (this run)",
-                  "ours AP (this run)", "gain (this run)", "gain over baseline + DARK (this run)",
+                  "copy AP (this run)", "ours AP (this run)", "gain (this run)", "gain over baseline + DARK (this run)",
                   "baseline AP (paper, quoted)", "ours AP (paper, quoted)", "gain (paper, quoted)"]
 TABLE3_COLUMNS = {"AP": "AP", "AP50": "AP50", "AP75": "AP75", "AP(E)": "AP_easy", "AP(M)": "AP_medium",
                   "AP(H)": "AP_hard"}
@@ -25,7 +25,9 @@ QUOTED = "paper (quoted)"
 NAN = float("nan")
 
 
-ORDER = [*UNREFINED, *(v for v in paper.TABLE1 if v not in UNREFINED)]  # baseline, baseline_dark, A1..A4, ours
+# baseline, baseline_dark, the ceilings (copy, oracle), A1..A4, ours
+ORDER = [*UNREFINED, *(v for v in paper.TABLE1 if v not in UNREFINED)]
+CEILINGS = (COPY, ORACLE)  # rows of Table 1 where this run has them: what a refiner is measured against
 
 
 def variant_order(variants) -> list[str]:
@@ -49,7 +51,8 @@ def _run_values(m: dict | None, columns: dict[str, str]) -> dict[str, float]:
 
 def table1(metrics: dict[str, dict]) -> pd.DataFrame:
     """Table 1: one row per paper variant (baseline, A1..A4, ours), this run's metrics (x100, in %)
-    where a metrics file exists ('-' where not), and the paper's quoted AP.
+    where a metrics file exists ('-' where not), and the paper's quoted AP; after the baseline, the
+    ceilings this run has (copy: the guidance returned; oracle: the targets), which the paper does not report.
 
     `metrics` maps a variant name to its metrics (one split) (fractions in [0, 1]); other variants
     (sweeps) belong to Figs. 5-6 and are not listed here.
@@ -58,6 +61,9 @@ def table1(metrics: dict[str, dict]) -> pd.DataFrame:
     for variant, (desc, quoted) in paper.TABLE1.items():
         row = {"variant": variant, "description": desc} | _run_values(metrics.get(variant), RUN_COLUMNS)
         rows.append(row | {PAPER_COLUMN: quoted})
+        if variant == BASELINE:
+            rows += [{"variant": c, "description": UNREFINED[c].description} | _run_values(metrics[c], RUN_COLUMNS)
+                     | {PAPER_COLUMN: NAN} for c in CEILINGS if c in metrics]
     return pd.DataFrame(rows, columns=TABLE1_COLUMNS)
 
 
@@ -78,11 +84,12 @@ def table2(backbones: list[dict]) -> pd.DataFrame:
 
 def _table2_row(name: str, b: dict | None, q_base: float, q_ours: float) -> dict:
     m = (b or {}).get("metrics", {})
-    base, dark, ours = (_run_values(m.get(v), {"x": "AP"})["x"] for v in (BASELINE, BASELINE_DARK, "ours"))
+    base, dark, copy, ours = (_run_values(m.get(v), {"x": "AP"})["x"] for v in (BASELINE, BASELINE_DARK, COPY, "ours"))
     size = (b or {}).get("input_size")
     return {"backbone": name, "directory": (b or {}).get("dir", "-"),
             "input": "x".join(map(str, size)) if size else "-",
-            "baseline AP (this run)": base, "baseline + DARK AP (this run)": dark, "ours AP (this run)": ours,
+            "baseline AP (this run)": base, "baseline + DARK AP (this run)": dark, "copy AP (this run)": copy,
+            "ours AP (this run)": ours,
             "gain (this run)": round(ours - base, 2), "gain over baseline + DARK (this run)": round(ours - dark, 2),
             "baseline AP (paper, quoted)": q_base, "ours AP (paper, quoted)": q_ours,
             "gain (paper, quoted)": round(q_ours - q_base, 2)}

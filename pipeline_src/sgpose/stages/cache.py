@@ -68,7 +68,8 @@ def write_shards(params: Params, paths: Paths, plan: SplitPlan, todo: list[int])
     cp, dev, layout = params.compute, compute.device(params.compute), get_layout(params.layout)
     bp = params.features_backbone  # a controlled backbone's features come from `features_from`
     model = compute.prepare_model(load_backbone(paths.weights(params.backbone), bp, layout.num_joints), cp, dev).eval()
-    y0 = ControlledY0(params, plan.rows).for_crops if params.backbone.controlled else None
+    # a controlled backbone's Y0 (and, on evaluation splits, its features' evidence: training mixes fresh draws)
+    y0 = ControlledY0(params, plan.rows, evidence=plan.split != "train").for_crops if params.backbone.controlled else None
     crops = crop_dataset(plan.rows, params.data.images_dir, params.backbone, layout, plan.views, params.cache.augment)
     for i in todo:
         with plan.lock(i):

@@ -28,6 +28,7 @@ from sgpose.method.refiner import LOG_FIELDS, build_unet, refiner_checkpoint, sa
 from sgpose.runtime import compute, distributed
 from sgpose.training.resume import ResumePoint
 from sgpose.training.sources import TrainingSource
+from sgpose.training.validation import Validation
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ def fit(params: Params, paths: Paths, variant: str, source: TrainingSource, dev:
     out = paths.refiner(variant)
     gen = torch.Generator().manual_seed(tp.seed)
     resume = ResumePoint(out, fingerprint(params, variant, source), tp.epochs)
+    validation = Validation(params, paths, variant, dev) if rank == 0 else None
     start_epoch, rows = 0, []
     if (state := resume.load()) is not None:
         unet.load_state_dict(state["state_dict"])
@@ -74,7 +76,7 @@ def fit(params: Params, paths: Paths, variant: str, source: TrainingSource, dev:
         t0, total = time.time(), torch.zeros((), device=dev)
         model.train()
         batches = shuffled_batches(n, tp.batch_size, gen, source.views)
-        steps = [draw_steps(spec, len(b), gen) for b in batches]
+        steps = [draw_steps(spec, len(b), gen, tp.p_last) for b in batches]
         if world > 1 and len(batches[-1]) < world:  # a process would get no sample: drop the remainder
             batches, steps = batches[:-1], steps[:-1]
         local = [b[rank::world] for b in batches]
@@ -93,9 +95,12 @@ def fit(params: Params, paths: Paths, variant: str, source: TrainingSource, dev:
             total += loss.detach().float() * k  # on the device: no sync per step
         # no wall time in the rows: they go into refiner.pt and train_log.csv, whose bytes equal work must reproduce
         rows.append({"epoch": epoch + 1, "loss": distributed.all_sum(total.item(), world) / sum(map(len, batches)),
-                     "lr": tp.lr})
+                     "lr": tp.lr, "val_ap": ""})
         if rank == 0:
-            log.info("refiner %s epoch %d: loss %.3e (%.1f s)", variant, epoch + 1, rows[-1]["loss"], time.time() - t0)
+            if validation.due(epoch + 1):
+                rows[-1]["val_ap"] = validation.ap(unet, spec)
+            log.info("refiner %s epoch %d: loss %.3e%s (%.1f s)", variant, epoch + 1, rows[-1]["loss"],
+                     f", val AP {rows[-1]['val_ap']:.4f}" if rows[-1]["val_ap"] != "" else "", time.time() - t0)
             resume.save(_checkpoint(unet, opt, epoch + 1, rows, params, variant)
                         | {"generator": gen.get_state(), "scaler": scaler.state_dict()})
         distributed.barrier(world)

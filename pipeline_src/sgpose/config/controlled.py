@@ -1,9 +1,10 @@
-"""Parameters of a controlled backbone's synthetic errors (`backbones.<name>.perturb`), validated.
+"""Parameters of the controlled backbones (sgpose.controlled), validated: the synthetic errors of their
+initial heatmaps (`backbones.<name>.perturb`) and the synthetic evidence of the pose in their features
+(`backbones.<name>.evidence`). `sgpose.config.schema` embeds both in `BackboneParams`.
 
 The error types are Ronchi & Perona's (ICCV 2017) as PoseFix (Moon et al., CVPR 2019) synthesises
 them; magnitudes are COCO keypoint-similarity (ks) ranges, so they scale with the person and the
-joint as OKS does. Kept apart from `sgpose.config` so `sgpose.controlled.perturb` (pure tensor code) can use
-it without the config machinery; `sgpose.config` embeds it in `BackboneParams`.
+joint as OKS does.
 """
 
 from __future__ import annotations
@@ -61,3 +62,24 @@ ORACLE = PerturbParams(good_ks=(1.0, 1.0))  # no error: the ground truth itself
 # decoded heatmaps score AP 67.0 (63.5-70.5 over perturb seeds 0-4; COCO AP x 100), inside the 60-75
 # of a realistic trained backbone; every joint not drawn as an error is still moved to ks 0.85-1.
 PERTURBED = PerturbParams(jitter=0.08, inversion=0.02, swap=0.02, miss=0.03, absent=0.01)
+
+
+class EvidenceParams(BaseModel):
+    """Synthetic, partial and noisy evidence of the true pose written into a controlled backbone's features
+    (`sgpose.controlled.evidence`): the benchmark where a refiner can gain over its input. At
+    `informativeness` 0 the features are the real backbone's, untouched; at 1 its `channels` channels of every
+    level hold clean Gaussians at the ground truth. In between, each joint's evidence is moved (keypoint
+    similarity down to `ks_floor`), dropped (`drop`), blurred (`blur`) and buried in noise (`noise`), each
+    scaled by 1 - informativeness, with errors of its own (independent of Y0's)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    informativeness: float = Field(0.75, ge=0, le=1)
+    channels: int = Field(17, ge=1)  # one per joint (the first `channels` joints), from channel `offset`
+    offset: int = Field(0, ge=0)
+    ks_floor: float = Field(0.5, gt=0, le=1)  # at informativeness 0 a joint is moved to ks in [ks_floor, 1]
+    drop: float = Field(0.5, ge=0, le=1)  # at informativeness 0 a joint shows no evidence with this probability
+    blur: float = Field(1.0, ge=0)  # at informativeness 0 the evidence sigma is (1 + blur) x the targets'
+    noise: float = Field(0.5, ge=0)  # at informativeness 0 the noise's std, relative to the evidence peak
+    amplitude: float = Field(1.0, gt=0)  # the peak, relative to the sample's 99th percentile activation per level
+    seed: int = 0  # draws: (seed, ann_id) for evaluation splits, (seed, epoch, ann_id) in refiner training
