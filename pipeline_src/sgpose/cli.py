@@ -105,8 +105,9 @@ def _guarded(stage: str, run, batch: str | None = None) -> int:
     bug: traceback. `batch`: the batch size parameter an out-of-memory error names."""
     try:
         run()
-    except Preempted as stop:
-        print(f"sgpose {stage}: {stop}", file=sys.stderr)
+    except Preempted as stop:  # also on stdout: a SLURM job's log keeps it (Snakemake deletes the rule's log
+        for stream in (sys.stderr, sys.stdout):  # before the resubmitted attempt runs)
+            print(f"sgpose {stage}: {stop}", file=stream, flush=True)
         return Preempted.STATUS
     except (InputError, DiskFullError) as err:
         print(f"sgpose {stage}: error: {err}", file=sys.stderr)

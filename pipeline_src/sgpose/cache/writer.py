@@ -23,7 +23,7 @@ import torch
 from sgpose.cache import chunks
 from sgpose.cache.format import COMPRESSION, REQUIRED, dtype_of, num_features, write_attrs
 from sgpose.core.errors import DiskFullError, NonFiniteError, disk_full, free_bytes, mount_point
-from sgpose.core.io import atomic_path
+from sgpose.core.io import TMP_MARK, atomic_path
 from sgpose.core.modes import Compression
 from sgpose.runtime import threads
 
@@ -127,12 +127,12 @@ class CacheWriter:
     def _check_finite(self, key: str, arr: np.ndarray, dtype: np.dtype, b: int) -> None:
         """Refuse a batch holding NaN or inf, or finite values that float16 stores as inf (> 65504)."""
         top = peak(arr)
-        samples = f"samples {self.count}-{self.count + b - 1}"
+        samples, path = f"samples {self.count}-{self.count + b - 1}", self.h5.filename.rsplit(TMP_MARK, 1)[0]
         if not np.isfinite(top):
-            raise NonFiniteError(self.h5.filename, f"{key} of {samples} holds non-finite values (NaN or inf): the "
+            raise NonFiniteError(path, f"{key} of {samples} holds non-finite values (NaN or inf): the "
                                  "backbone's outputs are broken (its weights, or its input); nothing is cached")
         if np.dtype(dtype) == np.float16 and top >= FP16_INF:
-            raise NonFiniteError(self.h5.filename, f"{key} of {samples} holds values beyond the float16 range "
+            raise NonFiniteError(path, f"{key} of {samples} holds values beyond the float16 range "
                                  f"(|x| up to {top:.4g} > 65504), which it would store as infinity; set "
                                  "cache.dtype: float32")
 

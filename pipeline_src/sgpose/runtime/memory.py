@@ -4,7 +4,8 @@ batch size parameter that controls it (the stage table's `Command.batch_param`).
 
 Host: Python's MemoryError, or torch's allocator refusing ("can't allocate memory": a `prlimit --as` /
 `ulimit -v` limit, an exhausted machine); the line gives the allocation refused, this process's peak
-resident memory and the limits in force (address space, the cgroup's memory.max, SLURM's --mem). A
+resident and virtual memory and the limits in force (address space, the cgroup's memory.max, SLURM's
+--mem). A
 DataLoader worker killed by SIGKILL is most often the kernel's out-of-memory killer: named as such.
 CUDA: torch.cuda.OutOfMemoryError, whose message already holds what was asked and what was free.
 Torch-free: it reads torch's state only if torch is loaded.
@@ -44,9 +45,23 @@ def _host_seen(text: str) -> str:
     seen = []
     if m := re.search(r"allocate (?:memory: you tried to allocate )?(\d+) bytes", text):
         seen.append(f"an allocation of {_gib(int(m.group(1)))} refused")
-    seen.append(f"peak resident memory {_gib(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)}")
+    status = _status()
+    resident = status.get("VmHWM", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    seen.append(f"peak resident memory {_gib(resident)}")
+    if "VmPeak" in status:  # what an address-space limit counts
+        seen.append(f"peak virtual memory {_gib(status['VmPeak'])}")
     seen += limits()
     return ", ".join(seen)
+
+
+def _status() -> dict[str, int]:
+    """This process's memory peaks from /proc/self/status (bytes): VmHWM (resident) and VmPeak (virtual),
+    this program's own (getrusage's maxrss can be the forking parent's, kept across exec)."""
+    try:
+        lines = Path("/proc/self/status").read_text().splitlines()
+    except OSError:
+        return {}
+    return {k: int(v.split()[0]) * 1024 for k, _, v in (x.partition(":") for x in lines) if k in ("VmHWM", "VmPeak")}
 
 
 def limits() -> list[str]:

@@ -72,12 +72,12 @@ class DivergenceGuard:
         for code, x in reversed(checks):  # the first failing check wins
             bad = ~torch.isfinite(x)
             kind, value = torch.where(bad, code, kind), torch.where(bad, x, value)
+        good = (self.first < 0) & torch.isfinite(loss)  # a finite loss up to the first bad step, that one's too
+        self.last = torch.where(good, loss, self.last)
+        self.last_at = torch.where(good, self.epoch * _POS + step, self.last_at)
         fresh = (self.first < 0) & (kind > 0)
         self.first = torch.where(fresh, step, self.first)
         self.kind, self.value = torch.where(fresh, kind, self.kind), torch.where(fresh, value, self.value)
-        good = (self.first < 0) & torch.isfinite(loss)
-        self.last = torch.where(good, loss, self.last)
-        self.last_at = torch.where(good, self.epoch * _POS + step, self.last_at)
         sync = (step + 1) % self.every == 0 or step + 1 == self.steps
         if sync:
             self.check()
@@ -92,7 +92,7 @@ class DivergenceGuard:
     def message(self, first: int) -> str:
         last_at = int(self.last_at)
         last = (f"the last finite loss was {float(self.last):.4g} (epoch {last_at // _POS}, step {last_at % _POS + 1})"
-                if last_at >= 0 else "no step had a finite loss")
+                if last_at >= 0 else "no step of this run had a finite loss")
         return (f"{self.label}: training diverged at epoch {self.epoch}, step {first + 1}/{self.steps}: "
                 f"{KINDS[int(self.kind)]} is {float(self.value)}; {last}. Nothing written; {self.kept()}. "
                 f"Try {self.advice}")
