@@ -28,3 +28,13 @@ def test_memory_error_and_cuda_errors_are_out_of_memory_others_not():
                                               "which 1.06 GiB is free")
     assert out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied")) is None
     assert out_of_memory(ValueError("can't allocate memory")) is None
+
+
+@pytest.mark.cuda
+def test_a_real_cuda_out_of_memory_is_put_in_words():
+    with pytest.raises(torch.cuda.OutOfMemoryError) as err:
+        torch.empty(1 << 50, dtype=torch.uint8, device="cuda")  # 1 PiB
+    what, seen = out_of_memory(err.value)
+    assert what == "CUDA", what
+    assert re.fullmatch(r"Tried to allocate [\d.]+ \w+; GPU \d+ has a total capacity of [\d.]+ \w+ of which [\d.]+ \w+ is "
+                        r"free; peak allocated by torch [\d.]+ GiB", seen), seen

@@ -9,6 +9,9 @@ import multiprocessing
 import os
 import re
 import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -243,3 +246,32 @@ def test_gradient_clipping_changes_the_weights_and_the_fingerprint(project):
     params = load_params(project[1], [a for a in clipped[2:] if a != "--set"])
     source = sources.CachedSource(Paths(params).cache("train"), params.train_refiner, torch.device("cpu"))
     assert stage.fingerprint(params, "ours", source)["train"]["grad_clip_norm"] == 1e-6
+
+
+def test_two_ddp_processes_stopped_by_sigterm_agree_on_the_step_and_resume_to_the_same_bytes(project):
+    """SIGTERM to every process of the run, as SLURM sends it (the stage, torchrun and its two workers), once
+    epoch 1 is saved: the workers agree on a step (an all-reduce of the flag), process 0 saves the point with
+    both processes' partial loss sums, every process exits, the stage 143; the rerun ends with the bytes of
+    an uninterrupted two-process run."""
+    two = [*project, "--set", "train_refiner.epochs=3", "--set", "train_refiner.devices=2", "--set",
+           "train_refiner.batch_size=2"]
+    files = [BB / "ours" / "refiner.pt", BB / "ours" / "train_log.csv"]
+    assert cli(["train_refiner", *two]) == 0
+    want = [f.read_bytes() for f in files]
+    for f in files:
+        f.unlink()
+    proc = subprocess.Popen([sys.executable, "-m", "sgpose.cli", "train_refiner", *two], start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    last = BB / "ours" / "refiner.pt.last"
+    while not last.is_file() and proc.poll() is None:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGTERM)
+    out = proc.communicate(timeout=600)[0]
+    assert proc.returncode == Preempted.STATUS, out[-4000:]
+    stopped = re.findall(r"sgpose train_refiner: stopped by SIGTERM at step (\d+)/3 of epoch (\d+)", out)  # 7 samples: 2+2+2
+    assert len(set(stopped)) == 1 and len(stopped) >= 2, out[-4000:]  # both workers, the same step
+    state = torch.load(last, weights_only=False)
+    step, epoch = map(int, stopped[0])
+    assert (state["epoch"], state["step"], len(state["totals"])) == (epoch - 1, step, 2)
+    assert cli(["train_refiner", *two]) == 0
+    assert [f.read_bytes() for f in files] == want and not last.exists()

@@ -87,3 +87,31 @@ def test_gradient_clipping_clips_the_norm_before_the_step():
     moved = torch.cat([(b - p.detach()).flatten() for b, p in zip(before, model.parameters())])
     assert moved.norm().item() == pytest.approx(0.5, rel=1e-5)  # lr 1: the step is the clipped gradient
     assert guard.norm.item() == pytest.approx(math.sqrt(3 * 100 + 1), rel=1e-5)  # the norm before clipping
+
+
+@pytest.mark.cuda
+def test_on_a_gpu_the_flags_are_read_every_50_steps_and_name_the_first_bad_step():
+    """No device sync per step on a GPU: a NaN in step 8 of 60 is seen at the first sync point (step 50),
+    still reported as step 8, with step 7's loss as the last finite one."""
+    dev = torch.device("cuda")
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1).to(dev)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    scaler = torch.amp.GradScaler("cuda", enabled=False)
+    guard = DivergenceGuard(model, dev, scaler, None, "refiner ours", "a lower lr.", lambda: "kept")
+    assert guard.every == 50
+    inputs = [torch.ones(2, 3, device=dev)] * 60
+    inputs[7] = torch.full((2, 3), math.nan, device=dev)
+    seen = []
+    guard.start_epoch(0, len(inputs))
+    with pytest.raises(Diverged, match=r"at epoch 1, step 8/60: the loss is nan; the last finite loss was \S+ "
+                                       r"\(epoch 1, step 7\)"):
+        for step, x in enumerate(inputs):
+            loss = model(x).sum()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            guard.gradients(opt)
+            opt.step()
+            seen.append(step)
+            guard.observe(step, loss)
+    assert seen[-1] == 49  # read at the sync point, not at the bad step

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+from pathlib import Path
 
 import torch
 
@@ -25,6 +26,7 @@ from sgpose.core.modes import FeatureSource
 from sgpose.runtime import compute, distributed, interrupt, locks
 from sgpose.stages import Run
 from sgpose.training.refiner import fit
+from sgpose.training.resume import SUFFIX
 from sgpose.training.sources import CachedSource, OnlineSource, TrainingSource
 
 
@@ -37,7 +39,7 @@ def main(run: Run) -> None:
     params, paths, args = run.params, run.paths, run.args
     with interrupt.on_sigterm():  # SIGTERM: a resume point at the step reached, exit 143 (runtime.interrupt)
         if params.train_refiner.devices > 1 and not distributed.launched():
-            return _relaunch(params.train_refiner.devices, args.argv)
+            return _relaunch(params.train_refiner.devices, args.argv, paths.refiner(args.variant))
         dev = compute.device(params.compute)
         with distributed.process_group(dev) as (rank, world):
             # process 0 holds the lock of refiner.pt (and so of its resume file): a second run stops, naming it
@@ -46,13 +48,13 @@ def main(run: Run) -> None:
                 fit(params, paths, args.variant, training_source(params, paths, dev), dev, rank, world)
 
 
-def _relaunch(devices: int, argv: list[str]) -> None:
+def _relaunch(devices: int, argv: list[str], out: Path) -> None:
     """The DDP processes under torchrun; stopped by SIGTERM (they saved the resume point), exit 143 too."""
     try:
         distributed.relaunch(devices, argv)
     except ValueError:
         if interrupt.received():
-            raise interrupt.stopped(f"the {devices} training processes' step", "refiner.pt.last") from None
+            raise interrupt.stopped(f"the step its {devices} processes reached", f"{out}{SUFFIX}") from None
         raise
 
 
