@@ -3,6 +3,17 @@
 # versions of workflow/constraints.txt (the package set dvc.lock's results were made with; SGPOSE_UNPINNED=1:
 # the newest that pyproject.toml admits). Sourced by sample.sh and test.sh; re-installs only when
 # pyproject.toml or the constraints changed.
+# Sourced at an interactive prompt (`source scripts/setup.sh`, as the docs say) it installs in a child shell
+# and only puts .venv/bin on PATH: its `set -euo pipefail`, `cd` and a failure's exit stay out of your shell.
+if [[ $- == *i* ]]; then
+  if bash "${BASH_SOURCE[0]}"; then
+    PATH="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/.venv/bin:$PATH"
+    export PATH
+    return 0 2>/dev/null || exit 0
+  fi
+  echo "sgpose setup: failed (see above); your shell is as it was" >&2
+  return 1 2>/dev/null || exit 1
+fi
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 if [ ! -x .venv/bin/python ]; then

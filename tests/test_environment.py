@@ -1,9 +1,13 @@
 """workflow/constraints.txt: the package set dvc.lock's results were made with and CI tests. Every
-requirement of pyproject.toml is pinned there inside its range, and setup.sh installed those pins."""
+requirement of pyproject.toml is pinned there inside its range, and setup.sh installed those pins.
+`source scripts/setup.sh` at a prompt leaves the shell's options and directory as they were."""
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
+import subprocess
 import tomllib
 from importlib import metadata
 from pathlib import Path
@@ -67,3 +71,28 @@ def test_the_environment_holds_the_pinned_versions():
     assert not differ, f"the environment is not workflow/constraints.txt's (rerun scripts/setup.sh): {differ}"
     for req in requirements():  # and nothing sgpose needs is missing
         assert metadata.version(req.name), req
+
+
+def _interactive(script: str, cwd: Path) -> subprocess.CompletedProcess:
+    """`script` run by an interactive bash (`bash -i`: as at a prompt), without the user's rc files."""
+    return subprocess.run(["bash", "--norc", "-i", "-c", script], cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ, "PS1": "$ "}, timeout=600)
+
+
+def test_sourcing_setup_at_a_prompt_leaves_the_shell_as_it_was(tmp_path):
+    """Issue 27: `source scripts/setup.sh` left `set -euo pipefail` in the user's shell, which then closed
+    on the first failing command. Now only PATH changes; a failed setup says so and the shell goes on."""
+    done = _interactive(f"source {REPO}/scripts/setup.sh; echo rc=$?; echo dir=$PWD; set -o; false; echo still here; "
+                        "command -v sgpose", tmp_path)
+    out = done.stdout
+    assert "rc=0" in out and f"dir={tmp_path}" in out and "still here" in out, done.stderr[-2000:]
+    for option in ("errexit", "nounset", "pipefail"):
+        assert re.search(rf"^{option}\s+off$", out, flags=re.M), option
+    assert out.strip().endswith(str(REPO / ".venv" / "bin" / "sgpose"))
+    broken = tmp_path / "broken"
+    (broken / "scripts").mkdir(parents=True)
+    shutil.copy(REPO / "scripts" / "setup.sh", broken / "scripts" / "setup.sh")  # no .venv, no python: fails
+    done = _interactive(f"PYTHON=/nonexistent source {broken}/scripts/setup.sh; echo rc=$?; false; echo still here",
+                        tmp_path)
+    assert "rc=1" in done.stdout and "still here" in done.stdout, done.stderr[-2000:]
+    assert "sgpose setup: failed (see above); your shell is as it was" in done.stderr

@@ -1,11 +1,15 @@
 """The tiny DAG through the SLURM profile on a real one-node cluster (scripts/slurm_local.sh:
 munged, slurmctld, slurmd; no GPU, no accounting): the metrics equal a local run's, every rule's
 resources (params.yaml `resources:`) reach the scheduler, a failing job is retried and reported with
-its log, a killed Snakemake resumes without redoing finished jobs, and the `gpu` resource becomes
-`--gpus` in the sbatch line (refused here: the node has no GPU)."""
+its log, a killed Snakemake resumes without redoing finished jobs, the `gpu` resource becomes
+`--gpus` in the sbatch line (refused here: the node has no GPU), and a refiner whose job hits its time
+limit, then is sent SIGTERM (`scancel --signal=TERM`, as preemption), resumes twice at the step it
+reached and ends with the bytes of an uninterrupted run."""
 
 from __future__ import annotations
 
+import hashlib
+import math
 import os
 import re
 import shutil
@@ -22,10 +26,11 @@ from sgpose.config import read_params_file
 from sgpose.core.io import TMP_MARK
 from sgpose.dag import table
 from workflow_helpers import EVALUATIONS, ROOT, TINY_RESOURCES, make_repo, metrics_of
+from workflow_helpers import run as run_local
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slurm]
 
-SCRIPT = ROOT / "workflow" / "scripts" / "slurm_local.sh"
+SCRIPT = ROOT / "scripts" / "slurm_local.sh"
 PROFILE = "workflow/profiles/slurm"
 FAILS_ONCE = ("evaluate", "--backbone r18 --variant A1")  # the job the sgpose shim fails on its first attempt
 KILL_AFTER = 12  # finished jobs before Snakemake is killed (of 39)
@@ -222,3 +227,112 @@ def test_a_gpu_rule_asks_sbatch_for_gpus(slurm_run):
     assert call and "--gpus=1" in call.group(1) and "-p gpu" in call.group(1), out[-3000:]
     assert "gres" in out.lower(), out[-3000:]
     print("\n" + re.sub(r' --wrap=".*', ' --wrap="..."', call.group(1)))
+
+
+REFINER = "results/tiny/r18/ours/refiner.pt"
+REFINER_LOG = Path("logs/train_refiner/tiny-r18-ours.log")  # the rule's log (sgpose's stderr)
+TRAINING_SECONDS = 150  # the long refiner trains about this long: past a 1-minute limit and its job's start
+
+
+def _md5s(repo: Path) -> dict[str, str]:
+    return {name: hashlib.md5((repo / REFINER).with_name(name).read_bytes()).hexdigest()
+            for name in ("refiner.pt", "train_log.csv")}
+
+
+def _epoch_seconds(log: str) -> float:
+    """The median epoch time in a train_refiner log (`refiner ours epoch 3: loss 1.9e-03 (0.5 s)`)."""
+    times = sorted(float(t) for t in re.findall(r"refiner ours epoch \d+: loss \S+ \(([\d.]+) s\)", log))
+    return times[len(times) // 2]
+
+
+@pytest.fixture(scope="module")
+def long_refiner(tmp_path_factory) -> tuple[Path, int, dict[str, str]]:
+    """The tiny grid's r18 alone (no ablation), its train cache and start pose built by a local Snakemake;
+    train_refiner in batches of 2 (4 steps an epoch) for as many epochs as take TRAINING_SECONDS here (a
+    20-epoch run measures it); the md5s of refiner.pt and train_log.csv of that run uninterrupted (local)."""
+    repo = make_repo(tmp_path_factory.mktemp("slurm_limit") / "repo", {"resources": TINY_RESOURCES})
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    for section, name in (("datasets", "tiny_crowd"), ("backbones", "cp"), ("evals", "cp")):
+        params[section].pop(name)
+    params["ablation"]["variants"] = []
+
+    def train(epochs: int) -> None:
+        params["train_refiner"].update(epochs=epochs, batch_size=2)
+        (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        run_local(["sgpose", "dag"], repo)
+        run_local(["snakemake", "--cores", "2", REFINER], repo)
+
+    train(20)
+    epochs = min(max(math.ceil(TRAINING_SECONDS / _epoch_seconds((repo / REFINER_LOG).read_text())), 40), 5000)
+    train(epochs)
+    want = _md5s(repo)
+    for name in want:
+        (repo / REFINER).with_name(name).unlink()
+    return repo, epochs, want
+
+
+def _refiner_jobs(env: dict, repo: Path) -> list[dict[str, str]]:
+    """The train_refiner jobs of `repo` slurmctld knows, oldest first."""
+    return sorted((j for j in scheduler_jobs(env) if j.get("WorkDir") == str(repo)
+                   and j["Comment"].startswith("rule_train_refiner")), key=lambda j: int(j["JobId"]))
+
+
+def _wait_for(check, proc: subprocess.Popen, what: str, timeout: float = 900):
+    """Poll `check()` until it returns something true; fail if Snakemake ends first or `timeout` passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if found := check():
+            return found
+        assert proc.poll() is None, f"Snakemake ended before {what}"
+        time.sleep(1)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def test_a_time_limit_and_a_sigterm_inside_training_resume_to_the_same_bytes(cluster, long_refiner, tmp_path):
+    """Issue 27. Attempt 1 has a 1-minute time limit (`runtime: 1+9*(attempt>1)`): slurmctld sends SIGTERM
+    inside training (KillWait: SIGKILL 30 s later), the stage saves a resume point at the step it reached and
+    exits; the job ends TIMEOUT and is resubmitted. Attempt 2 resumes at that step; once it trains, `scancel
+    --signal=TERM` (what preemption sends): it saves and exits 143, FAILED, resubmitted; attempt 3 resumes
+    there and finishes. The refiner's bytes equal the uninterrupted run's."""
+    repo, epochs, want = long_refiner
+    env = cluster
+    log = tmp_path / "snakemake.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(slurm_command("--set-resources", "train_refiner:runtime=1+9*(attempt>1)", "--retries", "2",
+                                              "--", REFINER), cwd=repo, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        try:
+            def attempt_two_trains() -> str | None:
+                jobs = _refiner_jobs(env, repo)
+                text = (repo / REFINER_LOG).read_text() if (repo / REFINER_LOG).is_file() else ""
+                resumed = re.search(r"resuming from \S+ \(step \d+ of epoch \d+\)[\s\S]*refiner ours epoch \d+: loss", text)
+                return text if len(jobs) == 2 and jobs[1]["JobState"] == "RUNNING" and resumed else None
+
+            second_log = _wait_for(attempt_two_trains, proc, "attempt 2 to resume and train an epoch")
+            jobid = _refiner_jobs(env, repo)[1]["JobId"]
+            subprocess.run(["scancel", "--signal=TERM", jobid], env=env, check=True)
+            proc.wait(timeout=1800)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    out = log.read_text()
+    assert proc.returncode == 0, out[-6000:]
+    jobs = _refiner_jobs(env, repo)
+    assert [j["JobState"] for j in jobs] == ["TIMEOUT", "FAILED", "COMPLETED"], [(j["JobId"], j["JobState"]) for j in jobs]
+    assert [minutes(j["TimeLimit"]) for j in jobs] == [1, 10, 10]
+    stops = []
+    for job in jobs[:2]:  # each stopped attempt's SLURM log (kept): the stop line sgpose also prints on stdout
+        slurm_log = next(repo.glob(f".snakemake/slurm_logs/rule_train_refiner/*/{job['JobId']}.log")).read_text()
+        found = re.findall(r"^sgpose train_refiner: stopped by SIGTERM at step (\d+)/4 of epoch (\d+); resume point "
+                           r"results/tiny/r18/ours/refiner\.pt\.last saved: a rerun continues from there \(exit 143\)$",
+                           slurm_log, flags=re.M)
+        assert len(found) == 1, slurm_log[-3000:]
+        stops.append(found[0])
+    resumed = [re.search(r"resuming from results/tiny/r18/ours/refiner\.pt\.last \(step (\d+) of epoch (\d+)\)", text).groups()
+               for text in (second_log, (repo / REFINER_LOG).read_text())]
+    assert resumed == stops, (stops, resumed)  # each attempt continued at the step the one before stopped
+    assert int(stops[0][1]) < int(stops[1][1]) <= epochs
+    assert _md5s(repo) == want and not (repo / REFINER).with_name("refiner.pt.last").exists()
+    print(f"\n{epochs} epochs of 4 steps; attempt 1 (1-minute limit): SIGTERM at step {stops[0][0]} of epoch "
+          f"{stops[0][1]}; attempt 2 resumed there, scancel --signal=TERM at step {stops[1][0]} of epoch {stops[1][1]}; "
+          f"attempt 3 resumed there and finished: refiner.pt md5 {_md5s(repo)['refiner.pt']} = the uninterrupted run's")

@@ -16,8 +16,9 @@ import sys
 
 from sgpose.config.paths import Paths
 from sgpose.config.selection import ParamsError, load_params
-from sgpose.core.errors import DiskFullError, InputError
+from sgpose.core.errors import DiskFullError, InputError, Preempted
 from sgpose.dag.table import COMMANDS, Command, check_resources, command, resources_of, rule_names
+from sgpose.runtime.memory import out_of_memory
 
 
 def _selected(argv: list[str]) -> str | None:
@@ -76,7 +77,15 @@ def main(argv: list[str] | None = None) -> int:
     except (ParamsError, ValueError) as err:
         print(f"sgpose: {err}", file=sys.stderr)
         return 2
-    return _guarded(cmd.name, lambda: _run_stage(cmd, Run(args, (params, Paths(params)))))
+    return _guarded(cmd.name, lambda: _run_stage(cmd, Run(args, (params, Paths(params)))), _batch(cmd, params))
+
+
+def _batch(cmd: Command, params) -> str | None:
+    """`train_refiner.batch_size (now 32)`: the parameter that sets the command's memory, and its value."""
+    if cmd.batch_param is None:
+        return None
+    section, key = cmd.batch_param.split(".")
+    return f"{cmd.batch_param} (now {getattr(getattr(params, section), key)})"
 
 
 def _run_stage(cmd: Command, run) -> None:
@@ -89,17 +98,30 @@ def _run_stage(cmd: Command, run) -> None:
     importlib.import_module(cmd.module).main(run)
 
 
-def _guarded(stage: str, run) -> int:
-    """Run a stage; a damaged input file or a full disk (exit 2), a missing file or a bad value (exit 1)
-    is a one-line error naming the file, not a traceback. Any other exception is a bug: traceback."""
+def _guarded(stage: str, run, batch: str | None = None) -> int:
+    """Run a stage; a damaged input file, a full disk or exhausted memory (exit 2), a missing file or a bad
+    value (non-finite numbers, a diverged training: exit 1) is a one-line error naming the file, not a
+    traceback; SIGTERM after the resume point was saved, Preempted.STATUS (143). Any other exception is a
+    bug: traceback. `batch`: the batch size parameter an out-of-memory error names."""
     try:
         run()
+    except Preempted as stop:  # also on stdout: a SLURM job's log keeps it (Snakemake deletes the rule's log
+        for stream in (sys.stderr, sys.stdout):  # before the resubmitted attempt runs)
+            print(f"sgpose {stage}: {stop}", file=stream, flush=True)
+        return Preempted.STATUS
     except (InputError, DiskFullError) as err:
         print(f"sgpose {stage}: error: {err}", file=sys.stderr)
         return 2
     except (FileNotFoundError, ValueError) as err:  # ParamsError is a ValueError
         print(f"sgpose {stage}: error: {err}", file=sys.stderr)
         return 1
+    except (MemoryError, RuntimeError) as err:
+        if (oom := out_of_memory(err)) is None:
+            raise
+        what, seen = oom
+        hint = f"lower {batch}" if batch else "run it where more memory is free"
+        print(f"sgpose {stage}: error: out of {what} memory ({seen}); {hint}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -1,4 +1,4 @@
-"""HDF5 cache: round trip, dtypes, chunking, completeness mark, atomic writes."""
+"""HDF5 cache: round trip, dtypes, chunking, completeness mark, atomic writes, no non-finite number."""
 
 import h5py
 import numpy as np
@@ -7,6 +7,7 @@ from cache_samples import ATTRS, K, N, arrays
 from sgpose.cache.format import read_attrs
 from sgpose.cache.reader import load_cache, open_cache
 from sgpose.cache.writer import cache_writer, stored, write_cache
+from sgpose.core.errors import NonFiniteError
 
 
 def test_round_trip(tmp_path):
@@ -40,19 +41,25 @@ def test_batches_and_float32(tmp_path):
     np.testing.assert_allclose(back["heatmaps"], data["heatmaps"], rtol=1e-6)
 
 
-def test_values_beyond_float16_are_named_once(tmp_path, caplog):
-    """An untrained backbone's activations can exceed fp16: stored as inf, with one warning per dataset."""
+@pytest.mark.parametrize("value, says", [
+    (7e4, r"feat/2 of samples 2-4 holds values beyond the float16 range \(\|x\| up to 7e\+04 > 65504\), which it would "
+          r"store as infinity; set cache\.dtype: float32"),
+    (np.nan, r"feat/2 of samples 2-4 holds non-finite values \(NaN or inf\): the backbone's outputs are broken"),
+    (-np.inf, r"feat/2 of samples 2-4 holds non-finite values"),
+])
+def test_a_batch_with_non_finite_values_is_refused_and_nothing_cached(tmp_path, value, says):
+    """A backbone's NaN or inf, or an activation float16 would store as inf (an untrained backbone's can be
+    that large), never reaches the cache: a refiner trained on it diverges."""
     data = arrays()
-    data["feat/2"][1, 0, 0, 0] = 7e4
-    data["feat/2"][3, 0, 0, 0] = -9e4
-    with cache_writer(tmp_path / "val.h5", N, ATTRS) as w:  # the overflow in both batches
-        w.append({k: v[:2] for k, v in data.items()})
-        w.append({k: v[2:] for k, v in data.items()})
-    back = load_cache(tmp_path / "val.h5", ["feat/2"])["feat/2"]
-    assert back[1, 0, 0, 0] == np.inf and back[3, 0, 0, 0] == -np.inf
-    assert caplog.text.count("feat/2 has values beyond the float16 range") == 1 and "feat/1" not in caplog.text
-    write_cache(tmp_path / "f32.h5", data, ATTRS, dtype="float32")
-    assert load_cache(tmp_path / "f32.h5", ["feat/2"])["feat/2"][1, 0, 0, 0] == 7e4
+    data["feat/2"][3, 0, 0, 0] = value
+    with pytest.raises(NonFiniteError, match=rf"{tmp_path}/val\.h5: {says}"):
+        with cache_writer(tmp_path / "val.h5", N, ATTRS) as w:
+            w.append({k: v[:2] for k, v in data.items()})
+            w.append({k: v[2:] for k, v in data.items()})
+    assert list(tmp_path.iterdir()) == []
+    if np.isfinite(value):  # float32 holds it
+        write_cache(tmp_path / "f32.h5", data, ATTRS, dtype="float32")
+        assert load_cache(tmp_path / "f32.h5", ["feat/2"])["feat/2"][3, 0, 0, 0] == value
 
 
 def test_incomplete_and_foreign_files_rejected(tmp_path):

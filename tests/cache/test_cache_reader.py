@@ -1,5 +1,6 @@
 """Batches from the HDF5 cache: read from the shards directly, in memory or in worker processes,
-always the same numbers as reading the whole cache; one view per instance and epoch."""
+always the same numbers as reading the whole cache; one view per instance and epoch; what the reader
+processes hold ready bounded in bytes."""
 
 from __future__ import annotations
 
@@ -9,9 +10,21 @@ import numpy as np
 import pytest
 import torch
 from cache_samples import ATTRS, arrays
-from sgpose.cache.reader import CacheBatches, EpochLoader, batch_loader, load_cache, runs, sequential_batches, shuffled_batches
+from sgpose.cache.reader import (
+    CacheBatches,
+    EpochLoader,
+    batch_loader,
+    load_cache,
+    prefetch_factor,
+    runs,
+    sequential_batches,
+    shuffled_batches,
+)
 from sgpose.cache.shards import shard_path, write_manifest
 from sgpose.cache.writer import write_cache
+from sgpose.config.schema import TrainRefinerParams
+from sgpose.runtime import threads
+from sgpose.training.sources import CachedSource
 
 
 def test_runs_of_consecutive_indices():
@@ -95,3 +108,29 @@ def test_worker_processes_read_the_same_batches(tmp_path):
     parallel = list(batch_loader(data, batches, 2))  # each worker opens its own handle
     for a, b in zip(serial, parallel, strict=True):
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("as_stored", [False, True])
+def test_sample_nbytes_is_what_a_batch_holds(tmp_path, as_stored):
+    write_cache(tmp_path / "c.h5", arrays(), ATTRS)  # fp16 heatmaps and features
+    data = CacheBatches(tmp_path / "c.h5", as_stored=as_stored)
+    batch = data[[0, 2, 3]]
+    assert data.sample_nbytes * 3 == sum(v.numel() * v.element_size() for v in batch.values())
+
+
+def test_the_readers_prefetch_is_bounded_in_bytes_not_batches(tmp_path, monkeypatch):
+    """train_refiner.prefetch_gb bounds what the reader processes hold ready, whatever a batch weighs: the
+    DataLoader's own bound (2 batches per worker) is 2 GB per worker for 1 GB batches."""
+    assert prefetch_factor(10e9, workers=2, batch_bytes=1e9) == 5
+    assert prefetch_factor(10e9, workers=8, batch_bytes=1e9) == 1  # never below the DataLoader's least
+    assert prefetch_factor(2.5e6, workers=1, batch_bytes=1e6) == 2
+    write_cache(tmp_path / "train.h5", arrays(), ATTRS)
+    monkeypatch.setattr(threads, "_THREADS", 3)  # a stage on 3 cores: 2 reader processes
+    per_batch = CacheBatches(tmp_path / "train.h5", as_stored=True).sample_nbytes * 2
+    for budget_batches, factor in ((7, 3), (1, 1)):
+        tp = TrainRefinerParams(batch_size=2, num_workers=2, preload_gb=0, prefetch_gb=budget_batches * per_batch / 1e9)
+        source = CachedSource(tmp_path / "train.h5", tp, torch.device("cpu"))
+        loader = source.loader.loader
+        assert (loader.num_workers, loader.prefetch_factor) == (2, factor)
+        read = list(source.batches([[0, 1], [2, 3], [4]], 0))
+        assert [len(b["heatmaps"]) for b in read] == [2, 2, 1]

@@ -1,6 +1,7 @@
 """A full disk, for real: a small tmpfs as the results root. Writing a checkpoint (torch) or the cache
-(HDF5) there is one line saying what ran out and where (exit 2, no segfault), leaves nothing
-half-written under a final or temporary name, and the rerun after freeing space finishes."""
+(HDF5) there is one line saying what ran out and where (the full filesystem's mount point, also behind a
+symbolic link; exit 2, no segfault), leaves nothing half-written under a final or temporary name, and
+the rerun after freeing space finishes."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 import torch
 from sgpose.cache.reader import load_cache
 from sgpose.cli import main as cli
-from sgpose.core.errors import DiskFullError, InputError, disk_full, reading
+from sgpose.core.errors import DiskFullError, InputError, disk_full, mount_point, reading
 from sgpose.core.io import atomic_path
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "stages"))
@@ -59,6 +60,22 @@ def test_a_checkpoint_on_a_full_disk_is_a_disk_full_error(tmpfs):
             torch.save({"w": torch.zeros(1 << 20)}, tmp)  # 4 MiB
     assert re.fullmatch(rf"disk full writing {where}/w\.pt\.tmp-\d+: \d+ bytes free on {where}", str(err.value))
     assert err.value.free < 1 << 20 and list(where.iterdir()) == []
+
+
+def test_a_full_disk_behind_a_symlink_names_the_filesystem_that_is_full(tmpfs, tmp_path):
+    """results/ a symbolic link onto another filesystem (the one that fills up): the message names that
+    filesystem's mount point, not `/` (or whatever holds the link)."""
+    where = tmpfs("1m")
+    (where / "results").mkdir()
+    (tmp_path / "project").mkdir()
+    link = tmp_path / "project" / "results"
+    link.symlink_to(where / "results")
+    assert mount_point(link / "fx" / "w.pt") == where.resolve() != mount_point(tmp_path)
+    with pytest.raises(DiskFullError) as err:
+        with atomic_path(link / "w.pt") as tmp:
+            torch.save({"w": torch.zeros(1 << 20)}, tmp)  # 4 MiB
+    assert re.fullmatch(rf"disk full writing {link}/w\.pt\.tmp-\d+: \d+ bytes free on {where.resolve()}", str(err.value))
+    assert list((where / "results").iterdir()) == []
 
 
 def test_other_write_errors_are_not_called_a_full_disk(tmp_path):

@@ -30,6 +30,15 @@ def test_every_declared_params_key_exists_in_the_schema_and_in_params_yaml():
             assert dvc.present_key(RAW, key) == key, f"params.yaml lacks {key} ({job.name}): DVC tracks its section"
 
 
+def test_every_command_that_runs_a_network_names_its_batch_size_and_it_is_a_params_key():
+    """What an out-of-memory error tells the user to lower (sgpose.cli): a real key, in params.yaml."""
+    named = {c.name: c.batch_param for c in table.COMMANDS if c.batch_param}
+    assert set(named) == {"train_backbone", "cache", "train_refiner", "infer", "infer_online"}
+    for param in named.values():
+        section, key = param.split(".")
+        assert key in RAW[section] and isinstance(getattr(getattr(FILE, section), key), int), param
+
+
 def test_every_job_has_code_outputs_and_a_unique_name():
     jobs = table.jobs(FILE, "dvc")
     assert len({j.name for j in jobs}) == len(jobs)

@@ -129,7 +129,35 @@ def test_load_backbone_wrong_arch_names_file_and_model(tmp_path):
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="junk.pth: not a readable torch checkpoint"):
         load_backbone(tmp_path / "junk.pth", hr, 17)
-    torch.save({"state_dict": build_backbone(hr, 17).state_dict(), "backbone": {**hr.model_dump(), "width": 48}},
+    torch.save({"state_dict": build_backbone(hr, 17).state_dict(), "backbone": {**hr.model_dump(mode="json"), "width": 48}},
                tmp_path / "ours.pt")
     with pytest.raises(CheckpointError, match=r"ours.pt: trained with backbone.width=48, params say 32"):
         load_backbone(tmp_path / "ours.pt", hr, 17)
+
+
+def test_a_backbone_file_of_unknown_origin_is_never_unpickled(tmp_path):
+    """A backbone.pt holding more than tensors (here an object whose unpickling writes a file) is refused,
+    not loaded with full unpickling: only a registry checkpoint with its published checksum is."""
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(tmp_path / "ran"), "w"))
+
+    bp = BackboneParams(name="t", arch="simple_baseline", depth=18, deconv_channels=16, input_size=(64, 64),
+                        heatmap_size=(16, 16))
+    torch.save({"state_dict": build_backbone(bp, 17).state_dict(), "meta": Payload()}, tmp_path / "backbone.pt")
+    with pytest.raises(CheckpointError, match=r"backbone\.pt: not a readable torch checkpoint \(UnpicklingError: the "
+                                              r"safe loader refused it: "):
+        load_backbone(tmp_path / "backbone.pt", bp, 17)
+    assert not (tmp_path / "ran").exists()
+
+
+def test_a_backbone_with_non_finite_weights_is_refused(tmp_path):
+    """A backbone.pt a diverged training wrote before sgpose refused to write one: an error naming it."""
+    bp = BackboneParams(name="t", arch="simple_baseline", depth=18, deconv_channels=16, input_size=(64, 64),
+                        heatmap_size=(16, 16))
+    weights = build_backbone(bp, 17).state_dict()
+    weights["final_layer.bias"][3] = float("nan")
+    torch.save({"state_dict": weights}, tmp_path / "backbone.pt")
+    with pytest.raises(ValueError, match=r"backbone\.pt: 1 of \d+ values not finite \(NaN or inf\), first in "
+                                         r"final_layer\.bias: written by a diverged training; delete it and retrain"):
+        load_backbone(tmp_path / "backbone.pt", bp, 17)

@@ -54,7 +54,7 @@ def test_load_backbone_frozen_and_prefixed(tmp_path):
     bp = BackboneParams(name="t", depth=18, deconv_channels=16, input_size=(64, 64), heatmap_size=(16, 16))
     model = build_backbone(bp, 5)
     ours = tmp_path / "backbone.pt"
-    torch.save({"state_dict": model.state_dict(), "backbone": bp.model_dump(), "num_joints": 5}, ours)
+    torch.save({"state_dict": model.state_dict(), "backbone": bp.model_dump(mode="json"), "num_joints": 5}, ours)
     loaded = load_backbone(ours, bp, 5)
     assert not loaded.training and not any(p.requires_grad for p in loaded.parameters())
     for k, v in model.state_dict().items():

@@ -82,3 +82,17 @@ def test_detection_split_goes_through_oks_nms(bb_dir):
     m = json.loads((METRICS / "ours.json").read_text())
     assert m["val"]["num_instances"] == 2 * len(results)  # ground-truth boxes: no NMS
     assert m["val_det"]["num_instances"] == len(results) and m["val_det"]["AP"] == pytest.approx(1.0)
+
+
+def test_predictions_holding_nan_are_not_scored(bb_dir, capsys):
+    """A diverged refiner's predictions (written before infer refused them) scored AP 0.0 and exit 0: now
+    evaluate refuses the file, one line naming it, and writes no metrics."""
+    results = gt_results()
+    results[1]["keypoints"][4] = float("nan")
+    write_results(bb_dir, "ours", results, [])
+    assert "NaN" in (bb_dir / "ours" / "predictions" / "val.json").read_text()  # how Python's json wrote it
+    assert cli_main(["evaluate", "--variant", "ours"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == (f"sgpose evaluate: error: {bb_dir.relative_to(Path.cwd()) / 'ours/predictions/val.json'}: holds NaN, "
+                   "a non-finite number (made by a diverged run?): delete it and rerun the stage that writes it")
+    assert not (METRICS / "ours.json").exists()

@@ -1,7 +1,13 @@
-"""`sgpose train_backbone` on a tiny config over the COCO fixture: outputs, log, resume."""
+"""`sgpose train_backbone` on a tiny config over the COCO fixture: outputs, log, resume (after an epoch,
+and inside one after SIGTERM, to the same bytes), out of host memory under a real address-space limit."""
 
 import hashlib
+import os
+import re
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +17,13 @@ import sgpose.training.backbone as stage
 import torch
 from conftest import fixture_instances, params_tree, write_instances, write_params
 from sgpose.cli import main as cli
-from sgpose.config.schema import BackboneParams
+from sgpose.config.schema import BackboneParams, TrainBackboneParams
 from sgpose.config.selection import load_params
+from sgpose.core.errors import Preempted
 from sgpose.models.backbones import build_backbone
+from torch.utils.data import DataLoader, Dataset
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def tiny_project(root: Path, epochs: int = 1) -> Path:
@@ -186,3 +196,96 @@ def test_an_epoch_on_the_cpu_is_the_plain_fp32_loop_to_the_bit():
     assert loss == total / 12
     for (name, a), b in zip(models[0].state_dict().items(), models[1].state_dict().values()):
         assert torch.equal(a, b), name
+
+
+class Indices(Dataset):
+    def __len__(self) -> int:
+        return 13
+
+    def __getitem__(self, i: int) -> int:
+        return i
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_an_epochs_batches_are_the_shuffled_loaders_and_a_skip_drops_the_first(workers):
+    """epoch_loader's order is DataLoader(shuffle=True)'s with the epoch's generator (which draws the
+    workers' base seed from it first), so a resumed epoch skipping k batches reads exactly the rest."""
+    tp = TrainBackboneParams(batch_size=4, num_workers=workers, seed=5)
+    for epoch in (0, 3):
+        shuffled = DataLoader(Indices(), batch_size=4, shuffle=True, num_workers=workers,
+                              generator=torch.Generator().manual_seed(tp.seed * 1000 + epoch))
+        want = [b.tolist() for b in shuffled]
+        assert [b.tolist() for b in stage.epoch_loader(Indices(), tp, epoch, torch.device("cpu"))] == want
+        assert [b.tolist() for b in stage.epoch_loader(Indices(), tp, epoch, torch.device("cpu"), skip=2)] == want[2:]
+
+
+def test_sigterm_inside_an_epoch_saves_that_step_and_resumes_to_the_same_bytes(tmp_path, monkeypatch, capsys):
+    """6 crops in batches of 2: 3 steps per epoch; SIGTERM in step 2 of epoch 2 (as SLURM sends it at a time
+    limit): exit 143, the resume point holds the step and the partial loss sum; the rerun reads only the
+    epoch's third batch and ends with the bytes of a run never stopped."""
+    monkeypatch.chdir(tmp_path)
+    params = str(tiny_project(tmp_path, epochs=2))
+    args = ["train_backbone", "--params", params, "--set", "train_backbone.batch_size=2"]
+    bb = tmp_path / "results" / "fx" / "tiny"
+    assert cli(args) == 0
+    want = [(bb / f).read_bytes() for f in ("backbone.pt", "train_log.csv")]
+    for f in ("backbone.pt", "train_log.csv"):
+        (bb / f).unlink()
+    real, calls = stage.joints_mse, []
+
+    def signalled(*a, **kw):
+        calls.append(1)
+        if len(calls) == 5:  # epoch 2, step 2
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(stage, "joints_mse", signalled)
+    assert cli(args) == Preempted.STATUS
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "sgpose train_backbone: stopped by SIGTERM at step 2/3 of epoch 2; resume point results/fx/tiny/backbone.pt.last "
+        "saved: a rerun continues from there (exit 143)")
+    state = torch.load(bb / "backbone.pt.last", weights_only=True)
+    assert (state["epoch"], state["step"], state["count"]) == (1, 2, 4) and state["total"] > 0
+    monkeypatch.setattr(stage, "joints_mse", real)
+    calls.clear()
+    monkeypatch.setattr(stage, "joints_mse", lambda *a, **kw: (calls.append(1), real(*a, **kw))[1])
+    assert cli(args) == 0
+    assert len(calls) == 1  # only the epoch's last batch
+    assert [(bb / f).read_bytes() for f in ("backbone.pt", "train_log.csv")] == want
+
+
+def _vm_peak(code: str, env: dict) -> int:
+    """Peak virtual memory (bytes) of a Python process that runs `code` (imports, here)."""
+    probe = f"{code}\nprint([l for l in open('/proc/self/status') if l.startswith('VmPeak')][0].split()[1])"
+    return int(subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True,
+                              check=True).stdout) * 1024
+
+
+def test_out_of_host_memory_is_one_line_naming_the_batch_size(tmp_path):
+    """A real limit (prlimit --as: the stage's imports' peak + 1.5 GiB): 64x64 crops train under it; 1024x1024
+    crops (4.4 GiB resident unlimited) run out in the first forward pass, reported as one line with the
+    refused allocation, the peak and the limit, and the batch size parameter to lower (exit 2)."""
+    if not shutil.which("prlimit"):
+        pytest.skip("prlimit (util-linux) not found")
+    params = str(tiny_project(tmp_path, epochs=1))
+    env = {**os.environ, "PYTHONPATH": str(REPO / "pipeline_src"), "MALLOC_ARENA_MAX": "2"}  # few malloc arenas
+    limit = _vm_peak("import torch, cv2, sgpose.stages.train_backbone", env) + (3 << 29)
+
+    def train(size: int) -> subprocess.CompletedProcess:
+        crop = ["--set", f"backbone.input_size=[{size},{size}]", "--set", f"backbone.heatmap_size=[{size // 4},{size // 4}]"]
+        return subprocess.run(["prlimit", f"--as={limit}", sys.executable, "-m", "sgpose.cli", "train_backbone", "--params",
+                               params, "--set", "train_backbone.batch_size=6", *crop], cwd=tmp_path, env=env,
+                              capture_output=True, text=True)
+
+    assert train(64).returncode == 0
+    trained = (tmp_path / "results/fx/tiny/backbone.pt").read_bytes()
+    done = train(1024)
+    errors = [line for line in done.stderr.splitlines() if "error" in line.lower()]
+    print("\n" + "\n".join(errors))
+    assert done.returncode == 2 and len(errors) == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert re.fullmatch(rf"sgpose train_backbone: error: out of host memory \(an allocation of \d+\.\d\d GiB refused, "
+                        rf"peak resident memory \d+\.\d\d GiB, peak virtual memory \d+\.\d\d GiB, address-space limit "
+                        rf"{limit / (1 << 30):.2f} GiB \(ulimit -v, prlimit --as\)\); lower train_backbone\.batch_size "
+                        rf"\(now 6\)", errors[0]), errors[0]
+    assert (tmp_path / "results/fx/tiny/backbone.pt").read_bytes() == trained  # the 64x64 run's, untouched
+    assert not (tmp_path / "results/fx/tiny/backbone.pt.last").exists()

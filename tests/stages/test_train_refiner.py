@@ -1,8 +1,17 @@
-"""`sgpose train_refiner` on a tiny cache of the COCO fixture: outputs, exact resume, DDP (two gloo
-processes under torchrun) against one process, and the online feature source against the cache."""
+"""`sgpose train_refiner` on a tiny cache of the COCO fixture: outputs, exact resume (after an epoch, and
+inside one after SIGTERM), DDP (two gloo processes under torchrun) against one process, the online feature
+source against the cache, a divergent run (stopped with one line, nothing written), gradient clipping."""
 
 from __future__ import annotations
 
+import logging
+import multiprocessing
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -13,6 +22,7 @@ from sgpose.cache.reader import features
 from sgpose.cli import main as cli
 from sgpose.config.paths import Paths
 from sgpose.config.selection import load_params
+from sgpose.core.errors import Preempted
 from sgpose.runtime import compute
 from sgpose.training import sources
 from test_cache_stage import tiny_project
@@ -159,3 +169,109 @@ def test_equal_work_gives_equal_bytes(project):
     assert [f.read_bytes() for f in files] == first
     assert list(pd.read_csv(files[1]).columns) == ["epoch", "loss", "lr", "val_ap"]
     assert all(set(row) == {"epoch", "loss", "lr", "val_ap"} for row in torch.load(files[0], weights_only=False)["log"])
+
+
+def test_a_divergent_run_stops_with_one_line_and_writes_nothing(project, capsys):
+    """Issue 27: lr 1e6 made every epoch's loss NaN, and the stage exit 0 with an all-NaN refiner.pt. Now
+    the first non-finite loss stops it, naming the epoch and step, the last finite loss and what to try;
+    no refiner.pt, no train_log.csv; the resume point of the last finite epoch is kept (a lower lr
+    starts clean: other parameters)."""
+    assert cli(["train_refiner", *project, "--set", "train_refiner.epochs=4", "--set", "train_refiner.lr=1e6"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    line = err[-1]
+    print("\n" + line)
+    assert re.fullmatch(
+        r"sgpose train_refiner: error: refiner ours: training diverged at epoch (\d), step (\d)/2: (the loss|the gradient "
+        r"norm|a weight \(max \|w\|\)) is (nan|inf|-inf); the last finite loss was \S+ \(epoch \d, step \d\)\. Nothing "
+        r"written; the resume point results/fx/tiny/ours/refiner\.pt\.last \(epoch (\d)\) is kept\. Try a lower "
+        r"train_refiner\.lr \(now 1e\+06\) or gradient clipping, train_refiner\.grad_clip_norm \(off now\)\.", line), line
+    epoch, kept = int(re.search(r"diverged at epoch (\d)", line).group(1)), int(re.search(r"\(epoch (\d)\) is kept", line).group(1))
+    assert 2 <= epoch <= 4 and kept == epoch - 1 and not any("Traceback" in e for e in err)
+    assert sorted(p.name for p in (BB / "ours").iterdir()) == ["refiner.pt.last"]
+    state = torch.load(BB / "ours" / "refiner.pt.last", weights_only=False)
+    assert state["epoch"] == kept and all(torch.isfinite(v).all() for v in state["state_dict"].values())
+
+
+def _sigterm_at_call(n: int, monkeypatch) -> None:
+    """SIGTERM, as SLURM sends it at a time limit, to this process and its data loader workers (SLURM
+    signals every process of the job) during the n-th training step."""
+    real, calls = stage.training_loss, []
+
+    def signalled(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == n:
+            for child in multiprocessing.active_children():  # the reader processes
+                os.kill(child.pid, signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(stage, "training_loss", signalled)
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_sigterm_inside_an_epoch_saves_that_step_and_resumes_to_the_same_bytes(project, monkeypatch, capsys, caplog,
+                                                                              workers):
+    """4 steps per epoch (7 samples, batch 2); SIGTERM in step 2 of epoch 2: the step ends, the resume point
+    holds it, the stage exits 143; the rerun redraws epoch 2's batches, skips the two done and ends with
+    the bytes of a run never stopped (with a reader process too: it ignores SIGTERM)."""
+    real = stage.training_loss
+    caplog.set_level(logging.INFO)
+    args = [*project, "--set", "train_refiner.epochs=3", "--set", "train_refiner.batch_size=2", "--set",
+            f"train_refiner.num_workers={workers}"]
+    assert cli(["train_refiner", *args]) == 0
+    files = [BB / "ours" / "refiner.pt", BB / "ours" / "train_log.csv"]
+    want = [f.read_bytes() for f in files]
+    for f in files:
+        f.unlink()
+    _sigterm_at_call(6, monkeypatch)
+    assert cli(["train_refiner", *args]) == Preempted.STATUS
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line == ("sgpose train_refiner: stopped by SIGTERM at step 2/4 of epoch 2; resume point "
+                    "results/fx/tiny/ours/refiner.pt.last saved: a rerun continues from there (exit 143)")
+    state = torch.load(BB / "ours" / "refiner.pt.last", weights_only=False)
+    assert (state["epoch"], state["step"], len(state["log"])) == (1, 2, 1) and not files[0].exists()
+    monkeypatch.setattr(stage, "training_loss", real)
+    assert cli(["train_refiner", *args]) == 0
+    assert "resuming from results/fx/tiny/ours/refiner.pt.last (step 2 of epoch 2)" in caplog.text
+    assert [f.read_bytes() for f in files] == want and not (BB / "ours" / "refiner.pt.last").exists()
+
+
+def test_gradient_clipping_changes_the_weights_and_the_fingerprint(project):
+    assert cli(["train_refiner", *project, "--set", "train_refiner.epochs=1"]) == 0
+    plain = _weights()
+    clipped = [*project, "--set", "train_refiner.epochs=1", "--set", "train_refiner.grad_clip_norm=1e-6"]
+    assert cli(["train_refiner", *clipped]) == 0
+    moved = max((plain[k] - _weights()[k]).abs().max().item() for k in plain)
+    assert moved > 1e-6  # Adam normalises the step: a clipped gradient still moves, but not as the plain one
+    params = load_params(project[1], [a for a in clipped[2:] if a != "--set"])
+    source = sources.CachedSource(Paths(params).cache("train"), params.train_refiner, torch.device("cpu"))
+    assert stage.fingerprint(params, "ours", source)["train"]["grad_clip_norm"] == 1e-6
+
+
+def test_two_ddp_processes_stopped_by_sigterm_agree_on_the_step_and_resume_to_the_same_bytes(project):
+    """SIGTERM to every process of the run, as SLURM sends it (the stage, torchrun and its two workers), once
+    epoch 1 is saved: the workers agree on a step (an all-reduce of the flag), process 0 saves the point with
+    both processes' partial loss sums, every process exits, the stage 143; the rerun ends with the bytes of
+    an uninterrupted two-process run."""
+    two = [*project, "--set", "train_refiner.epochs=3", "--set", "train_refiner.devices=2", "--set",
+           "train_refiner.batch_size=2"]
+    files = [BB / "ours" / "refiner.pt", BB / "ours" / "train_log.csv"]
+    assert cli(["train_refiner", *two]) == 0
+    want = [f.read_bytes() for f in files]
+    for f in files:
+        f.unlink()
+    proc = subprocess.Popen([sys.executable, "-m", "sgpose.cli", "train_refiner", *two], start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    last = BB / "ours" / "refiner.pt.last"
+    while not last.is_file() and proc.poll() is None:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGTERM)
+    out = proc.communicate(timeout=600)[0]
+    assert proc.returncode == Preempted.STATUS, out[-4000:]
+    stopped = re.findall(r"sgpose train_refiner: stopped by SIGTERM at step (\d+)/3 of epoch (\d+)", out)  # 7 samples: 2+2+2
+    assert len(set(stopped)) == 1 and len(stopped) >= 2, out[-4000:]  # both workers, the same step
+    state = torch.load(last, weights_only=False)
+    step, epoch = map(int, stopped[0])
+    assert (state["epoch"], state["step"], len(state["totals"])) == (epoch - 1, step, 2)
+    assert cli(["train_refiner", *two]) == 0
+    assert [f.read_bytes() for f in files] == want and not last.exists()

@@ -28,7 +28,7 @@ from sgpose.cache.format import dataset_keys, num_features, read_attrs
 from sgpose.cache.shards import check_shards
 from sgpose.core.errors import InputError, reading
 from sgpose.models.features import FeatureInfo, feature_info
-from sgpose.runtime import threads
+from sgpose.runtime import interrupt, threads
 
 TRAIN_KEYS = ("heatmaps", "target", "target_weight", "joints")  # + feat/*
 
@@ -120,6 +120,13 @@ class CacheBatches(Dataset):
     def nbytes(self) -> int:
         """Bytes of the selected datasets, uncompressed: what `preload` holds in memory."""
         return sum(int(np.prod(s)) * self.dtypes[k].itemsize for k, s in self.shapes.items()) * self.num_samples
+
+    @property
+    def sample_nbytes(self) -> int:
+        """Bytes of one sample as a batch holds it (fp16 as float32 unless `as_stored`)."""
+        size = {k: 4 if self.dtypes[k] == np.float16 and not self.as_stored else self.dtypes[k].itemsize
+                for k in self.keys}
+        return sum(int(np.prod(s)) * size[k] for k, s in self.shapes.items())
 
     @property
     def views(self) -> int:
@@ -225,16 +232,25 @@ class EpochBatches(Sampler):
         return len(self.batches)
 
 
+def prefetch_factor(budget: float, workers: int, batch_bytes: int) -> int:
+    """Batches each of `workers` reader processes may hold ready so that together they hold at most
+    `budget` bytes (the DataLoader's own default is 2 batches per worker, whatever their size); at
+    least 1, the least a DataLoader with workers takes."""
+    return max(1, int(budget // max(workers * batch_bytes, 1)))
+
+
 class EpochLoader:
     """`loader(batches)` -> an iterable of those batches, read by worker processes started once for
     every epoch (training): a restart per epoch forks `num_workers` processes that reopen every shard
     and refill the prefetch queue, seconds per epoch on a GPU node. The dataset is pickled to the
-    workers once: it must not change between epochs (CacheBatches does not)."""
+    workers once: it must not change between epochs (CacheBatches does not). `prefetch`: batches each
+    worker holds ready (`prefetch_factor`); the workers ignore SIGTERM (`runtime.interrupt`)."""
 
-    def __init__(self, dataset: CacheBatches, num_workers: int = 0, pin_memory: bool = False):
+    def __init__(self, dataset: CacheBatches, num_workers: int = 0, pin_memory: bool = False, prefetch: int = 2):
         self.order, workers = EpochBatches(), threads.loader_workers(num_workers)
         self.loader = DataLoader(dataset, batch_size=None, sampler=self.order, num_workers=workers,
-                                 pin_memory=pin_memory, persistent_workers=workers > 0)
+                                 pin_memory=pin_memory, persistent_workers=workers > 0,
+                                 prefetch_factor=prefetch if workers else None, worker_init_fn=interrupt.worker_init)
 
     def __call__(self, batches: list[list[int]]) -> DataLoader:
         self.order.batches = [list(b) for b in batches]

@@ -1,13 +1,14 @@
 """Write a cache file: preallocated datasets filled batch by batch, under a temporary name renamed when
 complete, the `complete` attribute set last, so a half-written cache is never mistaken for a finished one.
 Every dataset is written with its Fletcher-32 checksum (`format`); a batch the disk cannot take is
-refused before HDF5 sees it (a DiskFullError naming the file).
+refused before HDF5 sees it (a DiskFullError naming the file). No cached number is NaN or infinite: a
+batch holding one, or values float16 would store as infinity, is refused (a NonFiniteError naming the
+file, the dataset and the samples), and the shard is not written.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import queue
 import threading
@@ -21,12 +22,10 @@ import torch
 
 from sgpose.cache import chunks
 from sgpose.cache.format import COMPRESSION, REQUIRED, dtype_of, num_features, write_attrs
-from sgpose.core.errors import DiskFullError, disk_full, free_bytes, mount_point
-from sgpose.core.io import atomic_path
+from sgpose.core.errors import DiskFullError, NonFiniteError, disk_full, free_bytes, mount_point
+from sgpose.core.io import TMP_MARK, atomic_path
 from sgpose.core.modes import Compression
 from sgpose.runtime import threads
-
-log = logging.getLogger(__name__)
 
 # bytes kept free beyond a batch's uncompressed size: HDF5's chunk caches (1 MiB per dataset) and metadata
 HEADROOM = 8 << 20
@@ -48,6 +47,14 @@ def stored(arr: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, bool]:
     return src.to(torch.from_numpy(np.empty(0, dtype)).dtype).numpy(), overflow
 
 
+def peak(arr: np.ndarray) -> float:
+    """max |x| of a float array: NaN or inf when the array holds one (0 for other dtypes and empty arrays)."""
+    arr = np.asarray(arr)
+    if arr.dtype.kind != "f" or arr.size == 0:
+        return 0.0
+    return float(torch.from_numpy(np.ascontiguousarray(arr)).abs().amax())  # NaN propagates; threaded
+
+
 class CacheWriter:
     """Preallocates N samples on the first batch and appends batches of arrays keyed by dataset name.
     The one-sample chunks of the large datasets are encoded (lz4 or none, + Fletcher-32) on `encoders`
@@ -62,7 +69,6 @@ class CacheWriter:
         self.dtype = dtype
         self.compression = compression
         self.count = 0
-        self.overflowed: set[str] = set()  # datasets already warned about
         self.direct: set[str] = set()  # datasets whose chunks are encoded here
         self.encoders = threads.pool_threads() if encoders is None else encoders
         self._pool: ThreadPoolExecutor | None = None
@@ -94,11 +100,8 @@ class CacheWriter:
         encoded: dict[str, np.ndarray] = {}
         for key, arr in batch.items():
             ds = self.h5[key]
-            values, overflow = stored(arr, ds.dtype)
-            if overflow and key not in self.overflowed:
-                self.overflowed.add(key)
-                log.warning("%s: %s has values beyond the float16 range (|x| > 65504), stored as inf; "
-                            "cache.dtype: float32 keeps them", self.h5.filename, key)
+            self._check_finite(key, arr, ds.dtype, b)
+            values, _ = stored(arr, ds.dtype)
             if key in self.direct:
                 encoded[key] = np.ascontiguousarray(values)
             else:
@@ -120,6 +123,18 @@ class CacheWriter:
         for (key, i), data in zip(tasks, encoded):
             ds = datasets[key]
             ds.write_direct_chunk((self.count + i, *(0,) * (ds.rank - 1)), data)
+
+    def _check_finite(self, key: str, arr: np.ndarray, dtype: np.dtype, b: int) -> None:
+        """Refuse a batch holding NaN or inf, or finite values that float16 stores as inf (> 65504)."""
+        top = peak(arr)
+        samples, path = f"samples {self.count}-{self.count + b - 1}", self.h5.filename.rsplit(TMP_MARK, 1)[0]
+        if not np.isfinite(top):
+            raise NonFiniteError(path, f"{key} of {samples} holds non-finite values (NaN or inf): the "
+                                 "backbone's outputs are broken (its weights, or its input); nothing is cached")
+        if np.dtype(dtype) == np.float16 and top >= FP16_INF:
+            raise NonFiniteError(path, f"{key} of {samples} holds values beyond the float16 range "
+                                 f"(|x| up to {top:.4g} > 65504), which it would store as infinity; set "
+                                 "cache.dtype: float32")
 
     def close(self) -> None:
         """Stop the encoder threads (the file is the caller's to close)."""

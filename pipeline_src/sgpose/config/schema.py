@@ -109,6 +109,7 @@ class TrainBackboneParams(_Section):
     seed: int = 0
     augment: AugmentParams = AugmentParams()
     num_workers: int = Field(0, ge=0)
+    grad_clip_norm: float | None = Field(None, gt=0)  # clip the gradients' 2-norm to this (None: off)
 
 
 class BackboneParams(_Section):
@@ -248,6 +249,8 @@ class TrainRefinerParams(_Section):
     features: FeatureSource = FeatureSource.CACHE  # online: run the frozen backbone on augmented crops
     num_workers: int = Field(0, ge=0)  # cache reader (or image decoding) processes
     preload_gb: float = Field(2.0, ge=0)  # read the whole training cache into memory when it is this small
+    prefetch_gb: float = Field(2.0, gt=0)  # bytes of batches the reader processes hold ready, all together
+    grad_clip_norm: float | None = Field(None, gt=0)  # clip the gradients' 2-norm to this (None: off, as the paper)
     devices: int = Field(1, ge=1)  # DDP processes (torchrun): one per GPU, or gloo processes on CPU
     val_every: int = Field(0, ge=0)  # score the val split every N epochs and at the last (0: never), training log
     p_last: float | None = Field(None, ge=0, le=1)  # P(t = T-1) per training draw, else U{0..T-2}; None: U{0..T-1}

@@ -1,8 +1,10 @@
-"""The project's own errors: a file that cannot be used, and a disk that ran full while writing one.
+"""The project's own errors: a file that cannot be used, a disk that ran full while writing one, numbers
+that are not finite where a stage would write them, and a stage stopped by SIGTERM.
 
-Both are raised where files are read or written, name the file, and are printed by the CLI as one
-line (exit 2) instead of a traceback (docs/architecture.md, "Errors"). Anything else that goes wrong
-is a bug and keeps its traceback.
+Each is raised where files are read or written or where the run stops, names the file (or the stage's
+place), and is printed by the CLI as one line instead of a traceback (docs/architecture.md, "Errors"):
+exit 2 for a damaged input or a full disk, 1 for non-finite numbers (a ValueError), `Preempted.STATUS`
+(143) for SIGTERM. Anything else that goes wrong is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -30,6 +32,23 @@ class InputError(ValueError):
         super().__init__(f"{path}: {problem}")
 
 
+class NonFiniteError(ValueError):
+    """Numbers that are not finite (NaN, inf) in a file a stage would write, or reads: `path` is the file,
+    `problem` where the numbers are and what to do. Nothing is written: a diverged run is no result."""
+
+    def __init__(self, path: str | Path, problem: str):
+        self.path, self.problem = Path(path), problem
+        super().__init__(f"{path}: {problem}")
+
+
+class Preempted(Exception):
+    """A training stage stopped by SIGTERM (a SLURM time limit, preemption, `scancel --signal=TERM`)
+    after saving a resume point; the CLI exits with STATUS, 128 + SIGTERM as a shell reports a process
+    SIGTERM ended: a failure to DVC and Snakemake (whose SLURM profile resubmits the job, which resumes)."""
+
+    STATUS = 143
+
+
 class DiskFullError(OSError):
     """Writing `path` ran out of space; the message says how much is free on which filesystem."""
 
@@ -42,10 +61,12 @@ class DiskFullError(OSError):
 
 
 def mount_point(path: str | Path) -> Path:
-    """The mount point of the filesystem holding `path` (or its nearest existing parent)."""
+    """The mount point of the filesystem holding `path` (or its nearest existing parent), symbolic links
+    followed: a results directory linked onto another filesystem names that one, not `/`."""
     p = Path(os.path.abspath(path))
     while not p.exists():
         p = p.parent
+    p = p.resolve()
     while not os.path.ismount(p):
         p = p.parent
     return p

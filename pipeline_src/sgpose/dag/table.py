@@ -33,13 +33,15 @@ CODE_STAGE = "code"  # DVC's stage that digests every entry's sources (sgpose.da
 @dataclass(frozen=True)
 class Command:
     """One `sgpose` subcommand: the stage module it runs (`sgpose.stages.<name>`), its help, whether it reads
-    the params file (`profile`, `dag` and `code` read it themselves, or not at all), and the rule of the
-    DAG an invocation runs (`rule(args)`; default the command's own name): its resources and threads."""
+    the params file (`profile`, `dag` and `code` read it themselves, or not at all), the rule of the
+    DAG an invocation runs (`rule(args)`; default the command's own name): its resources and threads,
+    and the params key of the batch size that sets its memory (named when it runs out: `sgpose.cli`)."""
 
     name: str
     help: str
     reads_params: bool = True
     rule: Callable[[argparse.Namespace], str] | None = None
+    batch_param: str | None = None
 
     @property
     def module(self) -> str:
@@ -272,15 +274,17 @@ COMMANDS: tuple[Command, ...] = (
     Command("download", "fetch and verify a dataset's files (URLs or SGPOSE_MIRROR)"),
     Command("prepare", "a dataset's person instances per split (GT boxes; val_det: detections), ground truth",
             rule=_prepare_rule),
-    Command("train_backbone", "train a backbone where no official checkpoint is used (else import it)"),
+    Command("train_backbone", "train a backbone where no official checkpoint is used (else import it)",
+            batch_param="train_backbone.batch_size"),
     Command("cache", "run the frozen backbone once; write features, Y0, targets, crop meta to sharded HDF5",
-            rule=_cache_rule),
+            rule=_cache_rule, batch_param="cache.batch_size"),
     Command("start_pose", "mean training pose in crop coordinates (guidance.start_pose: mean)"),
-    Command("train_refiner", "train the structure-guided UNet from the cache (docs/method.md, Training)"),
+    Command("train_refiner", "train the structure-guided UNet from the cache (docs/method.md, Training)",
+            batch_param="train_refiner.batch_size"),
     Command("infer", "refine the cached heatmaps of each evaluation split; COCO results JSON (docs/method.md, "
-            "Inference)"),
+            "Inference)", batch_param="infer.batch_size"),
     Command("infer_online", "every variant's predictions on the backbone's online splits: one pass through the "
-            "backbone, no cache"),
+            "backbone, no cache", batch_param="infer.batch_size"),
     Command("evaluate", "OKS keypoint AP (COCO or CrowdPose) per evaluation split; writes results/metrics/..."),
     Command("report", "tables (paper numbers beside ours) and figures from results/"),
     Command("predict", "run the trained backbone + ours refiner on an image: keypoints JSON + overlay PNG"),

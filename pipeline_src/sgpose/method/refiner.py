@@ -7,12 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from sgpose.config.schema import GuidanceParams, RefinerParams
-from sgpose.core.checkpoint_io import torch_load
+from sgpose.core.checkpoint_io import check_finite_weights, save_torch, torch_load
 from sgpose.core.errors import InputError
-from sgpose.core.io import atomic_path
 from sgpose.core.modes import RefinerInit
 from sgpose.core.variants import get_variant
 from sgpose.method.refine import input_channels
@@ -50,9 +47,8 @@ def refiner_checkpoint(unet: StructureGuidedUNet, opt, epoch: int, rows: list[di
 
 
 def save_refiner(path: Path, ckpt: dict) -> None:
-    """Write a checkpoint atomically (temporary name, renamed when complete)."""
-    with atomic_path(path) as tmp:
-        torch.save(ckpt, tmp)
+    """Write a checkpoint atomically (temporary name, renamed when complete); non-finite weights are refused."""
+    save_torch(path, ckpt)
 
 
 def load_refiner(path: Path, rp: RefinerParams, num_joints: int, variant: str = "ours") -> StructureGuidedUNet:
@@ -65,6 +61,7 @@ def load_refiner(path: Path, rp: RefinerParams, num_joints: int, variant: str = 
                          f"--variant {variant}`")
     if ckpt.get("variant", variant) != variant:
         raise ValueError(f"{path}: a refiner of variant {ckpt['variant']}, expected {variant}")
+    check_finite_weights(path, ckpt["state_dict"])
     unet = build_unet(rp, num_joints, from_json(ckpt["features"]), variant)
     try:
         unet.load_state_dict(ckpt["state_dict"])

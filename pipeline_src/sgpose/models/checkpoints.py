@@ -17,10 +17,11 @@ import torch
 from torch import Tensor, nn
 
 from sgpose.config.schema import BackboneParams
-from sgpose.core.checkpoint_io import CheckpointError, UnreadableCheckpoint, torch_load  # noqa: F401 (re-exported)
+from sgpose.core.checkpoint_io import CheckpointError, UnreadableCheckpoint, check_finite_weights, save_torch, torch_load  # noqa: F401 (re-exported)
 from sgpose.core.errors import InputError
-from sgpose.core.io import atomic_path, sha256_file
+from sgpose.core.io import sha256_file
 from sgpose.core.keypoints import get_layout
+from sgpose.models import zoo
 from sgpose.models.backbones import ARCH_FIELDS, build_backbone, describe
 
 log = logging.getLogger(__name__)
@@ -36,16 +37,21 @@ LOG_COLUMNS = ["epoch", "loss", "lr"]
 
 
 def read_checkpoint(path: Path) -> object:
-    """torch.load on CPU; tensors-only first, full unpickling only for foreign (sha256-verified) files."""
+    """torch.load on CPU; tensors-only, and full unpickling only for a registry checkpoint whose bytes are
+    the published ones (`zoo.published`): unpickling runs any code a file holds, so a file of unknown
+    origin that is more than tensors is refused (an UnreadableCheckpoint naming it), never unpickled."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: backbone checkpoint not found (run train_backbone or download)")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
-        log.warning("%s: not a tensors-only checkpoint; loading it with full unpickling", path)
+        if zoo.published(path):
+            log.warning("%s: not a tensors-only checkpoint; a verified registry file: loading it with full "
+                        "unpickling", path)
+            return torch_load(path, weights_only=False)
     except Exception:  # noqa: BLE001 - damaged: torch_load says so, naming the file
         pass
-    return torch_load(path, weights_only=False)
+    return torch_load(path)
 
 
 def detect_naming(keys: list[str]) -> str:
@@ -134,6 +140,7 @@ def load_backbone(path: str | Path, bp: BackboneParams, num_joints: int) -> nn.M
         sd = extract_state_dict(obj)
     except CheckpointError as err:
         raise CheckpointError(f"{path}: {err}") from None
+    check_finite_weights(path, sd)
     try:
         naming = load_strict(model, sd, path)
     except CheckpointError as err:
@@ -147,10 +154,9 @@ def load_backbone(path: str | Path, bp: BackboneParams, num_joints: int) -> nn.M
 
 def save_backbone(path: Path, model: nn.Module, params, epochs: int, source: Path | None = None) -> None:
     """backbone.pt: weights, the params that built them (`params.backbone`, `params.layout`: a selection's),
-    and the sha256 of an imported source file."""
-    with atomic_path(path) as tmp:
-        torch.save({"state_dict": {k: v.cpu().contiguous() for k, v in model.state_dict().items()},
-                    "backbone": params.backbone.model_dump(mode="json"),
-                    "num_joints": get_layout(params.layout).num_joints, "epochs": epochs,
-                    "source": str(source) if source else None,
-                    "source_sha256": sha256_file(source) if source else None}, tmp)
+    and the sha256 of an imported source file; non-finite weights are refused (`save_torch`)."""
+    save_torch(path, {"state_dict": {k: v.cpu().contiguous() for k, v in model.state_dict().items()},
+                      "backbone": params.backbone.model_dump(mode="json"),
+                      "num_joints": get_layout(params.layout).num_joints, "epochs": epochs,
+                      "source": str(source) if source else None,
+                      "source_sha256": sha256_file(source) if source else None})

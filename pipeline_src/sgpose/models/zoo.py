@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sgpose.config.schema import BackboneParams
+from sgpose.core.io import sha256_file
 from sgpose.core.modes import ColorOrder
 from sgpose.data.download import Entry, fetch
 
@@ -104,6 +105,14 @@ def fetch_checkpoint(key: str, root: str | Path = ".", mirror: str | None = None
     outcome = fetch(entry, dest, source, progress=progress)
     log.info("checkpoint %s: %s (%s)", key, dest / entry.path, outcome)
     return dest / entry.path
+
+
+def published(path: str | Path) -> bool:
+    """Whether `path` is a registry checkpoint as published: its name is an entry's and its bytes have
+    that entry's checksum (the only files sgpose will unpickle beyond tensors, `models.checkpoints`)."""
+    path = Path(path)
+    entries = [download_entry(key) for key, zc in CHECKPOINTS.items() if zc.file_name == path.name]
+    return bool(entries) and path.is_file() and any(e.matches(path.stat().st_size, sha256_file(path)) for e in entries)
 
 
 def checkpoint_path(checkpoint: str, root: str | Path = ".") -> Path:

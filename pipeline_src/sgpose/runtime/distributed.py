@@ -61,6 +61,12 @@ def all_sum(value: float, world: int) -> float:
     return float(t.item())
 
 
+def gather_floats(value: torch.Tensor, world: int) -> list[float]:
+    """Every process's scalar `value`, by rank (a float32 goes through float64 and back exactly)."""
+    mine = float(value)
+    return [all_sum(mine if r == dist.get_rank() else 0.0, world) for r in range(world)] if world > 1 else [mine]
+
+
 def barrier(world: int) -> None:
     """Wait for every process (no-op for one)."""
     if world > 1:

@@ -7,9 +7,10 @@ modules, at module level or inside a function, with the `__init__.py` of every p
 cheap and works for modules whose dependencies are not installed.
 
 `UNTRACKED` modules change how a stage runs, never what it writes: its cores (`runtime.threads`), its
-output locks (`runtime.locks`) and this scanner. The closure stops at them, so no stage's code
-dependency (DVC's digest, Snakemake's inputs, the cache's shard fingerprints) holds them and editing
-them re-runs nothing. `sgpose.cli` and `sgpose.dag` are in no closure either: no stage imports them.
+output locks (`runtime.locks`), how it stops on SIGTERM (`runtime.interrupt`) and this scanner. The
+closure stops at them, so no stage's code dependency (DVC's digest, Snakemake's inputs, the cache's shard
+fingerprints) holds them and editing them re-runs nothing. `sgpose.cli` and `sgpose.dag` are in no
+closure either: no stage imports them.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from functools import lru_cache
 from pathlib import Path
 
 PACKAGE = "sgpose"
-UNTRACKED = frozenset({"sgpose.runtime.threads", "sgpose.runtime.locks", "sgpose.runtime.imports"})
+UNTRACKED = frozenset({"sgpose.runtime.threads", "sgpose.runtime.locks", "sgpose.runtime.imports",
+                       "sgpose.runtime.interrupt"})
 ROOT = Path(__file__).resolve().parents[1]  # pipeline_src/sgpose
 
 

@@ -1,7 +1,7 @@
 """`sgpose train_backbone --backbone B`: train a backbone (SimpleBaseline or HRNet) where no official checkpoint is used.
 
 The training is `sgpose.training.backbone.fit` (Adam + MultiStepLR on SimpleBaseline's JointsMSELoss;
-resumable from `backbone.pt.last`). Outputs: `backbone.pt`
+resumable from `backbone.pt.last`, written after every epoch and on SIGTERM at the step reached). Outputs: `backbone.pt`
 ({"state_dict", "backbone", "num_joints", "epochs", "source", "source_sha256"}) and the per-epoch log CSV.
 With `backbones.<name>.checkpoint` set nothing is trained: the official checkpoint is imported into backbone.pt.
 """
@@ -20,7 +20,7 @@ from sgpose.core.io import atomic_path
 from sgpose.core.keypoints import get_layout
 from sgpose.models import zoo
 from sgpose.models.checkpoints import LOG_COLUMNS, load_backbone, save_backbone  # noqa: F401  (save_backbone: parity.py)
-from sgpose.runtime import locks
+from sgpose.runtime import interrupt, locks
 from sgpose.stages import Run
 from sgpose.training.backbone import fit
 
@@ -57,8 +57,9 @@ def main(run: Run) -> None:
     if params.backbone.controlled:
         raise ValueError(f"backbones.{params.backbone.name} is a controlled backbone ({params.backbone.arch}): it has no "
                          f"weights to train; its cache runs {params.backbone.features_from}'s backbone.pt")
-    # one writer of backbone.pt and its resume file: a second run stops, naming the first
-    with locks.output_lock(paths.backbone, paths.results, wait=False):
+    # one writer of backbone.pt and its resume file: a second run stops, naming the first; SIGTERM: a resume
+    # point at the step reached, exit 143 (runtime.interrupt)
+    with locks.output_lock(paths.backbone, paths.results, wait=False), interrupt.on_sigterm():
         if params.backbone.checkpoint:
             return import_checkpoint(params, paths)
         fit(params, paths)

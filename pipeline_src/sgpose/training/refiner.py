@@ -4,7 +4,10 @@ Each epoch's batches, views and steps t come from one seeded generator, so a run
 number of workers and processes. Device, mixed precision and channels_last follow the `compute` section;
 with DDP (`sgpose.runtime.distributed`) every process takes its share of each global batch, and the loss is
 weighted so the gradient equals the single-process one. Resumable: the resume point (`training.resume`) is
-written after every epoch.
+written after every epoch and on SIGTERM at the step reached (`runtime.interrupt`; the resumed run redraws
+that epoch's batches from the generator state saved before they were drawn, skips the done ones and adds
+to the saved partial loss sum: the same bytes as a run never stopped). A non-finite loss, gradient norm
+or weight stops the run before anything is written (`training.guard`).
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from sgpose.core.io import atomic_path
 from sgpose.core.keypoints import get_layout
 from sgpose.method.refine import draw_steps, guidance_spec, training_loss
 from sgpose.method.refiner import LOG_FIELDS, build_unet, refiner_checkpoint, save_refiner
-from sgpose.runtime import compute, distributed
+from sgpose.runtime import compute, distributed, interrupt
+from sgpose.training.guard import DivergenceGuard
 from sgpose.training.resume import ResumePoint
 from sgpose.training.sources import TrainingSource
 from sgpose.training.validation import Validation
@@ -36,7 +40,7 @@ log = logging.getLogger(__name__)
 def fingerprint(params: Params, variant: str, source: TrainingSource) -> dict:
     """What an interrupted run must have been made with to be continued: every parameter that changes
     the weights (any `epochs` not below its own) and the training data (`source.identity`)."""
-    train = params.train_refiner.model_dump(mode="json", exclude={"epochs", "num_workers", "preload_gb"})
+    train = params.train_refiner.model_dump(mode="json", exclude={"epochs", "num_workers", "preload_gb", "prefetch_gb"})
     return {"variant": variant, "train": train, "guidance": params.guidance.model_dump(mode="json"),
             "refiner": params.refiner.model_dump(mode="json"), "compute": params.compute.model_dump(mode="json"),
             "layout": params.layout, "source": source.identity}
@@ -62,27 +66,33 @@ def fit(params: Params, paths: Paths, variant: str, source: TrainingSource, dev:
     gen = torch.Generator().manual_seed(tp.seed)
     resume = ResumePoint(out, fingerprint(params, variant, source), tp.epochs)
     validation = Validation(params, paths, variant, dev) if rank == 0 else None
-    start_epoch, rows = 0, []
+    guard = DivergenceGuard(unet, dev, scaler, tp.grad_clip_norm, f"refiner {variant}", _advice(tp), resume.kept)
+    start_epoch, skip, partial, rows = 0, 0, None, []
     if (state := resume.load()) is not None:
         unet.load_state_dict(state["state_dict"])
         opt.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
-        gen.set_state(state["generator"])
+        gen.set_state(state["generator"])  # as the next epoch to run began: its batches are drawn again
         start_epoch, rows = state["epoch"], list(state["log"])
+        skip, partial = state.get("step", 0), state.get("totals", [None] * world)[rank]  # inside that epoch
     # under torchrun always DDP, one process too: the GPU check runs the NCCL path on a single GPU
     ddp = distributed.launched()
     model = DistributedDataParallel(unet, device_ids=[dev.index] if dev.type == "cuda" else None) if ddp else unet
     for epoch in range(start_epoch, tp.epochs):
-        t0, total = time.time(), torch.zeros((), device=dev)
+        t0, total = time.time(), torch.tensor(partial or 0.0, device=dev)  # float32, as the sum's steps
+        drawn_from = gen.get_state()  # a point saved inside this epoch redraws its batches from here
         model.train()
         batches = shuffled_batches(n, tp.batch_size, gen, source.views)
         steps = [draw_steps(spec, len(b), gen, tp.p_last) for b in batches]
         if world > 1 and len(batches[-1]) < world:  # a process would get no sample: drop the remainder
             batches, steps = batches[:-1], steps[:-1]
-        local = [b[rank::world] for b in batches]
+        local, sizes = [b[rank::world] for b in batches], list(map(len, batches))
+        guard.start_epoch(epoch, len(local))
         desc = f"refiner {variant} epoch {epoch + 1}/{tp.epochs}"
-        for batch, t, size in tqdm(zip(source.batches(local, epoch), steps, map(len, batches)), total=len(local),
-                                   desc=desc, leave=False, disable=rank > 0):
+        # a resumed epoch skips the steps done before the stop (the sources draw per (seed, epoch, sample))
+        for i, (batch, t, size) in enumerate(tqdm(zip(source.batches(local[skip:], epoch), steps[skip:], sizes[skip:]),
+                                                  total=len(local), initial=skip, desc=desc, leave=False,
+                                                  disable=rank > 0), start=skip):
             b = {k: compute.to_device(v, cp, dev) for k, v in batch.items()}
             with compute.autocast(cp, dev):
                 loss = training_loss(model, spec, features(b), b["heatmaps"], b["target"], b["target_weight"],
@@ -90,12 +100,25 @@ def fit(params: Params, paths: Paths, variant: str, source: TrainingSource, dev:
             k = len(b["heatmaps"])
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss * (k * world / size)).backward()  # DDP averages: the global batch mean
+            guard.gradients(opt)  # train_refiner.grad_clip_norm; the norm for the divergence check
             scaler.step(opt)
             scaler.update()
             total += loss.detach().float() * k  # on the device: no sync per step
+            synced = guard.observe(i, loss)  # a non-finite loss, gradient norm or weight: Diverged
+            if (synced or world == 1) and interrupt.requested(world):  # SIGTERM: keep this step, stop
+                guard.check()
+                totals = distributed.gather_floats(total, world)
+                if rank == 0:
+                    resume.save(_checkpoint(unet, opt, epoch, rows, params, variant)
+                                | {"generator": drawn_from, "scaler": scaler.state_dict(), "step": i + 1,
+                                   "totals": totals})
+                distributed.barrier(world)
+                raise interrupt.stopped(f"step {i + 1}/{len(local)} of epoch {epoch + 1}", str(resume.path))
+        guard.check()
+        skip, partial = 0, None
         # no wall time in the rows: they go into refiner.pt and train_log.csv, whose bytes equal work must reproduce
-        rows.append({"epoch": epoch + 1, "loss": distributed.all_sum(total.item(), world) / sum(map(len, batches)),
-                     "lr": tp.lr, "val_ap": ""})
+        rows.append({"epoch": epoch + 1, "loss": distributed.all_sum(total.item(), world) / sum(sizes), "lr": tp.lr,
+                     "val_ap": ""})
         if rank == 0:
             if validation.due(epoch + 1):
                 rows[-1]["val_ap"] = validation.ap(unet, spec)
@@ -109,6 +132,13 @@ def fit(params: Params, paths: Paths, variant: str, source: TrainingSource, dev:
         write_log(paths.refiner_log(variant), rows)
         resume.clear()
     distributed.barrier(world)
+
+
+def _advice(tp) -> str:
+    """What to try after a divergence: the knobs of the train_refiner section."""
+    clip = "gradient clipping, train_refiner.grad_clip_norm (off now)" if tp.grad_clip_norm is None else \
+        f"a smaller train_refiner.grad_clip_norm (now {tp.grad_clip_norm:g})"
+    return f"a lower train_refiner.lr (now {tp.lr:g}) or {clip}."
 
 
 def _checkpoint(unet, opt, epoch: int, rows: list[dict], params: Params, variant: str) -> dict:

@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from sgpose.cache import shards
-from sgpose.cache.reader import TRAIN_KEYS, CacheBatches, EpochLoader
+from sgpose.cache.reader import TRAIN_KEYS, CacheBatches, EpochLoader, prefetch_factor
 from sgpose.config.paths import Paths
 from sgpose.config.schema import TrainRefinerParams
 from sgpose.config.selection import Params
@@ -30,7 +30,7 @@ from sgpose.data.dataset import CropDataset
 from sgpose.models.backbones import forward_views
 from sgpose.models.checkpoints import backbone_source_sha256, load_backbone
 from sgpose.models.features import FeatureInfo, select
-from sgpose.runtime import compute, threads
+from sgpose.runtime import compute, interrupt, threads
 
 log = logging.getLogger(__name__)
 TARGETS = ("target", "target_weight", "joints")
@@ -64,7 +64,10 @@ class CachedSource(TrainingSource):
             self.data.load()
             log.info("%s: %.2f GB, read into memory (train_refiner.preload_gb %.1f)", path, self.data.nbytes / 1e9,
                      tp.preload_gb)
-        self.views, self.loader = self.data.views, EpochLoader(self.data, tp.num_workers, dev.type == "cuda")
+        # the batches the reader processes hold ready are bounded in bytes (train_refiner.prefetch_gb), not batches
+        workers = threads.loader_workers(tp.num_workers)
+        prefetch = prefetch_factor(tp.prefetch_gb * 1e9, workers, self.data.sample_nbytes * tp.batch_size)
+        self.views, self.loader = self.data.views, EpochLoader(self.data, tp.num_workers, dev.type == "cuda", prefetch)
         self.num_instances = len(self.data) // self.views
         self.features = self.data.feature_info()
         # the cache's attributes name its backbone weights, parameters and (manifest) shard fingerprints
@@ -96,7 +99,7 @@ class OnlineSource(TrainingSource):
     def batches(self, batches: list[list[int]], epoch: int) -> Iterator[dict[str, torch.Tensor]]:
         self.crops.set_epoch(epoch)
         loader = DataLoader(self.crops, batch_sampler=batches, num_workers=threads.loader_workers(self.workers),
-                            pin_memory=self.dev.type == "cuda")
+                            pin_memory=self.dev.type == "cuda", worker_init_fn=interrupt.worker_init)
         for batch in loader:
             with compute.inference(self.cp, self.dev):
                 out = forward_views(self.model, compute.to_device(batch["image"], self.cp, self.dev), False,
