@@ -10,12 +10,21 @@ import subprocess
 import threading
 from pathlib import Path
 
-import pandas as pd
-import pytest
-import torch
-import yaml
-from sgpose.core.keypoints import COCO
-from sgpose.data.coco import instances_from_gt, load_coco
+from sgpose.runtime import numerics
+
+# the tests run the stages in this process too: the default `portable` numerics (docs/reproducibility.md)
+# in force before torch, numpy and OpenCV start, as `sgpose <stage>` sets them in a process of its own
+numerics.set_environment("portable")
+
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+import yaml  # noqa: E402
+from sgpose.config.schema import ComputeParams  # noqa: E402
+from sgpose.core.keypoints import COCO  # noqa: E402
+from sgpose.data.coco import instances_from_gt, load_coco  # noqa: E402
+
+numerics.apply(ComputeParams())  # oneDNN off, OpenCV's baseline code, 2 torch threads, whatever test ran first
 
 REPO = Path(__file__).resolve().parents[1]
 MIRROR = Path(os.environ.get("SGPOSE_MIRROR") or REPO.parent / "shared" / "data").resolve()

@@ -17,6 +17,7 @@ import yaml
 from conftest import MIRROR, copy_project, require
 from sgpose.config.selection import read_params_file
 from sgpose.dag.table import rule_names
+from sgpose.runtime.numerics import PORTABLE_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,10 +75,18 @@ def make_repo(dest: Path, extra: dict | None = None) -> Path:
     return dest
 
 
-def run(cmd: list[str], cwd: Path, interleaved: bool = False) -> str:
-    """stdout and stderr of a command the test needs to succeed (the venv's tools first on PATH);
+# what another machine computes with, emulated on this one (docs/reproducibility.md): torch's kernels below
+# AVX2, oneDNN at SSE4.1, other thread counts for OpenMP and MKL. Under `portable` the stages set their own.
+OTHER_MACHINE = {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41", "OMP_NUM_THREADS": "3",
+                 "MKL_NUM_THREADS": "3", "MKL_CBWR": "AUTO"}
+
+
+def run(cmd: list[str], cwd: Path, interleaved: bool = False, machine: dict | None = None) -> str:
+    """stdout and stderr of a command the test needs to succeed (the venv's tools first on PATH), in a user's
+    environment (none of the numerics variables the stages set themselves) or `machine`'s;
     `interleaved`: as one stream, in the order written (a stage's log lines inside DVC's own output)."""
-    env = {**os.environ, "SGPOSE_MIRROR": str(MIRROR), "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env = {k: v for k, v in os.environ.items() if k not in PORTABLE_ENV} | (machine or {})
+    env |= {"SGPOSE_MIRROR": str(MIRROR), "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     proc = subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT if interleaved else subprocess.PIPE, text=True)
     out = proc.stdout + (proc.stderr or "")

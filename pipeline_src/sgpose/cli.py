@@ -89,13 +89,19 @@ def _batch(cmd: Command, params) -> str | None:
 
 
 def _run_stage(cmd: Command, run) -> None:
-    """The stage on the cores its rule was given (runtime.threads), then its work."""
-    from sgpose.runtime import threads  # torch: imported only once a stage runs
+    """The stage with the CPU numerics of `compute.cpu_numerics` (runtime.numerics: its environment set
+    before the stage's module starts torch, numpy or OpenCV) on the cores its rule was given
+    (runtime.threads), then its work. The first log line names both."""
+    from sgpose.runtime import numerics, threads
 
+    cp = run.params.compute
+    numerics.set_environment(cp.cpu_numerics)
+    module = importlib.import_module(cmd.module)
     rule = cmd.rule_of(run.args)  # predict is no rule of the DAG: no default
     default = resources_of(run.params.file, rule).threads if rule in rule_names() else None
-    threads.configure_threads(run.args.threads, cmd.name, rule, default)
-    importlib.import_module(cmd.module).main(run)
+    in_force = (lambda: numerics.apply(cp)) if "torch" in sys.modules else (lambda: numerics.without_torch(cp))
+    threads.configure_threads(run.args.threads, cmd.name, rule, default, in_force)
+    module.main(run)
 
 
 def _guarded(stage: str, run, batch: str | None = None) -> int:
@@ -112,7 +118,7 @@ def _guarded(stage: str, run, batch: str | None = None) -> int:
     except (InputError, DiskFullError) as err:
         print(f"sgpose {stage}: error: {err}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, ValueError) as err:  # ParamsError is a ValueError
+    except (FileNotFoundError, ValueError) as err:  # ParamsError, NumericsError are ValueErrors
         print(f"sgpose {stage}: error: {err}", file=sys.stderr)
         return 1
     except (MemoryError, RuntimeError) as err:

@@ -2,6 +2,7 @@
 
 import pytest
 from sgpose.config.schema import BackboneParams
+from sgpose.models import fetch as zoo_fetch
 from sgpose.models import zoo
 
 
@@ -10,11 +11,11 @@ def test_registry_holds_the_five_published_checkpoints():
         "mmpose:res50_coco_256x192": ("simple_baseline", 50), "mmpose:res101_coco_256x192": ("simple_baseline", 101),
         "mmpose:res152_coco_256x192": ("simple_baseline", 152), "mmpose:hrnet_w32_coco_256x192": ("hrnet", 32),
         "mmpose:hrnet_w48_coco_256x192": ("hrnet", 48)}
-    r50 = zoo.download_entry("mmpose:res50_coco_256x192")
+    r50 = zoo_fetch.download_entry("mmpose:res50_coco_256x192")
     assert r50.url == "https://download.openmmlab.com/mmpose/top_down/resnet/res50_coco_256x192-ec54d7f3_20200709.pth"
     assert (r50.path, r50.sha256_prefix, r50.sha256, r50.size) == (
         "res50_coco_256x192-ec54d7f3_20200709.pth", "ec54d7f3", "", None)
-    assert zoo.download_entry("mmpose:hrnet_w48_coco_256x192").sha256_prefix == "b9e0b3ab"
+    assert zoo_fetch.download_entry("mmpose:hrnet_w48_coco_256x192").sha256_prefix == "b9e0b3ab"
     for key, zc in zoo.CHECKPOINTS.items():
         assert zc.url.startswith("https://download.openmmlab.com/mmpose/top_down/")
         assert len(zc.sha256_prefix) == 8 and int(zc.sha256_prefix, 16) >= 0, key

@@ -35,6 +35,11 @@ def _snapshot(cache) -> dict:
     return out
 
 
+def _bytes(cache: Path) -> dict[str, bytes]:
+    """Every file of the cache (manifests and shards) by name: what DVC hashes."""
+    return {p.relative_to(cache).as_posix(): p.read_bytes() for p in sorted(cache.rglob("*.h5"))}
+
+
 def _assert_same(a: dict, b: dict, skip_attrs=()) -> None:
     assert a.keys() == b.keys()
     for key in a:
@@ -63,7 +68,7 @@ def test_shards_read_back_as_the_single_shard_cache(project):
 def test_killed_run_resumes_at_the_first_unfinished_shard(project, monkeypatch):
     params_file, cache = project
     assert cli(["cache", "--params", str(params_file), *SHARDED]) == 0
-    want = _snapshot(cache)
+    want, want_bytes = _snapshot(cache), _bytes(cache)
     for p in cache.rglob("*.h5"):
         p.unlink()
     real, written = stage.write_shard, []
@@ -83,10 +88,11 @@ def test_killed_run_resumes_at_the_first_unfinished_shard(project, monkeypatch):
     mtime = first.stat().st_mtime_ns
     resumed = []
     monkeypatch.setattr(stage, "write_shard", lambda path, *a: (resumed.append(path), real(path, *a)))
-    assert cli(["cache", "--params", str(params_file), *SHARDED]) == 0
+    assert cli(["cache", "--params", str(params_file), *SHARDED, "--threads", "1"]) == 0
     assert first not in resumed and first.stat().st_mtime_ns == mtime  # kept, not rewritten
     assert resumed[:2] == [shard_path(cache / "train.h5", 1), shard_path(cache / "train.h5", 2)]
     _assert_same(want, _snapshot(cache))
+    assert _bytes(cache) == want_bytes  # resumed, on one thread: every shard and manifest to the byte
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "incomplete"])
@@ -137,7 +143,7 @@ def test_other_weights_rebuild_every_shard(project):
 def test_scatter_and_gather_jobs(project):
     params_file, cache = project
     assert cli(["cache", "--params", str(params_file), *SHARDED]) == 0
-    want = _snapshot(cache)
+    want, want_bytes = _snapshot(cache), _bytes(cache)
     for p in cache.rglob("*.h5"):
         p.unlink()
     base = ["cache", "--params", str(params_file), *SHARDED, "--split", "train"]
@@ -148,6 +154,7 @@ def test_scatter_and_gather_jobs(project):
     assert cli([*base, "--shard", "3"]) == 1  # out of range
     assert cli(["cache", "--params", str(params_file), *SHARDED, "--split", "val"]) == 0
     _assert_same(want, _snapshot(cache))
+    assert _bytes(cache) == want_bytes  # scattered jobs, gathered: the bytes of one run
 
 
 def test_more_shards_than_instances_leaves_empty_shards_and_the_same_data(project):

@@ -11,6 +11,7 @@ import pytest
 from conftest import server_url
 from sgpose.cli import main as cli
 from sgpose.data.download import DownloadError
+from sgpose.models import fetch as zoo_fetch
 from sgpose.models import zoo
 
 REPO = Path(__file__).resolve().parents[2]
@@ -73,7 +74,6 @@ def test_download_stage_mirror_only_file(tmp_path, monkeypatch, capsys):
 
 def _registry_with_local_checkpoint(server, monkeypatch, payload: bytes, prefix: str) -> str:
     """Point a registry entry at the test server (the file name carries the sha256 prefix, as mmpose's)."""
-    from sgpose.models import zoo
 
     name = f"res50_coco_256x192-{prefix}_20200709.pth"
     server.files[f"ckpt/{name}"] = payload
@@ -83,16 +83,16 @@ def _registry_with_local_checkpoint(server, monkeypatch, payload: bytes, prefix:
 
 
 def test_a_registry_checkpoint_is_fetched_resumably_by_the_stage_that_imports_it(tmp_path, monkeypatch, server):
-    """train_backbone fetches its own registry checkpoint (zoo.fetch_checkpoint), not the dataset's download
+    """train_backbone fetches its own registry checkpoint (zoo_fetch.fetch_checkpoint), not the dataset's download
     stage: the download stage tracks only the dataset's files."""
     monkeypatch.chdir(tmp_path)
     payload = bytes(range(256)) * 64
     name = _registry_with_local_checkpoint(server, monkeypatch, payload, hashlib.sha256(payload).hexdigest()[:8])
     server.cut_after = 5000  # the first attempt drops: nothing at the final name, the .part is kept
     with pytest.raises(DownloadError):
-        zoo.fetch_checkpoint("mmpose:res50_coco_256x192", tmp_path, None, progress=False)
+        zoo_fetch.fetch_checkpoint("mmpose:res50_coco_256x192", tmp_path, None, progress=False)
     assert not Path(f"checkpoints/{name}").exists() and Path(f"checkpoints/{name}.part").stat().st_size == 5000
-    path = zoo.fetch_checkpoint("mmpose:res50_coco_256x192", tmp_path, None, progress=False)  # resumes
+    path = zoo_fetch.fetch_checkpoint("mmpose:res50_coco_256x192", tmp_path, None, progress=False)  # resumes
     assert server.requests[-1][1] == "bytes=5000-"
     assert path.read_bytes() == payload and not Path(f"checkpoints/{name}.part").exists()
 
@@ -101,5 +101,5 @@ def test_a_wrong_checkpoint_is_refused(tmp_path, monkeypatch, server):
     monkeypatch.chdir(tmp_path)
     name = _registry_with_local_checkpoint(server, monkeypatch, b"tampered weights", "00000000")
     with pytest.raises(DownloadError, match=f"{name}: verification failed"):
-        zoo.fetch_checkpoint("mmpose:res50_coco_256x192", tmp_path, None, progress=False)
+        zoo_fetch.fetch_checkpoint("mmpose:res50_coco_256x192", tmp_path, None, progress=False)
     assert list(Path("checkpoints").iterdir()) == []  # nothing half-written left

@@ -187,7 +187,8 @@ def test_index_page(report):
     assert links and all((out / x).is_file() for x in links)
     assert "ab" * 32 in page and "params sha256" in page and "torch" in page
     prov = json.loads((out / "provenance.json").read_text())
-    assert len(prov["params_sha256"]) == 64 and {c["what"] for c in prov["checkpoints"]} >= {"refiner ours"}
+    assert len(prov["params_sha256"]) == len(prov["code_sha256"]) == 64
+    assert {c["what"] for c in prov["checkpoints"]} >= {"refiner ours"}
     assert not list(out.glob("*.tmp-*"))
 
 

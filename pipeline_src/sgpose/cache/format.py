@@ -55,6 +55,14 @@ def dtype_of(key: str, cache_dtype: str) -> np.dtype:
 
 
 
+def untimed(layout: h5py.VirtualLayout) -> h5py.VirtualLayout:
+    """`layout` whose virtual dataset carries no creation or modification time, so that a manifest's bytes
+    are a function of its shards (h5py turns HDF5's object timestamps off for plain datasets, not for
+    virtual ones; groups store none in the version-1 object headers of h5py's default `libver`)."""
+    layout.dcpl.set_obj_track_times(False)
+    return layout
+
+
 def write_attrs(h5: h5py.File, attrs: Mapping[str, Any]) -> None:
     """Store attributes: dicts as JSON strings, lists as arrays (`read_attrs` decodes them)."""
     for key, value in attrs.items():

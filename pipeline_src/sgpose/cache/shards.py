@@ -30,7 +30,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from sgpose.cache.format import damaged_chunks, dataset_keys, read_attrs, write_attrs
+from sgpose.cache.format import damaged_chunks, dataset_keys, read_attrs, untimed, write_attrs
 from sgpose.core.errors import InputError
 from sgpose.core.io import atomic_path
 
@@ -162,7 +162,7 @@ def _virtual(out: h5py.File, key: str, files: list[h5py.File], shards: list[Path
         if ds.shape[1:] != first.shape[1:] or ds.dtype != first.dtype:
             raise ValueError(f"{path}: {key} is {ds.dtype}{ds.shape[1:]}, other shards {first.dtype}{first.shape[1:]}")
         layout[start:start + len(ds)] = h5py.VirtualSource(path.relative_to(root).as_posix(), key, shape=ds.shape)
-    out.create_virtual_dataset(key, layout)
+    out.create_virtual_dataset(key, untimed(layout))
 
 
 def check_shards(manifest: Path, h5: h5py.File) -> None:

@@ -28,6 +28,7 @@ from sgpose.core.modes import (
     Amp,
     ColorOrder,
     Compression,
+    CpuNumerics,
     DecodeMode,
     EvalBackend,
     FeatureSource,
@@ -210,6 +211,8 @@ class ComputeParams(_Section):
     amp: Amp = Amp.BF16  # autocast dtype on CUDA (never on CPU)
     channels_last: bool = True  # NHWC tensors on CUDA (never on CPU)
     cudnn_benchmark: bool = True  # cuDNN autotunes each convolution shape on CUDA (the official CUDNN.BENCHMARK)
+    cpu_numerics: CpuNumerics = CpuNumerics.PORTABLE  # portable: equal bits on any AVX2 machine | native: fast
+    cpu_threads: int = Field(2, ge=1)  # torch's threads under portable (a sum's bits depend on the count)
 
 
 class GuidanceParams(_Section):

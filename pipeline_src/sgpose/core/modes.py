@@ -102,6 +102,13 @@ class FeatureSource(StrEnum):
     ONLINE = "online"  # the frozen backbone run in the loop on freshly augmented crops
 
 
+class CpuNumerics(StrEnum):
+    """How the CPU computes (`compute.cpu_numerics`, sgpose.runtime.numerics)."""
+
+    PORTABLE = "portable"  # the same bits on any x86-64 machine with AVX2
+    NATIVE = "native"  # the fastest code for this processor: bits differ between machines
+
+
 class Amp(StrEnum):
     """The autocast dtype on CUDA (`compute.amp`; never on the CPU)."""
 

@@ -152,11 +152,13 @@ def load_backbone(path: str | Path, bp: BackboneParams, num_joints: int) -> nn.M
     return model
 
 
-def save_backbone(path: Path, model: nn.Module, params, epochs: int, source: Path | None = None) -> None:
+def save_backbone(path: Path, model: nn.Module, params, epochs: int, source: Path | None = None,
+                  compute: dict | None = None) -> None:
     """backbone.pt: weights, the params that built them (`params.backbone`, `params.layout`: a selection's),
-    and the sha256 of an imported source file; non-finite weights are refused (`save_torch`)."""
+    the sha256 of an imported source file and what computed a trained one (`compute`: device, autocast,
+    CPU numerics, sgpose.runtime.compute.effective); non-finite weights are refused (`save_torch`)."""
     save_torch(path, {"state_dict": {k: v.cpu().contiguous() for k, v in model.state_dict().items()},
                       "backbone": params.backbone.model_dump(mode="json"),
                       "num_joints": get_layout(params.layout).num_joints, "epochs": epochs,
                       "source": str(source) if source else None,
-                      "source_sha256": sha256_file(source) if source else None})
+                      "source_sha256": sha256_file(source) if source else None, "compute": compute})

@@ -20,7 +20,6 @@ from pathlib import Path
 from sgpose.config.schema import BackboneParams
 from sgpose.core.io import sha256_file
 from sgpose.core.modes import ColorOrder
-from sgpose.data.download import Entry, fetch
 
 CHECKPOINT_DIR = Path("checkpoints")
 _MMPOSE = "https://download.openmmlab.com/mmpose/top_down"
@@ -87,32 +86,16 @@ def lookup(key: str) -> ZooCheckpoint:
     return CHECKPOINTS[key]
 
 
-def download_entry(key: str) -> Entry:
-    """The download.Entry for a registry checkpoint (path relative to CHECKPOINT_DIR)."""
-    zc = lookup(key)
-    return Entry(zc.file_name, zc.url, zc.sha256, zc.size, sha256_prefix="" if zc.sha256 else zc.sha256_prefix)
-
-
-def fetch_checkpoint(key: str, root: str | Path = ".", mirror: str | None = None, progress: bool = True) -> Path:
-    """Fetch registry checkpoint `key` into `root/checkpoints/` (resumable, verified); a local mirror
-    directory's `checkpoints/<file>` is preferred (else the registry URL), an http(s) mirror's is used."""
-    entry, dest = download_entry(key), Path(root) / CHECKPOINT_DIR
-    if mirror and mirror.startswith(("http://", "https://")):
-        source: str | None = f"{mirror.rstrip('/')}/{CHECKPOINT_DIR}"
-    else:
-        local = Path(mirror) / CHECKPOINT_DIR if mirror else None
-        source = str(local) if local is not None and (local / entry.path).is_file() else None
-    outcome = fetch(entry, dest, source, progress=progress)
-    log.info("checkpoint %s: %s (%s)", key, dest / entry.path, outcome)
-    return dest / entry.path
-
-
 def published(path: str | Path) -> bool:
     """Whether `path` is a registry checkpoint as published: its name is an entry's and its bytes have
     that entry's checksum (the only files sgpose will unpickle beyond tensors, `models.checkpoints`)."""
     path = Path(path)
-    entries = [download_entry(key) for key, zc in CHECKPOINTS.items() if zc.file_name == path.name]
-    return bool(entries) and path.is_file() and any(e.matches(path.stat().st_size, sha256_file(path)) for e in entries)
+    entries = [zc for zc in CHECKPOINTS.values() if zc.file_name == path.name]
+    if not entries or not path.is_file():
+        return False
+    size, digest = path.stat().st_size, sha256_file(path)
+    return any((zc.size is None or size == zc.size) and (digest == zc.sha256 if zc.sha256 else
+                                                         digest.startswith(zc.sha256_prefix)) for zc in entries)
 
 
 def checkpoint_path(checkpoint: str, root: str | Path = ".") -> Path:

@@ -46,10 +46,11 @@ def _section(s: Section) -> str:
 
 
 def _provenance(prov: dict) -> str:
-    rows = [("git revision", prov["git_revision"]), ("params file", prov["params_file"]),
+    rows = [("code sha256", prov["code_sha256"]), ("params file", prov["params_file"]),
             ("params sha256", prov["params_sha256"])]
     rows += [(f"version: {k}", v) for k, v in prov["versions"].items()]
     rows += [(c["what"], f'{c["sha256"]} ({c["file"]})') for c in prov["checkpoints"]]
+    rows += [(f"CPU numerics ({c['file']})", c["numerics"]) for c in prov["checkpoints"] if "numerics" in c]
     body = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
     return f'<h2 id="provenance">Provenance</h2><table class="prov">{body}</table>'
 

@@ -1,10 +1,12 @@
-"""What made a report: git revision, params file hash, checkpoint hashes, package versions."""
+"""What made a report: the code's digest, the params file's hash, checkpoint hashes, the CPU numerics,
+package versions. Nothing about the state of the work tree while the DAG ran (a git revision reads
+"+dirty" under DVC, which rewrites dvc.lock mid-run): both engines write the same provenance."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import logging
-import subprocess
 from pathlib import Path
 
 from sgpose.config.paths import Paths
@@ -15,17 +17,14 @@ log = logging.getLogger(__name__)
 PACKAGES = ("sgpose", "torch", "numpy", "pycocotools", "h5py", "matplotlib")
 
 
-def git_revision(root: Path) -> str | None:
-    """`git rev-parse HEAD` (with `+dirty` when the work tree has changes), or None outside git."""
-    try:
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
-        if rev.returncode != 0:
-            return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return rev.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+def code_sha256(root: Path) -> str:
+    """The sha256 of the package's sources (every file's path and bytes, in path order): the code the
+    results were made with, whatever git's work tree holds while the DAG runs (DVC rewrites dvc.lock)."""
+    package = Path(root) / "pipeline_src" / "sgpose"
+    h = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        h.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
 
 
 def versions() -> dict[str, str]:
@@ -40,14 +39,15 @@ def versions() -> dict[str, str]:
 
 
 def checkpoints(results: Path) -> list[dict[str, str]]:
-    """Backbone checkpoint sha256 as recorded in each val cache, and the sha256 of every refiner.pt."""
+    """Backbone checkpoint sha256 and the CPU numerics its features were computed with, as recorded in each
+    val cache, and the sha256 of every refiner.pt."""
     rows = []
     for cache in sorted(Path(results).glob("*/*/cache")):
         paths = Paths.of(cache.parent.parent.name, cache.parent.name, Path(results).parent)
-        sha = cache_attrs_of(paths).get("checkpoint_sha256")
-        if sha:
+        attrs = cache_attrs_of(paths)
+        if sha := attrs.get("checkpoint_sha256"):
             rows.append({"what": "backbone (cache attribute checkpoint_sha256)", "file": str(paths.cache("val")),
-                         "sha256": sha})
+                         "sha256": sha, "numerics": attrs.get("compute", {}).get("cpu_numerics", "not recorded")})
     for ckpt in sorted(Path(results).glob("*/*/*/refiner.pt")):
         rows.append({"what": f"refiner {ckpt.parent.name}", "file": str(ckpt), "sha256": sha256_file(ckpt)})
     return rows
@@ -56,7 +56,6 @@ def checkpoints(results: Path) -> list[dict[str, str]]:
 def provenance(params_path: Path, results: Path, root: Path = Path(".")) -> dict:
     """Everything the page prints about how its numbers were made."""
     params_path = Path(params_path)
-    return {"git_revision": git_revision(root) or "unknown (not a git checkout)",
-            "params_file": str(params_path),
+    return {"code_sha256": code_sha256(root), "params_file": str(params_path),
             "params_sha256": sha256_file(params_path) if params_path.is_file() else "missing",
             "checkpoints": checkpoints(results), "versions": versions()}

@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 from sgpose.config.schema import ComputeParams
-from sgpose.core.modes import Amp
+from sgpose.core.modes import Amp, CpuNumerics
+from sgpose.runtime import numerics
 
 AMP_DTYPES = {Amp.BF16: torch.bfloat16, Amp.FP16: torch.float16}
 
@@ -67,10 +68,12 @@ def channels_last(cp: ComputeParams, dev: torch.device) -> bool:
 
 
 def effective(cp: ComputeParams, dev: torch.device) -> dict:
-    """What the numbers are computed with here (device type, autocast dtype, memory format): the
-    configured section says `auto` and `bf16` alike on a CPU and a GPU node, this does not."""
+    """What the numbers are computed with here (device type, autocast dtype, memory format, and on the CPU
+    the numerics in force: sgpose.runtime.numerics): the configured section says `auto` and `bf16` alike on
+    a CPU and a GPU node, this does not; under `native` it names this machine's kernels."""
     amp = Amp(cp.amp).value if dev.type == "cuda" else Amp.OFF.value  # plain data: pickled in resume points
-    return {"device": dev.type, "amp": amp, "channels_last": channels_last(cp, dev)}
+    cpu = numerics.describe(cp) if dev.type == "cpu" else CpuNumerics(cp.cpu_numerics).value
+    return {"device": dev.type, "amp": amp, "channels_last": channels_last(cp, dev), "cpu_numerics": cpu}
 
 
 def grad_scaler(cp: ComputeParams, dev: torch.device) -> torch.amp.GradScaler:

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import sys
+from typing import Callable
 
 SLURM_CPUS = "SLURM_CPUS_PER_TASK"
 # read by OpenMP (torch's intra-op pool), MKL and OpenBLAS when they start: a library the stage has not
@@ -54,10 +55,13 @@ def resolve_threads(explicit: int | None, rule: str | None = None, default: int 
 _THREADS: int | None = None  # what configure_threads set in this process
 
 
-def configure_threads(explicit: int | None, stage: str, rule: str | None = None, default: int | None = None) -> int:
+def configure_threads(explicit: int | None, stage: str, rule: str | None = None, default: int | None = None,
+                      numerics: Callable[[], str] | None = None) -> int:
     """Give torch (intra- and inter-op), OpenCV and DataLoader workers this stage's cores
     (`resolve_threads`); under torchrun each of WORLD_SIZE processes takes its share. Called once by
-    the CLI before a stage runs, so processes placed side by side never oversubscribe the CPU."""
+    the CLI before a stage runs, so processes placed side by side never oversubscribe the CPU.
+    `numerics`: puts the CPU numerics in force after the threads (`portable` fixes torch's own count:
+    sgpose.runtime.numerics) and names them; the log line then says both."""
     global _THREADS
     n, source = resolve_threads(explicit, rule, default)
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -77,7 +81,8 @@ def configure_threads(explicit: int | None, stage: str, rule: str | None = None,
         cv2.setNumThreads(n)
     _THREADS = n
     share = f", each of {world} DDP processes" if world > 1 else ""
-    logging.getLogger("sgpose").info("sgpose %s: %d threads (from %s%s)", stage, n, source, share)
+    in_force = f"; numerics {numerics()}" if numerics is not None else ""
+    logging.getLogger("sgpose").info("sgpose %s: %d threads (from %s%s)%s", stage, n, source, share, in_force)
     return n
 
 

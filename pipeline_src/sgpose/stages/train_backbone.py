@@ -18,6 +18,7 @@ from sgpose.config.paths import Paths
 from sgpose.config.selection import Params
 from sgpose.core.io import atomic_path
 from sgpose.core.keypoints import get_layout
+from sgpose.models import fetch as zoo_fetch
 from sgpose.models import zoo
 from sgpose.models.checkpoints import LOG_COLUMNS, load_backbone, save_backbone  # noqa: F401  (save_backbone: parity.py)
 from sgpose.runtime import interrupt, locks
@@ -34,7 +35,7 @@ def configured_checkpoint(params: Params, paths: Paths) -> Path:
         zoo.check_compatible(key, params.backbone, get_layout(params.layout).num_joints)
     path = zoo.checkpoint_path(key, paths.root)
     if not path.is_file() and zoo.is_registry_key(key):  # fetched here: only the backbones that import it
-        path = zoo.fetch_checkpoint(key, paths.root, os.environ.get("SGPOSE_MIRROR") or None)
+        path = zoo_fetch.fetch_checkpoint(key, paths.root, os.environ.get("SGPOSE_MIRROR") or None)
     if not path.is_file():
         hint = "run `sgpose download`" if zoo.is_registry_key(key) else f"check backbones.{params.backbone.name}.checkpoint"
         raise FileNotFoundError(f"{path}: checkpoint {key} not found ({hint})")

@@ -185,7 +185,7 @@ def fit(params: Params, paths: Paths) -> None:
         log.info("epoch %d/%d loss %.6g lr %.3g (%.1f s)", epoch + 1, tp.epochs, loss, lr, time.perf_counter() - t0)
         resume.save(training_state(epoch + 1))
 
-    save_backbone(paths.backbone, model, params, tp.epochs)
+    save_backbone(paths.backbone, model, params, tp.epochs, compute=compute.effective(cp, device))
     with atomic_path(paths.backbone_log) as tmp:
         pd.DataFrame(rows, columns=LOG_COLUMNS).to_csv(tmp, index=False)
     resume.clear()

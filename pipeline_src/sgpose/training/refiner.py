@@ -142,7 +142,10 @@ def _advice(tp) -> str:
 
 
 def _checkpoint(unet, opt, epoch: int, rows: list[dict], params: Params, variant: str) -> dict:
-    return refiner_checkpoint(unet, opt, epoch, rows, variant, params.refiner, params.guidance, params.layout)
+    """The checkpoint, with what computed it (device, autocast, CPU numerics: `compute.effective`)."""
+    dev = next(unet.parameters()).device
+    return refiner_checkpoint(unet, opt, epoch, rows, variant, params.refiner, params.guidance, params.layout) | {
+        "compute": compute.effective(params.compute, dev)}
 
 
 def write_log(path: Path, rows: list[dict]) -> None:

@@ -1,0 +1,92 @@
+"""compute.cpu_numerics (sgpose.runtime.numerics): `portable` gives one result where `native` gives several.
+
+Other machines are emulated on this one by what makes them compute differently (docs/reproducibility.md):
+torch's kernels capped below AVX2 (`ATEN_CPU_CAPABILITY=default`), oneDNN capped at SSE4.1, another
+core count (torch's thread count). Each run is a fresh process, as a stage is."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from sgpose.runtime.numerics import PORTABLE_ENV
+
+# a 12-step Adam training of a small network with the layers of the backbones and the UNet (convolution,
+# batch norm, ReLU, transposed convolution), from torch's default initialisation: md5 of the weights
+TRAIN = """
+import hashlib, sys, torch
+from sgpose.config.schema import ComputeParams
+from sgpose.runtime import numerics
+setting, machine_threads = sys.argv[1], int(sys.argv[2])
+cp = ComputeParams(cpu_numerics=setting)
+numerics.set_environment(setting)
+torch.set_num_threads(machine_threads)  # what this machine's cores would give the stage
+print(numerics.apply(cp))
+torch.manual_seed(0)
+net = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, padding=1), torch.nn.BatchNorm2d(16), torch.nn.ReLU(),
+                          torch.nn.Conv2d(16, 32, 3, stride=2, padding=1), torch.nn.BatchNorm2d(32), torch.nn.ReLU(),
+                          torch.nn.ConvTranspose2d(32, 16, 4, stride=2, padding=1), torch.nn.ReLU(),
+                          torch.nn.Conv2d(16, 17, 1))
+opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+x, y = torch.randn(8, 3, 48, 40), torch.rand(8, 17, 48, 40)
+for _ in range(12):
+    opt.zero_grad()
+    torch.nn.functional.mse_loss(net(x), y).backward()
+    opt.step()
+print(hashlib.md5(b"".join(p.detach().numpy().tobytes() for p in net.state_dict().values())).hexdigest())
+"""
+
+MACHINES = {  # environment, torch threads of the "machine"
+    "this machine, 1 core": ({}, 1),
+    "this machine, 2 cores": ({}, 2),
+    "3 cores": ({}, 3),
+    "no AVX2 in torch's kernels": ({"ATEN_CPU_CAPABILITY": "default"}, 2),
+    "oneDNN at SSE4.1": ({"ONEDNN_MAX_CPU_ISA": "SSE41"}, 2),
+}
+
+
+def train(setting: str, env: dict, threads: int) -> tuple[str, str]:
+    """(the numerics line, the weights' md5) of TRAIN in a fresh process on an emulated machine."""
+    base = {k: v for k, v in os.environ.items() if k not in PORTABLE_ENV and k not in ("OMP_NUM_THREADS",
+                                                                                      "MKL_NUM_THREADS")}
+    proc = subprocess.run([sys.executable, "-c", TRAIN, setting, str(threads)], env=base | env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line, md5 = proc.stdout.split("\n")[:2]
+    return line, md5
+
+
+@pytest.fixture(scope="module")
+def runs() -> dict[tuple[str, str], tuple[str, str]]:
+    return {(setting, name): train(setting, env, threads) for setting in ("portable", "native")
+            for name, (env, threads) in MACHINES.items()}
+
+
+def test_portable_gives_one_result_on_every_emulated_machine_where_native_gives_several(runs):
+    portable = {name: runs["portable", name][1] for name in MACHINES}
+    native = {name: runs["native", name][1] for name in MACHINES}
+    print("\nportable", portable, "\nnative", native)
+    assert len(set(portable.values())) == 1, portable
+    assert len(set(native.values())) >= 3, native  # measured: five machines, five results
+    assert native["this machine, 2 cores"] != portable["this machine, 2 cores"]  # oneDNN off: another path
+
+
+def test_the_numerics_line_names_the_setting_and_what_is_in_force(runs):
+    lines = {runs["portable", name][0] for name in MACHINES}
+    assert lines == {"portable (torch AVX2, oneDNN off, MKL COMPATIBLE, 2 threads, OpenCV baseline, "
+                     "deterministic algorithms)"}, lines
+    assert runs["native", "no AVX2 in torch's kernels"][0].startswith("native (torch DEFAULT, oneDNN on, MKL ")
+    assert runs["native", "3 cores"][0].endswith(", 3 threads)")
+
+
+def test_portable_refuses_a_process_whose_torch_started_with_other_kernels():
+    code = ("import torch; torch.ones(3).sum(); "  # torch's kernels chosen before the project could cap them
+            "from sgpose.config.schema import ComputeParams; from sgpose.runtime import numerics; "
+            "numerics.apply(ComputeParams())")
+    env = {k: v for k, v in os.environ.items() if k not in PORTABLE_ENV} | {"ATEN_CPU_CAPABILITY": "default"}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert ("NumericsError: compute.cpu_numerics portable computes with torch's AVX2 kernels, but this process runs "
+            "DEFAULT ones: torch started before sgpose could set ATEN_CPU_CAPABILITY") in proc.stderr, proc.stderr[-2000:]
