@@ -118,7 +118,7 @@ def test_every_snakemake_job_reports_the_threads_of_its_rule(snake_repo):
 
 
 def test_both_engines_on_two_emulated_machines_write_the_same_bytes(dvc_repo, snake_repo):
-    """Issue 28: DVC here, Snakemake on an emulated other machine (workflow_helpers.OTHER_MACHINE): every
+    """Issue 28: DVC here, Snakemake on an emulated other machine (sgpose.runtime.numerics.OTHER_MACHINE): every
     file of results/ is the same to the byte under `portable` (the tiny grid's default): weights, shards and
     manifests, predictions, metrics, figures, the report and its provenance."""
     def files(repo: Path) -> dict[str, Path]:

@@ -17,7 +17,7 @@ import yaml
 from conftest import MIRROR, copy_project, require
 from sgpose.config.selection import read_params_file
 from sgpose.dag.table import rule_names
-from sgpose.runtime.numerics import PORTABLE_ENV
+from sgpose.runtime.numerics import OTHER_MACHINE, PORTABLE_ENV  # noqa: F401 (OTHER_MACHINE: the e2e tests')
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -73,12 +73,6 @@ def make_repo(dest: Path, extra: dict | None = None) -> Path:
     (dest / "params.yaml").write_text(yaml.safe_dump(full, sort_keys=False))
     run(["sgpose", "dag"], dest)  # dvc.yaml for the tiny grid
     return dest
-
-
-# what another machine computes with, emulated on this one (docs/reproducibility.md): torch's kernels below
-# AVX2, oneDNN at SSE4.1, other thread counts for OpenMP and MKL. Under `portable` the stages set their own.
-OTHER_MACHINE = {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41", "OMP_NUM_THREADS": "3",
-                 "MKL_NUM_THREADS": "3", "MKL_CBWR": "AUTO"}
 
 
 def run(cmd: list[str], cwd: Path, interleaved: bool = False, machine: dict | None = None) -> str:

@@ -41,6 +41,10 @@ PORTABLE_ENV = {
     # numpy's float64 exp/log on AVX-512 machines are its own kernels (other last bits than libm's)
     "NPY_DISABLE_CPU_FEATURES": "AVX512F AVX512CD AVX512_SKX AVX512_CLX AVX512_CNL AVX512_ICL AVX512_SPR",
 }
+# another machine emulated on this one (tests, benchmarks/numerics_dag.py): torch's kernels below AVX2,
+# oneDNN at SSE4.1, other OpenMP and MKL thread counts, MKL's AUTO branch
+OTHER_MACHINE = {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41", "OMP_NUM_THREADS": "3",
+                 "MKL_NUM_THREADS": "3", "MKL_CBWR": "AUTO"}
 MKL_BRANCHES = {1: "off", 2: "AUTO", 3: "COMPATIBLE"}  # mkl_cbwr_get's codes (mkl_cbwr.h), the ones we name
 STRICT = 0x10000
 
