@@ -42,6 +42,7 @@ def one_run(setting: str, machine: str, target: str, work: Path) -> dict:
     params.write_text(params.read_text().replace("cpu_numerics: portable", f"cpu_numerics: {setting}"))
     env = {k: v for k, v in os.environ.items() if k not in PORTABLE_ENV} | MACHINES[machine]
     env["PATH"] = f"{ROOT / '.venv' / 'bin'}{os.pathsep}{env['PATH']}"
+    env["PYTHONPATH"] = str(repo / "pipeline_src")  # the clone's package, not the venv's editable checkout
     if not (repo / ".dvc").is_dir():
         subprocess.run(["dvc", "init", "-q"], cwd=repo, env=env, check=True, capture_output=True)
     start = time.monotonic()
