@@ -206,6 +206,11 @@ class ComputeParams(_Section):
     amp: Amp = Amp.BF16  # autocast dtype on CUDA (never on CPU)
     channels_last: bool = True  # NHWC tensors on CUDA (never on CPU)
     cudnn_benchmark: bool = True  # cuDNN autotunes each convolution shape on CUDA (the official CUDNN.BENCHMARK)
+    # the refiner on CUDA (never on the CPU; docs/scale.md, "The refiner on a GPU"): its memory format, and at
+    # inference its reading replayed from a CUDA graph and compiled by torch.compile
+    refiner_channels_last: bool = True
+    refiner_cuda_graphs: bool = True
+    refiner_compile: bool = False
 
 
 class GuidanceParams(_Section):

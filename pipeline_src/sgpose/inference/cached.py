@@ -31,6 +31,7 @@ from sgpose.core.modes import DecodeMode, InferenceMode
 from sgpose.core.variants import is_refined
 from sgpose.data.decoding import flip_back
 from sgpose.evaluation.results import heatmap_results
+from sgpose.inference.reading import Reading, Setup
 from sgpose.method.refine import GuidanceSpec, guidance_spec, refine
 from sgpose.method.refiner import load_refiner
 from sgpose.method.unet import StructureGuidedUNet
@@ -42,10 +43,12 @@ CPU = torch.device("cpu")
 
 
 class Refiner(NamedTuple):
-    """A trained refiner ready to run: the UNet on its device and its variant's guidance."""
+    """A trained refiner ready to run: the UNet and its variant's guidance, and `run`, the reading as the
+    `compute` section runs it (`sgpose.inference.reading`; None: `refine` under autocast, on the UNet's device)."""
 
     unet: StructureGuidedUNet
     spec: GuidanceSpec
+    run: Reading | None = None
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,8 @@ def view_heatmaps(batch: dict[str, torch.Tensor], prefix: str, refiner: Refiner 
     y0 = batch[f"{prefix}heatmaps"]
     if refiner is None:
         return y0.float()
+    if refiner.run is not None:
+        return refiner.run(features(batch, prefix), y0).float().cpu()
     feats = [compute.to_device(f, cp, dev) for f in features(batch, prefix)]
     with compute.inference(cp, dev):
         out = refine(refiner.unet, refiner.spec, feats, compute.to_device(y0, cp, dev), mode)
@@ -96,7 +101,7 @@ def refiner_for(params: Params, paths: Paths, variant: str, dev: torch.device) -
     if spec.T == 1 or (mode == InferenceMode.STATIC and not spec.prev_heatmap):
         log.info("%s %s inference: only step t=T-1=%d affects the output; the other steps are skipped",
                  variant, mode if spec.T > 1 else "single-step", spec.T - 1)
-    return Refiner(compute.prepare_model(unet, params.compute, dev), spec)
+    return Refiner(unet, spec, Reading(unet, spec, mode, dev, Setup.of(params.compute, dev, params.infer.batch_size)))
 
 
 def split_results(path: Path, refiner: Refiner | None, s: Setting, mode: DecodeMode | str | None = None) -> list[dict]:

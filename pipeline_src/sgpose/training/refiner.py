@@ -20,12 +20,14 @@ from tqdm import tqdm
 
 from sgpose.cache.reader import features, shuffled_batches
 from sgpose.config.paths import Paths
+from sgpose.config.schema import ComputeParams
 from sgpose.config.selection import Params
 from sgpose.core.io import atomic_path
 from sgpose.core.keypoints import get_layout
 from sgpose.method.refine import draw_steps, guidance_spec, training_loss
 from sgpose.method.refiner import LOG_FIELDS, build_unet, refiner_checkpoint, save_refiner
 from sgpose.runtime import compute, distributed
+from sgpose.runtime.prefetch import Prefetcher
 from sgpose.training.resume import ResumePoint
 from sgpose.training.sources import TrainingSource
 
@@ -50,8 +52,8 @@ def fit(params: Params, paths: Paths, variant: str, source: TrainingSource, dev:
         raise ValueError(f"{paths.cache('train')}: the training split holds no samples")
     torch.manual_seed(tp.seed)  # the initial weights, whichever source loaded what before
     num_joints = get_layout(params.layout).num_joints
-    unet = compute.prepare_model(build_unet(params.refiner, num_joints, source.features, variant), cp, dev)
-    spec = guidance_spec(params, variant, paths.start_pose)
+    unet = compute.prepare_refiner(build_unet(params.refiner, num_joints, source.features, variant), cp, dev)
+    spec = guidance_spec(params, variant, paths.start_pose).to(dev)  # no copy from the host per step
     if rank == 0:
         log.info("variant %s: %s; %d steps; features %s on %s%s", variant, spec.variant.description, spec.T,
                  tp.features, dev, f" x {world} processes" if world > 1 else "")
@@ -78,10 +80,12 @@ def fit(params: Params, paths: Paths, variant: str, source: TrainingSource, dev:
         if world > 1 and len(batches[-1]) < world:  # a process would get no sample: drop the remainder
             batches, steps = batches[:-1], steps[:-1]
         local = [b[rank::world] for b in batches]
+        # the epoch's steps on the device in one copy: a copy per step from pageable memory waits for the device
+        steps = list(torch.cat(steps).to(dev).split([len(t) for t in steps])) if steps else steps
         desc = f"refiner {variant} epoch {epoch + 1}/{tp.epochs}"
-        for batch, t, size in tqdm(zip(source.batches(local, epoch), steps, map(len, batches)), total=len(local),
-                                   desc=desc, leave=False, disable=rank > 0):
-            b = {k: compute.to_device(v, cp, dev) for k, v in batch.items()}
+        loaded = Prefetcher(source.batches(local, epoch), lambda batch: to_device(batch, cp, dev), dev)  # read ahead
+        for b, t, size in tqdm(zip(loaded, steps, map(len, batches)), total=len(local),
+                               desc=desc, leave=False, disable=rank > 0):
             with compute.autocast(cp, dev):
                 loss = training_loss(model, spec, features(b), b["heatmaps"], b["target"], b["target_weight"],
                                      t[rank::world], joints=b["joints"])
@@ -95,7 +99,8 @@ def fit(params: Params, paths: Paths, variant: str, source: TrainingSource, dev:
         rows.append({"epoch": epoch + 1, "loss": distributed.all_sum(total.item(), world) / sum(map(len, batches)),
                      "lr": tp.lr})
         if rank == 0:
-            log.info("refiner %s epoch %d: loss %.3e (%.1f s)", variant, epoch + 1, rows[-1]["loss"], time.time() - t0)
+            log.info("refiner %s epoch %d: loss %.3e (%.1f s, %.1f s waiting for batches)", variant, epoch + 1,
+                     rows[-1]["loss"], time.time() - t0, loaded.waited)
             resume.save(_checkpoint(unet, opt, epoch + 1, rows, params, variant)
                         | {"generator": gen.get_state(), "scaler": scaler.state_dict()})
         distributed.barrier(world)
@@ -104,6 +109,12 @@ def fit(params: Params, paths: Paths, variant: str, source: TrainingSource, dev:
         write_log(paths.refiner_log(variant), rows)
         resume.clear()
     distributed.barrier(world)
+
+
+def to_device(batch: dict[str, torch.Tensor], cp: ComputeParams, dev: torch.device) -> dict[str, torch.Tensor]:
+    """A training batch on the device, its maps in the refiner's memory format."""
+    nhwc = compute.refiner_channels_last(cp, dev)
+    return {k: compute.to_device(v, cp, dev, nhwc) for k, v in batch.items()}
 
 
 def _checkpoint(unet, opt, epoch: int, rows: list[dict], params: Params, variant: str) -> dict:
