@@ -247,6 +247,7 @@ class TrainRefinerParams(_Section):
     seed: int = 0
     features: FeatureSource = FeatureSource.CACHE  # online: run the frozen backbone on augmented crops
     num_workers: int = Field(0, ge=0)  # cache reader (or image decoding) processes
+    decoders: int = Field(0, ge=0)  # threads per reading process decoding the cache's chunks (0: HDF5's filters)
     preload_gb: float = Field(2.0, ge=0)  # read the whole training cache into memory when it is this small
     devices: int = Field(1, ge=1)  # DDP processes (torchrun): one per GPU, or gloo processes on CPU
 

@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 def fingerprint(params: Params, variant: str, source: TrainingSource) -> dict:
     """What an interrupted run must have been made with to be continued: every parameter that changes
     the weights (any `epochs` not below its own) and the training data (`source.identity`)."""
-    train = params.train_refiner.model_dump(mode="json", exclude={"epochs", "num_workers", "preload_gb"})
+    train = params.train_refiner.model_dump(mode="json", exclude={"epochs", "num_workers", "decoders", "preload_gb"})
     return {"variant": variant, "train": train, "guidance": params.guidance.model_dump(mode="json"),
             "refiner": params.refiner.model_dump(mode="json"), "compute": params.compute.model_dump(mode="json"),
             "layout": params.layout, "source": source.identity}

@@ -59,7 +59,7 @@ class CachedSource(TrainingSource):
 
     def __init__(self, path: Path, tp: TrainRefinerParams, dev: torch.device, keys: tuple[str, ...] = TRAIN_KEYS):
         # fp16 batches from the reader processes, float32 on the device (compute.to_device)
-        self.data = CacheBatches(path, keys, as_stored=True)
+        self.data = CacheBatches(path, keys, as_stored=True, decoders=tp.decoders)
         if self.data.nbytes <= tp.preload_gb * 1e9:
             self.data.load()
             log.info("%s: %.2f GB, read into memory (train_refiner.preload_gb %.1f)", path, self.data.nbytes / 1e9,
