@@ -19,8 +19,9 @@ from tqdm import tqdm
 from sgpose.cache.writer import cache_writer
 from sgpose.config.schema import AugmentParams, BackboneParams, CacheParams, ComputeParams
 from sgpose.core.keypoints import KeypointLayout
+from sgpose.core.modes import CacheStore
 from sgpose.data.dataset import CropDataset, ViewCrops
-from sgpose.models.backbones import forward_views
+from sgpose.models.backbones import forward_trunk, forward_views
 from sgpose.runtime import compute, threads
 
 log = logging.getLogger(__name__)
@@ -53,14 +54,17 @@ def write_shard(path: Path, crops: Dataset, samples: tuple[int, int], model: tor
                 cp: ComputeParams, dev: torch.device, flip: bool, attrs: dict, workers: int = 0,
                 y0: Y0 | None = None) -> None:
     """Samples [a, b) of `crops` through the frozen backbone (and its mirrored view with `flip`) into the shard
-    at `path`, written atomically with `attrs`; with `y0`, Y0 is its rendering instead of the model's."""
+    at `path`, written atomically with `attrs`; with `y0`, Y0 is its rendering instead of the model's. With
+    `attrs["store"]` trunk the shard holds the trunk's map instead of the features (`forward_trunk`)."""
     a, b = samples
+    trunk = attrs.get("store") == CacheStore.TRUNK
     loader = DataLoader(Subset(crops, range(a, b)), batch_size=cache.batch_size, shuffle=False,
                         num_workers=threads.loader_workers(workers), pin_memory=dev.type == "cuda")
     with cache_writer(path, b - a, attrs, cache.dtype, cache.compression, background=True) as writer, \
             compute.inference(cp, dev):
         for batch in tqdm(loader, desc=f"cache {path.parent.name}/{path.name}", leave=False, dynamic_ncols=True):
             images = compute.to_device(batch["image"], cp, dev)
-            outputs = forward_views(model, images, flip, cache.feature_levels)
+            outputs = (forward_trunk(model, images, cache.feature_levels) if trunk else
+                       forward_views(model, images, flip, cache.feature_levels))
             writer.append(batch_arrays(batch, outputs | (y0(batch, flip) if y0 else {})))
     log.info("wrote %s (%d samples)", path, b - a)

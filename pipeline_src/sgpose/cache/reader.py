@@ -34,7 +34,8 @@ from sgpose.cache import chunks
 from sgpose.cache.format import dataset_keys, num_features, read_attrs
 from sgpose.cache.shards import check_shards
 from sgpose.core.errors import InputError, reading
-from sgpose.models.features import FeatureInfo, feature_info
+from sgpose.models.features import FeatureInfo, feature_info, select
+from sgpose.models.simple_baseline import NUM_DECONV
 from sgpose.runtime import threads
 
 TRAIN_KEYS = ("heatmaps", "target", "target_weight", "joints")  # + feat/*
@@ -73,7 +74,10 @@ def load_cache(path: str | Path, keys: list[str] | None = None) -> dict[str, np.
 
 
 def feature_keys(h5: h5py.File, prefix: str = "") -> list[str]:
-    """`{prefix}feat/0..n-1`, highest resolution first (prefix `flip/` for the mirrored crops)."""
+    """`{prefix}feat/0..n-1`, highest resolution first (prefix `flip/` for the mirrored crops), or
+    `{prefix}trunk` where the cache stores a SimpleBaseline's trunk instead (`cache.store: trunk`)."""
+    if f"{prefix}trunk" in h5:
+        return [f"{prefix}trunk"]
     return [f"{prefix}feat/{i}" for i in range(num_features(h5, f"{prefix}feat"))]
 
 
@@ -136,9 +140,19 @@ class CacheBatches(Dataset):
         return int(self.attrs.get("views", 1))
 
     def feature_info(self, prefix: str = "") -> list[FeatureInfo]:
-        """The stored backbone features (level and channels of each `feat/i`): what the refiner is built for."""
+        """The stored backbone features (level and channels of each `feat/i`): what the refiner is built for.
+        A trunk cache: the features its SimpleBaseline's head makes (`trunk_head`), of `cache.feature_levels`."""
+        levels = (self.attrs.get("cache") or {}).get("feature_levels")
+        if self.trunk:
+            channels = self.attrs["backbone"]["deconv_channels"]
+            return select(feature_info([channels] * NUM_DECONV), levels)
         channels = [self.shapes[k][0] for k in self.keys if k.startswith(f"{prefix}feat/")]
-        return feature_info(channels, (self.attrs.get("cache") or {}).get("feature_levels"))
+        return feature_info(channels, levels)
+
+    @property
+    def trunk(self) -> bool:
+        """Whether the batches hold `trunk` instead of `feat/*` (`cache.store: trunk`)."""
+        return "trunk" in self.keys
 
     def _handles(self) -> list[dict[str, h5py.Dataset]]:
         """Per shard, its datasets by key (looking one up costs ~10% of reading a sample's chunk)."""

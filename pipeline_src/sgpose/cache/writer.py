@@ -139,10 +139,10 @@ class CacheWriter:
         if self.count != self.n:
             raise ValueError(f"cache holds {self.count} samples, expected {self.n}")
         missing = [k for k in REQUIRED if k not in self.h5]
-        if self.n and (missing or "feat" not in self.h5):
-            raise ValueError(f"cache lacks datasets {missing or ['feat/*']}")
+        if self.n and (missing or ("feat" not in self.h5 and "trunk" not in self.h5)):  # trunk: cache.store
+            raise ValueError(f"cache lacks datasets {missing or ['feat/* (or trunk)']}")
         if "flip" in self.h5 and ("heatmaps" not in self.h5["flip"] or num_features(self.h5, "flip/feat")
-                                  != num_features(self.h5)):
+                                  != num_features(self.h5) or ("trunk" in self.h5) != ("trunk" in self.h5["flip"])):
             raise ValueError("cache flip/* must hold flip/heatmaps and as many flip/feat/<i> as feat/<i>")
         write_attrs(self.h5, attrs)
         self.h5.attrs["num_samples"] = self.n

@@ -26,6 +26,7 @@ from sgpose.core.modes import (
     A2Map,
     A3Steps,
     Amp,
+    CacheStore,
     ColorOrder,
     Compression,
     DecodeMode,
@@ -180,6 +181,7 @@ class CacheParams(_Section):
     compression: Compression = Compression.LZ4  # docs/scale.md
     feature_levels: list[int] | None = None  # backbone feature levels to store (None: all); 0 = highest resolution
     train_views: int = Field(1, ge=1)  # cached views per training instance: the plain crop + augmented ones
+    store: CacheStore = CacheStore.HEAD  # the train split of a SimpleBaseline: its features, or its trunk's map
     augment: AugmentParams = AugmentParams()  # how views >= 1 are drawn
 
     @field_validator("shards")

@@ -24,7 +24,7 @@ from sgpose.core.modes import FeatureSource
 from sgpose.runtime import compute, distributed, locks
 from sgpose.stages import Run
 from sgpose.training.refiner import fit
-from sgpose.training.sources import CachedSource, OnlineSource, TrainingSource
+from sgpose.training.sources import CachedSource, OnlineSource, TrainingSource, trunk_head
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,4 +53,4 @@ def training_source(params: Params, paths: Paths, dev: torch.device) -> Training
         return ControlledSource(params, paths, dev)
     if params.train_refiner.features == FeatureSource.ONLINE:
         return OnlineSource(params, paths, dev)
-    return CachedSource(paths.cache("train"), params.train_refiner, dev)
+    return CachedSource(paths.cache("train"), params.train_refiner, dev, head=trunk_head(params, paths, dev))
