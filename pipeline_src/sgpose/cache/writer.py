@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 # bytes kept free beyond a batch's uncompressed size: HDF5's chunk caches (1 MiB per dataset) and metadata
 HEADROOM = 8 << 20
 FP16_INF = 65520.0  # the smallest magnitude float16 rounds to inf (its largest finite value is 65504)
+OVERFLOW = "%s: %s has values beyond the float16 range (|x| > 65504), stored as inf; cache.dtype: float32 keeps them"
 
 
 def stored(arr: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, bool]:
@@ -97,8 +98,7 @@ class CacheWriter:
             values, overflow = stored(arr, ds.dtype)
             if overflow and key not in self.overflowed:
                 self.overflowed.add(key)
-                log.warning("%s: %s has values beyond the float16 range (|x| > 65504), stored as inf; "
-                            "cache.dtype: float32 keeps them", self.h5.filename, key)
+                log.warning(OVERFLOW, self.h5.filename, key)
             if key in self.direct:
                 encoded[key] = np.ascontiguousarray(values)
             else:
