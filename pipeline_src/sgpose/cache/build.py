@@ -55,11 +55,11 @@ def batch_arrays(batch: dict, outputs: dict[str, np.ndarray]) -> dict:
 
 def write_shard(path: Path, crops: Dataset, samples: tuple[int, int], model: torch.nn.Module, cache: CacheParams,
                 cp: ComputeParams, dev: torch.device, flip: bool, attrs: dict, workers: int = 0,
-                y0: Y0 | None = None) -> None:
+                y0: Y0 | None = None) -> dict[str, float]:
     """Samples [a, b) of `crops` through the frozen backbone (and its mirrored view with `flip`) into the shard
     at `path`, written atomically with `attrs`; with `y0`, Y0 is its rendering instead of the model's. With
     `attrs["store"]` trunk the shard holds the trunk's map instead of the features (`forward_trunk`). Logs
-    where the time went: waiting for crops, on the device, waiting for the writer."""
+    and returns where the time went (seconds): waiting for crops, on the device, waiting for the writer."""
     a, b = samples
     trunk = attrs.get("store") == CacheStore.TRUNK
     loader = DataLoader(Subset(crops, range(a, b)), batch_size=cache.batch_size, shuffle=False,
@@ -78,6 +78,7 @@ def write_shard(path: Path, crops: Dataset, samples: tuple[int, int], model: tor
                                      dynamic_ncols=True), "crops")
         _write_batches(batches, forward, ToHost(dev, cache.dtype), writer, timer, path)
     log.info("wrote %s (%d samples; %s)", path, b - a, timer)
+    return dict(timer.seconds)
 
 
 def _write_batches(batches, forward, to_host: ToHost, writer: BackgroundAppends, timer: Timer, path: Path) -> None:
