@@ -34,7 +34,7 @@ import torch
 from sgpose.cache.format import COMPRESSION
 from sgpose.cache.reader import CacheBatches, batch_loader, features, load_cache, shuffled_batches
 from sgpose.cache.writer import cache_writer, write_cache
-from sgpose.config.schema import BackboneParams, ComputeParams, GuidanceParams
+from sgpose.config.schema import BackboneParams, CacheParams, ComputeParams, GuidanceParams
 from sgpose.core.keypoints import COCO
 from sgpose.core.variants import get_variant
 from sgpose.data.coco import instances_from_gt, load_coco
@@ -56,23 +56,30 @@ COCO_PERSONS = {"train": 149_813, "val": 6_352, "val_det": 104_000}  # GT person
 FIXED_BYTES = 4 * K + 4 * 3 * K + 8 * (2 + 2 + 4) + 8 * 2 + 4  # target_weight, joints, meta (float64/int64)
 
 
-def sample_bytes(bp: BackboneParams, flip: bool) -> int:
-    """Uncompressed bytes of one cached sample: fp16 Y0, target and features (x2 with the flip view)."""
+def sample_bytes(bp: BackboneParams, flip: bool, store: str = "head") -> int:
+    """Uncompressed bytes of one cached sample: fp16 Y0, target and features (x2 with the flip view); with
+    `store` trunk (a SimpleBaseline's train split) the trunk's map instead of the features."""
+    from sgpose.models.backbones import forward_trunk
+
     model = build_backbone(bp, K).eval()
     with torch.no_grad():
-        out = forward_views(model, torch.zeros(1, 3, *SIZE), flip)
+        images = torch.zeros(1, 3, *SIZE)
+        out = forward_trunk(model, images) if store == "trunk" else forward_views(model, images, flip)
     large = sum(v[0].numel() for v in out.values()) + K * HEATMAP[0] * HEATMAP[1]  # + target
     return 2 * large + FIXED_BYTES
 
 
 def section_bytes(ratio: float) -> None:
     print(f"\n## bytes per cached sample at 256x192 (fp16), and full COCO on disk (x{ratio:.2f} compression)")
-    print(f"{'backbone':20s} {'train MB':>9s} {'eval MB':>8s} {'train GB':>9s} {'val GB':>7s} {'val_det GB':>10s} {'total GB':>9s}")
+    print(f"{'backbone':20s} {'train MB':>9s} {'trunk MB':>9s} {'eval MB':>8s} {'train GB':>9s} {'trunk GB':>9s} "
+          f"{'val GB':>7s} {'val_det GB':>10s} {'total GB':>9s}")
     for name, kw in BACKBONES.items():
         bp = BackboneParams(name=name, **kw)
         train, ev = sample_bytes(bp, False), sample_bytes(bp, True)
+        trunk = sample_bytes(bp, False, "trunk") if bp.arch == "simple_baseline" else train  # HRNet: no trunk
         gb = {s: n * (train if s == "train" else ev) * ratio / 1e9 for s, n in COCO_PERSONS.items()}
-        print(f"{name:20s} {train / 1e6:9.2f} {ev / 1e6:8.2f} {gb['train']:9.1f} {gb['val']:7.1f} {gb['val_det']:10.1f} "
+        print(f"{name:20s} {train / 1e6:9.2f} {trunk / 1e6:9.2f} {ev / 1e6:8.2f} {gb['train']:9.1f} "
+              f"{COCO_PERSONS['train'] * trunk * ratio / 1e9:9.1f} {gb['val']:7.1f} {gb['val_det']:10.1f} "
               f"{sum(gb.values()):9.1f}")
 
 
@@ -114,6 +121,48 @@ def sample_crops(n: int) -> CropDataset:
 
 FORWARD, LOADING, CACHE_STAGE = ("backbone forward (random images)", "crop loading only (decode + warp)",
                                  "cache stage (load + forward + lz4 write)")
+
+
+def train_crops(n: int) -> CropDataset:
+    """`n` plain crops of the mirror's COCO sample (its persons repeated as needed), as a train split's."""
+    crops = sample_crops(10**9)
+    reps = -(-n // len(crops.rows))
+    rows = pd.concat([crops.rows] * reps).iloc[:n].reset_index(drop=True)
+    return CropDataset(rows, crops.images_dir, SIZE, HEATMAP, 2.0, COCO)
+
+
+def stage_rates(crops: CropDataset, batch: int, workers: int, store: str, cp: ComputeParams | None = None) -> dict:
+    """The cache stage's own shard writer (`sgpose.cache.build.write_shard`) over a train split's `crops` with
+    SimpleBaseline-R50 (no flip view), `store` head or trunk: samples/s of the stage, of the pure forward
+    (what it computes of random images, on the device) and of the crop loading alone; where the stage's
+    time went (crops, device, writer); stored MB per sample."""
+    from sgpose.cache.build import write_shard
+    from sgpose.models.backbones import forward_trunk
+
+    cp = cp or ComputeParams()
+    dev = compute.device(cp)
+    model = compute.prepare_model(build_backbone(BackboneParams(name="r50", depth=50), K), cp, dev).eval()
+    images = compute.to_device(torch.randn(batch, 3, *SIZE), cp, dev)
+    run = (lambda: forward_trunk(model, images)) if store == "trunk" else (lambda: forward_views(model, images))
+    with compute.inference(cp, dev):
+        forward = len(crops) / (len(crops) / batch * timed(run, 3))
+    loader = DataLoader(Subset(crops, range(len(crops))), batch_size=batch, num_workers=workers)
+    loading = len(crops) / timed(lambda: [None for _ in loader], 1)
+    cache = CacheParams(batch_size=batch, store=store)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "shard.h5"
+        write = lambda: write_shard(path, crops, (0, len(crops)), model, cache, cp, dev, False,  # noqa: E731
+                                    {"store": store}, workers)
+        write()  # warm-up: cuDNN's autotuner, the page cache, the loader's first workers
+        t0 = time.perf_counter()
+        parts = write()
+        seconds = time.perf_counter() - t0
+        with h5py.File(path, "r") as h5:
+            mb = sum(h5[k].id.get_storage_size() for k in ("heatmaps", "target", *(("trunk",) if store == "trunk" else
+                     (f"feat/{i}" for i in range(3))))) / len(crops) / 1e6
+    return {"stage_samples_per_s": len(crops) / seconds, "forward_samples_per_s": forward,
+            "loading_samples_per_s": loading, "stage_over_forward": len(crops) / seconds / forward,
+            "parts_seconds": parts, "stored_mb_per_sample": mb, "crops": len(crops), "workers": workers}
 
 
 def cache_rates(crops: CropDataset, batch: int, workers: int, cp: ComputeParams | None = None) -> dict[str, float]:

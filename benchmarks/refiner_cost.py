@@ -4,22 +4,25 @@
     python benchmarks/refiner_cost.py --batch 8 --iters 2 --base 64
 
 Times (median of --iters runs after one warm-up): the guidance sequence {H(t)} for the batch, one
-UNet step, the full T-step refinement (the `recursive` reading: T UNet calls plus a guidance
-rebuild per step), the static reading (one UNet call), and the SimpleBaseline-R50 forward; each
-as a ratio to the backbone. Both run as the stages run them (sgpose.runtime.compute: bf16 autocast and
-channels_last on CUDA; fp32 on the CPU). Features are random tensors of SimpleBaseline-R50's shapes
-(256@64x48, 256@32x24, 256@16x12). Prints figures; this is not a test.
+UNet step, the static reading (one UNet call) and the full T-step refinement (the `recursive`
+reading: T UNet calls plus a guidance rebuild per step) as infer runs them (sgpose.inference.reading:
+on CUDA the weights and features in bf16, no autocast, replayed from a CUDA graph; fp32 and eager on
+the CPU), the static reading as the stages ran it before (bf16 autocast over float32 weights, eager),
+and the SimpleBaseline-R50 forward; each as a ratio to the backbone. Features are random tensors of
+SimpleBaseline-R50's shapes (256@64x48, 256@32x24, 256@16x12). Prints figures; this is not a test.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 from dataclasses import dataclass
 
 import torch
 from sgpose.config.schema import ComputeParams, GuidanceParams
 from sgpose.core.keypoints import COCO
 from sgpose.core.variants import get_variant
+from sgpose.inference.reading import Reading, Setup
 from sgpose.method import guidance
 from sgpose.method.refine import GuidanceSpec, refine
 from sgpose.method.unet import StructureGuidedUNet
@@ -33,11 +36,13 @@ SIZE, HEATMAP, K = (256, 192), (64, 48), 17
 
 BACKBONE_ROW = "backbone forward (SimpleBaseline-R50)"
 STATIC_ROW = "static refinement (1 UNet call)"
+BEFORE_ROW = "static refinement, as before (autocast, eager)"
 
 
 @dataclass
 class Bench:
-    """One batch of random inputs of SimpleBaseline-R50's shapes, the refiner and the R50 on one device."""
+    """One batch of random inputs of SimpleBaseline-R50's shapes, the refiner and the R50 on one device, as
+    the stages ran them before (fp32 weights, features float32, `compute.inference`'s autocast)."""
 
     cp: ComputeParams
     device: torch.device
@@ -49,10 +54,21 @@ class Bench:
     backbone: PoseResNet
     images: torch.Tensor
 
+    def reading(self, mode: str = "static", setup: Setup | None = None) -> Reading:
+        """The reading infer runs (`Setup.of` the compute section; or `setup`), on a copy of the UNet."""
+        setup = setup or Setup.of(self.cp, self.device, len(self.y0))
+        return Reading(copy.deepcopy(self.unet), self.spec, mode, self.device, setup)
+
+    def before(self, mode: str = "static"):
+        """The reading as the stages ran it before sgpose.inference.reading: autocast, eager."""
+        def run():
+            with compute.inference(self.cp, self.device):
+                return refine(self.unet, self.spec, self.feats, self.y0, mode)
+        return run
+
 
 def setup(batch: int = 64, S: int = 3, base: int = 32, cp: ComputeParams | None = None) -> Bench:
-    """The models and inputs on `cp`'s device the way the stages run them (sgpose.runtime.compute: bf16 autocast
-    and channels_last on CUDA, plain fp32 on the CPU)."""
+    """The models and inputs on `cp`'s device the way the stages ran them before (`Bench`)."""
     cp = cp or ComputeParams()
     device = compute.device(cp)
     torch.manual_seed(0)
@@ -70,22 +86,26 @@ def setup(batch: int = 64, S: int = 3, base: int = 32, cp: ComputeParams | None 
 def measure(batch: int = 64, iters: int = 3, S: int = 3, base: int = 32, cp: ComputeParams | None = None) -> dict:
     """Median seconds of each row for one batch (`setup`)."""
     x = setup(batch, S, base, cp)
-    cp, device, feats, y0, start, spec, unet, backbone, images = (
-        x.cp, x.device, x.feats, x.y0, x.start, x.spec, x.unet, x.backbone, x.images)
-    b, gp = batch, spec.params
+    cp, device, b = x.cp, x.device, batch
     pred = torch.rand(b, K, 2, device=device) * torch.tensor([47.0, 63.0], device=device)
-    t_last = torch.full((b,), gp.T - 1, device=device)
+    t_last = torch.full((b,), x.spec.T - 1, device=device)
+    static, recursive = x.reading("static"), x.reading("recursive")
+    unet = static.unet
+    step_inputs = static.inputs(x.feats, x.y0)
+    y0 = step_inputs[-1]
+    step_maps = static.spec.inputs_at(static.spec.pred(y0), y0, x.spec.T - 1)  # what the static reading feeds
     with compute.inference(cp, device):
-        return {
-            BACKBONE_ROW: timed(lambda: backbone(images), iters),
-            f"guidance sequence (B, T={gp.T}, K, 64, 48)": timed(
-                lambda: guidance.guidance_sequence(start, pred, S), iters),
-            "one UNet step": timed(lambda: unet(feats, y0, t_last), iters),
-            STATIC_ROW: timed(lambda: refine(unet, spec, feats, y0, "static"), iters),
-            f"full T-step refinement (recursive, {gp.T} calls)": timed(
-                lambda: refine(unet, spec, feats, y0, "recursive"), iters),
-            "unet_params_m": sum(p.numel() for p in unet.parameters()) / 1e6,
-        }
+        rows = {BACKBONE_ROW: timed(lambda: x.backbone(x.images), iters),
+                f"guidance sequence (B, T={x.spec.T}, K, 64, 48)": timed(
+                    lambda: guidance.guidance_sequence(x.start, pred, S), iters),
+                BEFORE_ROW: timed(x.before("static"), iters)}
+    with torch.no_grad():
+        rows |= {"one UNet step (weights in the compute dtype, eager)": timed(
+                     lambda: unet(step_inputs[:-1], step_maps, t_last), iters),
+                 STATIC_ROW: timed(lambda: static(x.feats, x.y0), iters),
+                 f"full T-step refinement (recursive, {x.spec.T} calls)": timed(lambda: recursive(x.feats, x.y0), iters)}
+    return rows | {"unet_params_m": sum(p.numel() for p in x.unet.parameters()) / 1e6,
+                   "reading": {k: str(v) for k, v in vars(static.setup).items()}}
 
 
 def main() -> None:
@@ -97,11 +117,11 @@ def main() -> None:
     args = ap.parse_args()
     cp = ComputeParams()
     rows = measure(args.batch, args.iters, args.S, args.base, cp)
-    params = rows.pop("unet_params_m")
+    params, reading = rows.pop("unet_params_m"), rows.pop("reading")
     print(f"device {compute.effective(cp, compute.device(cp))} ({torch.get_num_threads()} threads), batch {args.batch}, "
-          f"256x192, S={args.S}, UNet base {args.base}, {params:.2f} M params")
+          f"256x192, S={args.S}, UNet base {args.base}, {params:.2f} M params; reading {reading}")
     for name, sec in rows.items():
-        print(f"{name:48s} {sec * 1e3:10.1f} ms   {sec / rows[BACKBONE_ROW]:6.3f} x backbone")
+        print(f"{name:52s} {sec * 1e3:10.1f} ms   {sec / rows[BACKBONE_ROW]:6.3f} x backbone")
 
 
 if __name__ == "__main__":

@@ -1,19 +1,22 @@
-"""Batches from the HDF5 cache: read from the shards directly, in memory or in worker processes,
-always the same numbers as reading the whole cache; one view per instance and epoch; what the reader
-processes hold ready bounded in bytes."""
+"""Batches from the HDF5 cache: read from the shards directly, in memory or in worker processes, with
+HDF5's filters or the chunks decoded on threads, always the same numbers as reading the whole cache;
+one view per instance and epoch; what the reader processes hold ready bounded in bytes."""
 
 from __future__ import annotations
 
 import os
 
+import h5py
 import numpy as np
 import pytest
 import torch
 from cache_samples import ATTRS, arrays
+from sgpose.cache.chunks import encode_chunk
 from sgpose.cache.reader import (
     CacheBatches,
     EpochLoader,
     batch_loader,
+    direct_compression,
     load_cache,
     prefetch_factor,
     runs,
@@ -58,10 +61,10 @@ def sharded(tmp_path):
     return manifest, load_cache(tmp_path / "single.h5")
 
 
-@pytest.mark.parametrize("preload", [False, True])
-def test_batches_read_from_shards_equal_the_whole_cache(sharded, preload):
+@pytest.mark.parametrize("preload,decoders", [(False, 0), (True, 0), (False, 1), (False, 3)])
+def test_batches_read_from_shards_equal_the_whole_cache(sharded, preload, decoders):
     manifest, whole = sharded
-    data = CacheBatches(manifest, preload=preload)
+    data = CacheBatches(manifest, preload=preload, decoders=decoders)
     assert len(data) == 5 and data.sources[0].name == "shard-00000.h5" and [f.channels for f in data.feature_info()] == [8, 8, 8]
     for idx in ([0, 1, 2, 3, 4], [1, 3], [0, 4], [2], []):
         batch = data[idx]
@@ -134,3 +137,55 @@ def test_the_readers_prefetch_is_bounded_in_bytes_not_batches(tmp_path, monkeypa
         assert (loader.num_workers, loader.prefetch_factor) == (2, factor)
         read = list(source.batches([[0, 1], [2, 3], [4]], 0))
         assert [len(b["heatmaps"]) for b in read] == [2, 2, 1]
+
+
+@pytest.mark.parametrize("compression,encoders", [("lz4", None), ("lz4", 0), ("none", None)])
+def test_chunks_decoded_on_threads_are_hdf5s_reading(tmp_path, compression, encoders):
+    """Chunks written by sgpose's encoders or by HDF5's own filters (encoders 0), decoded by sgpose
+    (`decoders`), in the training process and in reader processes (shared memory): HDF5's numbers."""
+    data = arrays()
+    write_cache(tmp_path / "c.h5", data, ATTRS, compression=compression, encoders=encoders)
+    with h5py.File(tmp_path / "c.h5", "r") as h5:
+        kinds = {k: direct_compression(h5[k]) for k in ("heatmaps", "feat/0", "target", "joints", "meta/center")}
+    assert kinds == {"heatmaps": compression, "feat/0": compression, "target": compression, "joints": None,
+                     "meta/center": None}  # the small per-sample rows: HDF5's chunks of several samples
+    batches = shuffled_batches(5, 2, torch.Generator().manual_seed(1))
+    want = list(batch_loader(CacheBatches(tmp_path / "c.h5", as_stored=True), batches))
+    for workers in (0, 2):
+        got = list(batch_loader(CacheBatches(tmp_path / "c.h5", as_stored=True, decoders=2), batches, workers))
+        for a, b in zip(got, want, strict=True):
+            assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+            assert a["feat/0"].dtype == torch.float16
+
+
+def test_a_chunk_stored_with_its_lz4_skipped_is_read_through_hdf5(tmp_path):
+    """HDF5 marks a chunk whose optional filter was skipped in its filter mask: such a chunk holds the raw
+    bytes; the decoder hands it to HDF5 instead of unframing bytes that are no lz4 frame."""
+    data = arrays()
+    write_cache(tmp_path / "c.h5", data, ATTRS)
+    raw = np.full(data["heatmaps"].shape[1:], 0.5, np.float16)
+    with h5py.File(tmp_path / "c.h5", "r+") as h5:
+        h5["heatmaps"].id.write_direct_chunk((3, 0, 0, 0), encode_chunk(raw.tobytes(), "none"), filter_mask=1)
+    got = CacheBatches(tmp_path / "c.h5", decoders=1)[[2, 3]]["heatmaps"]
+    assert torch.equal(got[1], torch.from_numpy(raw).float())
+    np.testing.assert_array_equal(got[0].numpy(), data["heatmaps"][2].astype(np.float16).astype(np.float32))
+
+
+@pytest.mark.parametrize("decoders", [0, 2])
+def test_a_damaged_chunk_is_an_error_naming_the_shard(tmp_path, decoders):
+    """A flipped byte inside a stored chunk fails its checksum, whoever decodes it: an InputError naming the
+    file, never other numbers."""
+    from sgpose.core.errors import InputError
+
+    write_cache(tmp_path / "c.h5", arrays(), ATTRS)
+    with h5py.File(tmp_path / "c.h5", "r") as h5:
+        offset = h5["feat/0"].id.get_chunk_info(1).byte_offset
+    with open(tmp_path / "c.h5", "r+b") as fh:
+        fh.seek(offset + 40)
+        byte = fh.read(1)
+        fh.seek(offset + 40)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+    data = CacheBatches(tmp_path / "c.h5", decoders=decoders)
+    assert data[[0, 2]]["feat/0"].shape[0] == 2  # the other chunks still read
+    with pytest.raises(InputError, match=f"{tmp_path / 'c.h5'}: damaged cache shard"):
+        data[[1]]

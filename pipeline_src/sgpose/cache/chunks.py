@@ -46,11 +46,11 @@ def _weighted_sums(words: np.ndarray) -> tuple[int, int]:
     return total, weighted
 
 
-def fletcher32(data: bytes) -> int:
+def fletcher32(data: bytes | memoryview) -> int:
     """H5_checksum_fletcher32 of `data`: over its n big-endian 16-bit words (an odd last byte as the high
     byte of a word), sum1 = sum_i w_i and sum2 = the sum of sum1's running values = sum_i (n - i) w_i."""
     if len(data) % 2:
-        data += b"\0"
+        data = bytes(data) + b"\0"
     words = np.frombuffer(data, dtype=">u2")
     s1 = weighted = 0  # exact (Python ints)
     for start in range(0, len(words), _BLOCK_WORDS):
@@ -80,3 +80,35 @@ def encode_chunk(raw: bytes, compression: str) -> bytes:
         raise ValueError(f"chunks compressed with {compression!r} are left to HDF5's filters; encoded here: {DIRECT}")
     body = lz4_chunk(raw) if compression == Compression.LZ4 else raw
     return body + struct.pack("<I", fletcher32(body))
+
+
+class ChecksumError(OSError):
+    """A stored chunk whose Fletcher-32 does not match its bytes (what HDF5's filter reports as an OSError)."""
+
+
+def lz4_unchunk(body: bytes | memoryview, nbytes: int) -> bytes:
+    """The original `nbytes` of a chunk in hdf5plugin's LZ4 frame (`lz4_chunk`, any number of blocks; a
+    block stored raw when its compressed size equals its size, as the filter decides)."""
+    total, block = struct.unpack_from(">qi", body, 0)
+    if total != nbytes or block <= 0:
+        raise ChecksumError(f"lz4 frame of {total} bytes in blocks of {block}: expected a chunk of {nbytes} bytes")
+    view, pos, parts = memoryview(body), 12, []
+    for start in range(0, total, block):
+        size = min(block, total - start)
+        (stored,) = struct.unpack_from(">i", view, pos)
+        data = view[pos + 4:pos + 4 + stored]
+        parts.append(bytes(data) if stored == size else lz4.block.decompress(data, uncompressed_size=size))
+        pos += 4 + stored
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def decode_chunk(stored: bytes | memoryview, compression: str, nbytes: int) -> bytes:
+    """The original bytes of a chunk `encode_chunk` (or HDF5's lz4 + Fletcher-32 filters) stored: the
+    checksum verified (a ChecksumError otherwise, as HDF5 refuses the chunk), then unframed."""
+    if compression not in DIRECT:
+        raise ValueError(f"chunks compressed with {compression!r} are left to HDF5's filters; decoded here: {DIRECT}")
+    view = memoryview(stored)
+    body, (checksum,) = view[:-4], struct.unpack_from("<I", view, len(view) - 4)
+    if fletcher32(body) != checksum:
+        raise ChecksumError("a cache chunk fails its Fletcher-32 checksum (the data is damaged)")
+    return lz4_unchunk(body, nbytes) if compression == Compression.LZ4 else bytes(body)

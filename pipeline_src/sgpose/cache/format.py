@@ -2,7 +2,8 @@
 dtypes, the compression choices and how attributes are encoded. Writer, shards and reader use it.
 
 One file per (dataset, backbone, split). Datasets: `heatmaps`, `feat/0..n-1` (highest
-resolution first), `target` in the cache dtype; `target_weight`, `joints`, `meta/*`. Chunks hold
+resolution first; a SimpleBaseline's train split with `cache.store: trunk`: `trunk`, the map its frozen
+deconv head starts from, attribute `store`), `target` in the cache dtype; `target_weight`, `joints`, `meta/*`. Chunks hold
 one sample (the refiner reads random samples); every dataset carries HDF5's per-chunk Fletcher-32
 checksum, so a read of a damaged chunk fails (an InputError naming the file) instead of returning
 other numbers. With the flip test on, `flip/heatmaps` and
@@ -33,6 +34,7 @@ FIXED_DTYPES = {
 # a flipped view's meta/center is in the mirrored image, x' = width - 1 - x)
 OPTIONAL = ("meta/view", "meta/rotation", "meta/flipped")
 REQUIRED = (*LARGE, *(k for k in FIXED_DTYPES if k not in OPTIONAL))
+TRUNK_KEYS = ("trunk", "flip/trunk")  # `cache.store: trunk`: in place of feat/* (flip/feat/*)
 # `cache.compression` -> h5py create_dataset filter arguments for the large datasets. lz4 and blosc
 # come from hdf5plugin (imported above: a reader needs it too); benchmarks/cache_throughput.py and
 # docs/scale.md have the measurements behind the default.
@@ -46,10 +48,10 @@ COMPRESSION: dict[Compression, dict[str, Any]] = {
 
 def dtype_of(key: str, cache_dtype: str) -> np.dtype:
     """The stored dtype of dataset `key`: the cache dtype for the large ones, else its fixed one."""
-    if key in LARGE or key == "flip/heatmaps" or key.startswith(("feat/", "flip/feat/")):
+    if key in (*LARGE, *TRUNK_KEYS) or key == "flip/heatmaps" or key.startswith(("feat/", "flip/feat/")):
         return np.dtype(cache_dtype)
     if key not in FIXED_DTYPES:
-        raise KeyError(f"unknown cache dataset {key!r}; expected {', '.join(REQUIRED)}, feat/<i> "
+        raise KeyError(f"unknown cache dataset {key!r}; expected {', '.join(REQUIRED)}, feat/<i> or trunk "
                        "or flip/heatmaps, flip/feat/<i>")
     return np.dtype(FIXED_DTYPES[key])
 
@@ -113,3 +115,8 @@ def damaged_chunks(h5: h5py.File, block: int = 256) -> str | None:
 def has_flip(h5: h5py.File) -> bool:
     """True if the cache holds the mirrored crops' outputs (`flip/heatmaps`, `flip/feat/*`)."""
     return "flip/heatmaps" in h5
+
+
+def stores_trunk(h5: h5py.File) -> bool:
+    """True if the cache holds a SimpleBaseline's trunk map instead of its features (`cache.store: trunk`)."""
+    return "trunk" in h5

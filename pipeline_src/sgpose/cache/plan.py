@@ -16,6 +16,7 @@ from sgpose.cache import shards
 from sgpose.config.paths import Paths
 from sgpose.config.selection import Params
 from sgpose.core.keypoints import get_layout
+from sgpose.core.modes import CacheStore
 from sgpose.data.coco import read_instances
 from sgpose.models.checkpoints import backbone_source_sha256
 from sgpose.runtime import compute, imports, locks
@@ -25,7 +26,7 @@ STAGE = "sgpose.stages.cache"  # the module whose import closure computes a shar
 # the cache keys that shape a split's shards: every split's, then the train split's views (augment only
 # draws views >= 1), then the evaluation splits' flip test; batch_size and shards never change a number
 SHAPE_KEYS = ("dtype", "compression", "feature_levels")
-TRAIN_KEYS = ("train_views",)
+TRAIN_KEYS = ("train_views",)  # and `store`, as the layout in effect (`store`)
 VIEW_KEYS = ("augment",)
 EVAL_KEYS = ("flip_test",)
 
@@ -44,7 +45,15 @@ def shard_attrs(params: Params, paths: Paths, split: str) -> dict:
             "cache": cp.model_dump(mode="json", include=keys),
             "compute": compute.effective(params.compute, compute.device(params.compute)),
             "flip_test": cp.flip_test and not train,  # the flip test is an inference-time device
-            "views": cp.train_views if train else 1}
+            "views": cp.train_views if train else 1, **({"store": store(params, split).value} if train else {})}
+
+
+def store(params: Params, split: str) -> CacheStore:
+    """What a split's shards hold of the backbone's features (`cache.store`): the trunk only in a SimpleBaseline's
+    train split (read every epoch; evaluation splits are read once per variant and by the report's figures)."""
+    bp = params.features_backbone
+    trunk = params.cache.store == CacheStore.TRUNK and split == "train" and bp.arch == "simple_baseline"
+    return CacheStore.TRUNK if trunk else CacheStore.HEAD
 
 
 def code_digest() -> str:

@@ -9,25 +9,33 @@ handle is never shared across `fork`, and the dataset pickles without one (spawn
 
 Reads go to the shard files directly (a manifest's virtual datasets resolve every selection through
 HDF5's VDS layer, several times slower for scattered rows), one `read_direct` per run of consecutive
-samples into a preallocated array. A small cache can be read into memory once (`preload`). A read
-that fails (a chunk failing its checksum, a damaged file) is an InputError naming the shard.
+samples into a preallocated array. With `decoders` > 0 the one-sample chunks of the large datasets are
+read raw (`read_direct_chunk`) and decoded on that many threads (lz4 and Fletcher-32, `cache.chunks`:
+the writer's encoders in reverse, outside the GIL, where HDF5 runs its filters one chunk at a time under
+h5py's lock). In a reader process the batch is read into shared memory, so handing it to the training
+process copies nothing. A small cache can be read into memory once (`preload`). A read that fails (a
+chunk failing its checksum, a damaged file) is an InputError naming the shard.
 """
 
 from __future__ import annotations
 
+import math
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator, Sequence
 
 import h5py
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
+from sgpose.cache import chunks
 from sgpose.cache.format import dataset_keys, num_features, read_attrs
 from sgpose.cache.shards import check_shards
 from sgpose.core.errors import InputError, reading
-from sgpose.models.features import FeatureInfo, feature_info
+from sgpose.models.features import FeatureInfo, feature_info, select
+from sgpose.models.simple_baseline import NUM_DECONV
 from sgpose.runtime import interrupt, threads
 
 TRAIN_KEYS = ("heatmaps", "target", "target_weight", "joints")  # + feat/*
@@ -66,7 +74,10 @@ def load_cache(path: str | Path, keys: list[str] | None = None) -> dict[str, np.
 
 
 def feature_keys(h5: h5py.File, prefix: str = "") -> list[str]:
-    """`{prefix}feat/0..n-1`, highest resolution first (prefix `flip/` for the mirrored crops)."""
+    """`{prefix}feat/0..n-1`, highest resolution first (prefix `flip/` for the mirrored crops), or
+    `{prefix}trunk` where the cache stores a SimpleBaseline's trunk instead (`cache.store: trunk`)."""
+    if f"{prefix}trunk" in h5:
+        return [f"{prefix}trunk"]
     return [f"{prefix}feat/{i}" for i in range(num_features(h5, f"{prefix}feat"))]
 
 
@@ -86,8 +97,8 @@ class CacheBatches(Dataset):
     processes and over the bus at half the bytes: twice the samples/s of a reader worker)."""
 
     def __init__(self, path: str | Path, keys: Sequence[str] = TRAIN_KEYS, prefixes: Sequence[str] = ("",),
-                 preload: bool = False, as_stored: bool = False):
-        self.path, self.as_stored = Path(path), as_stored
+                 preload: bool = False, as_stored: bool = False, decoders: int = 0):
+        self.path, self.as_stored, self.decoders = Path(path), as_stored, decoders
         with open_cache(self.path) as h5, reading(self.path, "cache"):  # validates the file once, then closes
             names = [*keys, *(k for prefix in prefixes for k in feature_keys(h5, prefix))]
             missing = [k for k in names if k not in h5]
@@ -105,6 +116,8 @@ class CacheBatches(Dataset):
         self._files: list[h5py.File] | None = None
         self._datasets: list[dict[str, h5py.Dataset]] | None = None
         self._pid: int | None = None
+        self._direct: list[dict[str, str]] | None = None
+        self._pool: ThreadPoolExecutor | None = None
         if preload:
             self.load()
 
@@ -134,9 +147,19 @@ class CacheBatches(Dataset):
         return int(self.attrs.get("views", 1))
 
     def feature_info(self, prefix: str = "") -> list[FeatureInfo]:
-        """The stored backbone features (level and channels of each `feat/i`): what the refiner is built for."""
+        """The stored backbone features (level and channels of each `feat/i`): what the refiner is built for.
+        A trunk cache: the features its SimpleBaseline's head makes (`trunk_head`), of `cache.feature_levels`."""
+        levels = (self.attrs.get("cache") or {}).get("feature_levels")
+        if self.trunk:
+            channels = self.attrs["backbone"]["deconv_channels"]
+            return select(feature_info([channels] * NUM_DECONV), levels)
         channels = [self.shapes[k][0] for k in self.keys if k.startswith(f"{prefix}feat/")]
-        return feature_info(channels, (self.attrs.get("cache") or {}).get("feature_levels"))
+        return feature_info(channels, levels)
+
+    @property
+    def trunk(self) -> bool:
+        """Whether the batches hold `trunk` instead of `feat/*` (`cache.store: trunk`)."""
+        return "trunk" in self.keys
 
     def _handles(self) -> list[dict[str, h5py.Dataset]]:
         """Per shard, its datasets by key (looking one up costs ~10% of reading a sample's chunk)."""
@@ -153,6 +176,8 @@ class CacheBatches(Dataset):
                     f.close()
                 raise
             self._files, self._datasets, self._pid = files, datasets, os.getpid()
+            self._direct = [{k: c for k, ds in d.items() if (c := direct_compression(ds))} for d in datasets]
+            self._pool = ThreadPoolExecutor(self.decoders, thread_name_prefix="cache-decode") if self.decoders else None
         return self._datasets
 
     def __getitem__(self, indices) -> dict[str, torch.Tensor]:
@@ -161,32 +186,78 @@ class CacheBatches(Dataset):
             raise IndexError(f"{self.path}: batch indices must be sorted, unique and in [0, {self.num_samples})")
         if self.memory is not None:
             return {k: _as_tensor(v[idx], self.as_stored) for k, v in self.memory.items()}
-        out = {k: np.empty((len(idx), *self.shapes[k]), self.dtypes[k]) for k in self.keys}
+        tensors = {k: _empty((len(idx), *self.shapes[k]), self.dtypes[k]) for k in self.keys}
+        out = {k: v.numpy() for k, v in tensors.items()}
         which = np.searchsorted(self.starts, idx, side="right") - 1
         for shard in np.unique(which):
             datasets, offset = self._handles()[shard], int(self.starts[shard])
+            direct = self._direct[shard] if self._pool is not None else {}
             pos0 = int(np.searchsorted(which, shard))
             with reading(self.sources[shard], "cache shard"):
                 for a, b, pos in runs(idx[which == shard] - offset):
                     for k, ds in datasets.items():
-                        ds.read_direct(out[k], np.s_[a:b], np.s_[pos0 + pos:pos0 + pos + b - a])
-        return {k: _as_tensor(v, self.as_stored) for k, v in out.items()}
+                        if k not in direct:
+                            ds.read_direct(out[k], np.s_[a:b], np.s_[pos0 + pos:pos0 + pos + b - a])
+                tasks = [(k, int(i), pos0 + j) for k in direct for j, i in enumerate(idx[which == shard] - offset)]
+                for _ in self._pool.map(lambda task: _decode_into(datasets[task[0]], task[1], out[task[0]][task[2]],
+                                                                  direct[task[0]]), tasks) if tasks else ():
+                    pass
+        return {k: _as_float(v, self.as_stored) for k, v in tensors.items()}
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_files": None, "_datasets": None, "_pid": None}  # never pickle an open handle
+        # never pickle an open handle (nor the threads that use them)
+        return {**self.__dict__, "_files": None, "_datasets": None, "_pid": None, "_direct": None, "_pool": None}
 
     def close(self) -> None:
-        """Close this process's handles (the next read reopens them)."""
+        """Close this process's handles and decoder threads (the next read reopens them)."""
         if self._files is not None and self._pid == os.getpid():
+            if self._pool is not None:
+                self._pool.shutdown()
             for f in self._files:
                 f.close()
-        self._files = self._datasets = self._pid = None
+        self._files = self._datasets = self._pid = self._direct = self._pool = None
+
+
+def direct_compression(ds: h5py.Dataset) -> str | None:
+    """`cache.compression` of a dataset whose chunks `chunks.decode_chunk` reads (one sample per chunk,
+    lz4 then Fletcher-32, or Fletcher-32 alone), else None (HDF5's filters read it)."""
+    if ds.chunks is None or ds.chunks[0] != 1 or tuple(ds.chunks[1:]) != tuple(ds.shape[1:]):
+        return None
+    plist = ds.id.get_create_plist()
+    filters = [plist.get_filter(i)[0] for i in range(plist.get_nfilters())]
+    return {(LZ4_FILTER, h5py.h5z.FILTER_FLETCHER32): "lz4", (h5py.h5z.FILTER_FLETCHER32,): "none"}.get(tuple(filters))
+
+
+LZ4_FILTER = 32004  # hdf5plugin's LZ4 filter id (`chunks.lz4_chunk` writes its frame)
+
+
+def _decode_into(ds: h5py.Dataset, i: int, out: np.ndarray, compression: str) -> None:
+    """Sample `i`'s chunk of `ds` read raw and decoded into `out` (one sample); a chunk stored with a
+    filter skipped (its mask) is left to HDF5."""
+    mask, raw = ds.id.read_direct_chunk((i, *(0,) * (ds.ndim - 1)))
+    if mask:
+        ds.read_direct(out[None], np.s_[i:i + 1])
+        return
+    out[...] = np.frombuffer(chunks.decode_chunk(raw, compression, out.nbytes), out.dtype).reshape(out.shape)
+
+
+def _empty(shape: tuple[int, ...], dtype: np.dtype) -> torch.Tensor:
+    """An uninitialised batch array as a tensor; in a DataLoader worker in shared memory, where the hand-over
+    to the training process would otherwise copy it (what torch's default_collate does for its batches)."""
+    dt = torch.from_numpy(np.empty(0, dtype)).dtype
+    if get_worker_info() is None:
+        return torch.empty(shape, dtype=dt)
+    storage = torch.UntypedStorage._new_shared(math.prod(shape) * np.dtype(dtype).itemsize)
+    return torch.empty(0, dtype=dt).set_(storage).view(shape)
 
 
 def _as_tensor(array: np.ndarray, as_stored: bool = False) -> torch.Tensor:
     """fp16 (the cache's storage type) as float32 unless `as_stored`; everything else (float64 crop meta)
     as stored."""
-    tensor = torch.from_numpy(np.ascontiguousarray(array))
+    return _as_float(torch.from_numpy(np.ascontiguousarray(array)), as_stored)
+
+
+def _as_float(tensor: torch.Tensor, as_stored: bool = False) -> torch.Tensor:
     return tensor.float() if tensor.dtype == torch.float16 and not as_stored else tensor
 
 

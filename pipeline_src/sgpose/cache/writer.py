@@ -30,6 +30,8 @@ from sgpose.runtime import threads
 # bytes kept free beyond a batch's uncompressed size: HDF5's chunk caches (1 MiB per dataset) and metadata
 HEADROOM = 8 << 20
 FP16_INF = 65520.0  # the smallest magnitude float16 rounds to inf (its largest finite value is 65504)
+OVERFLOW = ("%s: %s has values beyond the float16 range (|x| > 65504), which it stores as inf: refused; "
+            "cache.dtype: float32 keeps them")
 
 
 def stored(arr: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, bool]:
@@ -154,10 +156,10 @@ class CacheWriter:
         if self.count != self.n:
             raise ValueError(f"cache holds {self.count} samples, expected {self.n}")
         missing = [k for k in REQUIRED if k not in self.h5]
-        if self.n and (missing or "feat" not in self.h5):
-            raise ValueError(f"cache lacks datasets {missing or ['feat/*']}")
+        if self.n and (missing or ("feat" not in self.h5 and "trunk" not in self.h5)):  # trunk: cache.store
+            raise ValueError(f"cache lacks datasets {missing or ['feat/* (or trunk)']}")
         if "flip" in self.h5 and ("heatmaps" not in self.h5["flip"] or num_features(self.h5, "flip/feat")
-                                  != num_features(self.h5)):
+                                  != num_features(self.h5) or ("trunk" in self.h5) != ("trunk" in self.h5["flip"])):
             raise ValueError("cache flip/* must hold flip/heatmaps and as many flip/feat/<i> as feat/<i>")
         write_attrs(self.h5, attrs)
         self.h5.attrs["num_samples"] = self.n

@@ -26,6 +26,7 @@ from sgpose.core.modes import (
     A2Map,
     A3Steps,
     Amp,
+    CacheStore,
     ColorOrder,
     Compression,
     CpuNumerics,
@@ -185,6 +186,7 @@ class CacheParams(_Section):
     compression: Compression = Compression.LZ4  # docs/scale.md
     feature_levels: list[int] | None = None  # backbone feature levels to store (None: all); 0 = highest resolution
     train_views: int = Field(1, ge=1)  # cached views per training instance: the plain crop + augmented ones
+    store: CacheStore = CacheStore.HEAD  # the train split of a SimpleBaseline: its features, or its trunk's map
     augment: AugmentParams = AugmentParams()  # how views >= 1 are drawn
 
     @field_validator("shards")
@@ -213,6 +215,11 @@ class ComputeParams(_Section):
     cudnn_benchmark: bool = True  # cuDNN autotunes each convolution shape on CUDA (the official CUDNN.BENCHMARK)
     cpu_numerics: CpuNumerics = CpuNumerics.PORTABLE  # portable: equal bits on any AVX2 machine | native: fast
     cpu_threads: int = Field(2, ge=1)  # torch's threads under portable (a sum's bits depend on the count)
+    # the refiner on CUDA (never on the CPU; docs/scale.md, "The refiner on a GPU"): its memory format, and at
+    # inference its reading replayed from a CUDA graph and compiled by torch.compile
+    refiner_channels_last: bool = True
+    refiner_cuda_graphs: bool = True
+    refiner_compile: bool = False
 
 
 class GuidanceParams(_Section):
@@ -251,6 +258,7 @@ class TrainRefinerParams(_Section):
     seed: int = 0
     features: FeatureSource = FeatureSource.CACHE  # online: run the frozen backbone on augmented crops
     num_workers: int = Field(0, ge=0)  # cache reader (or image decoding) processes
+    decoders: int = Field(0, ge=0)  # threads per reading process decoding the cache's chunks (0: HDF5's filters)
     preload_gb: float = Field(2.0, ge=0)  # read the whole training cache into memory when it is this small
     prefetch_gb: float = Field(2.0, gt=0)  # bytes of batches the reader processes hold ready, all together
     grad_clip_norm: float | None = Field(None, gt=0)  # clip the gradients' 2-norm to this (None: off, as the paper)

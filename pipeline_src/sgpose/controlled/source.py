@@ -13,7 +13,7 @@ from sgpose.config.paths import Paths
 from sgpose.config.selection import Params
 from sgpose.controlled.y0 import ControlledY0
 from sgpose.data.coco import read_instances
-from sgpose.training.sources import CachedSource
+from sgpose.training.sources import CachedSource, trunk_head
 
 META_KEYS = ("meta/ann_id", "meta/center", "meta/scale")  # + meta/rotation, meta/flipped with train_views > 1
 
@@ -26,7 +26,8 @@ class ControlledSource(CachedSource):
         path = paths.cache("train")
         views = params.cache.train_views > 1
         super().__init__(path, params.train_refiner, dev, keys=(*TRAIN_KEYS, *META_KEYS,
-                                                  *(("meta/rotation", "meta/flipped") if views else ())))
+                                                  *(("meta/rotation", "meta/flipped") if views else ())),
+                         head=trunk_head(params, paths, dev))
         self.y0 = ControlledY0(params, read_instances(paths.instances("train")))
 
     def batches(self, batches: list[list[int]], epoch: int) -> Iterator[dict[str, torch.Tensor]]:

@@ -128,6 +128,15 @@ class Compression(StrEnum):
     BLOSC_ZSTD = "blosc_zstd"
 
 
+class CacheStore(StrEnum):
+    """What the train cache holds of a SimpleBaseline's features (`cache.store`; docs/scale.md, "Bytes per
+    sample"): its deconv head's outputs, or the trunk's last map, the frozen head rerun on the device by
+    train_refiner (HRNet has no such split: always its features)."""
+
+    HEAD = "head"  # feat/0..n-1: the three deconv outputs (R50 at 256x192: 2.06 MB a sample in fp16)
+    TRUNK = "trunk"  # trunk: ResNet's C5 map (R50: 2048 x 8 x 6, 0.2 MB)
+
+
 class EvalBackend(StrEnum):
     """The COCO evaluator (`evaluate.backend`): the same numbers (tested), faster_coco_eval ~2x faster."""
 

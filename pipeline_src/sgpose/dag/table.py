@@ -417,7 +417,7 @@ def _cache_deps(file: ParamsFile, k: Keys) -> list[str]:
 def _cache_params(file: ParamsFile, k: Keys) -> list[str]:
     """The keys that shape a shard (sgpose.stages.cache): the backbone, the storage, and the views of
     the train split or the flip view of an evaluation split; never the batch size or shard counts."""
-    shaped = ["dtype", "compression", "feature_levels", *(("train_views", "augment") if k["split"] == "train"
+    shaped = ["dtype", "compression", "feature_levels", *(("train_views", "augment", "store") if k["split"] == "train"
                                                            else ("flip_test",))]
     return [f"backbones.{k['bb']}", *(f"cache.{key}" for key in shaped), "compute"]
 

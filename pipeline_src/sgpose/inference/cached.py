@@ -31,6 +31,7 @@ from sgpose.core.modes import DecodeMode, InferenceMode
 from sgpose.core.variants import Readout, is_refined, readout
 from sgpose.data.decoding import flip_back
 from sgpose.evaluation.results import heatmap_results
+from sgpose.inference.reading import Reading, Setup
 from sgpose.method.refine import GuidanceSpec, guidance_spec, refine
 from sgpose.method.refiner import load_refiner
 from sgpose.method.unet import StructureGuidedUNet
@@ -42,10 +43,12 @@ CPU = torch.device("cpu")
 
 
 class Refiner(NamedTuple):
-    """A trained refiner ready to run: the UNet on its device and its variant's guidance."""
+    """A trained refiner ready to run: the UNet and its variant's guidance, and `run`, the reading as the
+    `compute` section runs it (`sgpose.inference.reading`; None: `refine` under autocast, on the UNet's device)."""
 
     unet: StructureGuidedUNet
     spec: GuidanceSpec
+    run: Reading | None = None
 
 
 class Copy(NamedTuple):
@@ -91,6 +94,8 @@ def view_heatmaps(batch: dict[str, torch.Tensor], prefix: str, refiner: Source, 
     if isinstance(refiner, Copy):
         spec, y0 = refiner.spec, y0.float()
         return spec.at(spec.pred(y0), y0, torch.full((len(y0),), spec.T - 1, dtype=torch.long)).float()
+    if refiner.run is not None:
+        return refiner.run(features(batch, prefix), y0).float().cpu()
     feats = [compute.to_device(f, cp, dev) for f in features(batch, prefix)]
     with compute.inference(cp, dev):
         out = refine(refiner.unet, refiner.spec, feats, compute.to_device(y0, cp, dev), mode)
@@ -121,7 +126,7 @@ def refiner_for(params: Params, paths: Paths, variant: str, dev: torch.device) -
     if spec.T == 1 or mode == InferenceMode.STATIC:
         log.info("%s %s inference: only step t=T-1=%d affects the output; the other steps are skipped",
                  variant, mode if spec.T > 1 else "single-step", spec.T - 1)
-    return Refiner(compute.prepare_model(unet, params.compute, dev), spec)
+    return Refiner(unet, spec, Reading(unet, spec, mode, dev, Setup.of(params.compute, dev, params.infer.batch_size)))
 
 
 def split_results(path: Path, refiner: Source, s: Setting, mode: DecodeMode | str | None = None) -> list[dict]:

@@ -7,6 +7,7 @@ Pure functions over tensors: the stages in sgpose.stages own the files. Guidance
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from sgpose.core.keypoints import get_layout
 from sgpose.core.modes import A2Map, InferenceMode, StartPose, TrainPath
 from sgpose.core.variants import GuidanceKind, Variant, get_variant
 from sgpose.data.decoding import predicted_pose
+from sgpose.data.targets import render_gaussians
 from sgpose.method import guidance
 from sgpose.method.unet import StructureGuidedUNet
 from sgpose.models.losses import joints_mse
@@ -32,7 +34,10 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class GuidanceSpec:
     """What builds the UNet's guidance input for one variant: the guidance params, the variant, the
-    start pose (K, 2), the map geometry, the (T, S) step weights and the previous-heatmap switch."""
+    start pose (K, 2), the map geometry, the (T, S) step weights and the previous-heatmap switch; `alpha`,
+    the schedule's alphas, when `to` put them on a device (else computed per call, on the CPU); `spans`,
+    per step t the range [lo, hi) of maps s outside which w(t, s) is zero (filled in from `weights`: the only
+    maps H(t) depends on, known on the host so that a reading on a device never asks it)."""
 
     params: GuidanceParams
     variant: Variant
@@ -41,6 +46,20 @@ class GuidanceSpec:
     size: tuple[int, int]
     weights: Tensor
     prev_heatmap: bool = False
+    alpha: Tensor | None = None
+    spans: tuple[tuple[int, int], ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.spans:
+            nonzero = [[s for s, w in enumerate(row) if w != 0] for row in self.weights.tolist()]
+            object.__setattr__(self, "spans", tuple((s[0], s[-1] + 1) if s else (0, 0) for s in nonzero))
+
+    def to(self, device: torch.device) -> GuidanceSpec:
+        """The spec with its tensors on `device` (float32: the values the guidance converts them to anyway),
+        so that building the guidance copies nothing from the host (a CUDA graph captures no such copy)."""
+        f32 = dict(device=device, dtype=torch.float32)
+        alpha = guidance.alphas(self.params.S, self.params.schedule)
+        return dataclasses.replace(self, start=self.start.to(**f32), weights=self.weights.to(**f32), alpha=alpha.to(**f32))
 
     @property
     def T(self) -> int:
@@ -52,10 +71,17 @@ class GuidanceSpec:
         """Maps concatenated with F_0 at the UNet input (`input_channels`)."""
         return input_channels(self.start.shape[0], self.variant, self.prev_heatmap)
 
-    def maps(self, pose: Tensor) -> Tensor:
-        """G^0..G^{S-1} (B, S, K, h, w) from P_start to `pose` (B, K, 2) (docs/method.md §2)."""
+    def maps(self, pose: Tensor, span: tuple[int, int] | None = None) -> Tensor:
+        """G^0..G^{S-1} (B, S, K, h, w) from P_start to `pose` (B, K, 2) (docs/method.md §2); `span` (lo, hi):
+        only G^lo..G^{hi-1} (the poses interpolated as for all S: the same maps)."""
         p = self.params
-        return guidance.guidance_maps(self.start, pose, p.S, p.schedule, self.sigma, self.size, p.missing)
+        if self.alpha is None and span is None:
+            return guidance.guidance_maps(self.start, pose, p.S, p.schedule, self.sigma, self.size, p.missing)
+        alpha = guidance.alphas(p.S, p.schedule) if self.alpha is None else self.alpha
+        poses, present = guidance.interpolate(self.start, pose, alpha, p.missing)
+        if span is not None:
+            poses, present = poses[:, span[0]:span[1]], present[:, span[0]:span[1]]
+        return render_gaussians(poses, self.size, self.sigma, present)
 
     def at(self, pose: Tensor, y0: Tensor, t: Tensor) -> Tensor:
         """The guidance H(t_b) (B, C, h, w) for the path P_start -> pose; C = 0 for no guidance."""
@@ -76,6 +102,26 @@ class GuidanceSpec:
         is on (`refiner.prev_heatmap`), the backbone's Y0 as the previous step's heatmap. Training and
         every inference reading build the UNet's input here, so inference feeds what training fed."""
         H = self.at(pose, y0, t)
+        return torch.cat([H, y0], dim=1) if self.prev_heatmap else H
+
+    def at_step(self, pose: Tensor, y0: Tensor, step: int) -> Tensor:
+        """H(step) for every sample, as `at` with t = step, rendering only the maps of non-zero weight:
+        the others add w G = 0 to a max of non-negative terms, so the result is `at`'s to the bit. The
+        static reading needs one map of S (every kind's last row is one-hot)."""
+        if self.variant.guidance == GuidanceKind.NONE or (
+                self.variant.guidance == GuidanceKind.PREDICTION and self.params.a2_map == A2Map.RAW):
+            return self.at(pose, y0, torch.full((y0.shape[0],), step, dtype=torch.long, device=y0.device))
+        lo, hi = self.spans[step]
+        if lo == hi:  # an all-zero row (S = 2's interior steps): H = 0
+            return torch.zeros(pose.shape[0], pose.shape[1], *self.size, device=pose.device)
+        G = self.maps(pose, (lo, hi))  # (B, hi - lo, K, h, w)
+        w = self.weights[step, lo:hi].to(G)[None, :, None, None, None]
+        return (w * G).amax(dim=1)
+
+    def inputs_at(self, pose: Tensor, y0: Tensor, step: int) -> Tensor:
+        """`inputs` with t = step for every sample, H(step) rendered by `at_step` (only its non-zero maps):
+        the same tensor, to the bit. The inference readings build the UNet's input here."""
+        H = self.at_step(pose, y0, step)
         return torch.cat([H, y0], dim=1) if self.prev_heatmap else H
 
 
@@ -122,7 +168,7 @@ def refine_static(unet: StructureGuidedUNet, spec: GuidanceSpec, feats: list[Ten
     training), so only the last step t = T-1 can change the result: the other T-1 UNet calls are skipped.
     """
     t = torch.full((y0.shape[0],), spec.T - 1, dtype=torch.long, device=y0.device)
-    return unet(feats, spec.inputs(spec.pred(y0), y0, t), t)
+    return unet(feats, spec.inputs_at(spec.pred(y0), y0, spec.T - 1), t)
 
 
 def _steps(unet: StructureGuidedUNet, spec: GuidanceSpec, feats: list[Tensor], y0: Tensor, mode: InferenceMode) -> Iterator[Tensor]:
@@ -134,7 +180,7 @@ def _steps(unet: StructureGuidedUNet, spec: GuidanceSpec, feats: list[Tensor], y
     pose = spec.start.to(pred).expand_as(pred) if mode == InferenceMode.RECURSIVE else pred
     for step in range(spec.T):
         t = torch.full((y0.shape[0],), step, dtype=torch.long, device=y0.device)
-        out = unet(feats, spec.inputs(pose, y0, t), t)
+        out = unet(feats, spec.inputs_at(pose, y0, step), t)
         if mode != InferenceMode.STATIC:
             pose = spec.pred(out)
         yield out

@@ -26,12 +26,13 @@ from torch.nn import functional as F
 from sgpose.models.features import FeatureInfo
 
 
-def step_embedding(t: Tensor, dim: int) -> Tensor:
-    """Sinusoidal position embedding of integer steps t (B,) -> (B, dim) (Transformer / DDPM)."""
+def step_embedding(t: Tensor, dim: int, dtype: torch.dtype = torch.float32) -> Tensor:
+    """Sinusoidal position embedding of integer steps t (B,) -> (B, dim) (Transformer / DDPM), computed in
+    float32 and handed over in `dtype` (the MLP's: a UNet whose weights are bf16 takes it in bf16)."""
     half = dim // 2
     freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
     args = t.float()[:, None] * freqs[None]
-    return torch.cat([torch.sin(args), torch.cos(args)], dim=-1)
+    return torch.cat([torch.sin(args), torch.cos(args)], dim=-1).to(dtype)
 
 
 def zero(module: nn.Module) -> nn.Module:
@@ -110,6 +111,12 @@ class StructureGuidedUNet(nn.Module):
         self.head = nn.Sequential(_norm(widths[0]), nn.SiLU(), zero(out) if zero_init else out)
 
     @property
+    def dtype(self) -> torch.dtype:
+        """The weights' dtype: float32, or the compute dtype when inference converted them once
+        (`sgpose.inference.reading`); inputs in another dtype are cast to it on the way in."""
+        return self.head[-1].weight.dtype
+
+    @property
     def levels(self) -> list[int]:
         """The backbone feature levels this refiner fuses (what its cache stored)."""
         return [f.level for f in self.features]
@@ -120,12 +127,13 @@ class StructureGuidedUNet(nn.Module):
         if len(features) != len(self.features):
             raise ValueError(f"{len(features)} backbone features given; this refiner was built for feature levels "
                              f"{self.levels}")
-        feat = dict(zip(self.levels, features))  # UNet level -> backbone feature
+        dtype = self.dtype  # under autocast float32 (autocast casts); a converted UNet's own (no-ops on the CPU)
+        feat = {level: f.to(dtype) for level, f in zip(self.levels, features)}  # UNet level -> backbone feature
         if self.time_mlp is None:
-            temb = features[0].new_zeros(features[0].shape[0], self.time_dim)
+            temb = features[0].new_zeros(features[0].shape[0], self.time_dim, dtype=dtype)
         else:
-            temb = self.time_mlp(step_embedding(t, self.time_dim))  # (B, time_dim)
-        x, skips = guidance, []
+            temb = self.time_mlp(step_embedding(t, self.time_dim, dtype))  # (B, time_dim)
+        x, skips = guidance.to(dtype), []
         for level, (downsample, fuse, block) in enumerate(self.downs):
             x = downsample(x)  # (B, C_{i-1}, h/2^i, w/2^i)
             x = fuse(torch.cat([x, feat[level]], dim=1) if level in feat else x)  # (B, C_i, h/2^i, w/2^i)

@@ -44,3 +44,21 @@ def forward_views(model: nn.Module, images: torch.Tensor, flip: bool = False,
         out[f"{prefix}heatmaps"] = heatmaps.float()
         out |= {f"{prefix}feat/{i}": feats[level].float() for i, level in enumerate(keep)}
     return out
+
+
+def forward_trunk(model: nn.Module, images: torch.Tensor, levels: list[int] | None = None) -> dict[str, torch.Tensor]:
+    """What a train cache of `cache.store: trunk` holds of a SimpleBaseline, as float32: `heatmaps` (Y0, the
+    whole network's) and `trunk` (the C5 map its deconv head starts from; `features_of_trunk` reruns it)."""
+    trunk = model.forward_body(images)
+    heatmaps, feats = model.forward_head(trunk)
+    if levels is not None and max(levels) >= len(feats):
+        raise ValueError(f"cache.feature_levels {levels}: this backbone has feature levels 0..{len(feats) - 1}")
+    return {"heatmaps": heatmaps.float(), "trunk": trunk.float()}
+
+
+def features_of_trunk(model: nn.Module, trunk: torch.Tensor, levels: list[int] | None = None) -> list[torch.Tensor]:
+    """The feature levels `levels` (all by default) of a SimpleBaseline's deconv head run on a cached trunk,
+    highest resolution first, as float32: what `forward_views` gives for the crop, to the rounding of the
+    trunk's storage."""
+    _, feats = model.forward_head(trunk)
+    return [feats[level].float() for level in (range(len(feats)) if levels is None else levels)]

@@ -14,6 +14,8 @@ from torch import Tensor, nn
 from sgpose.models.features import feature_info
 from sgpose.models.resnet import BN_MOMENTUM, ResNet
 
+NUM_DECONV = 3  # deconvolution layers of the official head: its 3 feature levels
+
 
 class PoseResNet(ResNet):
     """ResNet-`depth` + `num_deconv` x [ConvTranspose2d(4, s2, p1), BN, ReLU] + 1x1 conv.
@@ -22,7 +24,7 @@ class PoseResNet(ResNet):
     resolution) deconv ReLU output; `feature_info` describes them in that order.
     """
 
-    def __init__(self, depth: int, num_joints: int, deconv_channels: int = 256, num_deconv: int = 3):
+    def __init__(self, depth: int, num_joints: int, deconv_channels: int = 256, num_deconv: int = NUM_DECONV):
         super().__init__(depth)
         self.deconv_layers = self._make_deconv_layer(num_deconv, deconv_channels)
         self.final_layer = nn.Conv2d(deconv_channels, num_joints, kernel_size=1, stride=1, padding=0)
@@ -62,7 +64,10 @@ class PoseResNet(ResNet):
         nn.init.constant_(self.final_layer.bias, 0)
 
     def forward(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
-        x = self.forward_body(x)
+        return self.forward_head(self.forward_body(x))
+
+    def forward_head(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """The deconv head on the trunk's C5 map (what `cache.store: trunk` caches): (heatmaps, [F_0, F_1, F_2])."""
         features = []
         for layer in self.deconv_layers:
             x = layer(x)

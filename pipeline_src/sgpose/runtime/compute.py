@@ -87,12 +87,14 @@ def prepare_model(model: nn.Module, cp: ComputeParams, dev: torch.device) -> nn.
     return model.to(memory_format=torch.channels_last) if channels_last(cp, dev) else model
 
 
-def to_device(x: torch.Tensor, cp: ComputeParams, dev: torch.device) -> torch.Tensor:
-    """A batch tensor on the device (asynchronous from pinned memory); 4-D ones in channels_last there.
-    fp16 (the cache's storage type, `CacheBatches(as_stored=True)`) arrives as float32."""
+def to_device(x: torch.Tensor, cp: ComputeParams, dev: torch.device, nhwc: bool | None = None) -> torch.Tensor:
+    """A batch tensor on the device (asynchronous from pinned memory); 4-D ones in channels_last there
+    (`nhwc`: that format's choice instead of `channels_last`'s, e.g. the refiner's). fp16 (the cache's
+    storage type, `CacheBatches(as_stored=True)`) arrives as float32."""
     x = x.to(dev, non_blocking=True)
     dtype = torch.float32 if x.dtype == torch.float16 else x.dtype
-    fmt = torch.channels_last if x.dim() == 4 and channels_last(cp, dev) else torch.preserve_format
+    nhwc = channels_last(cp, dev) if nhwc is None else nhwc
+    fmt = torch.channels_last if x.dim() == 4 and nhwc else torch.preserve_format
     return x.to(dtype=dtype, memory_format=fmt)  # one copy on the device for both (none when neither applies)
 
 
@@ -101,3 +103,25 @@ def inference(cp: ComputeParams, dev: torch.device) -> Iterator[None]:
     """no_grad + autocast: how the frozen backbone and the refiner's inference run."""
     with torch.no_grad(), autocast(cp, dev):
         yield
+
+
+def refiner_dtype(cp: ComputeParams, dev: torch.device) -> torch.dtype:
+    """The dtype of the refiner's weights and inputs at inference: the amp dtype on CUDA, the weights
+    converted once (autocast would cast every weight at every call: a third of the reading's device time
+    on an H200); float32 on the CPU or with amp off."""
+    amp = effective(cp, dev)["amp"]
+    return AMP_DTYPES[Amp(amp)] if amp != Amp.OFF else torch.float32
+
+
+def refiner_channels_last(cp: ComputeParams, dev: torch.device) -> bool:
+    """Whether the refiner runs in NHWC (`compute.refiner_channels_last`, CUDA only): GroupNorm has no
+    NHWC kernel on CUDA, so each of the UNet's norms may copy its input to NCHW and back."""
+    return cp.refiner_channels_last and dev.type == "cuda"
+
+
+
+def prepare_refiner(unet: nn.Module, cp: ComputeParams, dev: torch.device) -> nn.Module:
+    """The refiner to train: float32 weights (autocast runs it in `compute.amp`) on the device, in its
+    memory format (`refiner_channels_last`)."""
+    unet = unet.to(dev)
+    return unet.to(memory_format=torch.channels_last) if refiner_channels_last(cp, dev) else unet

@@ -27,7 +27,7 @@ from sgpose.runtime import compute, distributed, interrupt, locks
 from sgpose.stages import Run
 from sgpose.training.refiner import fit
 from sgpose.training.resume import SUFFIX
-from sgpose.training.sources import CachedSource, OnlineSource, TrainingSource
+from sgpose.training.sources import CachedSource, OnlineSource, TrainingSource, trunk_head
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -67,4 +67,4 @@ def training_source(params: Params, paths: Paths, dev: torch.device) -> Training
         return ControlledSource(params, paths, dev)
     if params.train_refiner.features == FeatureSource.ONLINE:
         return OnlineSource(params, paths, dev)
-    return CachedSource(paths.cache("train"), params.train_refiner, dev)
+    return CachedSource(paths.cache("train"), params.train_refiner, dev, head=trunk_head(params, paths, dev))

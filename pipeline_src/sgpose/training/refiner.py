@@ -12,6 +12,7 @@ or weight stops the run before anything is written (`training.guard`).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import logging
 import time
@@ -23,12 +24,14 @@ from tqdm import tqdm
 
 from sgpose.cache.reader import features, shuffled_batches
 from sgpose.config.paths import Paths
+from sgpose.config.schema import ComputeParams
 from sgpose.config.selection import Params
 from sgpose.core.io import atomic_path
 from sgpose.core.keypoints import get_layout
 from sgpose.method.refine import draw_steps, guidance_spec, training_loss
 from sgpose.method.refiner import LOG_FIELDS, build_unet, refiner_checkpoint, save_refiner
 from sgpose.runtime import compute, distributed, interrupt
+from sgpose.runtime.prefetch import Prefetcher
 from sgpose.training.guard import DivergenceGuard
 from sgpose.training.resume import ResumePoint
 from sgpose.training.sources import TrainingSource
@@ -40,7 +43,8 @@ log = logging.getLogger(__name__)
 def fingerprint(params: Params, variant: str, source: TrainingSource) -> dict:
     """What an interrupted run must have been made with to be continued: every parameter that changes
     the weights (any `epochs` not below its own) and the training data (`source.identity`)."""
-    train = params.train_refiner.model_dump(mode="json", exclude={"epochs", "num_workers", "preload_gb", "prefetch_gb"})
+    train = params.train_refiner.model_dump(mode="json", exclude={"epochs", "num_workers", "decoders", "preload_gb",
+                                                                  "prefetch_gb"})
     return {"variant": variant, "train": train, "guidance": params.guidance.model_dump(mode="json"),
             "refiner": params.refiner.model_dump(mode="json"), "compute": params.compute.model_dump(mode="json"),
             "layout": params.layout, "source": source.identity}
@@ -55,8 +59,8 @@ def fit(params: Params, paths: Paths, variant: str, source: TrainingSource, dev:
         raise ValueError(f"{paths.cache('train')}: the training split holds no samples")
     torch.manual_seed(tp.seed)  # the initial weights, whichever source loaded what before
     num_joints = get_layout(params.layout).num_joints
-    unet = compute.prepare_model(build_unet(params.refiner, num_joints, source.features, variant), cp, dev)
-    spec = guidance_spec(params, variant, paths.start_pose)
+    unet = compute.prepare_refiner(build_unet(params.refiner, num_joints, source.features, variant), cp, dev)
+    spec = guidance_spec(params, variant, paths.start_pose).to(dev)  # no copy from the host per step
     if rank == 0:
         log.info("variant %s: %s; %d steps; features %s on %s%s", variant, spec.variant.description, spec.T,
                  tp.features, dev, f" x {world} processes" if world > 1 else "")
@@ -87,33 +91,37 @@ def fit(params: Params, paths: Paths, variant: str, source: TrainingSource, dev:
         if world > 1 and len(batches[-1]) < world:  # a process would get no sample: drop the remainder
             batches, steps = batches[:-1], steps[:-1]
         local, sizes = [b[rank::world] for b in batches], list(map(len, batches))
+        # the epoch's steps on the device in one copy: a copy per step from pageable memory waits for the device
+        steps = list(torch.cat(steps).to(dev).split([len(t) for t in steps])) if steps else steps
         guard.start_epoch(epoch, len(local))
         desc = f"refiner {variant} epoch {epoch + 1}/{tp.epochs}"
-        # a resumed epoch skips the steps done before the stop (the sources draw per (seed, epoch, sample))
-        for i, (batch, t, size) in enumerate(tqdm(zip(source.batches(local[skip:], epoch), steps[skip:], sizes[skip:]),
-                                                  total=len(local), initial=skip, desc=desc, leave=False,
-                                                  disable=rank > 0), start=skip):
-            b = {k: compute.to_device(v, cp, dev) for k, v in batch.items()}
-            with compute.autocast(cp, dev):
-                loss = training_loss(model, spec, features(b), b["heatmaps"], b["target"], b["target_weight"],
-                                     t[rank::world], joints=b["joints"])
-            k = len(b["heatmaps"])
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss * (k * world / size)).backward()  # DDP averages: the global batch mean
-            guard.gradients(opt)  # train_refiner.grad_clip_norm; the norm for the divergence check
-            scaler.step(opt)
-            scaler.update()
-            total += loss.detach().float() * k  # on the device: no sync per step
-            synced = guard.observe(i, loss)  # a non-finite loss, gradient norm or weight: Diverged
-            if (synced or world == 1) and interrupt.requested(world):  # SIGTERM: keep this step, stop
-                guard.check()
-                totals = distributed.gather_floats(total, world)
-                if rank == 0:
-                    resume.save(_checkpoint(unet, opt, epoch, rows, params, variant)
-                                | {"generator": drawn_from, "scaler": scaler.state_dict(), "step": i + 1,
-                                   "totals": totals})
-                distributed.barrier(world)
-                raise interrupt.stopped(f"step {i + 1}/{len(local)} of epoch {epoch + 1}", str(resume.path))
+        # a resumed epoch skips the steps done before the stop (the sources draw per (seed, epoch, sample));
+        # the batches are read ahead and put on the device on a thread (`Prefetcher`)
+        loaded = Prefetcher(source.batches(local[skip:], epoch), lambda batch: to_device(batch, cp, dev), dev)
+        # closed on the way out (a SIGTERM stop, a divergence): the reading thread stops there
+        with contextlib.closing(iter(loaded)) as ahead:
+            for i, (b, t, size) in enumerate(tqdm(zip(ahead, steps[skip:], sizes[skip:]), total=len(local),
+                                                  initial=skip, desc=desc, leave=False, disable=rank > 0), start=skip):
+                with compute.autocast(cp, dev):
+                    loss = training_loss(model, spec, features(b), b["heatmaps"], b["target"], b["target_weight"],
+                                         t[rank::world], joints=b["joints"])
+                k = len(b["heatmaps"])
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss * (k * world / size)).backward()  # DDP averages: the global batch mean
+                guard.gradients(opt)  # train_refiner.grad_clip_norm; the norm for the divergence check
+                scaler.step(opt)
+                scaler.update()
+                total += loss.detach().float() * k  # on the device: no sync per step
+                synced = guard.observe(i, loss)  # a non-finite loss, gradient norm or weight: Diverged
+                if (synced or world == 1) and interrupt.requested(world):  # SIGTERM: keep this step, stop
+                    guard.check()
+                    totals = distributed.gather_floats(total, world)
+                    if rank == 0:
+                        resume.save(_checkpoint(unet, opt, epoch, rows, params, variant)
+                                    | {"generator": drawn_from, "scaler": scaler.state_dict(), "step": i + 1,
+                                       "totals": totals})
+                    distributed.barrier(world)
+                    raise interrupt.stopped(f"step {i + 1}/{len(local)} of epoch {epoch + 1}", str(resume.path))
         guard.check()
         skip, partial = 0, None
         # no wall time in the rows: they go into refiner.pt and train_log.csv, whose bytes equal work must reproduce
@@ -122,8 +130,9 @@ def fit(params: Params, paths: Paths, variant: str, source: TrainingSource, dev:
         if rank == 0:
             if validation.due(epoch + 1):
                 rows[-1]["val_ap"] = validation.ap(unet, spec)
-            log.info("refiner %s epoch %d: loss %.3e%s (%.1f s)", variant, epoch + 1, rows[-1]["loss"],
-                     f", val AP {rows[-1]['val_ap']:.4f}" if rows[-1]["val_ap"] != "" else "", time.time() - t0)
+            log.info("refiner %s epoch %d: loss %.3e%s (%.1f s, %.1f s waiting for batches)", variant, epoch + 1,
+                     rows[-1]["loss"], f", val AP {rows[-1]['val_ap']:.4f}" if rows[-1]["val_ap"] != "" else "",
+                     time.time() - t0, loaded.waited)
             resume.save(_checkpoint(unet, opt, epoch + 1, rows, params, variant)
                         | {"generator": gen.get_state(), "scaler": scaler.state_dict()})
         distributed.barrier(world)
@@ -139,6 +148,12 @@ def _advice(tp) -> str:
     clip = "gradient clipping, train_refiner.grad_clip_norm (off now)" if tp.grad_clip_norm is None else \
         f"a smaller train_refiner.grad_clip_norm (now {tp.grad_clip_norm:g})"
     return f"a lower train_refiner.lr (now {tp.lr:g}) or {clip}."
+
+
+def to_device(batch: dict[str, torch.Tensor], cp: ComputeParams, dev: torch.device) -> dict[str, torch.Tensor]:
+    """A training batch on the device, its maps in the refiner's memory format."""
+    nhwc = compute.refiner_channels_last(cp, dev)
+    return {k: compute.to_device(v, cp, dev, nhwc) for k, v in batch.items()}
 
 
 def _checkpoint(unet, opt, epoch: int, rows: list[dict], params: Params, variant: str) -> dict:

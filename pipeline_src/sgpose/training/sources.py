@@ -13,12 +13,13 @@ import json
 import logging
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import torch
 from torch.utils.data import DataLoader
 
 from sgpose.cache import shards
+from sgpose.cache.head import TrunkHead
 from sgpose.cache.reader import TRAIN_KEYS, CacheBatches, EpochLoader, prefetch_factor
 from sgpose.config.paths import Paths
 from sgpose.config.schema import TrainRefinerParams
@@ -55,11 +56,16 @@ class TrainingSource(ABC):
 
 
 class CachedSource(TrainingSource):
-    """Training batches read from the train cache; one of its views per instance and epoch."""
+    """Training batches read from the train cache; one of its views per instance and epoch. A cache of a
+    SimpleBaseline's trunk (`cache.store: trunk`) has its features made by `head(attrs)` on the device."""
 
-    def __init__(self, path: Path, tp: TrainRefinerParams, dev: torch.device, keys: tuple[str, ...] = TRAIN_KEYS):
+    def __init__(self, path: Path, tp: TrainRefinerParams, dev: torch.device, keys: tuple[str, ...] = TRAIN_KEYS,
+                 head: Callable[[dict], TrunkHead] | None = None):
         # fp16 batches from the reader processes, float32 on the device (compute.to_device)
-        self.data = CacheBatches(path, keys, as_stored=True)
+        self.data = CacheBatches(path, keys, as_stored=True, decoders=tp.decoders)
+        if self.data.trunk and head is None:
+            raise ValueError(f"{path}: holds a backbone's trunk (cache.store: trunk) and nothing here reruns its head")
+        self.head = head(self.data.attrs) if self.data.trunk else None
         if self.data.nbytes <= tp.preload_gb * 1e9:
             self.data.load()
             log.info("%s: %.2f GB, read into memory (train_refiner.preload_gb %.1f)", path, self.data.nbytes / 1e9,
@@ -74,7 +80,8 @@ class CachedSource(TrainingSource):
         self.identity = hashlib.sha256(json.dumps(self.data.attrs, sort_keys=True, default=str).encode()).hexdigest()
 
     def batches(self, batches: list[list[int]], epoch: int) -> Iterable[dict[str, torch.Tensor]]:
-        return self.loader(batches)  # the same reader processes every epoch
+        loader = self.loader(batches)  # the same reader processes every epoch
+        return loader if self.head is None else map(self.head.expand, loader)
 
 
 class OnlineSource(TrainingSource):
@@ -105,3 +112,9 @@ class OnlineSource(TrainingSource):
                 out = forward_views(self.model, compute.to_device(batch["image"], self.cp, self.dev), False,
                                     self.levels)
             yield out | {k: batch[k] for k in TARGETS}
+
+
+def trunk_head(params: Params, paths: Paths, dev: torch.device) -> Callable[[dict], TrunkHead]:
+    """The head a trunk cache of this selection needs (`CachedSource`'s `head`): the features backbone's."""
+    return lambda attrs: TrunkHead.load(paths.weights(params.backbone), params.features_backbone,
+                                        get_layout(params.layout).num_joints, attrs, params.compute, dev)
