@@ -141,7 +141,8 @@ def _train_project(size: dict, work: Path, store: str) -> Project:
     tree = sample_tree(refiner=PAPER_REFINER, train_backbone__epochs=0, train_backbone__num_workers=size["workers"],
                        cache__batch_size=size["batch"], cache__store=store,
                        train_refiner={"batch_size": 48, "epochs": size["train_epochs"], "preload_gb": 0.0,
-                                      "num_workers": size["workers"], "lr": 1e-4, "seed": 0, "devices": 1},
+                                      "num_workers": size["workers"], "lr": 1e-4, "seed": 0, "devices": 1,
+                                      "val_every": 0},  # no val cache here: throughput only
                        resources={rule: {"threads": cores} for rule in ("cache", "train_refiner", "train_backbone")})
     tree["backbones"][next(iter(tree["backbones"]))] |= R50
     project = Project(work / f"train_{store}", tree)

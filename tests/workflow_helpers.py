@@ -44,8 +44,9 @@ SECTIONS = {  # merged into the sample's sections
     "refiner": {"base_channels": 8, "time_dim": 16},
     "train_refiner": {"epochs": 1, "batch_size": 8},
 }
-EVALUATIONS = {("tiny", "r18", v) for v in ("baseline", "baseline_dark", "ours", "A1", "ours_S2")} | {
-    ("tiny_crowd", "cp", v) for v in ("baseline", "baseline_dark", "ours")}
+# the unrefined variants (baseline, baseline_dark, copy: no oracle, neither backbone is controlled), ours, the ablation
+EVALUATIONS = {("tiny", "r18", v) for v in ("baseline", "baseline_dark", "copy", "ours", "A1", "ours_S2")} | {
+    ("tiny_crowd", "cp", v) for v in ("baseline", "baseline_dark", "copy", "ours")}
 # every rule its own job size, so a SLURM job's values name the rule entry they came from; no GPU anywhere
 TINY_RESOURCES = {rule: {"threads": 1, "mem_mb": 1000 + 20 * i, "runtime": 10 + i, "gpu": 0}
                   for i, rule in enumerate(rule_names())}

@@ -77,14 +77,15 @@ def test_weights_and_features_in_bf16_channels_last_agree_to_bf16_rounding(mode)
 
 def test_padded_batches_give_the_rows_of_unpadded_ones():
     """FixedBatch (what graphs and compile run under): a short batch padded with zero rows, a long one in
-    pieces; every layer works per sample, so each real row is its unpadded value (to float sums' order)."""
+    pieces; every layer works per sample, so each real row is its unpadded value to float sums' order (a
+    batch of 16 takes another GEMM blocking on the CPU: measured 7.5e-6 of the output's range)."""
     unet, spec = refiner()
     feats, y0 = batch(7)
     expect = refine(unet, spec, feats, y0, "static")
     for rows in (4, 7, 16):  # 7 in pieces of 4 (4 + 3 padded); one call; padded to 16
         out = Reading(copy.deepcopy(unet), spec, "static", CPU, Setup(batch=rows, compile="eager"))(feats, y0)
         assert out.shape == expect.shape
-        assert torch.allclose(out, expect, rtol=0, atol=1e-6 * expect.abs().max().item()), rows
+        assert torch.allclose(out, expect, rtol=0, atol=2e-5 * expect.abs().max().item()), rows
 
 
 @pytest.mark.parametrize("mode", ["static", "recursive"])

@@ -3,7 +3,7 @@
 import pytest
 import torch
 from sgpose.config.schema import ComputeParams
-from sgpose.runtime import compute
+from sgpose.runtime import compute, numerics
 
 
 def test_cpu_is_plain_fp32_nchw():
@@ -59,9 +59,13 @@ def test_one_fixed_gpu_for_several_ddp_processes_is_an_error(monkeypatch):
 
 
 def test_effective_records_what_runs_here():
-    cp = ComputeParams(device="cpu", amp="bf16", channels_last=True)
-    assert compute.effective(cp, torch.device("cpu")) == {"device": "cpu", "amp": "off", "channels_last": False}
-    assert compute.effective(cp, torch.device("cuda", 0)) == {"device": "cuda", "amp": "bf16", "channels_last": True}
+    """The CPU names the numerics in force (the conftest applies `portable`); a GPU names the setting only."""
+    cp = ComputeParams(device="cpu", amp="bf16", channels_last=True, cpu_numerics="portable")
+    cpu = compute.effective(cp, torch.device("cpu"))
+    assert cpu == {"device": "cpu", "amp": "off", "channels_last": False, "cpu_numerics": numerics.describe(cp)}
+    assert cpu["cpu_numerics"].startswith("portable (torch AVX2, oneDNN off, MKL COMPATIBLE, 2 threads")
+    gpu = compute.effective(cp, torch.device("cuda", 0))
+    assert gpu == {"device": "cuda", "amp": "bf16", "channels_last": True, "cpu_numerics": "portable"}
 
 
 @pytest.mark.parametrize("benchmark", [True, False])

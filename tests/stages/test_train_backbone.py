@@ -40,7 +40,8 @@ def test_trains_and_writes_outputs(tmp_path, monkeypatch):
     assert cli(["train_backbone", "--params", str(tiny_project(tmp_path))]) == 0
     bb = tmp_path / "results" / "fx" / "tiny"
     ckpt = torch.load(bb / "backbone.pt", weights_only=True)
-    assert set(ckpt) == {"state_dict", "backbone", "num_joints", "epochs", "source", "source_sha256"}
+    assert set(ckpt) == {"state_dict", "backbone", "num_joints", "epochs", "source", "source_sha256", "compute"}
+    assert ckpt["compute"]["device"] == "cpu" and ckpt["compute"]["cpu_numerics"].startswith("portable (")
     assert ckpt["source"] is None and ckpt["epochs"] == 1
     assert ckpt["num_joints"] == 17 and ckpt["epochs"] == 1 and ckpt["backbone"]["depth"] == 18
     assert "final_layer.weight" in ckpt["state_dict"]
