@@ -1,7 +1,8 @@
 """The sample's DAG up to one target in fresh clones on emulated machines, under `compute.cpu_numerics`
-portable and native: the md5 of `backbone.pt` and of the target's outputs, and each run's wall time
-(docs/reproducibility.md). `portable` should give one md5 per file whatever the machine; `native` one per
-machine; the wall times are the price of `portable`.
+portable and native: the md5 of `backbone.pt` and of the target's outputs, the lines of the committed dvc.lock
+the run changed, and each run's wall time (docs/reproducibility.md). `portable` should give one md5 per file
+whatever the machine and leave dvc.lock as committed; `native` one md5 per machine; the wall times are the
+price of `portable`.
 
     python benchmarks/numerics_dag.py --runs portable:here native:here portable:other native:other \\
         [--target infer.sample.sb_r18_perturbed.ours.val] [--out numerics_dag.json]
@@ -55,8 +56,13 @@ def one_run(setting: str, machine: str, target: str, work: Path) -> dict:
         "*.json")) if "predictions" in p.parts}
     files |= {p.relative_to(repo).as_posix(): p for p in sorted((repo / "results/sample/sb_r18_perturbed").rglob(
         "refiner.pt"))}
-    return {"setting": setting, "machine": machine, "wall_s": round(wall, 1),
-            "md5": {name: md5(p) for name, p in files.items() if p.is_file()}}
+    # the recorded dvc.lock against this run's: a portable run must leave it as committed (native: other bits,
+    # and its params differ, so every stage it ran is a changed entry)
+    diff = subprocess.run(["git", "diff", "--numstat", "dvc.lock"], cwd=repo, capture_output=True, text=True).stdout
+    added, removed = (int(n) for n in (diff.split()[:2] or ["0", "0"]))
+    return {"setting": setting, "machine": machine, "wall_s": round(wall, 1), "stages_run": proc.stdout.count(
+        "Running stage"), "dvc_lock_lines_changed": added + removed,
+        "md5": {name: md5(p) for name, p in files.items() if p.is_file()}}
 
 
 def main() -> None:
@@ -73,7 +79,8 @@ def main() -> None:
         setting, machine = pair.split(":")
         results.append(one_run(setting, machine, args.target, work))
         r = results[-1]
-        print(f"{setting:9s} {machine:6s} {r['wall_s']:8.1f} s  backbone.pt {r['md5'].get('backbone.pt', '-')}", flush=True)
+        print(f"{setting:9s} {machine:6s} {r['wall_s']:8.1f} s  {r['stages_run']} stages  dvc.lock lines changed "
+              f"{r['dvc_lock_lines_changed']}  backbone.pt {r['md5'].get('backbone.pt', '-')}", flush=True)
         args.out.write_text(json.dumps(results, indent=1))
     names = sorted({n for r in results for n in r["md5"]})
     for setting in ("portable", "native"):
