@@ -56,9 +56,10 @@ def one_run(setting: str, machine: str, target: str, work: Path) -> dict:
         "*.json")) if "predictions" in p.parts}
     files |= {p.relative_to(repo).as_posix(): p for p in sorted((repo / "results/sample/sb_r18_perturbed").rglob(
         "refiner.pt"))}
-    # the recorded dvc.lock against this run's: a portable run must leave it as committed (native: other bits,
-    # and its params differ, so every stage it ran is a changed entry)
-    diff = subprocess.run(["git", "diff", "--numstat", "dvc.lock"], cwd=repo, capture_output=True, text=True).stdout
+    # the recorded dvc.lock against this run's, against HEAD (core.autostage: DVC stages the dvc.lock it writes): a
+    # portable run must leave it as committed (native: other bits, and its params differ: every stage it ran changes)
+    diff = subprocess.run(["git", "diff", "HEAD", "--numstat", "dvc.lock"], cwd=repo, capture_output=True,
+                          text=True).stdout
     added, removed = (int(n) for n in (diff.split()[:2] or ["0", "0"]))
     return {"setting": setting, "machine": machine, "wall_s": round(wall, 1), "stages_run": proc.stdout.count(
         "Running stage"), "dvc_lock_lines_changed": added + removed,
