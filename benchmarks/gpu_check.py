@@ -12,7 +12,7 @@ would start after --budget seconds is skipped, saying so):
   refiner_levers  the levers side by side: autocast, native (compute dtype), NCHW, CUDA graphs, torch.compile,
                   and the profile of the static reading: kernels, copies and their share of the device time,
                   the device time of its parts (benchmarks/refiner_levers.py)
-  train           `sgpose train_refiner` (the paper's refiner, batch 48, AMP) from a cache of R50 features at
+  train           `sgpose train_refiner` (the paper's refiner, batch 48 (CPU sizes: 8), AMP) from a cache of R50 features at
                   256x192 streamed from disk, for each `cache.store` (trunk: the profiles'; head: the sample's):
                   samples/s, its time waiting for batches, what it means for full COCO; the cache reader alone
                   (the stage's workers; chunks decoded on threads) and the training step alone
@@ -60,10 +60,10 @@ from timing import timed
 
 STORES = ("trunk", "head")  # cache.store: the GPU profiles' first, the sample's second
 SIZES = {  # per machine: GPU sizes fit the 8 minutes on one H200, CPU sizes a few minutes on 2 cores
-    "gpu": dict(batch=64, big_batch=256, iters=10, crops=2048, workers=8, train_samples=1536, train_epochs=3,
-                backbone_epochs=20, refiner_epochs=10, keep=None, budget=330.0),
-    "cpu": dict(batch=4, big_batch=8, iters=1, crops=8, workers=0, train_samples=48, train_epochs=2, backbone_epochs=1,
-                refiner_epochs=1, keep={"train": 48, "val": 16, "val_det": 16}, budget=None),
+    "gpu": dict(batch=64, big_batch=256, iters=10, crops=2048, workers=8, train_samples=1536, train_batch=48,
+                train_epochs=3, backbone_epochs=20, refiner_epochs=10, keep=None, budget=330.0),
+    "cpu": dict(batch=4, big_batch=8, iters=1, crops=8, workers=0, train_samples=16, train_batch=8, train_epochs=2,
+                backbone_epochs=1, refiner_epochs=1, keep={"train": 48, "val": 16, "val_det": 16}, budget=None),
 }
 PAPER_REFINER = {"base_channels": 32, "channel_mults": [1, 2, 4, 8], "time_dim": 64}  # profiles/paper.yaml
 R50 = {"depth": 50, "deconv_channels": 256, "input_size": [256, 192], "heatmap_size": [64, 48]}
@@ -140,7 +140,8 @@ def _train_project(size: dict, work: Path, store: str) -> Project:
     cores = threads.available_cores()
     tree = sample_tree(refiner=PAPER_REFINER, train_backbone__epochs=0, train_backbone__num_workers=size["workers"],
                        cache__batch_size=size["batch"], cache__store=store,
-                       train_refiner={"batch_size": 48, "epochs": size["train_epochs"], "preload_gb": 0.0,
+                       train_refiner={"batch_size": size["train_batch"], "epochs": size["train_epochs"],
+                                      "preload_gb": 0.0,
                                       "num_workers": size["workers"], "lr": 1e-4, "seed": 0, "devices": 1,
                                       "val_every": 0},  # no val cache here: throughput only
                        resources={rule: {"threads": cores} for rule in ("cache", "train_refiner", "train_backbone")})
@@ -234,7 +235,7 @@ def ddp(size: dict, work: Path) -> dict:
     project.run("train_refiner", *one_epoch, launcher=launcher)
     ddp_weights = torch.load(project.paths.refiner("ours"), weights_only=False)["state_dict"]
     diff = max((single[k].float() - ddp_weights[k].float()).abs().max().item() for k in single)
-    steps = -(-size["train_samples"] // 48)
+    steps = -(-size["train_samples"] // size["train_batch"])
     bound = 2 * steps * 1e-4
     backend = "nccl" if compute.device(ComputeParams()).type == "cuda" else "gloo"
     return {"backend": backend, "max_weight_difference": diff, "bound": bound, "ok": diff <= bound}
