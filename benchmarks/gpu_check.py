@@ -61,9 +61,9 @@ from timing import timed
 STORES = ("trunk", "head")  # cache.store: the GPU profiles' first, the sample's second
 SIZES = {  # per machine: GPU sizes fit the 8 minutes on one H200, CPU sizes a few minutes on 2 cores
     "gpu": dict(batch=64, big_batch=256, iters=10, crops=2048, workers=8, train_samples=1536, train_batch=48,
-                train_epochs=3, backbone_epochs=20, refiner_epochs=10, keep=None, budget=330.0),
+                step_iters=5, train_epochs=3, backbone_epochs=20, refiner_epochs=10, keep=None, budget=330.0),
     "cpu": dict(batch=4, big_batch=8, iters=1, crops=8, workers=0, train_samples=16, train_batch=8, train_epochs=2,
-                backbone_epochs=1, refiner_epochs=1, keep={"train": 48, "val": 16, "val_det": 16}, budget=None),
+                step_iters=1, backbone_epochs=1, refiner_epochs=1, keep={"train": 48, "val": 16, "val_det": 16}, budget=None),
 }
 PAPER_REFINER = {"base_channels": 32, "channel_mults": [1, 2, 4, 8], "time_dim": 64}  # profiles/paper.yaml
 R50 = {"depth": 50, "deconv_channels": 256, "input_size": [256, 192], "heatmap_size": [64, 48]}
@@ -173,14 +173,14 @@ def train_store(size: dict, work: Path, store: str) -> dict:
     timed_epochs = epochs[1:] or epochs  # the first epoch pays the warm-up (cudnn autotuning, page cache)
     seconds = sum(e for e, _ in timed_epochs) / len(timed_epochs)
     rate = size["train_samples"] / seconds
-    parts = train_parts(project)
+    parts = train_parts(project, iters=size["step_iters"])
     return {"samples_per_s": rate, "epoch_seconds": [e for e, _ in epochs], "samples": size["train_samples"],
             "waiting_share": sum(w for _, w in timed_epochs) / len(timed_epochs) / seconds,
             "full_coco_epochs_per_hour": 3600 * rate / COCO_TRAIN, "hours_for_130_epochs": PAPER_EPOCHS * COCO_TRAIN / rate / 3600,
             "train_over_min": rate / min(parts["reader_samples_per_s"], parts["step_samples_per_s"]), **parts}
 
 
-def train_parts(project: Project, batches: int = 16) -> dict:
+def train_parts(project: Project, batches: int = 16, iters: int = 5) -> dict:
     """Where the training time goes: the cache reader alone (an epoch's batches on the device, the stage's
     workers and pinning, a trunk cache's head included; no model), the same in one process with the chunks
     decoded on its threads, and the training step alone (forward, backward, Adam on one batch)."""
@@ -220,7 +220,7 @@ def train_parts(project: Project, batches: int = 16) -> dict:
 
     return {"reader_samples_per_s": reader, "reader_first_epoch_samples_per_s": first,
             "reader_threads_samples_per_s": in_threads, "stored_mb_per_sample": sample_mb,
-            "step_samples_per_s": len(b["heatmaps"]) / timed(step, 5), "reader_workers": tp.num_workers,
+            "step_samples_per_s": len(b["heatmaps"]) / timed(step, iters), "reader_workers": tp.num_workers,
             "decoder_threads": threads.pool_threads()}
 
 
