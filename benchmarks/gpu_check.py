@@ -180,7 +180,7 @@ def train_store(size: dict, work: Path, store: str) -> dict:
             "train_over_min": rate / min(parts["reader_samples_per_s"], parts["step_samples_per_s"]), **parts}
 
 
-def train_parts(project: Project, batches: int = 16, iters: int = 5) -> dict:
+def train_parts(project: Project, iters: int, batches: int = 16) -> dict:
     """Where the training time goes: the cache reader alone (an epoch's batches on the device, the stage's
     workers and pinning, a trunk cache's head included; no model), the same in one process with the chunks
     decoded on its threads, and the training step alone (forward, backward, Adam on one batch)."""

@@ -8,7 +8,6 @@ here to the test repository's copy of dvc.yaml (docs/cluster.md, "Share results"
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import subprocess
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from workflow_helpers import digests
 
 pytestmark = pytest.mark.e2e
 
@@ -68,11 +68,6 @@ def apply_decisions(dvc_yaml: Path) -> set[str]:
             run_cached.add(name)
     dvc_yaml.write_text(yaml.safe_dump(tree, sort_keys=False))
     return run_cached
-
-
-def digests(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")

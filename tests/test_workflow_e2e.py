@@ -6,7 +6,6 @@ sharded training split; one epoch everywhere, CPU."""
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import os
 import re
@@ -20,27 +19,21 @@ import yaml
 from sgpose.config.selection import read_params_file
 from sgpose.core.variants import is_refined
 from sgpose.dag import table
-from workflow_helpers import EVALUATIONS, OTHER_MACHINE, REFINER_AND_AFTER, THREADED, make_repo, metrics_of, run
+from workflow_helpers import EVALUATIONS, OTHER_MACHINE, REFINER_AND_AFTER, THREADED, digests, make_repo, metrics_of, run
 
 pytestmark = pytest.mark.e2e
+
+
+FIRST_REPRO: dict[str, str] = {}  # dvc_repo's results/ after its first `dvc repro`: file -> sha256
+SNAKEMAKE_MARK = (".snakemake_timestamp",)  # Snakemake's mark on a directory output
 
 
 @pytest.fixture(scope="module")
 def dvc_repo(tmp_path_factory) -> Path:
     repo = make_repo(tmp_path_factory.mktemp("dvc"), {"resources": THREADED})
     (repo / "dvc_repro.log").write_text(run(["dvc", "repro"], repo, interleaved=True))
-    FIRST_REPRO.update(results_digests(repo))  # later tests change params here; compare against the first run
+    FIRST_REPRO.update(digests(repo / "results"))  # later tests change params here; compare against the first run
     return repo
-
-
-FIRST_REPRO: dict[str, str] = {}  # dvc_repo's results/ after its first `dvc repro`: file -> sha256
-
-
-def results_digests(repo: Path) -> dict[str, str]:
-    """Every file under results/ (relative path -> sha256), less Snakemake's mark on a directory output."""
-    return {p.relative_to(repo).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in (repo / "results").rglob("*")
-            if p.is_file() and p.name != ".snakemake_timestamp"}
 
 
 # the modules that shape no feature: editing them must leave every cache shard and cache job as it is
@@ -135,9 +128,9 @@ def test_both_engines_on_two_emulated_machines_write_the_same_bytes(dvc_repo, sn
     file of results/ is the same to the byte under `portable` (the tiny grid's default): weights, shards and
     manifests, predictions, metrics, figures, the report and its provenance. DVC's side is its first run's
     (FIRST_REPRO): a test before this one changes dvc_repo's params."""
-    dvc, snake = FIRST_REPRO, results_digests(snake_repo)
+    dvc, snake = FIRST_REPRO, digests(snake_repo / "results", skip=SNAKEMAKE_MARK)
     assert dvc, "dvc_repo's first run was not recorded"
-    assert {f for f in set(dvc) ^ set(snake) if not f.startswith("results/code/")} == set()  # DVC's code stage
+    assert {f for f in set(dvc) ^ set(snake) if not f.startswith("code/")} == set()  # DVC's code stage
     differ = [f for f in sorted(set(dvc) & set(snake)) if dvc[f] != snake[f]]
     assert differ == [], differ
     assert len(set(dvc) & set(snake)) > 100

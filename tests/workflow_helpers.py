@@ -5,6 +5,7 @@ training split; one epoch everywhere, CPU. Plus how those tests run a command an
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -102,3 +103,9 @@ def snakemake_tiny(dest: Path) -> tuple[Path, float]:
     start = time.monotonic()
     run(["snakemake", "--cores", "2"], repo)
     return repo, time.monotonic() - start
+
+
+def digests(root: Path, skip: tuple[str, ...] = ()) -> dict[str, str]:
+    """sha256 of every file under `root` (its path relative to `root`), less the files named in `skip`."""
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file() and p.name not in skip}
