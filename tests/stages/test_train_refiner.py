@@ -81,7 +81,8 @@ def _interrupt_in_epoch_two(args: list[str], monkeypatch) -> None:
 
 
 def test_an_interrupted_run_resumes_to_the_same_weights(project, monkeypatch):
-    three = [*project, "--set", "train_refiner.epochs=3"]
+    # the lr drops x0.1 at the third epoch, after the resume: the resumed run sets the schedule's lr
+    three = [*project, "--set", "train_refiner.epochs=3", "--set", "train_refiner.lr_steps=[2]"]
     assert cli(["train_refiner", *three]) == 0
     want, want_bytes = _weights(), (BB / "ours" / "refiner.pt").read_bytes()
     (BB / "ours" / "refiner.pt").unlink()
@@ -90,6 +91,19 @@ def test_an_interrupted_run_resumes_to_the_same_weights(project, monkeypatch):
     assert list(pd.read_csv(BB / "ours" / "train_log.csv").epoch) == [1, 2, 3]
     _assert_weights_close(_weights(), want)  # model, optimizer and generator state all resumed
     assert (BB / "ours" / "refiner.pt").read_bytes() == want_bytes  # and the file too: DVC sees no change
+
+
+def test_lr_steps_divide_the_lr_by_ten_from_each_step_on(project):
+    """`train_refiner.lr_steps` (the sample's schedule; the paper's lr is constant): x0.1 at each listed
+    epoch, logged per epoch, and the weights differ from a constant lr's."""
+    three = [*project, "--set", "train_refiner.epochs=3", "--set", "train_refiner.lr=1e-3"]
+    assert cli(["train_refiner", *three]) == 0
+    constant = _weights()
+    assert list(pd.read_csv(BB / "ours" / "train_log.csv").lr) == [1e-3] * 3
+    assert cli(["train_refiner", *three, "--set", "train_refiner.lr_steps=[1,2]"]) == 0
+    assert pd.read_csv(BB / "ours" / "train_log.csv").lr.tolist() == pytest.approx([1e-3, 1e-4, 1e-5], rel=1e-12)
+    stepped = _weights()
+    assert any(not torch.equal(constant[k], stepped[k]) for k in constant)
 
 
 def test_a_run_with_other_parameters_starts_clean(project, monkeypatch, caplog):

@@ -255,6 +255,7 @@ class TrainRefinerParams(_Section):
     epochs: int = Field(40, ge=0)
     batch_size: int = Field(32, gt=0)  # global: split over `devices` processes
     lr: float = Field(1e-4, gt=0)
+    lr_steps: list[int] = []  # x0.1 at these epochs (MultiStepLR); [] constant, as the paper
     seed: int = 0
     features: FeatureSource = FeatureSource.CACHE  # online: run the frozen backbone on augmented crops
     num_workers: int = Field(0, ge=0)  # cache reader (or image decoding) processes

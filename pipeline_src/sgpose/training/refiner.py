@@ -64,7 +64,7 @@ def fit(params: Params, paths: Paths, variant: str, source: TrainingSource, dev:
     if rank == 0:
         log.info("variant %s: %s; %d steps; features %s on %s%s", variant, spec.variant.description, spec.T,
                  tp.features, dev, f" x {world} processes" if world > 1 else "")
-    opt = torch.optim.Adam(unet.parameters(), lr=tp.lr)  # constant lr (docs/method.md, Training)
+    opt = torch.optim.Adam(unet.parameters(), lr=tp.lr)  # the paper: constant (docs/method.md, Training)
     scaler = compute.grad_scaler(cp, dev)
     out = paths.refiner(variant)
     gen = torch.Generator().manual_seed(tp.seed)
@@ -77,12 +77,13 @@ def fit(params: Params, paths: Paths, variant: str, source: TrainingSource, dev:
         opt.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
         gen.set_state(state["generator"])  # as the next epoch to run began: its batches are drawn again
-        start_epoch, rows = state["epoch"], list(state["log"])
+        start_epoch, rows = state["epoch"], list(state["log"])  # the optimizer's state holds the epoch's lr
         skip, partial = state.get("step", 0), state.get("totals", [None] * world)[rank]  # inside that epoch
     # under torchrun always DDP, one process too: the GPU check runs the NCCL path on a single GPU
     ddp = distributed.launched()
     model = DistributedDataParallel(unet, device_ids=[dev.index] if dev.type == "cuda" else None) if ddp else unet
     for epoch in range(start_epoch, tp.epochs):
+        lr = set_lr(opt, tp, epoch)
         t0, total = time.time(), torch.tensor(partial or 0.0, device=dev)  # float32, as the sum's steps
         drawn_from = gen.get_state()  # a point saved inside this epoch redraws its batches from here
         model.train()
@@ -125,7 +126,7 @@ def fit(params: Params, paths: Paths, variant: str, source: TrainingSource, dev:
         guard.check()
         skip, partial = 0, None
         # no wall time in the rows: they go into refiner.pt and train_log.csv, whose bytes equal work must reproduce
-        rows.append({"epoch": epoch + 1, "loss": distributed.all_sum(total.item(), world) / sum(sizes), "lr": tp.lr,
+        rows.append({"epoch": epoch + 1, "loss": distributed.all_sum(total.item(), world) / sum(sizes), "lr": lr,
                      "val_ap": ""})
         if rank == 0:
             if validation.due(epoch + 1):
@@ -141,6 +142,15 @@ def fit(params: Params, paths: Paths, variant: str, source: TrainingSource, dev:
         write_log(paths.refiner_log(variant), rows)
         resume.clear()
     distributed.barrier(world)
+
+
+def set_lr(opt: torch.optim.Optimizer, tp, epoch: int) -> float:
+    """Epoch `epoch`'s (0-based) learning rate, set in `opt`: `lr` x 0.1 for each of `lr_steps` reached
+    (MultiStepLR's schedule, computed from the epoch so a resumed run sets the same)."""
+    lr = tp.lr * 0.1 ** sum(epoch >= s for s in tp.lr_steps)
+    for group in opt.param_groups:
+        group["lr"] = lr
+    return lr
 
 
 def _advice(tp) -> str:
