@@ -24,6 +24,9 @@ cp = ComputeParams(cpu_numerics=setting)
 numerics.set_environment(setting)
 torch.set_num_threads(machine_threads)  # what this machine's cores would give the stage
 print(numerics.apply(cp))
+print(torch.utils.deterministic.fill_uninitialized_memory)
+if len(sys.argv) > 3:  # torch's NaN fill of new memory back on (`portable` turns it off)
+    torch.utils.deterministic.fill_uninitialized_memory = True
 torch.manual_seed(0)
 net = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, padding=1), torch.nn.BatchNorm2d(16), torch.nn.ReLU(),
                           torch.nn.Conv2d(16, 32, 3, stride=2, padding=1), torch.nn.BatchNorm2d(32), torch.nn.ReLU(),
@@ -47,14 +50,16 @@ MACHINES = {  # environment, torch threads of the "machine"
 }
 
 
-def train(setting: str, env: dict, threads: int) -> tuple[str, str]:
-    """(the numerics line, the weights' md5) of TRAIN in a fresh process on an emulated machine."""
+def train(setting: str, env: dict, threads: int, fill: bool = False) -> tuple[str, str]:
+    """(the numerics line, the weights' md5) of TRAIN in a fresh process on an emulated machine; `fill`:
+    with torch's fill of new memory on after `apply`."""
     base = {k: v for k, v in os.environ.items() if k not in PORTABLE_ENV and k not in ("OMP_NUM_THREADS",
                                                                                       "MKL_NUM_THREADS")}
-    proc = subprocess.run([sys.executable, "-c", TRAIN, setting, str(threads)], env=base | env, capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-c", TRAIN, setting, str(threads)] + ["fill"] * fill, env=base | env,
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    line, md5 = proc.stdout.split("\n")[:2]
+    line, filled, md5 = proc.stdout.split("\n")[:3]
+    assert filled == str(setting == "native"), (setting, filled)  # `portable` turns the fill off, `native` leaves it
     return line, md5
 
 
@@ -71,6 +76,10 @@ def test_portable_gives_one_result_on_every_emulated_machine_where_native_gives_
     assert len(set(portable.values())) == 1, portable
     assert len(set(native.values())) >= 3, native  # measured: five machines, five results
     assert native["this machine, 2 cores"] != portable["this machine, 2 cores"]  # oneDNN off: another path
+
+
+def test_portable_leaves_new_memory_unfilled_which_moves_no_bit(runs):
+    assert train("portable", {}, 2, fill=True)[1] == runs["portable", "this machine, 2 cores"][1]
 
 
 def test_the_numerics_line_names_the_setting_and_what_is_in_force(runs):

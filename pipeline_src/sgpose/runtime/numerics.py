@@ -15,7 +15,7 @@ What moves the bits of one computation from the same inputs, measured on one mac
 
 `portable` fixes each: torch at AVX2, oneDNN off (torch's own convolutions over MKL's COMPATIBLE GEMM),
 a thread count from the params (never the machine's), fixed-size OpenMP teams, OpenCV's baseline code,
-numpy without its AVX-512 kernels, and torch's deterministic algorithms. The environment variables are read
+numpy without its AVX-512 kernels, and torch's deterministic algorithms (without their fill of new memory). The environment variables are read
 when a library starts, so `apply` runs before a stage imports torch, numpy or OpenCV (`sgpose.cli`).
 Outside the cache fingerprint like `sgpose.runtime.threads`? No: it decides the numbers a shard holds, so
 it is inside (`sgpose.runtime.compute.effective` records it).
@@ -79,6 +79,10 @@ def apply(cp: ComputeParams) -> str:
                                                        "this CPU has no AVX2; use compute.cpu_numerics native"))
         torch.backends.mkldnn.enabled = False
         torch.use_deterministic_algorithms(True)
+        # ... without its NaN fill of every new tensor: about 10 % of a refiner step, and no bit of ours moves
+        # (a stage that read unwritten memory would hold NaN with it; the sample's refiner.pt is the same file
+        # with and without: docs/reproducibility.md)
+        torch.utils.deterministic.fill_uninitialized_memory = False
         torch.set_num_threads(cp.cpu_threads)
         os.environ.update({v: str(cp.cpu_threads) for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")})
         import cv2
