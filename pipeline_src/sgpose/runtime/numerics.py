@@ -38,6 +38,7 @@ PORTABLE_ENV = {
     "MKL_CBWR": "COMPATIBLE",  # MKL's one conditional-numerical-reproducibility branch on Intel and AMD
     "MKL_DYNAMIC": "FALSE",  # teams of the asked size, never shrunk by the machine's load
     "OMP_DYNAMIC": "FALSE",
+    "TORCHINDUCTOR_DETERMINISTIC": "1",  # torch.use_deterministic_algorithms's inductor half (`apply`)
     # numpy's float64 exp/log on AVX-512 machines are its own kernels (other last bits than libm's)
     "NPY_DISABLE_CPU_FEATURES": "AVX512F AVX512CD AVX512_SKX AVX512_CLX AVX512_CNL AVX512_ICL AVX512_SPR",
 }
@@ -78,7 +79,9 @@ def apply(cp: ComputeParams) -> str:
                                                        if torch.cpu._is_avx2_supported() else
                                                        "this CPU has no AVX2; use compute.cpu_numerics native"))
         torch.backends.mkldnn.enabled = False
-        torch.use_deterministic_algorithms(True)
+        # torch.use_deterministic_algorithms(True) less its import of torch._inductor (1.2 s of every stage's
+        # start): ATen's switch here, inductor's from TORCHINDUCTOR_DETERMINISTIC (PORTABLE_ENV) if ever imported
+        torch._C._set_deterministic_algorithms(True, warn_only=False)
         # ... without its NaN fill of every new tensor: about 10 % of a refiner step, and no bit of ours moves
         # (a stage that read unwritten memory would hold NaN with it; the sample's refiner.pt is the same file
         # with and without: docs/reproducibility.md)
