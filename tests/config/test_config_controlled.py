@@ -62,10 +62,18 @@ def test_features_from_on_a_real_backbone_is_an_error(tmp_path):
         read_params_file(with_controlled(tmp_path), ["backbones.sb_r18.features_from=cp_r18"])
 
 
+def test_a_primary_left_out_of_ablation_backbones_runs_ours_only(tmp_path):
+    f = read_params_file(with_controlled(tmp_path, ablation=["sb_r18_perturbed"]))
+    assert f.ablation.runs_on == ["sb_r18_perturbed"] and f.ablation.figures_on == "sb_r18_perturbed"
+    assert f.primary() == "sb_r18" and f.variants_of("sb_r18") == ["ours"]
+    assert f.variants_of("sb_r18_perturbed") == ["ours", *f.ablation.variants]
+
+
 def test_the_ablation_runs_on_every_listed_backbone_the_primary_first(tmp_path):
     path = with_controlled(tmp_path, ablation=["sb_r18_perturbed", "sb_r18"])
     f = read_params_file(path)
     assert f.ablation.runs_on == ["sb_r18", "sb_r18_perturbed"] and f.primary() == "sb_r18"
+    assert f.ablation.figures_on == "sb_r18"
     for bb in ("sb_r18", "sb_r18_perturbed"):
         assert f.variants_of(bb) == ["ours", *f.ablation.variants]
         assert load_params(path, backbone=bb).evals_of("A1") == ["val"]
@@ -74,8 +82,8 @@ def test_the_ablation_runs_on_every_listed_backbone_the_primary_first(tmp_path):
 
 
 @pytest.mark.parametrize("backbones, message", [
-    (["sb_r18_perturbed"], "the primary ablation.backbone sb_r18 among them"),
     (["sb_r18", "sb_r18"], "each once"),
+    ([], "at least 1 item"),
     (["sb_r18", "nope"], "ablation.backbones 'nope' is not in backbones"),
     (["sb_r18", "cp_r18"], "ablation.backbones cp_r18 runs on 'crowdpose_sample'"),
 ])

@@ -1,7 +1,8 @@
 """Assemble the report: every table and figure from results/, each as files plus a page section.
 
-Scope: Table 1, Figs. 2 and 4-9 and the training curves are for the ablation backbone (the primary
-selection of params.yaml); Table 2 covers every COCO-layout backbone directory under results/;
+Scope: Table 1, Figs. 2 and 7-9 and the training curves are for the ablation backbone (the primary
+selection of params.yaml), Figs. 4-6 for the first backbone that runs the ablation's variants (the primary
+one when it does: `ablation.figures_on`); Table 2 covers every COCO-layout backbone directory under results/;
 Tables 3-4 every CrowdPose / detection-box (val_det) run found anywhere under results/. Controlled
 backbones (oracle / perturbed) get their own Table 1 each, labelled a controlled-error benchmark,
 and are left out of Tables 2-4 (sgpose.report.controlled).
@@ -39,6 +40,10 @@ def table_sections(params: Params, paths: Paths, runs: list[discover.Run], out: 
     kept out of Tables 2-4); their page sections, Table 1 first."""
     here = discover.by_variant(discover.select(runs, params.dataset, params.backbone.name, "val"))
     t1 = tables.table1(here)
+    runs_on = params.file.ablation.runs_on
+    elsewhere = "" if params.backbone.name in runs_on else (
+        f" The ablation's variants run on {', '.join(runs_on)} (ablation.backbones), not on this backbone: "
+        "their rows here are '-'.")
     benchmark = controlled.sections(params, paths, runs, out)
     runs = controlled.excluded(controlled.find(params, paths, runs), runs)
     t2 = tables.table2(backbones(paths, [r for r in discover.select(runs, split="val") if not discover.is_crowdpose(r)]))
@@ -47,7 +52,8 @@ def table_sections(params: Params, paths: Paths, runs: list[discover.Run], out: 
     t3, t4 = tables.table3(crowd), tables.table4(det)
     specs = [
         ("table1", t1, f"Table 1: ablation on {params.dataset}/{params.backbone.name} (AP in %, split val, "
-         f"ground-truth boxes); '{tables.PAPER_COLUMN}' is {paper.SOURCE}, {paper.TABLE1_BACKBONE}.", len(here)),
+         f"ground-truth boxes); '{tables.PAPER_COLUMN}' is {paper.SOURCE}, {paper.TABLE1_BACKBONE}.{elsewhere}",
+         len(here)),
         ("table2", t2, "Table 2: baseline, baseline + DARK decoding (Zhang et al., CVPR 2020; not in the paper) "
          "and ours per backbone directory (COCO-layout datasets, split val); ours is worth its cost only where it "
          "gains over baseline + DARK; 'quoted' columns are the paper's COCO val2017 numbers at 256x192.", len(t2.dropna(
@@ -90,9 +96,14 @@ def sweep_points(metrics: dict[str, dict], params: Params) -> tuple[dict[int, fl
 
 
 def chart_sections(params: Params, paths: Paths, runs: list[discover.Run], t1: pd.DataFrame, out: Path) -> list[Section]:
-    """Figs. 4-6 and the training curves."""
-    label = f"{params.dataset}/{params.backbone.name}"
-    metrics = discover.by_variant(discover.select(runs, params.dataset, params.backbone.name, "val"))
+    """Figs. 4-6 (for `ablation.figures_on`: the primary backbone when it runs the ablation, as in the paper;
+    else the first that does, Table 1 of that backbone drawn) and the training curves."""
+    on = params.file.ablation.figures_on
+    label = f"{params.dataset}/{on}"
+    metrics = discover.by_variant(discover.select(runs, params.dataset, on, "val"))
+    if on != params.backbone.name:
+        t1 = tables.table1(metrics)
+        label += f" ({controlled.LABEL})" if params.file.backbones[on].controlled else ""
     by_s, by_schedule = sweep_points(metrics, params)
     charts.fig4_ablation(t1, out / "fig4_ablation.png", label)
     charts.fig5_steps(by_s, out / "fig5_steps.png", label)
