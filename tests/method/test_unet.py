@@ -34,6 +34,19 @@ def test_guidance_step_and_each_feature_change_the_output():
         assert not torch.allclose(ref, unet(changed, H, t)), f"feature {i} is not injected"
 
 
+def test_the_input_gain_scales_the_maps_and_nothing_else():
+    """refiner.guidance_gain: a UNet with gain g given H is the same UNet (same weights) given g H; F_0 unscaled."""
+    torch.manual_seed(0)
+    unet = as_trained(StructureGuidedUNet(4, feature_info([8, 8, 8]), base_channels=8, channel_mults=[1, 2, 2], time_dim=16)).eval()
+    gained = StructureGuidedUNet(4, feature_info([8, 8, 8]), base_channels=8, channel_mults=[1, 2, 2], time_dim=16,
+                                 input_gain=20.0).eval()
+    gained.load_state_dict(unet.state_dict())
+    feats = [torch.randn(1, 8, 16, 12), torch.randn(1, 8, 8, 6), torch.randn(1, 8, 4, 3)]
+    H, t = torch.rand(1, 4, 16, 12), torch.tensor([2])
+    torch.testing.assert_close(gained(feats, H, t), unet(feats, 20.0 * H, t))
+    assert not torch.allclose(gained(feats, H, t), unet(feats, H, t))
+
+
 def test_a_fresh_unet_outputs_zero_heatmaps():
     """guided-diffusion's initialisation: the output conv and each block's second conv start at zero."""
     unet = StructureGuidedUNet(4, feature_info([8, 8, 8]), base_channels=8, channel_mults=[1, 2, 2], time_dim=16)

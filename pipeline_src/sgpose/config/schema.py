@@ -259,6 +259,7 @@ class RefinerParams(_Section):
     time_dim: int = Field(64, gt=0)
     prev_heatmap: bool = False  # also input the previous step's heatmap (Y0, as in training: docs/paper_notes.md)
     init: RefinerInit = RefinerInit.ZERO  # zero: guided-diffusion's zero output and residual convs | default
+    guidance_gain: float = Field(1.0, gt=0)  # the guidance maps x this at the UNet input (1: as rendered, the paper)
 
 
 class TrainRefinerParams(_Section):

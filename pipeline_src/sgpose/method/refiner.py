@@ -27,7 +27,7 @@ def build_unet(rp: RefinerParams, num_joints: int, features: list[FeatureInfo], 
     v = get_variant(variant)
     return StructureGuidedUNet(num_joints, features, rp.base_channels, rp.channel_mults, rp.time_dim,
                                in_channels=input_channels(num_joints, v, rp.prev_heatmap), step_embedding=v.step_embedding,
-                               zero_init=rp.init == RefinerInit.ZERO)
+                               zero_init=rp.init == RefinerInit.ZERO, input_gain=rp.guidance_gain)
 
 
 def refiner_checkpoint(unet: StructureGuidedUNet, opt, epoch: int, rows: list[dict], variant: str, rp: RefinerParams,

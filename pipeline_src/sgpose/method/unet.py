@@ -1,6 +1,7 @@
 """The structure-guided UNet of docs/method.md §3.
 
     input     H(t) (K channels) is concatenated with the heatmap-resolution feature F_0, then a conv
+              (`input_gain`, beyond the paper: the maps scaled first; docs/paper_notes.md)
     encoder   level i runs at 1/2^i of the heatmap resolution; levels i >= 1 downsample and fuse
               the backbone feature of that resolution (concatenate + 1x1 conv)
     step      t -> sinusoidal position embedding -> MLP -> added inside every residual block
@@ -69,14 +70,17 @@ class StructureGuidedUNet(nn.Module):
 
     def __init__(self, num_joints: int, features: list[FeatureInfo], base_channels: int = 32,
                  channel_mults: list[int] | None = None, time_dim: int = 64, in_channels: int | None = None,
-                 step_embedding: bool = True, zero_init: bool = True):
+                 step_embedding: bool = True, zero_init: bool = True, input_gain: float = 1.0):
         """features: the backbone features given to forward, each fused at its level (`FeatureInfo`);
         in_channels: the maps concatenated with F_0 (default num_joints: H(t); 0 for features only,
         2K with the previous-heatmap input). step_embedding False: no t input (ablations A1, A2).
-        zero_init False: PyTorch's default initialisation instead of guided-diffusion's zero convs."""
+        zero_init False: PyTorch's default initialisation instead of guided-diffusion's zero convs.
+        input_gain: the maps are multiplied by it before the concatenation (`refiner.guidance_gain`; 1: as
+        rendered, peak 1, the paper's reading)."""
         super().__init__()
         in_channels = num_joints if in_channels is None else in_channels
         self.features = list(features)
+        self.input_gain = input_gain
         top = max(f.level for f in self.features)
         mults = list(channel_mults) if channel_mults else [2**i for i in range(top + 1)]
         if top >= len(mults):
@@ -133,7 +137,9 @@ class StructureGuidedUNet(nn.Module):
             temb = features[0].new_zeros(features[0].shape[0], self.time_dim, dtype=dtype)
         else:
             temb = self.time_mlp(step_embedding(t, self.time_dim, dtype))  # (B, time_dim)
-        x, skips = guidance.to(dtype), []
+        # Gaussians of peak 1 over a few pixels (RMS ~0.05) beside features of RMS ~0.7: a gain lets the first
+        # conv read them from the first step (refiner.guidance_gain; docs/paper_notes.md, issue 25)
+        x, skips = guidance.to(dtype) * self.input_gain if self.input_gain != 1 else guidance.to(dtype), []
         for level, (downsample, fuse, block) in enumerate(self.downs):
             x = downsample(x)  # (B, C_{i-1}, h/2^i, w/2^i)
             x = fuse(torch.cat([x, feat[level]], dim=1) if level in feat else x)  # (B, C_i, h/2^i, w/2^i)
