@@ -41,6 +41,7 @@ def workdir(tmp_path, monkeypatch):
     tree = yaml.safe_load((REPO / "params.yaml").read_text())
     tree["refiner"] |= {"base_channels": 8, "time_dim": 16}
     ds, bb = tree["ablation"]["dataset"], tree["ablation"]["backbone"]
+    tree["ablation"]["backbones"] = None  # the paper's setting: the primary backbone runs the ablation
     tree["datasets"][ds]["data"]["images_dir"] = str(FIXTURE_COCO)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(tree))
     monkeypatch.chdir(tmp_path)
@@ -160,6 +161,30 @@ def test_charts(report):
     assert fig6["AP (this run)"].to_dict() == pytest.approx({"cosine": 55.0, "linear": 52.0})
     curves = pd.read_csv(out / "training_curves.csv")
     assert sorted(curves["curve"].unique()) == ["backbone", "ours"] and len(curves) == 5
+
+
+def test_figs_4_to_6_follow_the_ablation_when_the_primary_is_left_out(workdir):
+    """The sample's setting: ablation.backbones names another backbone; Table 1 stays the primary's (its
+    ablation rows '-', the caption says where they ran), Figs. 4-6 draw the backbone that ran them."""
+    root, params, bb_dir = workdir
+    tree = yaml.safe_load((root / "params.yaml").read_text())
+    other = next(b for b, bp in tree["backbones"].items() if bp["dataset"] == tree["ablation"]["dataset"]
+                 and b != tree["ablation"]["backbone"])
+    tree["ablation"]["backbones"] = [other]
+    (root / "params.yaml").write_text(yaml.safe_dump(tree))
+    fake_tree(root, params, bb_dir)
+    for variant, ap in [("baseline", 0.6), ("A1", 0.61), ("ours", 0.7), ("ours_S5", 0.69), ("ours_linear", 0.68)]:
+        write_metrics(bb_dir.parent / other, variant, ap)
+    assert cli_main(["report", "--params", "params.yaml"]) == 0
+    out = root / "results" / "report"
+    assert f"The ablation's variants run on {other} (ablation.backbones)" in (out / "table1.md").read_text()
+    assert pd.read_csv(out / "table1.csv").set_index("variant").loc["ours", "AP (this run)"] == pytest.approx(55.0)
+    fig4 = pd.read_csv(out / "fig4_ablation.csv").set_index("variant")["AP (this run)"]
+    assert fig4[["baseline", "A1", "ours"]].tolist() == pytest.approx([60.0, 61.0, 70.0])
+    fig5 = pd.read_csv(out / "fig5_steps.csv").set_index("S")["AP (this run)"].dropna()
+    assert fig5.to_dict() == pytest.approx({3: 70.0, 5: 69.0})
+    fig6 = pd.read_csv(out / "fig6_schedule.csv").set_index("schedule")["AP (this run)"]
+    assert fig6.to_dict() == pytest.approx({"cosine": 70.0, "linear": 68.0})
 
 
 def test_evolution_and_hardest(report):
