@@ -15,8 +15,9 @@ What moves the bits of one computation from the same inputs, measured on one mac
 
 `portable` fixes each: torch at AVX2, oneDNN off (torch's own convolutions over MKL's COMPATIBLE GEMM),
 a thread count from the params (never the machine's), fixed-size OpenMP teams, OpenCV's baseline code,
-numpy without its AVX-512 kernels, and torch's deterministic algorithms (without their fill of new memory). The environment variables are read
-when a library starts, so `apply` runs before a stage imports torch, numpy or OpenCV (`sgpose.cli`).
+numpy without its AVX-512 kernels, and torch's deterministic algorithms (without their fill of new memory).
+The environment variables are read when a library starts, so `apply` runs before a stage imports torch,
+numpy or OpenCV (`sgpose.cli`).
 Outside the cache fingerprint like `sgpose.runtime.threads`? No: it decides the numbers a shard holds, so
 it is inside (`sgpose.runtime.compute.effective` records it).
 """
