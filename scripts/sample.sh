@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up and run the whole DAG on the shipped real COCO sample (CPU): `dvc repro`.
+# Set up and run the whole DAG on the shipped real COCO sample (CPU): `dvc repro`, then the verdict: did this
+# machine reproduce the recorded run (dvc.lock against git HEAD's, output by output)? Exit 1 where it did not.
 # Extra arguments go to `dvc repro` (e.g. --force). Files come from SGPOSE_MIRROR when set.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
@@ -17,3 +18,4 @@ fi
 [ "$status" -eq 0 ] || exit "$status"
 dvc metrics show
 echo "report: results/report/index.html"
+sgpose verdict

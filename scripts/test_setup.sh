@@ -7,6 +7,8 @@
 # - Debian's chromium: the report test renders results/report/index.html in it headless.
 # - Debian's slurm-wlm and munge: tests/test_slurm_cluster.py runs the DAG on a one-node SLURM cluster
 #   (scripts/slurm_local.sh; as root). Without apt (or root) that test skips, saying why.
+# - Debian's qemu-user: tests/runtime/test_emulated_processors.py computes the numeric components under
+#   other processors' CPUIDs (qemu-x86_64 -cpu MODEL); without it that test skips, saying why.
 set -euo pipefail
 # setup.sh's package set ("${pins[@]}": its pip -c, none with SGPOSE_UNPINNED=1)
 [ -n "${pins+set}" ] || source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
@@ -34,3 +36,4 @@ apt_install() {
 }
 apt_install chromium chromium chromium
 apt_install slurm slurmctld slurm-wlm munge
+apt_install qemu qemu-x86_64 qemu-user

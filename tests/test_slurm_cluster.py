@@ -231,7 +231,11 @@ def test_a_gpu_rule_asks_sbatch_for_gpus(slurm_run):
 
 REFINER = "results/tiny/r18/ours/refiner.pt"
 REFINER_LOG = Path("logs/train_refiner/tiny-r18-ours.log")  # the rule's log (sgpose's stderr)
-TRAINING_SECONDS = 150  # the long refiner trains about this long: past a 1-minute limit and its job's start
+# the long refiner trains about this long here: far longer than the test's poll (1 s), so that an attempt
+# the test sees training is still training when the test freezes it, whichever machine runs it
+TRAINING_SECONDS = 60
+EPOCH_LINE = r"refiner ours epoch \d+: loss"
+RESUMED = r"resuming from \S+ \(step \d+ of epoch \d+\)"
 
 
 def _md5s(repo: Path) -> dict[str, str]:
@@ -265,11 +269,12 @@ def long_refiner(tmp_path_factory) -> tuple[Path, int, dict[str, str]]:
         run_local(["snakemake", "--cores", "2", REFINER], repo)
 
     train(20)
-    epochs = min(max(math.ceil(TRAINING_SECONDS / _epoch_seconds((repo / REFINER_LOG).read_text())), 40), 5000)
+    epochs = max(math.ceil(TRAINING_SECONDS / _epoch_seconds((repo / REFINER_LOG).read_text())), 40)
     train(epochs)
     want = _md5s(repo)
     for name in want:
         (repo / REFINER).with_name(name).unlink()
+    (repo / REFINER_LOG).unlink()  # the test reads this log as each attempt writes it
     return repo, epochs, want
 
 
@@ -290,11 +295,74 @@ def _wait_for(check, proc: subprocess.Popen, what: str, timeout: float = 900):
     pytest.fail(f"timed out waiting for {what}")
 
 
+def _training(env: dict, repo: Path, attempt: int, pattern: str):
+    """A check: attempt `attempt`'s job is running and the rule's log matches `pattern` (its text, or None)."""
+    def check() -> str | None:
+        jobs = _refiner_jobs(env, repo)
+        text = (repo / REFINER_LOG).read_text() if (repo / REFINER_LOG).is_file() else ""
+        running = len(jobs) == attempt and jobs[-1]["JobState"] == "RUNNING"
+        return text if running and re.search(pattern, text) else None
+    return check
+
+
+def _stage_pids(repo: Path) -> list[int]:
+    """The processes of `sgpose train_refiner` running in `repo` (this machine is the cluster's node)."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            args = (proc / "cmdline").read_bytes().split(b"\0")
+            stage = any(a.endswith(b"sgpose") and b == b"train_refiner" for a, b in zip(args, args[1:]))
+            if stage and (proc / "cwd").resolve() == repo.resolve():
+                found.append(int(proc.name))
+        except OSError:  # ended meanwhile
+            continue
+    return found
+
+
+def _status(pid: int) -> dict[str, str]:
+    try:
+        return dict(line.split(":\t", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":\t" in line)
+    except OSError:
+        return {}
+
+
+def _freeze(repo: Path) -> int:
+    """SIGSTOP the attempt's training process (the test's own signal: SLURM's `scancel --signal=STOP` stops
+    the job's shell but not the stage Snakemake started in its own session), once it is stopped (state T)."""
+    deadline = time.monotonic() + 60
+    while len(pids := _stage_pids(repo)) != 1:
+        assert time.monotonic() < deadline, f"not one train_refiner process in {repo}: {pids}"
+        time.sleep(0.2)
+    os.kill(pids[0], signal.SIGSTOP)
+    while not _status(pids[0]).get("State", "T").startswith("T"):
+        time.sleep(0.1)
+    return pids[0]
+
+
+def _thaw_on_sigterm(pid: int, timeout: float = 300) -> None:
+    """Once SIGTERM is pending on the frozen process (SLURM's time limit, or scancel: KillWait gives 30 s
+    before SIGKILL), SIGCONT it: the stage handles the SIGTERM at the step the test froze it in."""
+    deadline = time.monotonic() + timeout
+    while (status := _status(pid)) and status["State"].startswith("T"):
+        pending = int(status["SigPnd"], 16) | int(status["ShdPnd"], 16)
+        if pending >> (signal.SIGTERM - 1) & 1:
+            break
+        assert time.monotonic() < deadline, f"no SIGTERM reached the frozen training ({pid}) in {timeout} s"
+        time.sleep(0.1)
+    try:
+        os.kill(pid, signal.SIGCONT)
+    except ProcessLookupError:  # SLURM's own SIGCONT came first, and the stage has ended
+        pass
+
+
 def test_a_time_limit_and_a_sigterm_inside_training_resume_to_the_same_bytes(cluster, long_refiner, tmp_path):
-    """Issue 27. Attempt 1 has a 1-minute time limit (`runtime: 1+9*(attempt>1)`): slurmctld sends SIGTERM
-    inside training (KillWait: SIGKILL 30 s later), the stage saves a resume point at the step it reached and
-    exits; the job ends TIMEOUT and is resubmitted. Attempt 2 resumes at that step; once it trains, `scancel
-    --signal=TERM` (what preemption sends): it saves and exits 143, FAILED, resubmitted; attempt 3 resumes
+    """Issue 27, its sequence decided by the test, so that no machine's speed decides the outcome (issue 36).
+    Attempt 1 has a 1-minute time limit (`runtime: 1+9*(attempt>1)`); once it has trained an epoch the test
+    freezes its training (SIGSTOP), so that it is inside training when slurmctld ends the job at the limit
+    (SIGTERM; KillWait: SIGKILL 30 s later); with the SIGTERM pending the test thaws it (SIGCONT): the stage
+    saves a resume point at the step it reached and exits; the job ends TIMEOUT and is resubmitted. Attempt 2
+    resumes at that step; once it has trained an epoch the test freezes it, sends `scancel --signal=TERM`
+    (what preemption sends) and thaws it: it saves and exits 143, FAILED, resubmitted; attempt 3 resumes
     there and finishes. The refiner's bytes equal the uninterrupted run's."""
     repo, epochs, want = long_refiner
     env = cluster
@@ -304,15 +372,13 @@ def test_a_time_limit_and_a_sigterm_inside_training_resume_to_the_same_bytes(clu
                                               "--", REFINER), cwd=repo, env=env, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
         try:
-            def attempt_two_trains() -> str | None:
-                jobs = _refiner_jobs(env, repo)
-                text = (repo / REFINER_LOG).read_text() if (repo / REFINER_LOG).is_file() else ""
-                resumed = re.search(r"resuming from \S+ \(step \d+ of epoch \d+\)[\s\S]*refiner ours epoch \d+: loss", text)
-                return text if len(jobs) == 2 and jobs[1]["JobState"] == "RUNNING" and resumed else None
-
-            second_log = _wait_for(attempt_two_trains, proc, "attempt 2 to resume and train an epoch")
-            jobid = _refiner_jobs(env, repo)[1]["JobId"]
-            subprocess.run(["scancel", "--signal=TERM", jobid], env=env, check=True)
+            _wait_for(_training(env, repo, 1, EPOCH_LINE), proc, "attempt 1 to train an epoch")
+            _thaw_on_sigterm(_freeze(repo))  # frozen until SLURM's time limit sends SIGTERM
+            second_log = _wait_for(_training(env, repo, 2, RESUMED + r"[\s\S]*" + EPOCH_LINE), proc,
+                                   "attempt 2 to resume and train an epoch")
+            pid = _freeze(repo)
+            subprocess.run(["scancel", "--signal=TERM", _refiner_jobs(env, repo)[1]["JobId"]], env=env, check=True)
+            _thaw_on_sigterm(pid)
             proc.wait(timeout=1800)
         finally:
             if proc.poll() is None:
@@ -333,7 +399,7 @@ def test_a_time_limit_and_a_sigterm_inside_training_resume_to_the_same_bytes(clu
     resumed = [re.search(r"resuming from results/tiny/r18/ours/refiner\.pt\.last \(step (\d+) of epoch (\d+)\)", text).groups()
                for text in (second_log, (repo / REFINER_LOG).read_text())]
     assert resumed == stops, (stops, resumed)  # each attempt continued at the step the one before stopped
-    assert int(stops[0][1]) < int(stops[1][1]) <= epochs
+    assert int(stops[0][1]) < int(stops[1][1]) < epochs  # attempt 2 trained on; attempt 3 had epochs left
     assert _md5s(repo) == want and not (repo / REFINER).with_name("refiner.pt.last").exists()
     print(f"\n{epochs} epochs of 4 steps; attempt 1 (1-minute limit): SIGTERM at step {stops[0][0]} of epoch "
           f"{stops[0][1]}; attempt 2 resumed there, scancel --signal=TERM at step {stops[1][0]} of epoch {stops[1][1]}; "

@@ -13,6 +13,9 @@ import argparse
 import importlib
 import logging
 import sys
+from pathlib import Path
+
+import yaml
 
 from sgpose.config.paths import Paths
 from sgpose.config.selection import ParamsError, load_params
@@ -61,7 +64,35 @@ def _selection_arguments(p: argparse.ArgumentParser) -> None:
                    "backbone.*, data.*, prepare.* and layout address the selected backbone and dataset")
 
 
+def _numerics_before_imports(argv: list[str]) -> None:
+    """`compute.cpu_numerics`'s environment, set before anything starts numpy: building the parser imports
+    the selected stage's module (its own options), and numpy fixes its kernels and OpenBLAS's when it
+    starts. Read from the params file and `--set` alone; a file that does not read leaves it to the stage
+    (which reports the file's error, and sets the environment again from the validated params)."""
+    if (selected := _selected(argv)) is None or selected not in {c.name for c in COMMANDS if c.reads_params}:
+        return
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--params", default="params.yaml")
+    pre.add_argument("--set", dest="overrides", action="append", default=[])
+    known, _ = pre.parse_known_args(argv)
+    from sgpose.config.schema import ComputeParams
+    from sgpose.runtime import numerics
+
+    setting = ComputeParams().cpu_numerics
+    try:
+        compute = (yaml.safe_load(Path(known.params).read_text()) or {}).get("compute") or {}
+        setting = compute.get("cpu_numerics", setting)
+    except (OSError, yaml.YAMLError, AttributeError):
+        return
+    for override in known.overrides:
+        key, _, value = override.partition("=")
+        setting = value if key.strip() == "compute.cpu_numerics" else setting
+    if setting in {m.value for m in numerics.CpuNumerics}:
+        numerics.set_environment(setting)
+
+
 def main(argv: list[str] | None = None) -> int:
+    _numerics_before_imports(list(sys.argv[1:] if argv is None else argv))
     args = build_parser(argv).parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # to re-launch itself (DDP under torchrun)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
@@ -110,7 +141,7 @@ def _guarded(stage: str, run, batch: str | None = None) -> int:
     traceback; SIGTERM after the resume point was saved, Preempted.STATUS (143). Any other exception is a
     bug: traceback. `batch`: the batch size parameter an out-of-memory error names."""
     try:
-        run()
+        status = run()  # a command may answer with its own exit status (doctor, verdict: 1 = differs)
     except Preempted as stop:  # also on stdout: a SLURM job's log keeps it (Snakemake deletes the rule's log
         for stream in (sys.stderr, sys.stdout):  # before the resubmitted attempt runs)
             print(f"sgpose {stage}: {stop}", file=stream, flush=True)
@@ -128,7 +159,7 @@ def _guarded(stage: str, run, batch: str | None = None) -> int:
         hint = f"lower {batch}" if batch else "run it where more memory is free"
         print(f"sgpose {stage}: error: out of {what} memory ({seen}); {hint}", file=sys.stderr)
         return 2
-    return 0
+    return status if isinstance(status, int) else 0
 
 
 if __name__ == "__main__":

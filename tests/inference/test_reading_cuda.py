@@ -14,7 +14,7 @@ import torch
 from sgpose.cache.transfer import ToHost
 from sgpose.cache.writer import stored
 from sgpose.config.schema import BackboneParams, ComputeParams
-from sgpose.data.heatmaps import decode
+from sgpose.data.decoding import decode
 from sgpose.inference.reading import Reading, Setup
 from sgpose.method.refine import refine
 from sgpose.models.backbones import build_backbone, features_of_trunk

@@ -63,7 +63,7 @@ def test_effective_records_what_runs_here():
     cp = ComputeParams(device="cpu", amp="bf16", channels_last=True, cpu_numerics="portable")
     cpu = compute.effective(cp, torch.device("cpu"))
     assert cpu == {"device": "cpu", "amp": "off", "channels_last": False, "cpu_numerics": numerics.describe(cp)}
-    assert cpu["cpu_numerics"].startswith("portable (torch AVX2, oneDNN off, MKL COMPATIBLE, 2 threads")
+    assert cpu["cpu_numerics"].startswith("portable (torch AVX2, oneDNN and NNPACK off, MKL COMPATIBLE, 2 threads")
     gpu = compute.effective(cp, torch.device("cuda", 0))
     assert gpu == {"device": "cuda", "amp": "bf16", "channels_last": True, "cpu_numerics": "portable"}
 

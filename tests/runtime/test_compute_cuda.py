@@ -12,7 +12,7 @@ from sgpose.cache.writer import write_cache
 from sgpose.config.schema import BackboneParams, ComputeParams, GuidanceParams
 from sgpose.core.keypoints import COCO
 from sgpose.core.variants import get_variant
-from sgpose.data.heatmaps import decode
+from sgpose.data.decoding import decode
 from sgpose.method.guidance import fusion_weights
 from sgpose.method.refine import GuidanceSpec, draw_steps, refine, refine_steps, training_loss
 from sgpose.method.unet import StructureGuidedUNet

@@ -6,14 +6,12 @@ from __future__ import annotations
 from sgpose.runtime import imports
 
 FLOORS = ["core", "config", "runtime", "data", "models", "evaluation", "cache", "method", "training|inference",
-          "controlled", "report", "dag", "stages", "cli"]
-ROOT_MODULES = {"sgpose.cli", "sgpose.keypoints"}  # the CLI; keypoints: the name parity.py imports (a re-export)
+          "controlled", "golden|report", "dag", "stages", "cli"]
+ROOT_MODULES = {"sgpose.cli"}  # the CLI
 
 
 def floor(module: str) -> int:
     """The floor of a module's package (`sgpose.cache.reader` -> cache's)."""
-    if module == "sgpose.keypoints":
-        return len(FLOORS)  # a re-export for an outside script: nothing imports it
     name = module.split(".")[1] if module.count(".") else "sgpose"
     return next(i for i, f in enumerate(FLOORS) if name in f.split("|"))
 

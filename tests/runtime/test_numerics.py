@@ -16,12 +16,13 @@ from sgpose.runtime.numerics import PORTABLE_ENV
 # a 12-step Adam training of a small network with the layers of the backbones and the UNet (convolution,
 # batch norm, ReLU, transposed convolution), from torch's default initialisation: md5 of the weights
 TRAIN = """
-import hashlib, sys, torch
+import hashlib, sys
 from sgpose.config.schema import ComputeParams
 from sgpose.runtime import numerics
 setting, machine_threads = sys.argv[1], int(sys.argv[2])
 cp = ComputeParams(cpu_numerics=setting)
-numerics.set_environment(setting)
+numerics.set_environment(setting)  # before torch and numpy start, as `sgpose <stage>` sets it
+import torch
 torch.set_num_threads(machine_threads)  # what this machine's cores would give the stage
 print(numerics.apply(cp))
 print(torch.utils.deterministic.fill_uninitialized_memory)
@@ -84,8 +85,8 @@ def test_portable_leaves_new_memory_unfilled_which_moves_no_bit(runs):
 
 def test_the_numerics_line_names_the_setting_and_what_is_in_force(runs):
     lines = {runs["portable", name][0] for name in MACHINES}
-    assert lines == {"portable (torch AVX2, oneDNN off, MKL COMPATIBLE, 2 threads, OpenCV baseline, "
-                     "deterministic algorithms)"}, lines
+    assert lines == {"portable (torch AVX2, oneDNN and NNPACK off, MKL COMPATIBLE, 2 threads, OpenCV baseline, "
+                     "numpy AVX2, deterministic algorithms)"}, lines
     assert runs["native", "no AVX2 in torch's kernels"][0].startswith("native (torch DEFAULT, oneDNN on, MKL ")
     assert runs["native", "3 cores"][0].endswith(", 3 threads)")
 
@@ -99,3 +100,42 @@ def test_portable_refuses_a_process_whose_torch_started_with_other_kernels():
     assert proc.returncode != 0
     assert ("NumericsError: compute.cpu_numerics portable computes with torch's AVX2 kernels, but this process runs "
             "DEFAULT ones: torch started before sgpose could set ATEN_CPU_CAPABILITY") in proc.stderr, proc.stderr[-2000:]
+
+
+# a setting `portable` asks for that the library did not take: `apply` names it (read back from the library)
+NOT_IN_FORCE = {
+    "OpenBLAS": ("import os; os.environ['OPENBLAS_CORETYPE'] = 'Sandybridge'; import numpy; numpy.ones(3) @ numpy.ones(3)",
+                 "OpenBLAS runs its Sandybridge kernels, not Haswell (numpy started before OPENBLAS_CORETYPE was set)"),
+    "torch threads": ("import torch; torch.set_num_threads(3); "
+                      "from sgpose.runtime.numerics import faults; print(faults(ComputeParams())); raise SystemExit(1)",
+                      "torch runs 3 threads, not compute.cpu_threads=2', 'MKL runs 3 threads, not 2'"),
+    "OpenCV": ("import cv2; cv2.setUseOptimized(True); "
+               "from sgpose.runtime.numerics import faults; print(faults(ComputeParams())); raise SystemExit(1)",
+               "OpenCV's optimised dispatch is on"),
+    "NNPACK": ("import torch; torch.backends.nnpack.set_flags(True); "
+               "from sgpose.runtime.numerics import faults; print(faults(ComputeParams())); raise SystemExit(1)",
+               "NNPACK is on"),
+}
+
+
+@pytest.mark.parametrize("what", NOT_IN_FORCE)
+def test_a_portable_setting_that_did_not_take_effect_is_an_error_naming_it(what):
+    """OpenBLAS's core type is read when numpy starts: a numpy started before `portable` was set keeps its
+    own, and `apply` refuses it; the others are changed after `apply` and `faults` reads them back."""
+    before, message = NOT_IN_FORCE[what]
+    first, after = (before, "") if what == "OpenBLAS" else ("", before)
+    code = (f"{first}\nfrom sgpose.config.schema import ComputeParams; from sgpose.runtime import numerics\n"
+            f"numerics.apply(ComputeParams())\n{after}")
+    env = {k: v for k, v in os.environ.items() if k not in PORTABLE_ENV}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert message in proc.stdout + proc.stderr, proc.stdout + proc.stderr[-2000:]
+
+
+def test_every_portable_setting_is_in_force_after_apply():
+    """The process the tests run in (conftest applied `portable` before torch, numpy and OpenCV started)."""
+    from sgpose.config.schema import ComputeParams
+    from sgpose.runtime.numerics import faults, openblas
+
+    assert faults(ComputeParams()) == []
+    assert openblas() == ("Haswell", 1)

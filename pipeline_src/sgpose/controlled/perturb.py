@@ -26,6 +26,7 @@ from torch import Tensor
 from sgpose.config.controlled import ORACLE, PerturbParams
 from sgpose.data.targets import render_gaussians
 from sgpose.data.transforms import affine_matrix, apply_affine, flip_joints
+from sgpose.runtime import exact
 
 ARCHS = ("oracle", "perturbed")
 KINDS = ("jitter", "inversion", "swap", "miss", "absent", "good")  # codes 0..5 (PerturbParams.rates order, then good)
@@ -104,7 +105,7 @@ def instance_uniforms(ann_ids, seed: int, num_joints: int, epoch: int | None = N
 def displacement(ks: Tensor, sigmas: Tensor, area: Tensor) -> Tensor:
     """The distance (heatmap px) at which a joint scores keypoint similarity `ks` under COCO's OKS,
     ks = exp(-d^2 / (2 area (2 sigma_k)^2)): d = 2 sigma_k sqrt(area) sqrt(-2 ln ks). (B, K)."""
-    return 2 * sigmas * area.clamp(min=1.0).sqrt()[:, None] * (-2 * ks.clamp(max=1.0).log()).clamp(min=0).sqrt()
+    return 2 * sigmas * exact.sqrt(area.clamp(min=1.0))[:, None] * exact.sqrt((-2 * ks.clamp(max=1.0).log()).clamp(min=0))
 
 
 def _ks(u: Tensor, lo_hi: tuple[float, float]) -> Tensor:

@@ -288,6 +288,10 @@ COMMANDS: tuple[Command, ...] = (
     Command("evaluate", "OKS keypoint AP (COCO or CrowdPose) per evaluation split; writes results/metrics/..."),
     Command("report", "tables (paper numbers beside ours) and figures from results/"),
     Command("predict", "run the trained backbone + ours refiner on an image: keypoints JSON + overlay PNG"),
+    Command("doctor", "does this machine compute the recorded bits? every numeric component's digest in seconds",
+            reads_params=False),
+    Command("verdict", "did this run reproduce the recorded one? dvc.lock's outputs against git HEAD's",
+            reads_params=False),
 )
 
 

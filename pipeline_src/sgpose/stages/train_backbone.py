@@ -20,7 +20,7 @@ from sgpose.core.io import atomic_path
 from sgpose.core.keypoints import get_layout
 from sgpose.models import fetch as zoo_fetch
 from sgpose.models import zoo
-from sgpose.models.checkpoints import LOG_COLUMNS, load_backbone, save_backbone  # noqa: F401  (save_backbone: parity.py)
+from sgpose.models.checkpoints import LOG_COLUMNS, load_backbone, save_backbone
 from sgpose.runtime import interrupt, locks
 from sgpose.stages import Run
 from sgpose.training.backbone import fit

@@ -37,6 +37,7 @@ from sgpose.models.checkpoints import LOG_COLUMNS, save_backbone
 from sgpose.models.losses import joints_mse
 from sgpose.runtime import compute, interrupt, threads
 from sgpose.training.guard import DivergenceGuard
+from sgpose.training.optim import adam
 from sgpose.training.resume import ResumePoint
 
 log = logging.getLogger(__name__)
@@ -149,7 +150,7 @@ def fit(params: Params, paths: Paths) -> None:
     cp = params.compute
     device = compute.device(cp)  # the stages' device, autocast and memory format (the `compute` section)
     model = compute.prepare_model(build_backbone(bp, layout.num_joints), cp, device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=tp.lr)
+    optimizer = adam(model.parameters(), tp.lr, device)  # its square roots exact on the CPU (training.optim)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=tp.lr_steps, gamma=0.1)
     scaler = compute.grad_scaler(cp, device)
     resume = ResumePoint(paths.backbone, fingerprint(params, paths, instances, layout.num_joints, device), tp.epochs)

@@ -33,6 +33,7 @@ from sgpose.method.refiner import LOG_FIELDS, build_unet, refiner_checkpoint, sa
 from sgpose.runtime import compute, distributed, interrupt
 from sgpose.runtime.prefetch import Prefetcher
 from sgpose.training.guard import DivergenceGuard
+from sgpose.training.optim import adam
 from sgpose.training.resume import ResumePoint
 from sgpose.training.sources import TrainingSource
 from sgpose.training.validation import Validation
@@ -64,7 +65,7 @@ def fit(params: Params, paths: Paths, variant: str, source: TrainingSource, dev:
     if rank == 0:
         log.info("variant %s: %s; %d steps; features %s on %s%s", variant, spec.variant.description, spec.T,
                  tp.features, dev, f" x {world} processes" if world > 1 else "")
-    opt = torch.optim.Adam(unet.parameters(), lr=tp.lr)  # the paper: constant (docs/method.md, Training)
+    opt = adam(unet.parameters(), tp.lr, dev)  # the paper: constant lr (docs/method.md, Training)
     scaler = compute.grad_scaler(cp, dev)
     out = paths.refiner(variant)
     gen = torch.Generator().manual_seed(tp.seed)
