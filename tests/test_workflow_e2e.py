@@ -39,7 +39,7 @@ def dvc_repo(tmp_path_factory) -> Path:
 # the modules that shape no feature: editing them must leave every cache shard and cache job as it is
 CACHE_INDEPENDENT = ("data/download.py", "data/archives.py", "dag/table.py", "dag/digests.py", "runtime/threads.py",
                      "runtime/locks.py", "runtime/imports.py", "method/guidance.py", "cli.py")
-THREADS_LINE = re.compile(r"sgpose (\w+): (\d+) threads \(from ([^)]*)\)")
+THREADS_LINE = re.compile(r"sgpose (\w+): (\d+) threads? \(from ([^)]*)\)")
 
 
 def first_threads_line(text: str) -> tuple[str, int, str]:

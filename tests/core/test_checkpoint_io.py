@@ -34,7 +34,9 @@ def test_an_unreadable_checkpoint_is_one_line_without_unsafe_advice(tmp_path, co
     with pytest.raises(UnreadableCheckpoint) as err:
         torch_load(path)
     message = str(err.value)
-    assert message.startswith(f"{path}: not a readable torch checkpoint (UnpicklingError: the safe loader refused it: ")
+    says = ("not a torch file: neither torch's zip format nor a pickle; its first bytes " if content == "random"
+            else "UnpicklingError: the safe loader refused it: ")  # random bytes: no torch reason, what the file is
+    assert message.startswith(f"{path}: not a readable torch checkpoint ({says}")
     assert message.endswith("); rewrite it with the stage that makes it") and "\n" not in message
     assert not [advice for advice in UNSAFE_ADVICE if advice in message], message
     assert not marker.exists()  # nothing in it ran

@@ -127,8 +127,12 @@ def test_load_backbone_wrong_arch_names_file_and_model(tmp_path):
     with pytest.raises(CheckpointError, match=r"hrnet_w32\.pth.*wrong shapes: final_layer\.weight.*HRNet-W32 with 14"):
         load_backbone(path, hr, 14)
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="junk.pth: not a readable torch checkpoint"):
+    with pytest.raises(CheckpointError, match="junk.pth: not a readable torch checkpoint .*; rewrite it with the stage"):
         load_backbone(tmp_path / "junk.pth", hr, 17)
+    # the file params name (backbones.t.checkpoint) is the user's, not a stage's: replace it
+    with pytest.raises(CheckpointError, match=r"junk.pth: not a readable torch checkpoint \(not a torch file: .*\); it is "
+                       r"the file backbones\.t\.checkpoint names: replace it with the published checkpoint$"):
+        load_backbone(tmp_path / "junk.pth", hr, 17, configured=True)
     torch.save({"state_dict": build_backbone(hr, 17).state_dict(), "backbone": {**hr.model_dump(mode="json"), "width": 48}},
                tmp_path / "ours.pt")
     with pytest.raises(CheckpointError, match=r"ours.pt: trained with backbone.width=48, params say 32"):

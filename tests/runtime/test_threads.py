@@ -91,4 +91,4 @@ def test_a_command_takes_the_threads_of_the_rule_it_runs(tmp_path, argv, rule):
     write_params(tmp_path, params_tree() | {"resources": {r: {"threads": 1} for r in rule_names()}})
     env = {k: v for k, v in os.environ.items() if k != "SLURM_CPUS_PER_TASK"} | {"PYTHONPATH": str(ROOT / "pipeline_src")}
     proc = subprocess.run([sys.executable, "-m", "sgpose.cli", *argv], cwd=tmp_path, env=env, capture_output=True, text=True)
-    assert f"sgpose {argv[0]}: 1 threads (from resources.{rule}.threads)" in proc.stderr, proc.stderr[-2000:]
+    assert f"sgpose {argv[0]}: 1 thread (from resources.{rule}.threads)" in proc.stderr, proc.stderr[-2000:]

@@ -30,8 +30,9 @@ def test_a_misspelt_section_fails_check_params_naming_it(tmp_path, monkeypatch, 
     params_file = write_params(tmp_path, tree)
     assert cli(["check_params", "--params", str(params_file)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"sgpose: {params_file}: invalid parameters:") and "trian_refiner" in err
-    assert "Extra inputs are not permitted" in err and not STAMP.exists()
+    assert err == (f"sgpose: {params_file}: invalid parameters: trian_refiner: unknown key (did you mean "
+                   "train_refiner?)\n")  # one line naming the file and the key: no pydantic block, no URL
+    assert not STAMP.exists()
 
 
 @pytest.mark.parametrize("section, value, key", [
@@ -42,13 +43,12 @@ def test_a_misspelt_section_fails_check_params_naming_it(tmp_path, monkeypatch, 
 ])
 def test_out_of_range_values_and_unknown_devices_are_refused_at_load(tmp_path, section, value, key):
     params_file = write_params(tmp_path, params_tree(**{section: value}))
-    with pytest.raises(ParamsError, match=rf"{params_file}: invalid parameters:\n1 validation error for ParamsFile\n"
-                                          rf"{key.replace('.', '[.]')}\n"):
+    with pytest.raises(ParamsError, match=rf"{params_file}: invalid parameters: {key.replace('.', '[.]')}: "):
         load_params(params_file)
 
 
 def test_a_negative_input_size_is_refused(tmp_path):
     params_file = write_params(tmp_path, params_tree(backbone_params={"input_size": [-64, 64],
                                                                       "heatmap_size": [-16, 16]}))
-    with pytest.raises(ParamsError, match=r"backbones\.tiny\.input_size\.0\n  Input should be greater than 0"):
+    with pytest.raises(ParamsError, match=r"backbones\.tiny\.input_size\.0: input should be greater than 0 \(got -64\)"):
         load_params(params_file)

@@ -46,7 +46,8 @@ def diverged(path: Path) -> None:
 
 
 @pytest.mark.parametrize("damage, says", [
-    (garbage, "not a readable torch checkpoint (UnpicklingError: "),
+    (garbage, "not a readable torch checkpoint (not a torch file: neither torch's zip format nor a pickle; its "
+              "first bytes "),
     (lambda p: torch.save([1, 2, 3], p), "not a refiner checkpoint (holds a list); rerun `sgpose train_refiner"),
     (lambda p: torch.save({"epoch": 3}, p), "not a refiner checkpoint (holds a dict without state_dict, "
                                             "features)"),

@@ -7,11 +7,13 @@ returns the `Params` view of that selection (`params.backbone`, `params.data`, .
 
 from __future__ import annotations
 
+import difflib
+import typing
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from sgpose.config.schema import (
     BackboneParams,
@@ -166,7 +168,46 @@ def read_params_file(path: str | Path = "params.yaml", overrides: list[str] | No
     try:
         return ParamsFile.model_validate(tree)
     except ValidationError as err:
-        raise ParamsError(f"{path}: invalid parameters:\n{err}") from None
+        raise ParamsError(f"{path}: invalid parameters: {validation_message(err)}") from None
+
+
+def validation_message(err: ValidationError) -> str:
+    """pydantic's errors as one line: `key.path: what is wrong (got value)`, joined by `; ` (an unknown key
+    says so, with the nearest known name when one is close)."""
+    parts = []
+    for e in err.errors():
+        key = ".".join(str(x) for x in e["loc"]) or "the file"
+        if e["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(str(e["loc"][-1]), _FIELD_NAMES, n=1)
+            what = "unknown key" + (f" (did you mean {close[0]}?)" if close else "")
+        else:
+            what = e["msg"][:1].lower() + e["msg"][1:]
+        got = "" if e["type"] in ("missing", "extra_forbidden") else f" (got {_short(e.get('input'))})"
+        parts.append(f"{key}: {what}{got}")
+    return "; ".join(parts)
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _field_names(model: type[BaseModel], seen: set | None = None) -> set[str]:
+    """Every field name of `model` and the models it holds (the vocabulary of a params file)."""
+    seen = set() if seen is None else seen
+    if model in seen:
+        return set()
+    seen.add(model)
+    names = set(model.model_fields)
+    for field in model.model_fields.values():
+        for arg in (field.annotation, *typing.get_args(field.annotation),
+                    *(a for t in typing.get_args(field.annotation) for a in typing.get_args(t))):
+            if isinstance(arg, type) and issubclass(arg, BaseModel):
+                names |= _field_names(arg, seen)
+    return names
+
+
+_FIELD_NAMES = sorted(_field_names(ParamsFile))
 
 
 def load_params(path: str | Path = "params.yaml", overrides: list[str] | None = None,

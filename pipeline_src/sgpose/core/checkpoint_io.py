@@ -25,17 +25,32 @@ class UnreadableCheckpoint(InputError, CheckpointError):
     """A file torch cannot load at all (truncated, garbage, not a checkpoint): names the file."""
 
 
-def torch_load(path: str | Path, weights_only: bool = True) -> object:
+REWRITE = "rewrite it with the stage that makes it"
+ZIP_MAGIC, PICKLE_PROTOCOL = b"PK\x03\x04", 0x80  # torch's zip format; a legacy torch file is a pickle
+
+
+def torch_load(path: str | Path, weights_only: bool = True, advice: str = REWRITE) -> object:
     """torch.load on CPU; any failure to load (zip or pickle corruption of any kind) is an
-    UnreadableCheckpoint naming the file, never a raw UnpicklingError or ValueError from deep inside.
-    A missing file is not a damaged one: a FileNotFoundError naming it."""
+    UnreadableCheckpoint naming the file and what it is, with `advice` (the project's own files: rewrite it
+    with its stage; a file the params name: replace it), never a raw UnpicklingError or KeyError from deep
+    inside. A missing file is not a damaged one: a FileNotFoundError naming it."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint (has the stage that makes it run?)")
     try:
         return torch.load(path, map_location="cpu", weights_only=weights_only)
     except Exception as err:  # noqa: BLE001 - torch raises anything from a damaged file
-        raise UnreadableCheckpoint(path, f"not a readable torch checkpoint ({type(err).__name__}: {_reason(err)}); "
-                                   "rewrite it with the stage that makes it") from None
+        what = _kind(Path(path)) or f"{type(err).__name__}: {_reason(err)}"
+        raise UnreadableCheckpoint(path, f"not a readable torch checkpoint ({what}); {advice}") from None
+
+
+def _kind(path: Path) -> str | None:
+    """What a file torch cannot read is, where its first bytes say it is no torch file at all (else None)."""
+    with path.open("rb") as f:
+        head = f.read(8)
+    if head.startswith(ZIP_MAGIC) or (head and head[0] == PICKLE_PROTOCOL):
+        return None
+    shown = " ".join(f"{b:02x}" for b in head) if head else "none: the file is empty"
+    return f"not a torch file: neither torch's zip format nor a pickle; its first bytes {shown}"
 
 
 def _reason(err: Exception) -> str:

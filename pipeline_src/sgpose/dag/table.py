@@ -288,6 +288,11 @@ COMMANDS: tuple[Command, ...] = (
     Command("evaluate", "OKS keypoint AP (COCO or CrowdPose) per evaluation split; writes results/metrics/..."),
     Command("report", "tables (paper numbers beside ours) and figures from results/"),
     Command("predict", "run the trained backbone + ours refiner on an image: keypoints JSON + overlay PNG"),
+    Command("show", "one instance, everything the pipeline knows: crop, poses, Y0, guidance and output per step, "
+            "per-joint errors, OKS (PNG + text)"),
+    Command("compare", "per-instance OKS of two variants: who gained and lost most, a scatter plot, per-joint errors"),
+    Command("inspect", "what a feature cache holds: shards, datasets, bytes per sample, the params that made it "
+            "(--verify: every chunk's checksum)", reads_params=False),
     Command("doctor", "does this machine compute the recorded bits? every numeric component's digest in seconds",
             reads_params=False),
     Command("verdict", "did this run reproduce the recorded one? dvc.lock's outputs against git HEAD's",

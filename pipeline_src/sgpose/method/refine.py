@@ -171,19 +171,27 @@ def refine_static(unet: StructureGuidedUNet, spec: GuidanceSpec, feats: list[Ten
     return unet(feats, spec.inputs_at(spec.pred(y0), y0, spec.T - 1), t)
 
 
-def _steps(unet: StructureGuidedUNet, spec: GuidanceSpec, feats: list[Tensor], y0: Tensor, mode: InferenceMode) -> Iterator[Tensor]:
-    """Each step's UNet output (B, K, h, w), t = 0..T-1, in one docs/method.md §5 reading. Every call's input is
-    `spec.inputs(P(t), Y0, t)`: what training builds for a path ending at P(t) (docs/paper_notes.md)."""
+def guided_steps(unet: StructureGuidedUNet, spec: GuidanceSpec, feats: list[Tensor], y0: Tensor,
+                 mode: InferenceMode) -> Iterator[tuple[Tensor, Tensor]]:
+    """Each step's (UNet input maps, UNet output (B, K, h, w)), t = 0..T-1, in one docs/method.md §5 reading. Every
+    call's input is `spec.inputs(P(t), Y0, t)`: what training builds for a path ending at P(t) (docs/paper_notes.md);
+    its first channels are the guidance H(t)."""
     if mode not in set(InferenceMode):
         raise ValueError(f"unknown inference mode {mode!r}; expected one of {', '.join(InferenceMode)}")
     pred = spec.pred(y0)
     pose = spec.start.to(pred).expand_as(pred) if mode == InferenceMode.RECURSIVE else pred
     for step in range(spec.T):
         t = torch.full((y0.shape[0],), step, dtype=torch.long, device=y0.device)
-        out = unet(feats, spec.inputs_at(pose, y0, step), t)
+        maps = spec.inputs_at(pose, y0, step)
+        out = unet(feats, maps, t)
         if mode != InferenceMode.STATIC:
             pose = spec.pred(out)
-        yield out
+        yield maps, out
+
+
+def _steps(unet: StructureGuidedUNet, spec: GuidanceSpec, feats: list[Tensor], y0: Tensor, mode: InferenceMode) -> Iterator[Tensor]:
+    """Each step's UNet output (B, K, h, w), t = 0..T-1, in one docs/method.md §5 reading (`guided_steps`)."""
+    return (out for _, out in guided_steps(unet, spec, feats, y0, mode))
 
 
 @torch.no_grad()

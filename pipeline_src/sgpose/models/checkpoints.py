@@ -17,7 +17,14 @@ import torch
 from torch import Tensor, nn
 
 from sgpose.config.schema import BackboneParams
-from sgpose.core.checkpoint_io import CheckpointError, UnreadableCheckpoint, check_finite_weights, save_torch, torch_load  # noqa: F401 (re-exported)
+from sgpose.core.checkpoint_io import (  # noqa: F401 (re-exported)
+    REWRITE,
+    CheckpointError,
+    UnreadableCheckpoint,
+    check_finite_weights,
+    save_torch,
+    torch_load,
+)
 from sgpose.core.errors import InputError
 from sgpose.core.io import sha256_file
 from sgpose.core.keypoints import get_layout
@@ -36,10 +43,11 @@ SHOW = 5  # offending keys quoted in an error
 LOG_COLUMNS = ["epoch", "loss", "lr"]
 
 
-def read_checkpoint(path: Path) -> object:
+def read_checkpoint(path: Path, advice: str = REWRITE) -> object:
     """torch.load on CPU; tensors-only, and full unpickling only for a registry checkpoint whose bytes are
     the published ones (`zoo.published`): unpickling runs any code a file holds, so a file of unknown
-    origin that is more than tensors is refused (an UnreadableCheckpoint naming it), never unpickled."""
+    origin that is more than tensors is refused (an UnreadableCheckpoint naming it, with `advice`), never
+    unpickled."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: backbone checkpoint not found (run train_backbone or download)")
     try:
@@ -51,7 +59,7 @@ def read_checkpoint(path: Path) -> object:
             return torch_load(path, weights_only=False)
     except Exception:  # noqa: BLE001 - damaged: torch_load says so, naming the file
         pass
-    return torch_load(path)
+    return torch_load(path, advice=advice)
 
 
 def detect_naming(keys: list[str]) -> str:
@@ -130,10 +138,14 @@ def backbone_source_sha256(path: Path) -> str:
     return meta.get("source_sha256") or sha256_file(path)
 
 
-def load_backbone(path: str | Path, bp: BackboneParams, num_joints: int) -> nn.Module:
-    """The frozen backbone (eval mode, requires_grad False) from `path`; errors name the file."""
+def load_backbone(path: str | Path, bp: BackboneParams, num_joints: int, configured: bool = False) -> nn.Module:
+    """The frozen backbone (eval mode, requires_grad False) from `path`; errors name the file. `configured`:
+    the file is the official checkpoint `backbones.<name>.checkpoint` names (an unreadable one is to be
+    replaced, not rewritten by a stage)."""
     path = Path(path)
-    obj = read_checkpoint(path)
+    advice = (f"it is the file backbones.{bp.name}.checkpoint names: replace it with the published checkpoint"
+              if configured else REWRITE)
+    obj = read_checkpoint(path, advice)
     _check_saved_params(path, obj, bp)
     model = build_backbone(bp, num_joints)
     try:

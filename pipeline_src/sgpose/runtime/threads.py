@@ -82,7 +82,8 @@ def configure_threads(explicit: int | None, stage: str, rule: str | None = None,
     _THREADS = n
     share = f", each of {world} DDP processes" if world > 1 else ""
     in_force = f"; numerics {numerics()}" if numerics is not None else ""
-    logging.getLogger("sgpose").info("sgpose %s: %d threads (from %s%s)%s", stage, n, source, share, in_force)
+    logging.getLogger("sgpose").info("sgpose %s: %d thread%s (from %s%s)%s", stage, n, "" if n == 1 else "s", source,
+                                     share, in_force)
     return n
 
 

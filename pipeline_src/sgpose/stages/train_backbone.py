@@ -46,7 +46,7 @@ def import_checkpoint(params: Params, paths: Paths) -> None:
     """Where an official checkpoint exists nothing is trained: it is loaded strictly (any naming scheme)
     and saved as backbone.pt, so every later stage reads one file whatever its origin."""
     source = configured_checkpoint(params, paths)
-    model = load_backbone(source, params.backbone, get_layout(params.layout).num_joints)
+    model = load_backbone(source, params.backbone, get_layout(params.layout).num_joints, configured=True)
     save_backbone(paths.backbone, model, params, epochs=0, source=source)
     with atomic_path(paths.backbone_log) as tmp:
         pd.DataFrame(columns=LOG_COLUMNS).to_csv(tmp, index=False)
