@@ -19,7 +19,7 @@ import yaml
 
 from sgpose.config.paths import Paths
 from sgpose.config.selection import ParamsError, load_params
-from sgpose.core.errors import DiskFullError, InputError, Preempted
+from sgpose.core.errors import ChoiceError, DiskFullError, InputError, Preempted
 from sgpose.dag.table import COMMANDS, Command, check_resources, command, resources_of, rule_names
 from sgpose.runtime.memory import out_of_memory
 
@@ -146,7 +146,7 @@ def _guarded(stage: str, run, batch: str | None = None) -> int:
         for stream in (sys.stderr, sys.stdout):  # before the resubmitted attempt runs)
             print(f"sgpose {stage}: {stop}", file=stream, flush=True)
         return Preempted.STATUS
-    except (InputError, DiskFullError) as err:
+    except (InputError, ChoiceError, DiskFullError) as err:
         print(f"sgpose {stage}: error: {err}", file=sys.stderr)
         return 2
     except (FileNotFoundError, ValueError) as err:  # ParamsError, NumericsError are ValueErrors

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import h5py
 import matplotlib.image as mpimg
 import numpy as np
 import pandas as pd
@@ -187,6 +188,61 @@ def test_figs_4_to_6_follow_the_ablation_when_the_primary_is_left_out(workdir):
     assert fig6.to_dict() == pytest.approx({"cosine": 70.0, "linear": 68.0})
 
 
+def _corrects_nothing(bb_dir: Path) -> None:
+    """The backbone's val Y0 all zero: it finds no joint, so its refiner corrects none (it may recover some)."""
+    with h5py.File(bb_dir / "cache" / "val.h5", "r+") as h5:
+        h5["heatmaps"][...] = 0
+
+
+def test_figs_7_to_9_follow_the_ablation_when_the_primary_corrects_nothing(workdir):
+    """Issue 37: the sample's primary backbone scores AP ~0; Figs. 7-9 are then drawn for the backbone that ran
+    the ablation (labelled controlled), and the page says why."""
+    root, params, bb_dir = workdir
+    tree = yaml.safe_load((root / "params.yaml").read_text())
+    other = "sb_r18_evidence"
+    tree["ablation"]["backbones"] = [other]
+    (root / "params.yaml").write_text(yaml.safe_dump(tree))
+    fake_tree(root, params, bb_dir)
+    _corrects_nothing(bb_dir)
+    write_metrics(bb_dir, "ours", 0.003)
+    write_val_cache(bb_dir.parent / other, params)
+    write_refiner(bb_dir.parent / other)
+    assert cli_main(["report", "--params", "params.yaml"]) == 0
+    out = root / "results" / "report"
+    page = (out / "index.html").read_text()
+    why = (f"Drawn for sample/{other} (controlled-error benchmark): the primary backbone {bb_dir.name} corrects no "
+           "joint (its ours AP is 0.3 on val at this budget).")
+    assert page.count(why) == 3 and "no runs yet" not in page.split('id="fig7_corrected"')[1]
+    fig7 = pd.read_csv(out / "fig7_corrected.csv")
+    assert (fig7["sample"] == CORRECTED[0]).all() and (fig7["joint"] == "left_wrist").all()
+    assert len(pd.read_csv(out / "fig9_hardest.csv")) == N
+
+
+def test_a_primary_that_corrects_nothing_says_so_in_true_words(workdir):
+    """The paper's setting (the primary runs the ablation): nothing to follow; the placeholder says what happened,
+    never "no runs yet" for a run that ran, and its text stays inside the frame."""
+    root, params, bb_dir = workdir
+    fake_tree(root, params, bb_dir)
+    _corrects_nothing(bb_dir)
+    assert cli_main(["report", "--params", "params.yaml"]) == 0
+    out = root / "results" / "report"
+    fig7 = (out / "index.html").read_text().split('id="fig7_corrected"')[1].split("<h2")[0]
+    assert f"no joint was corrected on sample/{bb_dir.name}&#x27;s val split (its ours AP is 55.0 on val at this budget)" in fig7
+    assert "no runs yet" not in fig7
+    not_blank(out / "fig7_corrected.png")
+
+
+def test_the_page_opens_with_a_summary_linking_down_to_the_tables(report):
+    out, _ = report
+    page = (out / "index.html").read_text()
+    assert page.index('id="summary"') < page.index('id="table1"')
+    summary = pd.read_csv(out / "summary.csv")
+    primary = summary.set_index("backbone").loc[f"sample/{summary.backbone.iloc[0].split('/')[1]}"]
+    assert primary["kind"] == "primary, the paper's setting" and primary["ours"] == pytest.approx(55.0)
+    assert primary["baseline"] == pytest.approx(50.0) and primary["ours - baseline"] == pytest.approx(5.0)
+    assert '<a href="#table1">table1</a>' in page
+
+
 def test_evolution_and_hardest(report):
     out, params = report
     T = params["guidance"]["S"] + 2
@@ -261,6 +317,10 @@ def test_page_in_headless_chromium(report, tmp_path):
     dom = headless(exe, tmp_path / "p1", "--virtual-time-budget=5000", "--dump-dom", url)
     assert dom.returncode == 0, dom.stderr[-2000:]
     assert "Fig. 7: heatmap evolution" in dom.stdout and dom.stdout.count("<img") == 9
+    # the summary opens the page, its table rendered, its links pointing down to the tables
+    assert re.search(r'<h1>[^<]*</h1>\s*<p class="note">[^<]*</p>\s*<nav>.*?</nav>\s*<h2 id="summary">Summary</h2>',
+                     dom.stdout, re.S) and '<a href="#table1">table1</a>' in dom.stdout
+    assert "primary, the paper's setting" in dom.stdout.split('id="table1"')[0]
     console = [line for line in dom.stderr.splitlines() if "CONSOLE" in line or "Failed to load resource" in line]
     assert not console, console
     # every <img> of the page decodes in Chromium: a probe page loads each (page-relative) source

@@ -89,12 +89,17 @@ class SplitPlan:
         a, b = self.samples(i)
         return shards.shard_problem(self.files[i], b - a, self.prints[i], content)
 
+    def indices(self, which: list[int] | None = None) -> list[int]:
+        """The shards `which` names (default all), checked to exist in this split's plan."""
+        for i in which or []:
+            if not 0 <= i < len(self.ranges):
+                raise ValueError(f"--shard {i}: {self.split} has shards 0..{len(self.ranges) - 1} (cache.shards)")
+        return list(range(len(self.ranges))) if which is None else list(which)
+
     def todo(self, which: list[int] | None = None) -> list[int]:
         """The shards (of `which`, default all) that are missing, unfinished, stale or damaged."""
         out = []
-        for i in range(len(self.ranges)) if which is None else which:
-            if not 0 <= i < len(self.ranges):
-                raise ValueError(f"--shard {i}: {self.split} has shards 0..{len(self.ranges) - 1} (cache.shards)")
+        for i in self.indices(which):
             problem = self.problem(i)
             if problem is None:
                 log.info("%s: finished, kept", self.files[i])

@@ -134,10 +134,10 @@ def caches_in(path: str | Path) -> list[Path]:
     if path.is_dir():
         found = sorted(p for p in path.glob("*.h5") if h5py.is_hdf5(p))
         if not found:
-            raise FileNotFoundError(f"{path}: no cache (*.h5) in this directory")
+            raise InputError(path, "no cache (*.h5) in this directory")
         return found
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no such cache (a split's .h5, a shard, or a cache directory)")
+        raise InputError(path, "no such cache (a split's .h5, a shard, or a cache directory)")
     if not h5py.is_hdf5(path):
         raise InputError(path, "not an HDF5 file (truncated or foreign): not a cache")
     return [path]

@@ -1,10 +1,12 @@
-"""The project's own errors: a file that cannot be used, a disk that ran full while writing one, numbers
-that are not finite where a stage would write them, and a stage stopped by SIGTERM.
+"""The project's own errors: a file that cannot be used, a choice on the command line that names nothing,
+a disk that ran full while writing one, numbers that are not finite where a stage would write them, and a
+stage stopped by SIGTERM.
 
 Each is raised where files are read or written or where the run stops, names the file (or the stage's
-place), and is printed by the CLI as one line instead of a traceback (docs/architecture.md, "Errors"):
-exit 2 for a damaged input or a full disk, 1 for non-finite numbers (a ValueError), `Preempted.STATUS`
-(143) for SIGTERM. Anything else that goes wrong is a bug and keeps its traceback.
+place, or the argument), and is printed by the CLI as one line instead of a traceback
+(docs/architecture.md, "Errors"): exit 2 for a damaged input, a bad choice or a full disk, 1 for
+non-finite numbers (a ValueError), `Preempted.STATUS` (143) for SIGTERM. Anything else that goes wrong is a
+bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -20,6 +22,11 @@ from typing import Iterator
 _NO_SPACE = ("no space left on device", "errno = 28")
 _WRITE_FAILED = ("file write failed", "enforce fail at inline_container", "write failed", "can't write")
 NEARLY_FULL = 1 << 20  # bytes: a write error with less than this free counts as a full disk
+
+
+class ChoiceError(ValueError):
+    """A command-line choice that names nothing in this run (an annotation id, a variant, a split): the message
+    names the argument and what there is instead. Exit 2, as argparse's own usage errors."""
 
 
 class InputError(ValueError):

@@ -17,7 +17,7 @@ import numpy as np
 
 from sgpose.cache.reader import open_cache
 from sgpose.config.paths import Paths
-from sgpose.core.errors import InputError
+from sgpose.core.errors import ChoiceError, InputError
 from sgpose.core.io import read_json
 from sgpose.report.evolution import oks
 
@@ -44,7 +44,7 @@ class Instances:
         """The cache row of annotation `ann_id` (ValueError naming the split when absent)."""
         found = np.flatnonzero(self.ann_id == int(ann_id))
         if not len(found):
-            raise ValueError(f"annotation id {ann_id} is not in the {self.split} split "
+            raise ChoiceError(f"annotation id {ann_id} is not in the {self.split} split "
                              f"({len(self)} instances, ids {int(self.ann_id.min())}..{int(self.ann_id.max())})")
         return int(found[0])
 
@@ -52,7 +52,7 @@ class Instances:
 def load_instances(paths: Paths, split: str = "val") -> Instances:
     """The split's instances: ids and crops from its cache, ground truth from the prepared annotations."""
     if split == DETECTION_SPLIT:
-        raise ValueError(f"split {split} holds detector boxes, not annotated persons: per-instance views need a "
+        raise ChoiceError(f"--split {split}: split {split} holds detector boxes, not annotated persons: per-instance views need a "
                          "ground-truth-box split (val)")
     cache = paths.cache(split)
     with open_cache(cache) as h5:
@@ -77,7 +77,7 @@ def load_predictions(path: str | Path, inst: Instances) -> tuple[np.ndarray, np.
     cached instance in the cache's order (the same images); errors name the file."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no predictions (run `sgpose infer` for this variant and split)")
+        raise InputError(path, "no predictions here (run `sgpose infer` for this variant and split)")
     results = read_json(path)
     if not isinstance(results, list) or len(results) != len(inst):
         raise InputError(path, f"holds {len(results) if isinstance(results, list) else 'no list of'} results, the "

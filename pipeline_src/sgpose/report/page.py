@@ -28,6 +28,7 @@ class Section:
     table: pd.DataFrame | None = None
     image: str | None = None
     links: list[str] = field(default_factory=list)
+    anchors: list[tuple[str, str]] = field(default_factory=list)  # (section key, its name): links down the page
 
 
 def _table(df: pd.DataFrame) -> str:
@@ -36,6 +37,9 @@ def _table(df: pd.DataFrame) -> str:
 
 def _section(s: Section) -> str:
     parts = [f'<h2 id="{html.escape(s.key)}">{html.escape(s.title)}</h2>', f'<p class="note">{html.escape(s.text)}</p>']
+    if s.anchors:
+        parts.append("<p>See: " + ", ".join(f'<a href="#{html.escape(k)}">{html.escape(name)}</a>' for k, name in s.anchors)
+                     + "</p>")
     if s.links:
         parts.append("<p>Data: " + ", ".join(f'<a href="{html.escape(x)}">{html.escape(x)}</a>' for x in s.links) + "</p>")
     if s.table is not None:
@@ -57,7 +61,7 @@ def _provenance(prov: dict) -> str:
 
 def render(title: str, intro: str, sections: list[Section], prov: dict, params_yaml: str) -> str:
     """The page's HTML."""
-    nav = "".join(f'<a href="#{html.escape(s.key)}">{html.escape(s.key)}</a>' for s in sections)
+    nav = " ".join(f'<a href="#{html.escape(s.key)}">{html.escape(s.key)}</a>' for s in sections)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <link rel="icon" href="data:,">

@@ -15,6 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from sgpose.core.io import atomic_path  # noqa: E402
 from sgpose.core.keypoints import KeypointLayout  # noqa: E402
 from sgpose.report.skeleton import COLORS, draw_skeleton, show_crop  # noqa: E402
 
@@ -59,27 +60,33 @@ def _heat(ax, crop, size, heat: np.ndarray, vmax: float, title: str) -> None:
 def draw(path: Path, v: InstanceView, layout: KeypointLayout, joint: int | None) -> Path:
     """The panel as a PNG at `path`."""
     T = len(v.outputs)
-    cols = max(T, 4)
-    fig = plt.figure(figsize=(2.1 * cols + 3.2, 8.4))
-    grid = fig.add_gridspec(3, cols + 2, width_ratios=[1.0] * cols + [0.2, 1.6])
+    cols = max(T, 5)
+    fig = plt.figure(figsize=(2.1 * cols + 3.6, 8.6))
+    grid = fig.add_gridspec(3, cols + 2, width_ratios=[1.0] * cols + [0.55, 1.6])
     which = layout.names[joint] if joint is not None else "all joints summed"
     top = [fig.add_subplot(grid[0, i]) for i in range(3)]
     show_crop(top[0], v.crop, v.input_size)
     for xy, present, key in ((v.gt, v.vis > 0, "ground truth"), (v.base, v.present_base, "backbone"),
                              (v.refined, v.present_refined, "refined")):
         draw_skeleton(top[0], xy, present, layout, COLORS[key], key)
-    top[0].legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, -0.32), ncol=1, handletextpad=0.2)
-    top[0].set_title("crop", fontsize=8)
+    top[0].set_title("crop and poses", fontsize=8)
     final = v.outputs[-1]
     vmax = max(float(_map(v.y0, joint).max()), float(_map(final, joint).max()))
-    _heat(top[1], v.crop, v.input_size, _map(v.y0, joint), vmax, f"backbone Y0 ({which})")
-    _heat(top[2], v.crop, v.input_size, _map(final, joint), vmax, f"refined, last step ({which})")
-    for row, maps, name in ((1, v.guidance, "guidance H(t)"), (2, v.outputs, "refiner output")):
+    _heat(top[1], v.crop, v.input_size, _map(v.y0, joint), vmax, "backbone Y0")
+    _heat(top[2], v.crop, v.input_size, _map(final, joint), vmax, "refined (last step)")
+    for row, maps, name in ((1, v.guidance, "guidance H"), (2, v.outputs, "output")):
         shown = [_map(maps[t], joint) for t in range(T)]
         vmax = max([float(m.max()) for m in shown] + [1e-6])
         for t, heat in enumerate(shown):
-            ax = fig.add_subplot(grid[row, t])
-            _heat(ax, v.crop, v.input_size, heat, vmax, f"{name}, t={t}")
+            _heat(fig.add_subplot(grid[row, t]), v.crop, v.input_size, heat, vmax, f"{name}, step t={t}")
+    info = fig.add_subplot(grid[0, 3:cols])
+    info.axis("off")
+    handles = [plt.Line2D([], [], color=COLORS[k], marker="o", lw=1.6, label=k)
+               for k in ("ground truth", "backbone", "refined")]
+    info.legend(handles=handles, loc="upper left", fontsize=8, frameon=False, title="skeletons", title_fontsize=8)
+    rows = "\n".join(f"{k:>14s}  {s:.3f}" for k, s in v.oks.items())
+    info.text(0.48, 1.0, "OKS per variant\n" + rows, va="top", ha="left", fontsize=7.5, family="monospace",
+              transform=info.transAxes)
     bars = fig.add_subplot(grid[:, -1])
     y = np.arange(layout.num_joints)
     for i, (label, err) in enumerate(v.errors.items()):
@@ -91,11 +98,11 @@ def draw(path: Path, v: InstanceView, layout: KeypointLayout, joint: int | None)
     bars.set_title("per-joint error", fontsize=9)
     bars.legend(fontsize=7, loc="lower right")
     bars.tick_params(axis="x", labelsize=7)
-    fig.text(0.5 * cols / (cols + 2), 0.985, v.title, ha="center", va="top", fontsize=10)
-    fig.text(0.5 * cols / (cols + 2), 0.945, "OKS  " + "   ".join(f"{k} {s:.3f}" for k, s in v.oks.items()),
-             ha="center", va="top", fontsize=9, family="monospace")
-    fig.subplots_adjust(left=0.03, right=0.97, top=0.86, bottom=0.05, hspace=0.45, wspace=0.15)
+    fig.suptitle(f"{v.title}\nheatmaps: {which}; rows: the guidance H(t) given at each step, the refiner's output at "
+                 "each step (docs/method.md)", fontsize=9.5, x=0.02, ha="left")
+    fig.subplots_adjust(left=0.02, right=0.98, top=0.88, bottom=0.06, hspace=0.42, wspace=0.12)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
     return path

@@ -1,13 +1,16 @@
 """Figs. 7-8 (heatmap evolution over the refinement steps: a corrected joint, a recovered joint) and
 Figs. 9-16 (baseline / refined / ground truth on the hardest val instances), drawn on the crops.
 
-Every figure writes its PNG and a CSV of what it shows; without a val cache or a trained `ours`
-refiner each says "no runs yet" instead.
+Drawn for the primary backbone, as the paper's; where its refiner corrects no joint (a backbone trained
+at a smoke budget, AP ~0) they follow the ablation's backbone (`ablation.figures_on`, labelled controlled
+where it is), as Figs. 4-6 do. Every figure writes its PNG and a CSV of what it shows; a figure with nothing
+to draw says why in words that are true: "no runs yet" only where a file it reads is missing.
 """
 
 from __future__ import annotations
 
 import logging
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -20,9 +23,11 @@ import pandas as pd  # noqa: E402
 from sgpose.cache.reader import open_cache  # noqa: E402
 from sgpose.config.paths import Paths  # noqa: E402
 from sgpose.config.selection import Params  # noqa: E402
+from sgpose.core.io import read_json  # noqa: E402
 from sgpose.core.keypoints import get_layout  # noqa: E402
 from sgpose.data.transforms import heatmap_to_image  # noqa: E402
 from sgpose.method.refine import guidance_spec  # noqa: E402
+from sgpose.report import controlled  # noqa: E402
 from sgpose.report import evolution as ev  # noqa: E402
 from sgpose.report.charts import no_runs, save  # noqa: E402
 from sgpose.report.skeleton import COLORS, draw_skeleton, load_crops, show_crop  # noqa: E402
@@ -35,12 +40,12 @@ FIGURES = {"fig7_corrected": False, "fig8_recovered": True}  # name -> recovered
 
 
 def placeholder(path: Path, title: str, why: str, columns: list[str]) -> str:
-    """A one-panel figure saying why there is nothing to draw; returns that message."""
-    fig, ax = plt.subplots(figsize=(6, 2.5))
-    no_runs(ax, f"no runs yet:\n{why}")
+    """A one-panel figure saying why there is nothing to draw (wrapped inside the frame); returns that message."""
+    fig, ax = plt.subplots(figsize=(7, 2.6))
+    no_runs(ax, textwrap.fill(why, 60))
     ax.set_title(title, fontsize=10)
     save(fig, path, pd.DataFrame(columns=columns))
-    return f"no runs yet: {why}."
+    return f"{why}."
 
 
 def _overlay(ax, crop, input_size, heat: np.ndarray, vmax: float, stride: float) -> None:
@@ -58,7 +63,7 @@ def fig_evolution(path: Path, title: str, d: ev.Decoded, n: int, k: int, y0: np.
     maps = np.concatenate([y0[k][None], steps[:, k]])
     names = ["backbone Y0"] + [f"step t={t}" for t in range(len(steps))]
     vmax = max(float(maps.max()), 1e-6)
-    fig, axes = plt.subplots(1, len(maps) + 1, figsize=(1.9 * (len(maps) + 1), 3.4))
+    fig, axes = plt.subplots(1, len(maps) + 1, figsize=(1.9 * (len(maps) + 1), 3.9))
     show_crop(axes[0], crop, input_size)
     for xy, present, key in ((d.gt[n], d.vis[n] > 0, "ground truth"), (d.base_xy[n], d.base_score[n] > threshold, "backbone"),
                              (d.ref_xy[n], d.ref_score[n] > threshold, "refined")):
@@ -81,7 +86,7 @@ def fig_evolution(path: Path, title: str, d: ev.Decoded, n: int, k: int, y0: np.
 
 
 def fig_hardest(path: Path, d: ev.Decoded, idx: np.ndarray, scores: dict[str, np.ndarray], crops, input_size,
-                stride: float, threshold: float, layout) -> pd.DataFrame:
+                stride: float, threshold: float, layout, label: str = "") -> pd.DataFrame:
     """Rows: the hardest instances; columns: backbone, refined, ground truth skeletons on the crop
     (`stride`: crop pixels per heatmap pixel)."""
     fig, axes = plt.subplots(len(idx), 3, figsize=(6.6, 2.9 * len(idx)), squeeze=False)
@@ -94,8 +99,8 @@ def fig_hardest(path: Path, d: ev.Decoded, idx: np.ndarray, scores: dict[str, np
             score = "" if key == "ground truth" else f" OKS {scores[key][n]:.2f}"
             ax.set_title(f"{key}{score}", fontsize=8)
         axes[row, 0].set_ylabel(f"image {int(d.meta['image_id'][n])}", fontsize=7)
-    fig.suptitle(f"Figs. 9-16 style: hardest val instances\n(lowest backbone OKS, >= {MIN_LABELLED} labelled joints first)",
-                 fontsize=10)
+    fig.suptitle(f"Figs. 9-16 style: hardest val instances\n{label}\n(lowest backbone OKS, >= {MIN_LABELLED} labelled "
+                 "joints first)", fontsize=10)
     return save(fig, path, pd.DataFrame({
         "rank": np.arange(len(idx)), "sample": idx, "image_id": d.meta["image_id"][idx].astype(int),
         "ann_id": d.meta["ann_id"][idx].astype(int), "oks_backbone": scores["backbone"][idx],
@@ -112,38 +117,66 @@ def instance_scores(d: ev.Decoded, heatmap_size, sigmas) -> dict[str, np.ndarray
 
 
 def write_qualitative(params: Params, paths: Paths, out: Path) -> dict[str, str]:
-    """Figs. 7, 8 and the hardest-instances grid under `out`; returns figure -> a note for the page."""
+    """Figs. 7, 8 and the hardest-instances grid under `out` for the primary backbone, or for the ablation's
+    (`ablation.figures_on`) where the primary's refiner corrects no joint; returns figure -> a note for the page."""
+    notes, corrected = _write_for(params, paths, out)
+    on = params.file.ablation.figures_on
+    if corrected or on == params.backbone.name:
+        return notes
+    other = Params(params.file, on)
+    other_paths = Paths(other, paths.root)
+    if not all(p.is_file() for p in (other_paths.cache("val"), other_paths.refiner(VARIANT))):
+        return notes
+    why = f"the primary backbone {params.backbone.name} corrects no joint ({_ap_note(paths)})"
+    label = f"{params.dataset}/{on}" + (f" ({controlled.LABEL})" if other.backbone.controlled else "")
+    notes, _ = _write_for(other, other_paths, out, label)
+    return {k: f"Drawn for {label}: {why}. {v}" for k, v in notes.items()}
+
+
+def _ap_note(paths: Paths) -> str:
+    """`its ours AP is 0.3 on val at this budget`, from the evaluation's metrics (or that there is none yet)."""
+    metrics = paths.metrics(VARIANT)
+    ap = read_json(metrics).get("val", {}).get("AP") if metrics.is_file() else None
+    return f"its {VARIANT} AP is {100 * ap:.1f} on val at this budget" if ap is not None else "no AP yet"
+
+
+def _write_for(params: Params, paths: Paths, out: Path, label: str | None = None) -> tuple[dict[str, str], bool]:
+    """The three figures of one backbone; (notes, whether its refiner corrected a joint)."""
     names = [*FIGURES, "fig9_hardest"]
     cache, ckpt = paths.cache("val"), paths.refiner(VARIANT)
     missing = [str(p) for p in (cache, ckpt) if not p.is_file()]
     if missing:
-        return {n: placeholder(out / f"{n}.png", n, f"{', '.join(missing)} missing", ["sample"]) for n in names}
+        notes = {n: placeholder(out / f"{n}.png", n, f"no runs yet: {', '.join(missing)} missing", ["sample"])
+                 for n in names}
+        return notes, False
     from sgpose.method.refiner import load_refiner
 
     unet = load_refiner(ckpt, params.refiner, get_layout(params.layout).num_joints, VARIANT)
     spec = guidance_spec(params, VARIANT, paths.start_pose)
     with open_cache(cache) as h5:
-        return _draw_all(params, paths, out, h5, unet, spec)
+        return _draw_all(params, paths, out, h5, unet, spec, label or f"{params.dataset}/{params.backbone.name}")
 
 
-def _draw_all(params: Params, paths: Paths, out: Path, h5, unet, spec) -> dict[str, str]:
+def _draw_all(params: Params, paths: Paths, out: Path, h5, unet, spec, label: str) -> tuple[dict[str, str], bool]:
     layout, bp, mode, thr = get_layout(params.layout), params.backbone, params.infer.mode, params.guidance.pred_threshold
     d = ev.decode_val(h5, unet, spec, mode, params.infer.batch_size, params.infer.decode, bp.heatmap_sigma)
     table = paths.instances("val")
     instances = pd.read_parquet(table) if table.is_file() else None
     crop = lambda idx: load_crops(instances, params.data.images_dir, d.meta["ann_id"][idx], d.meta["center"][idx],  # noqa: E731
                                   d.meta["scale"][idx], bp.input_size)
-    notes = {}
+    notes, corrected = {}, ev.select_joint(d, thr, False) is not None
     for name, recovered in FIGURES.items():
         pick = ev.select_joint(d, thr, recovered)
         what = "recovered (missed by the backbone, found by the refiner)" if recovered else "corrected"
         if pick is None:
-            notes[name] = placeholder(out / f"{name}.png", name, f"no {what} joint in this run", ["sample"])
+            why = f"no joint was {what.split(' ')[0]} on {label}'s val split" + (
+                "" if corrected else f" ({_ap_note(paths)})")
+            notes[name] = placeholder(out / f"{name}.png", name, why, ["sample"])
             continue
         n, k = pick
         y0, steps = ev.steps_for(h5, n, unet, spec, mode)
         err = np.linalg.norm(np.stack([d.base_xy[n, k], d.ref_xy[n, k]]) - d.gt[n, k], axis=-1)
-        title = (f"{name}: {what} joint {layout.names[k]} (val sample {n}, image {int(d.meta['image_id'][n])});\n"
+        title = (f"{name}: {what} joint {layout.names[k]}\n{label}, val sample {n}, image {int(d.meta['image_id'][n])};\n"
                  f"distance to ground truth {err[0]:.1f} -> {err[1]:.1f} heatmap px")
         fig_evolution(out / f"{name}.png", title, d, n, k, y0, steps, crop([n])[0], bp.input_size, thr, layout)
         notes[name] = title
@@ -153,6 +186,6 @@ def _draw_all(params: Params, paths: Paths, out: Path, h5, unet, spec) -> dict[s
         notes["fig9_hardest"] = placeholder(out / "fig9_hardest.png", "fig9_hardest", "no labelled val instance", ["sample"])
     else:
         fig_hardest(out / "fig9_hardest.png", d, idx, scores, crop(idx), bp.input_size,
-                    bp.input_size[1] / bp.heatmap_size[1], thr, layout)
-        notes["fig9_hardest"] = f"{len(idx)} lowest-OKS val instances of {len(scores['backbone'])}"
-    return notes
+                    bp.input_size[1] / bp.heatmap_size[1], thr, layout, label)
+        notes["fig9_hardest"] = f"{len(idx)} lowest-OKS val instances of {len(scores['backbone'])} on {label}"
+    return notes, corrected

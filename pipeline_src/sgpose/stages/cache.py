@@ -12,7 +12,9 @@ drawn with `cache.augment` (flip / scale / rotation), so refiner training can se
 Each split is `cache.shards[split]` shard files plus a manifest (`sgpose.cache.plan`): a re-run keeps
 every finished shard with the expected fingerprint and rebuilds the rest, so an interrupted run
 resumes at the first unfinished shard. `--split S --shard i` writes one shard (a Snakemake scatter
-job), `--split S --gather` only the manifest of finished shards (the gather job).
+job), `--split S --gather` only the manifest of finished shards (the gather job). Finished shards are kept
+even under `dvc repro -f` (they are persistent outputs, and current ones hold the bytes a rebuild would
+write); `--rebuild` writes them again.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shard", type=int, help="only this shard of --split (a scatter job; no manifest)")
     parser.add_argument("--gather", action="store_true",
                         help="only write the manifest of --split from its finished shards (the gather job)")
+    parser.add_argument("--rebuild", action="store_true",
+                        help="write every shard again, finished ones too (default: keep finished, current shards)")
 
 
 def main(run: Run) -> None:
@@ -54,17 +58,23 @@ def main(run: Run) -> None:
         if gather:
             plan.gather()
             continue
-        todo = plan.todo() if shard is None else plan.todo([shard])
+        which = None if shard is None else [shard]
+        todo = plan.indices(which) if getattr(args, "rebuild", False) else plan.todo(which)
+        kept = len(plan.indices(which)) - len(todo)
+        if kept:
+            log.info("%s: kept %d finished, current shard%s (`dvc repro -f` keeps them: persistent outputs); to "
+                     "write them again: sgpose cache --backbone %s --split %s --rebuild", plan.manifest, kept,
+                     "s" * (kept != 1), params.backbone.name, name)
         if todo:
             verify_images(params, paths, [f for i in todo for f in plan.rows["file_name"].iloc[slice(*plan.ranges[i])]])
-            write_shards(params, paths, plan, todo)
+            write_shards(params, paths, plan, todo, rebuild=getattr(args, "rebuild", False))
         if shard is None:
             plan.gather()
 
 
-def write_shards(params: Params, paths: Paths, plan: SplitPlan, todo: list[int]) -> None:
+def write_shards(params: Params, paths: Paths, plan: SplitPlan, todo: list[int], rebuild: bool = False) -> None:
     """Run the frozen backbone over the crops of the listed shards and write each shard atomically (under
-    its lock: another `sgpose cache` may be writing it, and then it is kept)."""
+    its lock: another `sgpose cache` may be writing it, and then it is kept, unless `rebuild`)."""
     cp, dev, layout = params.compute, compute.device(params.compute), get_layout(params.layout)
     bp = params.features_backbone  # a controlled backbone's features come from `features_from`
     model = compute.prepare_model(load_backbone(paths.weights(params.backbone), bp, layout.num_joints), cp, dev).eval()
@@ -73,7 +83,7 @@ def write_shards(params: Params, paths: Paths, plan: SplitPlan, todo: list[int])
     crops = crop_dataset(plan.rows, params.data.images_dir, params.backbone, layout, plan.views, params.cache.augment)
     for i in todo:
         with plan.lock(i):
-            if plan.problem(i) is None:
+            if not rebuild and plan.problem(i) is None:
                 log.info("%s: finished by another process meanwhile, kept", plan.files[i])
                 continue
             write_shard(plan.files[i], crops, plan.samples(i), model, params.cache, cp, dev, plan.flip,

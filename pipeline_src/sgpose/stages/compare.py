@@ -47,9 +47,7 @@ def source(paths: Paths, name: str, split: str) -> tuple[str, Path]:
 def compare(inst: iv.Instances, a: np.ndarray, b: np.ndarray, sigmas) -> pd.DataFrame:
     """Per instance: ids, OKS of A and B and the difference, mean pixel error of each."""
     oks_a, oks_b = iv.instance_oks(a, inst, sigmas), iv.instance_oks(b, inst, sigmas)
-    err_a, err_b = iv.joint_errors(a, inst), iv.joint_errors(b, inst)
-    with np.errstate(invalid="ignore"):
-        mean_a, mean_b = np.nanmean(np.where(inst.vis > 0, err_a, np.nan), 1), np.nanmean(err_b, 1)
+    mean_a, mean_b = _nanmean(iv.joint_errors(a, inst), 1), _nanmean(iv.joint_errors(b, inst), 1)
     return pd.DataFrame({"ann_id": inst.ann_id, "image_id": inst.image_id, "oks_a": oks_a, "oks_b": oks_b,
                          "gain": oks_b - oks_a, "mean_px_a": mean_a, "mean_px_b": mean_b})
 
@@ -57,10 +55,14 @@ def compare(inst: iv.Instances, a: np.ndarray, b: np.ndarray, sigmas) -> pd.Data
 def per_joint(inst: iv.Instances, a: np.ndarray, b: np.ndarray, names) -> pd.DataFrame:
     """Each joint's mean pixel error under A and B over the instances where it is labelled."""
     err_a, err_b = iv.joint_errors(a, inst), iv.joint_errors(b, inst)
-    labelled = (inst.vis > 0).sum(0)
-    with np.errstate(invalid="ignore"):
-        return pd.DataFrame({"joint": list(names), "labelled": labelled, "mean_px_a": np.nanmean(err_a, 0),
-                             "mean_px_b": np.nanmean(err_b, 0)})
+    return pd.DataFrame({"joint": list(names), "labelled": (inst.vis > 0).sum(0), "mean_px_a": _nanmean(err_a, 0),
+                         "mean_px_b": _nanmean(err_b, 0)})
+
+
+def _nanmean(x: np.ndarray, axis: int) -> np.ndarray:
+    """The mean over `axis` of the finite entries; NaN where there is none (no warning)."""
+    count = np.isfinite(x).sum(axis)
+    return np.where(count > 0, np.nansum(x, axis) / np.maximum(count, 1), np.nan)
 
 
 def scatter(path: Path, df: pd.DataFrame, la: str, lb: str, title: str) -> None:

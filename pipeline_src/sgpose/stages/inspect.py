@@ -36,8 +36,8 @@ def _params_line(params: dict) -> str:
     numerics = (params.get("compute") or {}).get("cpu_numerics", "?")
     return (f"  made by: backbone {bb.get('name', '?')} ({model}, {size}, {params.get('num_joints')} joints, "
             f"{params.get('layout')} layout), weights sha256 {str(params.get('checkpoint_sha256', '?'))[:16]}...; "
-            f"cache {', '.join(f'{k} {v}' for k, v in cache.items())}; flip_test {params.get('flip_test')}, views "
-            f"{params.get('views')}; numerics {numerics}")
+            f"cache {', '.join(f'{k} {v}' for k, v in cache.items() if k != 'flip_test')}; flip test "
+            f"{params.get('flip_test')}, views {params.get('views')}; numerics {numerics}")
 
 
 def report(s: cs.CacheSummary) -> list[str]:

@@ -23,6 +23,7 @@ import torch
 from sgpose.cache.reader import open_cache
 from sgpose.config.paths import Paths
 from sgpose.config.selection import Params
+from sgpose.core.errors import ChoiceError
 from sgpose.core.keypoints import get_layout
 from sgpose.core.variants import is_refined
 from sgpose.data.transforms import image_to_heatmap
@@ -69,11 +70,11 @@ def choose(args: argparse.Namespace, inst: iv.Instances, oks: dict[str, np.ndarr
     if args.image_id is not None:
         rows = np.flatnonzero(inst.image_id == args.image_id)
         if not len(rows):
-            raise ValueError(f"image id {args.image_id} has no person in the {inst.split} split")
+            raise ChoiceError(f"image id {args.image_id} has no person in the {inst.split} split")
         return [int(r) for r in rows]
     if args.most_improved is not None:
         if args.against not in oks:
-            raise ValueError(f"--against {args.against}: no predictions of it on {inst.split} (scored: {', '.join(oks)})")
+            raise ChoiceError(f"--against {args.against}: no predictions of it on {inst.split} (scored: {', '.join(oks)})")
         return [int(r) for r in iv.rank(oks[args.variant] - oks[args.against], args.most_improved, lowest=False)]
     n, lowest = (args.worst, True) if args.worst is not None else (args.best, False)
     return [int(r) for r in iv.rank(oks[args.variant], n, lowest=lowest)]
@@ -132,10 +133,11 @@ def text(params: Params, d: dict) -> list[str]:
     """One instance in lines: ids, every variant's OKS, the per-joint errors, the panel's path."""
     lines = [f"{params.dataset}/{params.backbone.name} annotation {d['ann_id']} (image {d['image_id']}, cache row "
              f"{d['row']})", "  OKS: " + ", ".join(f"{v} {s:.3f}" for v, s in d["oks"].items())]
-    labels = list(next(iter(d["joints"].values())))
-    lines.append(f"  {'joint':16s}" + "".join(f"{lab[:22]:>24s}" for lab in labels) + "   (image px)")
+    labels = [label.split(" ")[0] for label in next(iter(d["joints"].values()))]
+    lines.append(f"  {'joint (image px)':18s}" + "".join(f"{lab:>10s}" for lab in labels))
     for name, errs in d["joints"].items():
-        lines.append(f"  {name:16s}" + "".join(f"{'-' if e is None else f'{e:.1f}':>24s}" for e in errs.values()))
+        cells = ["unlabelled"] if all(e is None for e in errs.values()) else [f"{e:.1f}" for e in errs.values()]
+        lines.append(f"  {name:18s}" + "".join(f"{c:>10s}" for c in cells))
     lines.append(f"  panel: {d['panel']}")
     return lines
 
@@ -143,9 +145,9 @@ def text(params: Params, d: dict) -> list[str]:
 def main(run: Run) -> None:
     params, paths, args = run.params, run.paths, run.args
     if not is_refined(args.variant):
-        raise ValueError(f"--variant {args.variant}: not a refined variant (no refiner steps to show); try ours")
-    if args.joint != "all":
-        get_layout(params.layout).index(args.joint)  # a KeyError naming the joints
+        raise ChoiceError(f"--variant {args.variant}: not a refined variant (no refiner steps to show); try ours")
+    if args.joint != "all" and args.joint not in get_layout(params.layout).names:
+        raise ChoiceError(f"--joint {args.joint}: no such joint ({', '.join(get_layout(params.layout).names)}, or all)")
     inst = iv.load_instances(paths, args.split)
     layout = get_layout(params.layout)
     preds = {v: iv.load_predictions(paths.keypoints(v, args.split), inst) for v in scored_variants(paths, args.split)}
