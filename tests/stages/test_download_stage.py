@@ -82,9 +82,9 @@ def _registry_with_local_checkpoint(server, monkeypatch, payload: bytes, prefix:
     return name
 
 
-def test_a_registry_checkpoint_is_fetched_resumably_by_the_stage_that_imports_it(tmp_path, monkeypatch, server):
-    """train_backbone fetches its own registry checkpoint (zoo_fetch.fetch_checkpoint), not the dataset's download
-    stage: the download stage tracks only the dataset's files."""
+def test_a_registry_checkpoint_is_fetched_resumably(tmp_path, monkeypatch, server):
+    """The download stage fetches the registry checkpoints of its dataset's backbones (zoo_fetch.fetch_checkpoint),
+    resuming a dropped transfer."""
     monkeypatch.chdir(tmp_path)
     payload = bytes(range(256)) * 64
     name = _registry_with_local_checkpoint(server, monkeypatch, payload, hashlib.sha256(payload).hexdigest()[:8])
@@ -103,3 +103,31 @@ def test_a_wrong_checkpoint_is_refused(tmp_path, monkeypatch, server):
     with pytest.raises(DownloadError, match=f"{name}: verification failed"):
         zoo_fetch.fetch_checkpoint("mmpose:res50_coco_256x192", tmp_path, None, progress=False)
     assert list(Path("checkpoints").iterdir()) == []  # nothing half-written left
+
+
+def test_the_download_stage_fetches_its_backbones_registry_checkpoints_and_records_them(tmp_path, monkeypatch, server,
+                                                                                      capsys):
+    """Issue 37: the downloader is the download stage's alone (train_backbone only reads checkpoints, so an edit of
+    data/download.py retrains nothing); the stamp records each checkpoint's sha256, so a new checkpoint re-runs the
+    stages after it. train_backbone without the file names the command that fetches it."""
+    mirror = _setup(tmp_path, monkeypatch)
+    payload = bytes(range(256)) * 16
+    name = _registry_with_local_checkpoint(server, monkeypatch, payload, hashlib.sha256(payload).hexdigest()[:8])
+    monkeypatch.setenv("SGPOSE_MIRROR", str(mirror))
+    assert _run("--set", "backbone.checkpoint=mmpose:res50_coco_256x192", "--backbone", "sb_r18") == 0
+    assert Path(f"checkpoints/{name}").read_bytes() == payload
+    assert json.loads(STAMP.read_text())["checkpoints"] == {"mmpose:res50_coco_256x192": hashlib.sha256(payload).hexdigest()}
+    Path(f"checkpoints/{name}").unlink()
+    args = ["train_backbone", "--params", "params.yaml", "--backbone", "cp_r18", "--set",
+            "backbone.checkpoint=mmpose:res50_coco_256x192", "--set", "backbone.depth=50", "--set", "layout=coco",
+            "--set", "backbone.input_size=[256,192]", "--set", "backbone.heatmap_size=[64,48]",
+            "--set", "backbone.deconv_channels=256"]
+    assert cli(args) == 1
+    assert "run `sgpose download --dataset crowdpose_sample`: it fetches the registry checkpoints" in capsys.readouterr().err
+
+
+def test_the_stage_that_trains_backbones_does_not_hold_the_downloader():
+    from sgpose.runtime.imports import module_files
+
+    files = {p.name for p in module_files("sgpose.stages.train_backbone")}
+    assert "download.py" not in files and "fetch.py" not in files and "archives.py" not in files

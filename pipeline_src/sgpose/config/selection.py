@@ -181,8 +181,10 @@ def validation_message(err: ValidationError) -> str:
             close = difflib.get_close_matches(str(e["loc"][-1]), _FIELD_NAMES, n=1)
             what = "unknown key" + (f" (did you mean {close[0]}?)" if close else "")
         else:
-            what = e["msg"][:1].lower() + e["msg"][1:]
-        got = "" if e["type"] in ("missing", "extra_forbidden") else f" (got {_short(e.get('input'))})"
+            msg = e["msg"].removeprefix("Value error, ")
+            what = msg[:1].lower() + msg[1:]
+        got = "" if e["type"] in ("missing", "extra_forbidden", "value_error") or not e["loc"] else \
+            f" (got {_short(e.get('input'))})"
         parts.append(f"{key}: {what}{got}")
     return "; ".join(parts)
 

@@ -1,5 +1,7 @@
 """`sgpose download --dataset D`: fetch and verify every file of the dataset's `data.manifest` into
-`data.raw_dir` (official backbone checkpoints are fetched by `train_backbone`, which imports them).
+`data.raw_dir`, and the registry checkpoints its backbones import (`backbones.<name>.checkpoint`: a key of
+`sgpose.models.zoo`) into `checkpoints/`. The downloader lives here alone: `train_backbone` only reads a
+checkpoint, so an edit of the downloader never retrains a backbone.
 
 Source: `--mirror`, else env `SGPOSE_MIRROR` (a local directory or an http(s) base URL with the
 manifest's relative paths), else each file's public URL. Writes `results/<dataset>/download.json`
@@ -13,8 +15,11 @@ import logging
 import os
 from pathlib import Path
 
+from sgpose.config.selection import Params
 from sgpose.core.io import sha256_file, write_json
 from sgpose.data.download import Entry, fetch_all, read_manifest
+from sgpose.models import fetch as zoo_fetch
+from sgpose.models import zoo
 from sgpose.stages import Run
 
 log = logging.getLogger(__name__)
@@ -45,4 +50,13 @@ def main(run: Run) -> None:
              ", ".join(f"{k} {v}" for k, v in counts.items()))
     stamp = {"manifest": params.data.manifest,
              "files": {e.path: recorded_checksum(e, Path(params.data.raw_dir)) for e in entries}}
-    write_json(paths.download_stamp, stamp)
+    checkpoints = {key: sha256_file(zoo_fetch.fetch_checkpoint(key, paths.root, mirror,
+                                                               progress=not getattr(args, "no_progress", False)))
+                   for key in registry_checkpoints(params)}
+    write_json(paths.download_stamp, stamp | ({"checkpoints": checkpoints} if checkpoints else {}))
+
+
+def registry_checkpoints(params: Params) -> list[str]:
+    """The registry keys the dataset's backbones import, sorted (none for backbones trained here)."""
+    return sorted({bp.checkpoint for bp in params.file.backbones.values()
+                   if bp.dataset == params.dataset and zoo.is_registry_key(bp.checkpoint)})

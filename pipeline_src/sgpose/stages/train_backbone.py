@@ -9,7 +9,6 @@ With `backbones.<name>.checkpoint` set nothing is trained: the official checkpoi
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import pandas as pd
@@ -18,7 +17,6 @@ from sgpose.config.paths import Paths
 from sgpose.config.selection import Params
 from sgpose.core.io import atomic_path
 from sgpose.core.keypoints import get_layout
-from sgpose.models import fetch as zoo_fetch
 from sgpose.models import zoo
 from sgpose.models.checkpoints import LOG_COLUMNS, load_backbone, save_backbone
 from sgpose.runtime import interrupt, locks
@@ -34,10 +32,9 @@ def configured_checkpoint(params: Params, paths: Paths) -> Path:
     if zoo.is_registry_key(key):
         zoo.check_compatible(key, params.backbone, get_layout(params.layout).num_joints)
     path = zoo.checkpoint_path(key, paths.root)
-    if not path.is_file() and zoo.is_registry_key(key):  # fetched here: only the backbones that import it
-        path = zoo_fetch.fetch_checkpoint(key, paths.root, os.environ.get("SGPOSE_MIRROR") or None)
     if not path.is_file():
-        hint = "run `sgpose download`" if zoo.is_registry_key(key) else f"check backbones.{params.backbone.name}.checkpoint"
+        hint = (f"run `sgpose download --dataset {params.dataset}`: it fetches the registry checkpoints of the "
+                "dataset's backbones" if zoo.is_registry_key(key) else f"check backbones.{params.backbone.name}.checkpoint")
         raise FileNotFoundError(f"{path}: checkpoint {key} not found ({hint})")
     return path
 
