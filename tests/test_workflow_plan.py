@@ -11,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import copy_project
 from sgpose.config.selection import read_params_file
 from sgpose.dag import table
@@ -68,3 +69,27 @@ def test_dvc_lists_the_same_grid(paper_repo):
     stages = [line.split()[0] for line in run(["dvc", "stage", "list"], paper_repo).splitlines() if line.strip()]
     assert sorted(stages) == sorted(j.name for j in table.jobs(PAPER, "dvc"))
     assert {"download.coco", "download.crowdpose", "prepare.coco", "prepare.crowdpose", "report"} <= set(stages)
+
+
+def test_each_seed_of_a_variant_is_a_job_of_its_own_under_both_engines(tmp_path):
+    """Issue 38: `ablation.seeds: 2` adds `<variant>_seed1` for ours and every ablation variant: its own
+    train_refiner, infer and evaluate jobs in dvc.yaml and in Snakemake's plan, its own files (seed 0 keeps
+    the variant's paths)."""
+    from workflow_helpers import make_repo
+
+    repo = make_repo(tmp_path / "seeds")
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["ablation"]["seeds"] = 2
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["sgpose", "dag"], repo)
+    stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
+    for v in ("ours", "A1", "ours_S2"):
+        train = stages[f"train_refiner.tiny.r18.{v}_seed1"]
+        assert train["cmd"] == f"sgpose train_refiner --backbone r18 --variant {v}_seed1"
+        assert f"results/tiny/r18/{v}_seed1/refiner.pt" in [o if isinstance(o, str) else next(iter(o)) for o in train["outs"]]
+        assert f"infer.tiny.r18.{v}_seed1.val" in stages and f"evaluate.tiny.r18.{v}_seed1" in stages
+        assert f"train_refiner.tiny.r18.{v}" in stages  # seed 0: the variant's own job and paths
+    assert not [s for s in stages if "cp." in s and "_seed" in s]  # the ablation's backbone only
+    plan = run(["snakemake", "-n", "--cores", "2", "results/metrics/tiny/r18/ours_seed1.json"], repo)
+    planned = Counter(rule for rule, _ in re.findall(r"^rule (\w+):\n(.*?)(?=^\[|^rule |\Z)", plan, flags=re.M | re.S))
+    assert planned["train_refiner"] == 1 and planned["evaluate"] == 1 and "variant=ours_seed1" in plan

@@ -66,7 +66,19 @@ def test_a_primary_left_out_of_ablation_backbones_runs_ours_only(tmp_path):
     f = read_params_file(with_controlled(tmp_path, ablation=["sb_r18_perturbed"]))
     assert f.ablation.runs_on == ["sb_r18_perturbed"] and f.ablation.figures_on == "sb_r18_perturbed"
     assert f.primary() == "sb_r18" and f.variants_of("sb_r18") == ["ours"]
-    assert f.variants_of("sb_r18_perturbed") == ["ours", *f.ablation.variants]
+    assert f.variants_of("sb_r18_perturbed") == ["ours", *f.ablation.variants, *f.ablation.seeded_variants()]
+    assert f.ablation.seeded_variants() == ["ours_seed1", "A2_seed1", "A3_seed1"]  # the sample's: 2 seeds of 3
+
+
+def test_seeds_name_refined_variants(tmp_path):
+    with pytest.raises(ParamsError, match=r"ablation.seeded.*unknown refined variant 'A9'"):
+        read_params_file(with_controlled(tmp_path), ["ablation.seeded=[ours,A9]"])
+    with pytest.raises(ParamsError, match="ablation.seeded: baseline is computed, not trained: it has no seed"):
+        read_params_file(with_controlled(tmp_path), ["ablation.seeded=[baseline]"])
+    f = read_params_file(with_controlled(tmp_path), ["ablation.variants=[A1]"])  # A2, A3 seeded but not run
+    assert f.ablation.seeded_variants() == ["ours_seed1"]
+    with pytest.raises(ParamsError, match="ours_seed1 is a seed of a variant; set ablation.seeds instead"):
+        read_params_file(with_controlled(tmp_path), ["ablation.variants=[A1,ours_seed1]"])
 
 
 def test_the_ablation_runs_on_every_listed_backbone_the_primary_first(tmp_path):
@@ -75,7 +87,7 @@ def test_the_ablation_runs_on_every_listed_backbone_the_primary_first(tmp_path):
     assert f.ablation.runs_on == ["sb_r18", "sb_r18_perturbed"] and f.primary() == "sb_r18"
     assert f.ablation.figures_on == "sb_r18"
     for bb in ("sb_r18", "sb_r18_perturbed"):
-        assert f.variants_of(bb) == ["ours", *f.ablation.variants]
+        assert f.variants_of(bb) == ["ours", *f.ablation.variants, *f.ablation.seeded_variants()]
         assert load_params(path, backbone=bb).evals_of("A1") == ["val"]
     assert f.variants_of("cp_r18") == ["ours"]
     assert read_params_file(with_controlled(tmp_path)).ablation.runs_on == ["sb_r18"]  # default: the primary only

@@ -67,12 +67,14 @@ def test_selection_of_a_backbone_or_a_dataset():
     f = read_params_file(ROOT / "params.yaml")
     primary = load_params(ROOT / "params.yaml")
     assert primary.backbone.name == f.ablation.backbone and primary.dataset == f.ablation.dataset
-    assert primary.variants == ["ours", *(f.ablation.variants if f.ablation.backbone in f.ablation.runs_on else [])]
+    assert primary.variants == ["ours", *((*f.ablation.variants, *f.ablation.seeded_variants())
+                                          if f.ablation.backbone in f.ablation.runs_on else [])]
     for name, bp in f.backbones.items():
         p = load_params(ROOT / "params.yaml", backbone=name)
         assert (p.backbone.name, p.dataset) == (name, bp.dataset)
         assert p.layout == f.datasets[bp.dataset].layout and p.splits == ["train", *f.evals_of(name)]
-        assert p.variants == (["ours", *f.ablation.variants] if name in f.ablation.runs_on else ["ours"])
+        assert p.variants == (["ours", *f.ablation.variants, *f.ablation.seeded_variants()] if name in f.ablation.runs_on
+                              else ["ours"])
         assert load_params(ROOT / "params.yaml", dataset=bp.dataset).dataset == bp.dataset
     with pytest.raises(ParamsError, match="--backbone nope: not in backbones"):
         load_params(ROOT / "params.yaml", backbone="nope")

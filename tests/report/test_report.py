@@ -51,7 +51,7 @@ def test_markdown_formatter():
     assert md[0].startswith("| variant | description | AP (this run) |")
     assert md[1] == "|" + "---|" * len(TABLE1_COLUMNS)
     assert md[3].startswith("| A1 | UNet on features only | 25 |") and md[3].endswith("| 72.8 |")
-    assert md[2] == "| baseline | backbone heatmaps, no refinement | - | - | - | - | - | - | 72.3 |"
+    assert md[2] == "| baseline | backbone heatmaps, no refinement | - | - | - | - | - | - | - | - | 72.3 |"  # + spread, n
     assert len(md) == 8
 
 

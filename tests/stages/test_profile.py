@@ -16,17 +16,29 @@ def test_sample_profile_is_the_shipped_params():
     assert (REPO / "profiles/sample.yaml").read_bytes() == (REPO / "params.yaml").read_bytes()
 
 
-@pytest.mark.parametrize("name", ["sample", "coco", "crowdpose", "paper"])
+@pytest.mark.parametrize("name", ["sample", "claims", "coco", "crowdpose", "paper"])
 def test_profiles_validate(name):
     f = read_params_file(REPO / "profiles" / f"{name}.yaml")
     for ds in f.datasets.values():
         assert Path(REPO / ds.data.manifest).is_file()
-    if name != "sample":
+    if name not in ("sample", "claims"):
         for bb in f.backbones:
             params = load_params(REPO / "profiles" / f"{name}.yaml", backbone=bb)
             assert params.backbone.input_size == (256, 192) and params.backbone.deconv_channels == 256
             assert (params.train_refiner.epochs, params.train_refiner.batch_size) == (130, 48)
             assert params.data.val_annotations and params.refiner.channel_mults == [1, 2, 4, 8]
+
+
+def test_the_claims_profile_is_the_sample_grid_with_three_seeds_of_every_variant():
+    """Issue 38: the sample's grid, every refined variant of the ablation under 3 seeds, the longer recipe; the
+    sample itself seeds the contested comparisons (ours, A2, A3) twice."""
+    claims, sample = (read_params_file(REPO / "profiles" / f"{n}.yaml") for n in ("claims", "sample"))
+    assert claims.datasets == sample.datasets and claims.backbones == sample.backbones
+    on = claims.ablation.figures_on
+    base = ["ours", *claims.ablation.variants]
+    assert claims.variants_of(on) == [*base, *(f"{v}_seed{k}" for v in base for k in (1, 2))]
+    assert (claims.refiner.base_channels, claims.train_refiner.epochs) == (32, 6)
+    assert sample.variants_of(on) == [*base, "ours_seed1", "A2_seed1", "A3_seed1"]
 
 
 def test_paper_profile_is_every_experiment_of_the_paper():
@@ -79,5 +91,6 @@ def test_bad_or_unknown_profile_leaves_params(workdir, capsys):
     assert cli(["profile", "broken"]) == 1
     assert "profiles/broken.yaml: invalid parameters" in capsys.readouterr().err
     assert cli(["profile", "nope"]) == 1
-    assert "profiles/nope.yaml: no such profile; available: broken, coco, crowdpose, paper, sample" in capsys.readouterr().err
+    assert ("profiles/nope.yaml: no such profile; available: broken, claims, coco, crowdpose, paper, sample"
+            in capsys.readouterr().err)
     assert (workdir / "params.yaml").read_bytes() == before

@@ -243,6 +243,35 @@ def test_the_page_opens_with_a_summary_linking_down_to_the_tables(report):
     assert '<a href="#table1">table1</a>' in page
 
 
+def test_seeds_give_each_variant_a_mean_a_spread_and_the_claims_a_verdict(workdir):
+    """Issue 38: `<variant>_seed<k>` metrics fold into their variant: Table 1 and Fig. 4 show the mean over the
+    seeds with its spread (max - min) and n, equal to a direct computation; the claims ledger applies its rule."""
+    root, params, bb_dir = workdir
+    fake_tree(root, params, bb_dir)  # ours 0.55, A1 0.51, baseline 0.5 (seed 0)
+    write_metrics(bb_dir, "ours_seed1", 0.59)
+    write_metrics(bb_dir, "ours_seed2", 0.57)
+    write_metrics(bb_dir, "A1_seed1", 0.50)
+    assert cli_main(["report", "--params", "params.yaml"]) == 0
+    out = root / "results" / "report"
+    t1 = pd.read_csv(out / "table1.csv").set_index("variant")
+    ours, a1 = [0.55, 0.59, 0.57], [0.51, 0.50]
+    assert t1.loc["ours", "AP (this run)"] == pytest.approx(100 * np.mean(ours))
+    assert t1.loc["ours", "AP spread"] == pytest.approx(100 * (max(ours) - min(ours))) and t1.loc["ours", "seeds"] == 3
+    assert t1.loc["A1", "AP (this run)"] == pytest.approx(100 * np.mean(a1)) and t1.loc["A1", "seeds"] == 2
+    assert np.isnan(t1.loc["baseline", "AP spread"]) and "ours_seed1" not in t1.index
+    fig4 = pd.read_csv(out / "fig4_ablation.csv").set_index("variant")
+    assert fig4.loc["ours", "AP spread"] == pytest.approx(4.0)
+    ledger = pd.read_csv(out / "claims.csv")
+    row = ledger[ledger.claim.str.startswith("Graduated guidance beats no guidance")].iloc[0]
+    d, s = 100 * (np.mean(ours) - np.mean(a1)), 100 * ((max(ours) - min(ours)) + (max(a1) - min(a1)))
+    assert row["difference"] == pytest.approx(round(d, 2)) and row["combined spread"] == pytest.approx(round(s, 2))
+    assert row["verdict"] == ("supported" if d > s else "not resolved at 2 seeds")
+    gain = ledger[ledger.claim.str.startswith("The structure-guided refiner gains")].iloc[0]
+    assert gain["verdict"] == "supported"  # 7.0 over the baseline, beyond ours' spread of 4.0
+    page = (out / "index.html").read_text()
+    assert page.index('id="summary"') < page.index('id="claims"') < page.index('id="table1"')
+
+
 def test_evolution_and_hardest(report):
     out, params = report
     T = params["guidance"]["S"] + 2

@@ -63,6 +63,19 @@ def test_trains_writes_checkpoint_and_log(project):
         cli(["train_refiner", *project, "--variant", "baseline"])  # argparse: baseline has no refiner
 
 
+def test_a_seed_of_a_variant_trains_under_its_own_seed(project):
+    """Issue 38: `ours_seed1` is ours trained under train_refiner.seed + 1: other weights than ours, the same as
+    ours trained with the seed set to 1 (only the checkpoint's variant name differs)."""
+    assert cli(["train_refiner", *project, "--variant", "ours"]) == 0
+    ours = _weights()
+    assert cli(["train_refiner", *project, "--variant", "ours_seed1"]) == 0
+    seeded = torch.load(BB / "ours_seed1" / "refiner.pt", weights_only=False)
+    assert seeded["variant"] == "ours_seed1"
+    assert any(not torch.equal(ours[k], seeded["state_dict"][k]) for k in ours)
+    assert cli(["train_refiner", *project, "--variant", "ours", "--set", "train_refiner.seed=1"]) == 0
+    _assert_weights_close(_weights(), seeded["state_dict"])
+
+
 def _interrupt_in_epoch_two(args: list[str], monkeypatch) -> None:
     """Run train_refiner with `args` and kill it in its second epoch: refiner.pt.last is left."""
     real, calls = stage.training_loss, []

@@ -40,7 +40,7 @@ from sgpose.core.modes import (
     Schedule,
     StartPose,
 )
-from sgpose.core.variants import BASELINE, ORACLE, UNREFINED, Variant, check_name, get_variant, unrefined_of
+from sgpose.core.variants import BASELINE, ORACLE, UNREFINED, Variant, check_name, get_variant, seed_of, unrefined_of
 
 Split = Literal["train", "val", "val_det"]
 EvalSplit = Literal["val", "val_det"]  # val: ground-truth boxes; val_det: detector boxes (Table 4)
@@ -163,6 +163,10 @@ class AblationParams(_Section):
     # Figs. 4-6 are drawn for the first listed (`figures_on`)
     backbones: list[str] | None = Field(None, min_length=1)
     variants: list[str] = []  # refined variants besides `ours`: A1-A4, ours_S<k>, ours_<schedule>; may be empty
+    # seeds of each seeded variant on the backbones that run the ablation (seed 0 is the variant itself; seed k
+    # its `<variant>_seed<k>`, trained under train_refiner.seed + k): the report's mean and spread
+    seeds: int = Field(1, ge=1, le=99)
+    seeded: list[str] | None = None  # the variants trained under `seeds` seeds (None: ours and every one listed)
 
     @property
     def runs_on(self) -> list[str]:
@@ -177,11 +181,29 @@ class AblationParams(_Section):
         """The backbone whose variants Figs. 4-6 draw: the first that runs them (the primary when it does)."""
         return self.runs_on[0]
 
+    @field_validator("seeded")
+    @classmethod
+    def _seeded(cls, seeded: list[str] | None) -> list[str] | None:
+        for name in seeded or []:
+            check_name(name)
+            if name in UNREFINED:
+                raise ValueError(f"ablation.seeded: {name} is computed, not trained: it has no seed")
+        return seeded
+
+    def seeded_variants(self) -> list[str]:
+        """The extra seeds' variant names (`<variant>_seed<k>`, k = 1..seeds-1) of every seeded variant that runs
+        (`seeded` names refined variants; those not among ours and `variants` train nothing)."""
+        base = ["ours", *self.variants] if self.seeded is None else [v for v in ["ours", *self.variants]
+                                                                    if v in self.seeded]
+        return [f"{v}_seed{k}" for v in base for k in range(1, self.seeds)]
+
     @field_validator("variants")
     @classmethod
     def _names(cls, variants: list[str]) -> list[str]:
         for name in variants:
             check_name(name)
+            if seed_of(name)[1]:
+                raise ValueError(f"ablation.variants: {name} is a seed of a variant; set ablation.seeds instead")
         if len(set(variants)) != len(variants) or set(UNREFINED) & set(variants) or "ours" in variants:
             raise ValueError(f"ablation.variants {variants}: each once; {', '.join(UNREFINED)} and ours run for "
                              "every backbone")
@@ -443,7 +465,10 @@ class ParamsFile(_Section):
 
     def variants_of(self, backbone: str) -> list[str]:
         """The refined variants a backbone trains: `ours`, and the ablation's on the ablation's backbones."""
-        return ["ours", *(self.ablation.variants if backbone in self.ablation.runs_on else [])]
+        ablation = self.ablation
+        if backbone not in ablation.runs_on:
+            return ["ours"]
+        return ["ours", *ablation.variants, *ablation.seeded_variants()]
 
     def scored_variants_of(self, backbone: str) -> list[str]:
         """Every variant of a backbone that is scored: the unrefined ones (baseline, baseline_dark, copy; the

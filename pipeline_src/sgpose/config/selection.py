@@ -7,6 +7,7 @@ returns the `Params` view of that selection (`params.backbone`, `params.data`, .
 
 from __future__ import annotations
 
+import copy
 import difflib
 import typing
 from pathlib import Path
@@ -30,6 +31,7 @@ from sgpose.config.schema import (
     TrainBackboneParams,
     TrainRefinerParams,
 )
+from sgpose.core.variants import seed_of
 
 
 class Params:
@@ -68,6 +70,16 @@ class Params:
         self.infer: InferParams = file.infer
         self.evaluate: EvaluateParams = file.evaluate
         self.report: ReportParams = file.report
+
+    def seeded(self, variant: str) -> "Params":
+        """These params with train_refiner.seed moved by the variant's seed (`<variant>_seed<k>`: + k), so that
+        every seed of a variant draws its own initial weights, batches and augmentations; themselves for seed 0."""
+        k = seed_of(variant)[1]
+        if not k:
+            return self
+        out = copy.copy(self)
+        out.train_refiner = self.train_refiner.model_copy(update={"seed": self.train_refiner.seed + k})
+        return out
 
     @property
     def features_backbone(self) -> BackboneParams:

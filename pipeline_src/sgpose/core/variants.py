@@ -17,6 +17,8 @@ Every guidance kind is a (T, S) weight matrix over the rendered maps G^0..G^{S-1
     A4        graduated sequence, built from ground truth in training and from the prediction at test
     ours      graduated sequence from the prediction in training and at test ("path consistency")
     ours_S<k> `ours` with guidance.S = k (Fig. 5);  ours_cosine / ours_linear: with that schedule (Fig. 6)
+    <v>_seed<k>  refined variant <v> trained under train_refiner.seed + k (`ablation.seeds`: the report's
+              spreads); seed 0 is <v> itself
 
 No torch here: `sgpose.config` validates variant names with it.
 """
@@ -45,6 +47,7 @@ BASELINE_DARK = "baseline_dark"
 COPY = "copy"
 ORACLE = "oracle"
 SWEEP = re.compile(rf"^ours_(?:S(?P<S>[1-9][0-9]?)|(?P<schedule>{'|'.join(Schedule)}))$")
+SEEDED = re.compile(r"^(?P<base>.+)_seed(?P<k>[1-9][0-9]?)$")  # another training seed of a refined variant
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,7 @@ class Variant:
     description: str
     S: int | None = None  # overrides guidance.S (a Fig. 5 sweep point)
     schedule: Schedule | None = None  # overrides guidance.schedule (Fig. 6)
+    seed: int = 0  # added to train_refiner.seed (`<name>_seed<k>`: one more seed of the same variant)
 
 
 class Readout(StrEnum):
@@ -120,9 +124,19 @@ def decode_mode(variant: str, configured: DecodeMode | str) -> DecodeMode:
     return own or DecodeMode(configured)
 
 
+def seed_of(name: str) -> tuple[str, int]:
+    """(the variant, the seed offset) of a variant name: `ours_seed2` -> (ours, 2), `A3` -> (A3, 0)."""
+    m = SEEDED.match(name)
+    return (m["base"], int(m["k"])) if m and m["base"] not in UNREFINED else (name, 0)
+
+
 def get_variant(name: str) -> Variant:
-    """The description of a refined variant, sweeps included; an unknown name is an error saying
+    """The description of a refined variant, sweeps and seeds included; an unknown name is an error saying
     what is accepted."""
+    base, k = seed_of(name)
+    if k:
+        v = get_variant(base)
+        return replace(v, name=name, seed=k, description=f"{v.description}, seed {k}")
     if name in VARIANTS:
         return VARIANTS[name]
     if m := SWEEP.match(name):
@@ -132,7 +146,8 @@ def get_variant(name: str) -> Variant:
         return replace(ours, name=name, schedule=Schedule(m["schedule"]),
                        description=f"ours with the {m['schedule']} schedule (Fig. 6)")
     raise ValueError(f"unknown refined variant {name!r}; expected one of {', '.join(REFINED)}, "
-                     f"ours_S<k> (k = 1..99) or {' / '.join(f'ours_{s}' for s in Schedule)}")
+                     f"ours_S<k> (k = 1..99) or {' / '.join(f'ours_{s}' for s in Schedule)}, each optionally with "
+                     "_seed<k> (k = 1..99)")
 
 
 def check_name(name: str) -> str:

@@ -268,7 +268,7 @@ COMMANDS: tuple[Command, ...] = (
             reads_params=False),
     Command("dag", "write dvc.yaml from the stage table and params.yaml's grid (--check: is it current?)",
             reads_params=False),
-    Command("profile", "make profiles/NAME.yaml (sample, coco, crowdpose, paper) the active params.yaml",
+    Command("profile", "make profiles/NAME.yaml (sample, claims, coco, crowdpose, paper) the active params.yaml",
             reads_params=False),
     Command("check_params", "validate the whole params file (every section, value and name); write a stamp"),
     Command("download", "fetch and verify a dataset's files (URLs or SGPOSE_MIRROR)"),

@@ -23,7 +23,7 @@ import pandas as pd
 from sgpose.config.paths import Paths
 from sgpose.config.selection import Params
 from sgpose.core.keypoints import get_layout
-from sgpose.report import charts, controlled, discover, paper, tables
+from sgpose.report import charts, claims, controlled, discover, paper, seeds, tables
 from sgpose.report.figures import fig2_poses, fig_guidance_sequence
 from sgpose.report.page import Section
 
@@ -38,7 +38,7 @@ def _caption(what: str, rows: int) -> str:
 def table_sections(params: Params, paths: Paths, runs: list[discover.Run], out: Path) -> list[Section]:
     """Tables 1-4 written as CSV + Markdown, then Table 1 of each controlled backbone (sgpose.report.controlled,
     kept out of Tables 2-4); their page sections, Table 1 first."""
-    here = discover.by_variant(discover.select(runs, params.dataset, params.backbone.name, "val"))
+    here = seeds.collapse(discover.by_variant(discover.select(runs, params.dataset, params.backbone.name, "val")))
     t1 = tables.table1(here)
     runs_on = params.file.ablation.runs_on
     elsewhere = "" if params.backbone.name in runs_on else (
@@ -82,8 +82,8 @@ def summary_section(params: Params, runs: list[discover.Run], sections: list[Sec
     keys = {s.key for s in sections}
     rows, anchors = [], []
     for bb, bp in params.file.backbones.items():
-        ap = {v: 100.0 * float(m["AP"]) for v, m in discover.by_variant(discover.select(runs, bp.dataset, bb, "val")).items()
-              if "AP" in m}
+        found = seeds.collapse(discover.by_variant(discover.select(runs, bp.dataset, bb, "val")))
+        ap = {v: 100.0 * float(m["AP"]) for v, m in found.items() if "AP" in m}
         if not ap:
             continue
         crowd = params.file.datasets[bp.dataset].layout == "crowdpose"
@@ -110,6 +110,24 @@ def summary_section(params: Params, runs: list[discover.Run], sections: list[Sec
     return Section("summary", "Summary", text, table=df.round(2), links=["summary.csv"], anchors=anchors)
 
 
+def claims_section(params: Params, runs: list[discover.Run], out: Path) -> Section:
+    """The claims ledger (`sgpose.report.claims`): each of the paper's claims, this run's comparison on the backbone
+    that ran the ablation (`ablation.figures_on`, labelled controlled where it is), the spreads and a verdict."""
+    on = params.file.ablation.figures_on
+    bp = params.file.backbones[on]
+    where = f"{bp.dataset}/{on}" + (f" ({controlled.LABEL})" if bp.controlled else "")
+    metrics = seeds.collapse(discover.by_variant(discover.select(runs, bp.dataset, on, "val")))
+    df = claims.ledger(metrics, where)
+    n = params.file.ablation.seeds
+    caption = (f"Claims ledger: the paper's claims and what this run says of each, on {where}, AP in %, "
+               f"{n} seed{'s' * (n != 1)} of each seeded variant (ablation.seeds, ablation.seeded). Rule: a difference "
+               "counts only where it exceeds the two variants' AP spreads (max - min over seeds) added: supported "
+               "beyond it in the paper's direction, contradicted beyond it the other way, otherwise not resolved at "
+               "that many seeds (docs/paper_notes.md, \"Verdicts\"). profiles/claims.yaml runs more seeds.")
+    tables.write_table(df, out / "claims.csv", out / "claims.md", caption)
+    return Section("claims", "Claims ledger", caption, table=df, links=["claims.csv", "claims.md"])
+
+
 def backbones(paths: Paths, runs: list[discover.Run]) -> list[dict]:
     """One entry per backbone directory with runs (`<dataset>/<backbone>`): its paper name and input
     size (from the val cache's attributes when there is one, else the directory name) and its
@@ -119,13 +137,14 @@ def backbones(paths: Paths, runs: list[discover.Run]) -> list[dict]:
         attrs = discover.cache_attrs_of(Paths.of(ds, bb, paths.root))
         out.append({"dir": f"{ds}/{bb}", "paper_name": discover.paper_backbone_name(bb, attrs),
                     "input_size": attrs.get("input_size"),
-                    "metrics": discover.by_variant(discover.select(runs, ds, bb))})
+                    "metrics": seeds.collapse(discover.by_variant(discover.select(runs, ds, bb)))})
     return out
 
 
-def sweep_points(metrics: dict[str, dict], params: Params) -> tuple[dict[int, float], dict[str, float]]:
-    """This run's AP (%) per S (Fig. 5) and per schedule (Fig. 6) from `ours` and its sweep variants."""
-    ap = {v: 100.0 * float(m["AP"]) for v, m in metrics.items() if "AP" in m}
+def sweep_points(metrics: dict[str, dict], params: Params, key: str = "AP") -> tuple[dict[int, float], dict[str, float]]:
+    """This run's AP (%) per S (Fig. 5) and per schedule (Fig. 6) from `ours` and its sweep variants (collapsed
+    metrics; `key` AP_spread: their spreads)."""
+    ap = {v: 100.0 * float(m[key]) for v, m in metrics.items() if key in m}
     by_s = {params.guidance.S: ap["ours"]} if "ours" in ap else {}
     by_s |= {int(m.group(1)): a for v, a in ap.items() if (m := SWEEP_S.match(v))}
     by_schedule = {params.guidance.schedule: ap["ours"]} if "ours" in ap else {}
@@ -138,14 +157,15 @@ def chart_sections(params: Params, paths: Paths, runs: list[discover.Run], t1: p
     else the first that does, Table 1 of that backbone drawn) and the training curves."""
     on = params.file.ablation.figures_on
     label = f"{params.dataset}/{on}"
-    metrics = discover.by_variant(discover.select(runs, params.dataset, on, "val"))
+    metrics = seeds.collapse(discover.by_variant(discover.select(runs, params.dataset, on, "val")))
     if on != params.backbone.name:
         t1 = tables.table1(metrics)
         label += f" ({controlled.LABEL})" if params.file.backbones[on].controlled else ""
     by_s, by_schedule = sweep_points(metrics, params)
+    spread_s, spread_schedule = sweep_points(metrics, params, seeds.SPREAD)
     charts.fig4_ablation(t1, out / "fig4_ablation.png", label)
-    charts.fig5_steps(by_s, out / "fig5_steps.png", label)
-    charts.fig6_schedule(by_schedule, out / "fig6_schedule.png", label)
+    charts.fig5_steps(by_s, out / "fig5_steps.png", label, spread_s)
+    charts.fig6_schedule(by_schedule, out / "fig6_schedule.png", label, spread_schedule)
     charts.training_curves(train_logs(paths), out / "training_curves.png")
     panels, lines = validation_logs(params, paths, runs)
     charts.validation_curves(panels, lines, out / "validation_ap.png")

@@ -47,26 +47,32 @@ def _present(values) -> list[bool]:
     return [v is not None and not (isinstance(v, float) and math.isnan(v)) for v in values]
 
 
-def _bars(ax: plt.Axes, labels: list[str], values: list, color: str, title: str) -> None:
-    """Bars with value labels; absent values get a '-' label and no bar."""
+def _bars(ax: plt.Axes, labels: list[str], values: list, color: str, title: str, spreads: list | None = None) -> None:
+    """Bars with value labels; absent values get a '-' label and no bar; `spreads` (a seed spread per bar, NaN
+    where one run): a whisker over the seeds' range, centred on the mean."""
     ok = _present(values)
     if not any(ok):
         no_runs(ax)
     else:
         heights = [v if k else 0.0 for v, k in zip(values, ok)]
-        bars = ax.bar(labels, heights, color=color)
-        ax.bar_label(bars, labels=[f"{v:.2f}" if k else "-" for v, k in zip(values, ok)], fontsize=8)
+        half = [s / 2 if s is not None and s == s else 0.0 for s in (spreads or [None] * len(values))]
+        bars = ax.bar(labels, heights, color=color, yerr=half if any(half) else None, capsize=3 if any(half) else 0)
+        ax.bar_label(bars, labels=[f"{v:.2f}" if k else "-" for v, k in zip(values, ok)], fontsize=8,
+                     padding=8 if any(half) else 0)
         ax.set_ylabel("AP (%)")
         ax.tick_params(axis="x", labelrotation=30)
     ax.set_title(title, fontsize=10)
 
 
 def fig4_ablation(table1: pd.DataFrame, path: Path, run_label: str) -> pd.DataFrame:
-    """Fig. 4: Table 1 as bars, this run's AP (left) and the paper's quoted AP (right)."""
+    """Fig. 4: Table 1 as bars, this run's AP (left; the mean over seeds, a whisker over their range where a
+    variant has several) and the paper's quoted AP (right)."""
+    spread = table1["AP spread"] if "AP spread" in table1 else pd.Series([math.nan] * len(table1))
     data = pd.DataFrame({"variant": table1["variant"], "AP (this run)": table1["AP (this run)"],
-                         "paper AP (quoted)": table1["paper AP (quoted)"]})
+                         "AP spread": list(spread), "paper AP (quoted)": table1["paper AP (quoted)"]})
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
-    _bars(a, list(data["variant"]), list(data["AP (this run)"]), RUN_COLOR, f"this run: {run_label}")
+    _bars(a, list(data["variant"]), list(data["AP (this run)"]), RUN_COLOR, f"this run: {run_label}",
+          list(data["AP spread"]))
     _bars(b, list(data["variant"]), list(data["paper AP (quoted)"]), PAPER_COLOR,
           f"paper (quoted): {paper.TABLE1_BACKBONE}")
     b.set_ylim(70, 75)
@@ -74,14 +80,15 @@ def fig4_ablation(table1: pd.DataFrame, path: Path, run_label: str) -> pd.DataFr
     return save(fig, path, data)
 
 
-def _points(ax: plt.Axes, xs: list, ys: list, color: str, title: str, xlabel: str) -> None:
+def _points(ax: plt.Axes, xs: list, ys: list, color: str, title: str, xlabel: str, spreads: list | None = None) -> None:
     ok = _present(ys)
     if not any(ok):
         no_runs(ax)
     else:
         px = [x for x, k in zip(xs, ok) if k]
         py = [y for y, k in zip(ys, ok) if k]
-        ax.plot(px, py, "o-", color=color)
+        half = [s / 2 if s == s else 0.0 for s, k in zip(spreads or [math.nan] * len(ys), ok) if k]
+        ax.errorbar(px, py, yerr=half if any(half) else None, fmt="o-", color=color, capsize=3)
         for x, y in zip(px, py):
             ax.annotate(f"{y:.2f}", (x, y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8)
         ax.set_xlabel(xlabel)
@@ -90,25 +97,31 @@ def _points(ax: plt.Axes, xs: list, ys: list, color: str, title: str, xlabel: st
     ax.set_title(title, fontsize=10)
 
 
-def fig5_steps(run_ap: dict[int, float], path: Path, run_label: str) -> pd.DataFrame:
-    """Fig. 5: AP vs the number of interpolated poses S; `run_ap` S -> this run's AP (%)."""
+def fig5_steps(run_ap: dict[int, float], path: Path, run_label: str, spread: dict[int, float] | None = None) -> pd.DataFrame:
+    """Fig. 5: AP vs the number of interpolated poses S; `run_ap` S -> this run's AP (%) (`spread`: its seeds'
+    range, drawn as a whisker where a point has several)."""
     S = sorted(set(run_ap) | set(paper.FIG5_S_SWEEP))
+    spread = spread or {}
     data = pd.DataFrame({"S": S, "AP (this run)": [run_ap.get(s, math.nan) for s in S],
+                         "AP spread": [spread.get(s, math.nan) or math.nan for s in S],
                          "paper AP (quoted)": [paper.FIG5_S_SWEEP.get(s, math.nan) for s in S]})
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
-    _points(a, S, list(data["AP (this run)"]), RUN_COLOR, f"this run: {run_label}", "S")
+    _points(a, S, list(data["AP (this run)"]), RUN_COLOR, f"this run: {run_label}", "S", list(data["AP spread"]))
     _points(b, S, list(data["paper AP (quoted)"]), "#666", "paper (quoted; only these points stated)", "S")
     fig.suptitle("Fig. 5: AP vs number of interpolated poses S", fontsize=11)
     return save(fig, path, data)
 
 
-def fig6_schedule(run_ap: dict[str, float], path: Path, run_label: str) -> pd.DataFrame:
-    """Fig. 6: cosine vs linear interpolation schedule; `run_ap` schedule -> this run's AP (%)."""
+def fig6_schedule(run_ap: dict[str, float], path: Path, run_label: str, spread: dict[str, float] | None = None) -> pd.DataFrame:
+    """Fig. 6: cosine vs linear interpolation schedule; `run_ap` schedule -> this run's AP (%) (`spread`: its
+    seeds' range, a whisker where a schedule has several)."""
     names = list(paper.FIG6_SCHEDULE)
+    spread = spread or {}
     data = pd.DataFrame({"schedule": names, "AP (this run)": [run_ap.get(s, math.nan) for s in names],
+                         "AP spread": [spread.get(s, math.nan) or math.nan for s in names],
                          "paper AP (quoted)": [paper.FIG6_SCHEDULE[s] for s in names]})
     fig, (a, b) = plt.subplots(1, 2, figsize=(8, 3.8))
-    _bars(a, names, list(data["AP (this run)"]), RUN_COLOR, f"this run: {run_label}")
+    _bars(a, names, list(data["AP (this run)"]), RUN_COLOR, f"this run: {run_label}", list(data["AP spread"]))
     _bars(b, names, list(data["paper AP (quoted)"]), PAPER_COLOR, "paper (quoted)")
     b.set_ylim(72, 75)
     fig.suptitle("Fig. 6: interpolation schedule", fontsize=11)

@@ -17,7 +17,7 @@ from sgpose.config.paths import Paths
 from sgpose.config.selection import Params
 from sgpose.controlled.perturb import ARCHS
 from sgpose.core.variants import UNREFINED
-from sgpose.report import discover, paper, tables
+from sgpose.report import discover, paper, seeds, tables
 from sgpose.report.page import Section
 
 LABEL = "controlled-error benchmark"
@@ -55,8 +55,9 @@ def table(metrics: dict[str, dict]) -> pd.DataFrame:
     for variant in tables.variant_order(set(paper.TABLE1) | set(metrics)):
         other = "sweep (Figs. 5-6)" if variant.startswith("ours_") else ""
         row = {"variant": variant, "description": described.get(variant, other)}
-        rows.append(row | tables._run_values(metrics.get(variant), tables.RUN_COLUMNS))
-    df = pd.DataFrame(rows, columns=["variant", "description", *tables.RUN_COLUMNS])
+        m = metrics.get(variant)
+        rows.append(row | tables._run_values(m, tables.RUN_COLUMNS) | tables.seed_values(m))
+    df = pd.DataFrame(rows, columns=["variant", "description", *tables.RUN_COLUMNS, *tables.SEED_COLUMNS])
     df[GAIN] = (df["AP (this run)"] - df.loc[df.variant == "baseline", "AP (this run)"].squeeze()).round(2) \
         if (df.variant == "baseline").any() else float("nan")
     return df
@@ -66,7 +67,7 @@ def sections(params: Params, paths: Paths, runs: list[discover.Run], out: Path) 
     """One Table 1 per controlled backbone with runs, written as CSV + Markdown."""
     found = []
     for c in find(params, paths, runs):
-        df = table(discover.by_variant(discover.select(runs, c.dataset, c.backbone, "val")))
+        df = table(seeds.collapse(discover.by_variant(discover.select(runs, c.dataset, c.backbone, "val"))))
         source = f", features of {c.features_from}" if c.features_from else ""
         caption = (f"Table 1, {LABEL}: {c.dataset}/{c.backbone} (AP in %, split val, ground-truth boxes). Y0 is "
                    f"the ground truth rendered {'exactly' if c.arch == 'oracle' else 'with synthetic errors'} "

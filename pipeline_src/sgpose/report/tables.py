@@ -10,11 +10,13 @@ import pandas as pd
 from sgpose.core.io import atomic_path
 from sgpose.core.variants import BASELINE, BASELINE_DARK, COPY, ORACLE, UNREFINED
 from sgpose.report import paper
+from sgpose.report.seeds import SEEDS, SPREAD
 
 # column -> metrics key; this run's numbers, in %
 RUN_COLUMNS = {"AP (this run)": "AP", "AP50": "AP50", "AP75": "AP75", "APM": "APM", "APL": "APL", "AR": "AR"}
+SEED_COLUMNS = ["AP spread", "seeds"]  # a variant trained under several seeds: AP's range (max - min) and n
 PAPER_COLUMN = "paper AP (quoted)"
-TABLE1_COLUMNS = ["variant", "description", *RUN_COLUMNS, PAPER_COLUMN]
+TABLE1_COLUMNS = ["variant", "description", *RUN_COLUMNS, *SEED_COLUMNS, PAPER_COLUMN]
 TABLE2_COLUMNS = ["backbone", "directory", "input", "baseline AP (this run)", "baseline + DARK AP (this run)",
                   "copy AP (this run)", "ours AP (this run)", "gain (this run)", "gain over baseline + DARK (this run)",
                   "baseline AP (paper, quoted)", "ours AP (paper, quoted)", "gain (paper, quoted)"]
@@ -49,21 +51,32 @@ def _run_values(m: dict | None, columns: dict[str, str]) -> dict[str, float]:
             for col, key in columns.items()}
 
 
+def seed_values(m: dict | None) -> dict[str, float]:
+    """The seed columns of a variant's collapsed metrics (`sgpose.report.seeds`): its AP's spread (x100) and n,
+    '-' for a variant with one run (no spread: an unrefined variant, or one seed)."""
+    n = (m or {}).get(SEEDS)
+    if not n or n < 2:
+        return {"AP spread": NAN, "seeds": n if n else NAN}
+    return {"AP spread": round(100.0 * float(m[SPREAD]), 2), "seeds": n}
+
+
 def table1(metrics: dict[str, dict]) -> pd.DataFrame:
     """Table 1: one row per paper variant (baseline, A1..A4, ours), this run's metrics (x100, in %)
     where a metrics file exists ('-' where not), and the paper's quoted AP; after the baseline, the
     ceilings this run has (copy: the guidance returned; oracle: the targets), which the paper does not report.
 
-    `metrics` maps a variant name to its metrics (one split) (fractions in [0, 1]); other variants
-    (sweeps) belong to Figs. 5-6 and are not listed here.
+    `metrics` maps a variant name to its metrics (one split) (fractions in [0, 1]), seeds collapsed
+    (`sgpose.report.seeds.collapse`: the mean, with its spread and n); other variants (sweeps) belong to
+    Figs. 5-6 and are not listed here.
     """
     rows = []
     for variant, (desc, quoted) in paper.TABLE1.items():
-        row = {"variant": variant, "description": desc} | _run_values(metrics.get(variant), RUN_COLUMNS)
+        m = metrics.get(variant)
+        row = {"variant": variant, "description": desc} | _run_values(m, RUN_COLUMNS) | seed_values(m)
         rows.append(row | {PAPER_COLUMN: quoted})
         if variant == BASELINE:
             rows += [{"variant": c, "description": UNREFINED[c].description} | _run_values(metrics[c], RUN_COLUMNS)
-                     | {PAPER_COLUMN: NAN} for c in CEILINGS if c in metrics]
+                     | seed_values(metrics[c]) | {PAPER_COLUMN: NAN} for c in CEILINGS if c in metrics]
     return pd.DataFrame(rows, columns=TABLE1_COLUMNS)
 
 

@@ -1,6 +1,6 @@
 """`sgpose profile NAME`: make `profiles/NAME.yaml` the active parameter file.
 
-`params.yaml` stays the one file DVC, Snakemake and every stage read; a profile (sample, coco,
+`params.yaml` stays the one file DVC, Snakemake and every stage read; a profile (sample, claims, coco,
 crowdpose) is a complete alternative to it. The profile is validated first (an invalid one never
 replaces a working params.yaml), then copied byte for byte, atomically, and dvc.yaml is regenerated
 for its grid (`sgpose dag`), so `dvc repro` runs the profile's stages.
@@ -25,7 +25,7 @@ PROFILE_DIR = Path("profiles")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("name", help="profile name: profiles/<name>.yaml (sample, coco, crowdpose, paper)")
+    parser.add_argument("name", help="profile name: profiles/<name>.yaml (sample, claims, coco, crowdpose, paper)")
 
 
 def available(root: Path = Path(".")) -> list[str]:

@@ -40,7 +40,7 @@ def main(run: Run) -> None:
              "runs found); every number marked 'quoted' is copied from the paper (docs/method.md §6), not computed "
              "here. '-' means no run yet.")
     params_yaml = yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False)
-    sections = [*tables, fig2, *charts, *qualitative]
+    sections = [build.claims_section(params, runs, out), *tables, fig2, *charts, *qualitative]
     write_page(out / "index.html", title, intro, [build.summary_section(params, runs, sections, out), *sections], prov,
                params_yaml)
     log.info("report: %d runs -> %s", len(runs), out / "index.html")

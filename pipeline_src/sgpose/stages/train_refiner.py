@@ -32,11 +32,13 @@ from sgpose.training.sources import CachedSource, OnlineSource, TrainingSource, 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variant", default="ours", type=variants.refined_argument,
-                        help="which refiner to train: A1..A4, ours, or a sweep ours_S<k> / ours_linear (default ours)")
+                        help="which refiner to train: A1..A4, ours, or a sweep ours_S<k> / ours_linear; <variant>_seed<k>: "
+                        "under train_refiner.seed + k (default ours)")
 
 
 def main(run: Run) -> None:
-    params, paths, args = run.params, run.paths, run.args
+    # a variant's seed k (`<variant>_seed<k>`, ablation.seeds) trains under train_refiner.seed + k
+    params, paths, args = run.params.seeded(run.args.variant), run.paths, run.args
     with interrupt.on_sigterm():  # SIGTERM: a resume point at the step reached, exit 143 (runtime.interrupt)
         if params.train_refiner.devices > 1 and not distributed.launched():
             return _relaunch(params.train_refiner.devices, args.argv, paths.refiner(args.variant))
