@@ -37,7 +37,7 @@ GRID = {  # replaces the sample's experiment grid
                        "prepare": {"val_fraction": 0.5, "aspect_ratio": 1.0}}},
     "backbones": {"r18": {"dataset": "tiny", **TINY_BACKBONE}, "cp": {"dataset": "tiny_crowd", **TINY_BACKBONE}},
     "evals": {"r18": ["val", "val_det"], "cp": ["val"]},
-    "ablation": {"dataset": "tiny", "backbone": "r18", "variants": ["A1", "ours_S2"]},
+    "ablation": {"dataset": "tiny", "backbone": "r18", "variants": ["A1", "ours_S2"], "seeds": 2, "seeded": ["ours"]},
 }
 SECTIONS = {  # merged into the sample's sections
     "train_backbone": {"epochs": 1, "batch_size": 8, "lr_steps": []},
@@ -46,7 +46,7 @@ SECTIONS = {  # merged into the sample's sections
     "train_refiner": {"epochs": 1, "batch_size": 8},
 }
 # the unrefined variants (baseline, baseline_dark, copy: no oracle, neither backbone is controlled), ours, the ablation
-EVALUATIONS = {("tiny", "r18", v) for v in ("baseline", "baseline_dark", "copy", "ours", "A1", "ours_S2")} | {
+EVALUATIONS = {("tiny", "r18", v) for v in ("baseline", "baseline_dark", "copy", "ours", "A1", "ours_S2", "ours_seed1")} | {
     ("tiny_crowd", "cp", v) for v in ("baseline", "baseline_dark", "copy", "ours")}
 # every rule its own job size, so a SLURM job's values name the rule entry they came from; no GPU anywhere
 TINY_RESOURCES = {rule: {"threads": 1, "mem_mb": 1000 + 20 * i, "runtime": 10 + i, "gpu": 0}

@@ -139,3 +139,17 @@ def test_every_portable_setting_is_in_force_after_apply():
 
     assert faults(ComputeParams()) == []
     assert openblas() == ("Haswell", 1)
+
+
+def test_a_numpy_stage_given_two_threads_still_runs_openblas_on_one():
+    """A numpy-only stage (check_params, evaluate) whose rule has 2 threads: the thread set-up writes
+    OPENBLAS_NUM_THREADS=2 before numpy starts, and `portable` puts OpenBLAS back on one thread in the library
+    (found by the e2e DAG, where check_params refused to run)."""
+    code = ("from sgpose.config.schema import ComputeParams; from sgpose.runtime import numerics, threads\n"
+            "numerics.set_environment('portable')\n"
+            "threads.configure_threads(2, 'check_params', numerics=lambda: numerics.without_torch(ComputeParams()))\n"
+            "print(numerics.openblas()[1])")
+    env = {k: v for k, v in os.environ.items() if k not in PORTABLE_ENV}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split()[-1] == "1"

@@ -107,6 +107,7 @@ def apply(cp: ComputeParams) -> str:
         import cv2
 
         cv2.setUseOptimized(False)  # every dispatch level off: warpAffine's baseline code on every machine
+        set_openblas_threads(1)
         _refuse(faults(cp))
     return describe(cp)
 
@@ -164,6 +165,7 @@ def without_torch(cp: ComputeParams) -> str:
     `portable`, numpy's settings are checked as `apply` checks torch's."""
     setting = CpuNumerics(cp.cpu_numerics)
     if setting == CpuNumerics.PORTABLE:
+        set_openblas_threads(1)
         _refuse(numpy_faults())
     detail = "numpy without its AVX-512 kernels, OpenBLAS Haswell" if setting == CpuNumerics.PORTABLE \
         else "numpy's own dispatch"
@@ -222,16 +224,31 @@ def _mkl(function: str) -> int | None:
     return int(fn())
 
 
-def openblas() -> tuple[str | None, int | None]:
-    """(core type, threads) of the OpenBLAS numpy runs (its bundled scipy-openblas); (None, None) where
-    numpy carries another BLAS."""
+def set_openblas_threads(n: int) -> None:
+    """OpenBLAS's thread count, set in the library (its environment variable is read once, when numpy starts, and
+    the stage's thread set-up may have changed it before: `sgpose.runtime.threads`). A no-op without it."""
+    lib = _openblas_lib()
+    if lib is not None:
+        lib.scipy_openblas_set_num_threads64_(ctypes.c_int(n))
+
+
+def _openblas_lib():
     import numpy
 
     libs = sorted(glob.glob(os.path.join(os.path.dirname(numpy.__path__[0]), "numpy.libs", "libscipy_openblas*")))
     try:
-        lib = ctypes.CDLL(libs[0])
+        return ctypes.CDLL(libs[0])
+    except (IndexError, OSError):
+        return None
+
+
+def openblas() -> tuple[str | None, int | None]:
+    """(core type, threads) of the OpenBLAS numpy runs (its bundled scipy-openblas); (None, None) where
+    numpy carries another BLAS."""
+    lib = _openblas_lib()
+    try:
         corename, threads = lib.scipy_openblas_get_corename64_, lib.scipy_openblas_get_num_threads64_
-    except (IndexError, OSError, AttributeError):
+    except AttributeError:  # no OpenBLAS (None), or another build of it
         return None, None
     corename.restype, threads.restype = ctypes.c_char_p, ctypes.c_int
     return corename().decode(), int(threads())
