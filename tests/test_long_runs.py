@@ -29,7 +29,8 @@ DIVERGED = re.compile(r"sgpose train_refiner: error: refiner ours: training dive
 
 
 def diverging_repo(dest: Path) -> Path:
-    """make_repo's tiny grid, one backbone, one refiner (no variants, no seeds), the refiner at lr 1e6 for 5 epochs; dvc.yaml regenerated."""
+    """make_repo's tiny grid, one backbone, one refiner (no variants, no seeds) at lr 1e6 for 5 epochs;
+    dvc.yaml regenerated."""
     repo = make_repo(dest)
     params = yaml.safe_load((repo / "params.yaml").read_text())
     for section, name in (("datasets", "tiny_crowd"), ("backbones", "cp"), ("evals", "cp")):
