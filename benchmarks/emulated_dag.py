@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,9 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from conftest import MIRROR  # noqa: E402
-from sgpose.runtime.numerics import PORTABLE_ENV  # noqa: E402
-from workflow_helpers import TINY_RESOURCES, digests, make_repo  # noqa: E402
+from workflow_helpers import TINY_RESOURCES, digests, make_repo, run  # noqa: E402
 
 SKIP = (".snakemake_timestamp",)  # Snakemake's mark on a directory output
 
@@ -50,14 +46,9 @@ def one_machine(machine: str, work: Path) -> tuple[dict[str, str], float, int]:
     """results/'s digests, the wall time and the number of `sgpose` jobs run under the emulator (0 native) of the
     tiny DAG under Snakemake on `machine` (native or a model)."""
     repo = make_repo(work / machine, {"resources": TINY_RESOURCES})
-    path = [str(Path(sys.executable).parent), os.environ["PATH"]]
     bindir = wrapper(work / f"bin-{machine}", machine) if machine != "native" else None
-    env = {k: v for k, v in os.environ.items() if k not in PORTABLE_ENV} | {
-        "SGPOSE_MIRROR": str(MIRROR), "PATH": os.pathsep.join(([str(bindir)] if bindir else []) + path)}
     start = time.monotonic()
-    proc = subprocess.run(["snakemake", "--cores", "2"], cwd=repo, env=env, capture_output=True, text=True)
-    if proc.returncode:
-        raise SystemExit(f"{machine}: snakemake failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    run(["snakemake", "--cores", "2"], repo, machine={"PATH": str(bindir)} if bindir else None)
     calls = len((bindir / "calls.log").read_text().splitlines()) if bindir and (bindir / "calls.log").is_file() else 0
     return digests(repo / "results", skip=SKIP), time.monotonic() - start, calls
 

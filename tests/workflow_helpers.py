@@ -79,10 +79,13 @@ def make_repo(dest: Path, extra: dict | None = None) -> Path:
 
 def run(cmd: list[str], cwd: Path, interleaved: bool = False, machine: dict | None = None) -> str:
     """stdout and stderr of a command the test needs to succeed (the venv's tools first on PATH), in a user's
-    environment (none of the numerics variables the stages set themselves) or `machine`'s;
-    `interleaved`: as one stream, in the order written (a stage's log lines inside DVC's own output)."""
-    env = {k: v for k, v in os.environ.items() if k not in PORTABLE_ENV} | (machine or {})
-    env |= {"SGPOSE_MIRROR": str(MIRROR), "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    environment (none of the numerics variables the stages set themselves) or `machine`'s (its PATH, if any, goes
+    before the venv's tools: a wrapper there replaces them); `interleaved`: as one stream, in the order written (a
+    stage's log lines inside DVC's own output)."""
+    machine = dict(machine or {})
+    path = [p for p in (machine.pop("PATH", None), str(Path(sys.executable).parent), os.environ["PATH"]) if p]
+    env = {k: v for k, v in os.environ.items() if k not in PORTABLE_ENV} | machine
+    env |= {"SGPOSE_MIRROR": str(MIRROR), "PATH": os.pathsep.join(path)}
     proc = subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT if interleaved else subprocess.PIPE, text=True)
     out = proc.stdout + (proc.stderr or "")
